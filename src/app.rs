@@ -1,0 +1,168 @@
+//! Wiring: the listener, the shared state every task gets, background
+//! maintenance, and shutdown.
+//!
+//! Owns: [`Shared`] and the accept loop. Must not: contain protocol logic.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::client::{self, cancel::CancelRegistry};
+use crate::config::Loaded;
+use crate::error::ProxyError;
+use crate::pool::Pools;
+
+/// What every task may reach. No globals: this is passed down explicitly.
+pub struct Shared {
+    pub config: ArcSwap<Loaded>,
+    pub pools: Pools,
+    pub cancels: Arc<CancelRegistry>,
+    /// Connected clients, for `max_client_conn`.
+    pub clients: AtomicUsize,
+    /// Cancelled when the proxy stops accepting and asks clients to leave.
+    pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    pub fn new(loaded: Loaded) -> Arc<Self> {
+        Arc::new(Self {
+            config: ArcSwap::from_pointee(loaded),
+            pools: Pools::default(),
+            cancels: Arc::new(CancelRegistry::default()),
+            clients: AtomicUsize::new(0),
+            shutdown: CancellationToken::new(),
+        })
+    }
+}
+
+/// A running proxy.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    tracker: TaskTracker,
+}
+
+impl Proxy {
+    /// Binds the listener and starts accepting and maintaining pools.
+    ///
+    /// # Errors
+    /// The listen address cannot be bound.
+    pub async fn start(loaded: Loaded) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind(&loaded.config.proxy.listen).await?;
+        let addr = listener.local_addr()?;
+        let shared = Shared::new(loaded);
+        let tracker = TaskTracker::new();
+        tracker.spawn(accept_loop(listener, shared.clone(), tracker.clone()));
+        tokio::spawn(maintain_loop(shared.clone()));
+        tracing::info!(%addr, "pgwarden listening");
+        Ok(Proxy {
+            addr,
+            shared,
+            tracker,
+        })
+    }
+
+    /// Stops accepting, asks idle clients to leave (57P01), lets open
+    /// transactions finish, and waits up to `timeout` for every client.
+    /// Returns true if all left in time.
+    pub async fn shutdown(&self, timeout: Duration) -> bool {
+        self.shared.shutdown.cancel();
+        self.tracker.close();
+        tokio::time::timeout(timeout, self.tracker.wait()).await.is_ok()
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.shared.clients.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a client for `max_client_conn` while it lives.
+struct ClientSlot(Arc<Shared>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shared.shutdown.cancelled() => return,
+        };
+        let socket = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let max = shared.config.load().config.proxy.max_client_conn;
+        let n = shared.clients.fetch_add(1, Ordering::Relaxed);
+        let slot = ClientSlot(shared.clone());
+        let shared = shared.clone();
+        tracker.spawn(async move {
+            let _slot = slot;
+            if n >= max {
+                refuse(socket).await;
+            } else {
+                client::serve(socket, shared).await;
+            }
+        });
+    }
+}
+
+/// Answers an over-limit client with 53300 once it has sent its startup
+/// packet (an 'N' to SSLRequest first, so libpq reads the error properly).
+async fn refuse(socket: TcpStream) {
+    let mut stream = crate::net::MessageStream::new(socket);
+    let deadline = Duration::from_secs(5);
+    let _ = tokio::time::timeout(deadline, async {
+        loop {
+            match crate::wire::startup::decode_startup(&stream.rbuf) {
+                Ok(Some((crate::wire::startup::StartupPacket::SslRequest, used)))
+                | Ok(Some((crate::wire::startup::StartupPacket::GssEncRequest, used))) => {
+                    bytes::Buf::advance(&mut stream.rbuf, used);
+                    if stream.write_all(b"N").await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => {
+                    if stream.fill().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    client::reject(&mut stream.io, &ProxyError::TooManyClients).await;
+}
+
+async fn maintain_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+        for pool in shared.pools.all() {
+            for slot in pool.maintain() {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.fill_slot(slot).await });
+            }
+        }
+    }
+}

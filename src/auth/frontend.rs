@@ -1,0 +1,262 @@
+//! Authenticating a client to pgwarden.
+//!
+//! The method follows `auth_type` and, like PgBouncer, the kind of secret
+//! known: md5 with a SCRAM secret becomes SCRAM, SCRAM with an md5 secret
+//! becomes md5. A user pgwarden does not know goes through the same exchange
+//! against a made-up secret and fails as a wrong password would, so that
+//! the answer does not reveal which user names exist.
+
+use bytes::BytesMut;
+use rand::RngCore;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::backend::BackendSecret;
+use super::md5;
+use super::scram::{self, Keys, ScramSecret, ScramServer};
+use super::secret::Secret;
+use crate::config::AuthType;
+use crate::error::ProxyError;
+use crate::net::{MessageStream, NetError};
+use crate::wire::{backend as be, frontend as fe};
+
+/// Cap on a client's auth message (PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH).
+const MAX_AUTH_MESSAGE: usize = 65_535;
+
+/// What a successful login leaves behind for logging in to servers.
+#[derive(Debug, Default)]
+pub struct Authenticated {
+    /// Keys recovered from a SCRAM proof, or a cleartext password received.
+    pub backend_secret: Option<BackendSecret>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Trust,
+    Cleartext,
+    Md5,
+    Scram,
+}
+
+fn choose(auth_type: AuthType, secret: Option<&Secret>) -> Method {
+    match (auth_type, secret) {
+        (AuthType::Trust, _) => Method::Trust,
+        (AuthType::Plain, _) => Method::Cleartext,
+        (AuthType::Md5, Some(Secret::Scram(_))) => Method::Scram,
+        (AuthType::Md5, _) => Method::Md5,
+        (AuthType::ScramSha256, Some(Secret::Md5(_))) => Method::Md5,
+        (AuthType::ScramSha256, _) => Method::Scram,
+    }
+}
+
+/// Runs the exchange and sends AuthenticationOk on success.
+///
+/// # Errors
+/// `BadPassword` for a wrong password or unknown user, `Protocol` for a
+/// malformed exchange; the caller sends the ErrorResponse.
+pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut MessageStream<S>,
+    user: &str,
+    secret: Option<&Secret>,
+    auth_type: AuthType,
+) -> Result<Authenticated, ProxyError> {
+    let method = choose(auth_type, secret);
+    let known = secret.is_some();
+    // An unknown user is checked against a random secret that nothing matches.
+    let decoy;
+    let secret = match secret {
+        Some(s) => s,
+        None => {
+            decoy = Secret::Plain(random_text());
+            &decoy
+        }
+    };
+    let bad = || ProxyError::BadPassword(user.to_owned());
+    let mut out = BytesMut::new();
+    let result = match method {
+        Method::Trust => Authenticated {
+            backend_secret: BackendSecret::from_stored(secret).filter(|_| known),
+        },
+        Method::Cleartext => {
+            be::authentication_cleartext(&mut out);
+            stream.write_all(&out).await.map_err(net)?;
+            let body = read_password(stream).await?;
+            let pw = fe::parse_password(&body)
+                .and_then(|p| std::str::from_utf8(p).ok())
+                .ok_or_else(|| ProxyError::Protocol("malformed password message".into()))?;
+            if !known || !cleartext_matches(pw, user, secret) {
+                return Err(bad());
+            }
+            Authenticated {
+                backend_secret: Some(BackendSecret::Password(pw.to_owned())),
+            }
+        }
+        Method::Md5 => {
+            let mut salt = [0u8; 4];
+            rand::thread_rng().fill_bytes(&mut salt);
+            be::authentication_md5(&mut out, salt);
+            stream.write_all(&out).await.map_err(net)?;
+            let body = read_password(stream).await?;
+            let answer = fe::parse_password(&body)
+                .ok_or_else(|| ProxyError::Protocol("malformed password message".into()))?;
+            let stored = match secret {
+                Secret::Plain(pw) => md5::secret(pw, user),
+                Secret::Md5(m) => m.clone(),
+                Secret::Scram(_) => return Err(bad()),
+            };
+            let expected = md5::response(&stored, salt);
+            if !known || !md5::constant_time_eq(answer, expected.as_bytes()) {
+                return Err(bad());
+            }
+            Authenticated {
+                backend_secret: BackendSecret::from_stored(secret),
+            }
+        }
+        Method::Scram => {
+            let (scram_secret, from_plain) = match secret {
+                Secret::Scram(s) => (s.clone(), false),
+                Secret::Plain(pw) => (ScramSecret::generate(pw), true),
+                Secret::Md5(_) => return Err(bad()),
+            };
+            let keys = scram_exchange(stream, scram_secret.clone(), &mut out)
+                .await
+                .map_err(|e| match e {
+                    ScramOutcome::Failed => bad(),
+                    ScramOutcome::Fatal(e) => e,
+                })?;
+            if !known {
+                return Err(bad());
+            }
+            let backend_secret = if from_plain {
+                BackendSecret::from_stored(secret)
+            } else {
+                Some(BackendSecret::ScramKeys {
+                    keys,
+                    salt: scram_secret.salt,
+                    iterations: scram_secret.iterations,
+                })
+            };
+            Authenticated { backend_secret }
+        }
+    };
+    out.clear();
+    be::authentication_ok(&mut out);
+    stream.write_all(&out).await.map_err(net)?;
+    Ok(result)
+}
+
+enum ScramOutcome {
+    Failed,
+    Fatal(ProxyError),
+}
+
+async fn scram_exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut MessageStream<S>,
+    secret: ScramSecret,
+    out: &mut BytesMut,
+) -> Result<Keys, ScramOutcome> {
+    let fatal = |e: ProxyError| ScramOutcome::Fatal(e);
+    be::authentication_sasl(out, &[scram::MECHANISM]);
+    stream.write_all(out).await.map_err(|e| fatal(net(e)))?;
+    let body = read_password(stream).await.map_err(fatal)?;
+    let (mechanism, data) = fe::parse_sasl_initial(&body)
+        .ok_or_else(|| fatal(ProxyError::Protocol("malformed SASLInitialResponse".into())))?;
+    if mechanism != scram::MECHANISM {
+        return Err(fatal(ProxyError::Protocol(format!(
+            "client selected an invalid SASL authentication mechanism {mechanism:?}"
+        ))));
+    }
+    let (server, first) = ScramServer::start(secret, data)
+        .map_err(|e| fatal(ProxyError::Protocol(e.to_string())))?;
+    out.clear();
+    be::authentication_sasl_continue(out, first.as_bytes());
+    stream.write_all(out).await.map_err(|e| fatal(net(e)))?;
+    let body = read_password(stream).await.map_err(fatal)?;
+    let (final_msg, keys) = server.finish(&body).map_err(|e| match e {
+        scram::ScramError::BadProof => ScramOutcome::Failed,
+        other => fatal(ProxyError::Protocol(other.to_string())),
+    })?;
+    out.clear();
+    be::authentication_sasl_final(out, final_msg.as_bytes());
+    stream.write_all(out).await.map_err(|e| fatal(net(e)))?;
+    Ok(keys)
+}
+
+fn cleartext_matches(pw: &str, user: &str, secret: &Secret) -> bool {
+    match secret {
+        Secret::Plain(p) => md5::constant_time_eq(p.as_bytes(), pw.as_bytes()),
+        Secret::Md5(m) => md5::constant_time_eq(md5::secret(pw, user).as_bytes(), m.as_bytes()),
+        Secret::Scram(s) => {
+            let derived = ScramSecret::from_password(pw, s.salt.clone(), s.iterations);
+            md5::constant_time_eq(&derived.stored_key, &s.stored_key)
+        }
+    }
+}
+
+async fn read_password<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut MessageStream<S>,
+) -> Result<bytes::Bytes, ProxyError> {
+    let (tag, body) = stream.read_message(MAX_AUTH_MESSAGE).await.map_err(net)?;
+    if tag != fe::PASSWORD {
+        return Err(ProxyError::Protocol(format!(
+            "expected password response, got message type {:?}",
+            tag as char
+        )));
+    }
+    Ok(body)
+}
+
+fn net(e: NetError) -> ProxyError {
+    match e {
+        NetError::Frame(f) => ProxyError::Protocol(f.to_string()),
+        _ => ProxyError::Protocol("connection lost during authentication".into()),
+    }
+}
+
+fn random_text() -> String {
+    let mut raw = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::codec::decode_whole;
+
+    #[tokio::test]
+    async fn md5_login_over_duplex() {
+        let (client, server) = tokio::io::duplex(4096);
+        let mut server = MessageStream::new(server);
+        let secret = Secret::Plain("pw".into());
+        let task = tokio::spawn(async move {
+            authenticate(&mut server, "alice", Some(&secret), AuthType::Md5).await.map(|_| ())
+        });
+        let mut client = MessageStream::new(client);
+        let (tag, body) = client.read_message(1000).await.map_err(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(tag, be::AUTHENTICATION);
+        let salt: [u8; 4] = body[4..8].try_into().unwrap_or_default();
+        let mut out = BytesMut::new();
+        fe::password_message(&mut out, md5::response(&md5::secret("pw", "alice"), salt).as_bytes());
+        let _ = client.write_all(&out).await;
+        let (tag, body) = client.read_message(1000).await.map_err(|e| e.to_string()).unwrap_or_default();
+        assert_eq!((tag, &body[..]), (be::AUTHENTICATION, &[0u8, 0, 0, 0][..]));
+        assert!(matches!(task.await, Ok(Ok(()))));
+        let _ = decode_whole(&[], 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_user_fails_like_a_bad_password() {
+        let (client, server) = tokio::io::duplex(4096);
+        let mut server = MessageStream::new(server);
+        let task = tokio::spawn(async move {
+            authenticate(&mut server, "ghost", None, AuthType::Md5).await.map(|_| ())
+        });
+        let mut client = MessageStream::new(client);
+        let _ = client.read_message(1000).await;
+        let mut out = BytesMut::new();
+        fe::password_message(&mut out, b"md5whatever");
+        let _ = client.write_all(&out).await;
+        let result = task.await.ok();
+        assert_eq!(result, Some(Err(ProxyError::BadPassword("ghost".into()))));
+    }
+}

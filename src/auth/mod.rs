@@ -1,0 +1,14 @@
+//! Authentication in both directions.
+//!
+//! Owns: verifying clients ([`frontend`]), logging in to servers
+//! ([`backend`]), the password schemes ([`md5`], [`scram`]) and where
+//! secrets come from ([`userlist`], [`query`]). Must not: log secrets or
+//! passwords, or tell a client whether a user name exists.
+
+pub mod backend;
+pub mod frontend;
+pub mod md5;
+pub mod query;
+pub mod scram;
+pub mod secret;
+pub mod userlist;

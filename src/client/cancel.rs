@@ -1,0 +1,114 @@
+//! Cancel keys. Each client gets a (process id, secret key) pair made up by
+//! pgwarden; a CancelRequest carrying it is forwarded, with the server's own
+//! key, to the server that client is using at that moment and to no other.
+//!
+//! The registry is sharded and touched only at login, logout and cancel;
+//! per transaction a session only updates its own slot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use rand::Rng;
+use tokio::io::AsyncWriteExt;
+
+use crate::wire::frontend;
+
+const SHARDS: usize = 16;
+
+/// The server a client's cancel request must reach.
+#[derive(Clone, Debug)]
+pub struct CancelTarget {
+    pub addr: Arc<str>,
+    pub process_id: i32,
+    pub secret_key: i32,
+}
+
+pub type CancelSlot = Arc<Mutex<Option<CancelTarget>>>;
+
+pub struct CancelRegistry {
+    shards: Vec<Mutex<HashMap<i32, (i32, CancelSlot)>>>,
+}
+
+impl Default for CancelRegistry {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+/// A client's key; dropping it unregisters the client.
+pub struct Registration {
+    pub process_id: i32,
+    pub secret_key: i32,
+    pub slot: CancelSlot,
+    registry: Arc<CancelRegistry>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.shard(self.process_id).remove(&self.process_id);
+    }
+}
+
+impl CancelRegistry {
+    fn shard(&self, pid: i32) -> std::sync::MutexGuard<'_, HashMap<i32, (i32, CancelSlot)>> {
+        self.shards[pid.unsigned_abs() as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Issues a fresh, unique key for a new client.
+    pub fn register(self: &Arc<Self>) -> Registration {
+        let mut rng = rand::thread_rng();
+        loop {
+            let pid: i32 = rng.gen_range(1..i32::MAX);
+            let mut shard = self.shard(pid);
+            if shard.contains_key(&pid) {
+                continue;
+            }
+            let secret_key: i32 = rng.gen();
+            let slot: CancelSlot = Arc::new(Mutex::new(None));
+            shard.insert(pid, (secret_key, slot.clone()));
+            return Registration {
+                process_id: pid,
+                secret_key,
+                slot,
+                registry: self.clone(),
+            };
+        }
+    }
+
+    /// Forwards a cancel request if the key is known and its client is
+    /// using a server; otherwise does nothing, as PostgreSQL does.
+    pub async fn cancel(&self, process_id: i32, secret_key: i32) {
+        let target = {
+            let shard = self.shard(process_id);
+            match shard.get(&process_id) {
+                Some((key, slot)) if *key == secret_key => {
+                    slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
+                }
+                _ => None,
+            }
+        };
+        let Some(target) = target else {
+            tracing::debug!("cancel request for unknown key or idle client ignored");
+            return;
+        };
+        self.cancel_target(&target).await;
+    }
+
+    /// Sends a CancelRequest for `target` to its server.
+    pub async fn cancel_target(&self, target: &CancelTarget) {
+        let mut buf = BytesMut::new();
+        frontend::cancel_request(&mut buf, target.process_id, target.secret_key);
+        match tokio::net::TcpStream::connect(&*target.addr).await {
+            Ok(mut sock) => {
+                let _ = sock.write_all(&buf).await;
+                let _ = sock.shutdown().await;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not send cancel request to server"),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! A client's way in: startup packet, SSL refusal, protocol negotiation,
+//! authentication, pool choice and the welcome (ParameterStatus,
+//! BackendKeyData, ReadyForQuery).
+
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::net::TcpStream;
+
+use super::cancel::Registration;
+use crate::app::Shared;
+use crate::auth::backend::BackendSecret;
+use crate::auth::frontend::authenticate;
+use crate::auth::query::{lookup, AuthQuery};
+use crate::auth::secret::Secret;
+use crate::config::{Loaded, PoolMode};
+use crate::error::ProxyError;
+use crate::net::{MessageStream, NetError};
+use crate::pool::{Pool, PoolError, PoolKey};
+use crate::server::ServerTarget;
+use crate::wire::backend as be;
+use crate::wire::startup::{decode_startup, StartupError, StartupPacket};
+
+/// Startup parameters pgwarden accepts from clients; the session-state work
+/// applies them per transaction. Anything else is refused unless listed in
+/// `ignore_startup_parameters`, as in PgBouncer.
+const TRACKED_PARAMS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "standard_conforming_strings",
+    "search_path",
+    "extra_float_digits",
+    "options",
+];
+
+/// Parameters the client's ParameterStatus reports take from its own startup packet.
+const REPORTED_FROM_CLIENT: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "standard_conforming_strings",
+];
+
+/// A logged-in client.
+pub struct Login {
+    pub pool: Arc<Pool>,
+    pub mode: PoolMode,
+    pub registration: Registration,
+    pub user: String,
+    pub database: String,
+    pub params: Vec<(String, String)>,
+}
+
+/// What the first packets asked for.
+pub enum Outcome {
+    Login(Login),
+    /// A CancelRequest was handled; close the socket.
+    Cancelled,
+}
+
+/// Runs the handshake up to the first ReadyForQuery.
+///
+/// # Errors
+/// A `ProxyError` to send to the client (if the socket still works), after
+/// which the connection is closed.
+pub async fn handshake(
+    stream: &mut MessageStream<TcpStream>,
+    shared: &Arc<Shared>,
+) -> Result<Outcome, ProxyError> {
+    let (minor, params) = loop {
+        match read_startup(stream).await? {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                // No TLS yet: 'N' tells the client to go on in cleartext.
+                stream.write_all(b"N").await.map_err(lost)?;
+            }
+            StartupPacket::Cancel {
+                process_id,
+                secret_key,
+            } => {
+                shared.cancels.cancel(process_id, secret_key).await;
+                return Ok(Outcome::Cancelled);
+            }
+            StartupPacket::Startup { minor, params } => break (minor, params),
+        }
+    };
+    let loaded = shared.config.load_full();
+    let mut out = BytesMut::new();
+
+    let unknown_pq: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if minor > 0 || !unknown_pq.is_empty() {
+        be::negotiate_protocol_version(&mut out, 0, &unknown_pq);
+    }
+    let mut user = None;
+    let mut database = None;
+    let mut tracked = Vec::new();
+    for (k, v) in &params {
+        match k.as_str() {
+            "user" => user = Some(v.clone()),
+            "database" => database = Some(v.clone()),
+            "replication" if v != "false" && v != "0" && v != "off" => {
+                return Err(ProxyError::Unsupported("replication connections"))
+            }
+            k if k.starts_with("_pq_.") => {}
+            k if TRACKED_PARAMS.iter().any(|t| t.eq_ignore_ascii_case(k)) => {
+                tracked.push((k.to_owned(), v.clone()))
+            }
+            k if loaded.config.proxy.ignore_startup_parameters.contains_ignore_case(k) => {}
+            k => return Err(ProxyError::UnsupportedParameter(k.to_owned())),
+        }
+    }
+    let user = user.filter(|u| !u.is_empty()).ok_or(ProxyError::NoUser)?;
+    let database = database.filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    let db_settings = loaded
+        .database(&database)
+        .ok_or_else(|| ProxyError::UnknownDatabase(database.clone()))?
+        .clone();
+    if !out.is_empty() {
+        stream.write_all(&out).await.map_err(lost)?;
+        out.clear();
+    }
+
+    let secret = find_secret(&loaded, &user, &db_settings.primary, &database).await;
+    let auth = authenticate(stream, &user, secret.as_ref(), loaded.config.proxy.auth_type).await?;
+
+    // A database with its own `user` logs every client in as that user and
+    // so shares one pool among them, as in PgBouncer.
+    let (server_user, backend_secret) = match &db_settings.user {
+        Some(forced) => (
+            forced.clone(),
+            db_settings
+                .password
+                .clone()
+                .map(BackendSecret::Password)
+                .or_else(|| loaded.users.get(forced).and_then(BackendSecret::from_stored)),
+        ),
+        None => (user.clone(), auth.backend_secret),
+    };
+    let key = PoolKey {
+        db: database.clone(),
+        user: server_user.clone(),
+    };
+    let target = ServerTarget {
+        addr: db_settings.primary.clone(),
+        dbname: db_settings.dbname.clone().unwrap_or_else(|| database.clone()),
+        user: server_user,
+        secret: backend_secret.clone(),
+    };
+    let pool = shared.pools.get_or_create(&key, &loaded, target);
+    if let Some(secret) = backend_secret {
+        // Keep the freshest credentials: a newer login may carry SCRAM keys
+        // for a password changed since the pool was made.
+        pool.update_target(|t| t.secret = Some(secret));
+    }
+    let welcome = match pool.welcome() {
+        Some(w) => w,
+        None => {
+            // Learn the server's parameters from a first server, as PgBouncer does.
+            let guard = pool.checkout().await.map_err(pool_error)?;
+            drop(guard);
+            pool.welcome().unwrap_or_default()
+        }
+    };
+
+    for (name, value) in welcome.iter() {
+        let own = REPORTED_FROM_CLIENT
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(name))
+            .then(|| tracked.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .flatten();
+        let value = own.map(|(_, v)| v.as_str()).unwrap_or(value);
+        be::parameter_status(&mut out, name, value);
+    }
+    let registration = shared.cancels.register();
+    be::backend_key_data(&mut out, registration.process_id, registration.secret_key);
+    be::ready_for_query(&mut out, be::TX_IDLE);
+    stream.write_all(&out).await.map_err(lost)?;
+
+    Ok(Outcome::Login(Login {
+        mode: loaded.pool_mode(&database, &user),
+        pool,
+        registration,
+        user,
+        database,
+        params: tracked,
+    }))
+}
+
+/// The user's secret: `auth_file`/`[users]` first, then `auth_query`.
+async fn find_secret(loaded: &Loaded, user: &str, primary: &str, database: &str) -> Option<Secret> {
+    if let Some(s) = loaded.users.get(user) {
+        return Some(s.clone());
+    }
+    let p = &loaded.config.proxy;
+    let auth_user = p.auth_user.as_deref()?;
+    let Some(Secret::Plain(auth_password)) = loaded.users.get(auth_user) else {
+        tracing::warn!("auth_user needs a cleartext password in auth_file or [users]");
+        return None;
+    };
+    let dbname = loaded
+        .database(database)
+        .and_then(|d| d.dbname.clone())
+        .unwrap_or_else(|| database.to_owned());
+    let query = AuthQuery {
+        addr: primary,
+        dbname: &dbname,
+        auth_user,
+        auth_password,
+        query: &p.auth_query,
+    };
+    let timeout = p.server_connect_timeout.enabled().unwrap_or(std::time::Duration::from_secs(15));
+    match lookup(&query, user, timeout).await {
+        Ok(secret) => secret,
+        Err(e) => {
+            tracing::warn!(error = %e, "auth_query lookup failed");
+            None
+        }
+    }
+}
+
+async fn read_startup(stream: &mut MessageStream<TcpStream>) -> Result<StartupPacket, ProxyError> {
+    loop {
+        match decode_startup(&stream.rbuf) {
+            Ok(Some((packet, used))) => {
+                stream.rbuf.advance(used);
+                return Ok(packet);
+            }
+            Ok(None) => {}
+            Err(StartupError::UnsupportedProtocol { major, minor }) => {
+                return Err(ProxyError::Protocol(format!(
+                    "unsupported frontend protocol {major}.{minor}: server supports 3.0"
+                )))
+            }
+            Err(e) => return Err(ProxyError::Protocol(e.to_string())),
+        }
+        stream.fill().await.map_err(lost)?;
+    }
+}
+
+/// Maps a pool failure during login or a transaction to the client's error.
+/// A server's own refusal (e.g. its `pg_hba.conf` or a missing database)
+/// is passed on with the server's SQLSTATE.
+pub fn pool_error(e: PoolError) -> ProxyError {
+    match e {
+        PoolError::WaitTimeout => ProxyError::QueryWaitTimeout,
+        PoolError::Connect(err) => match err.server_error() {
+            Some(fields) => ProxyError::Server {
+                code: fields.code.clone(),
+                message: fields.message.clone(),
+            },
+            None => ProxyError::ServerUnavailable,
+        },
+    }
+}
+
+fn lost(_: NetError) -> ProxyError {
+    ProxyError::Protocol("connection lost during login".into())
+}

@@ -1,0 +1,57 @@
+//! The client half of the proxy: one task per application connection.
+//!
+//! Owns: the client's socket, its login ([`handshake`]), its cancel key
+//! ([`cancel`]) and the forwarding loop ([`session`]). Must not: share a
+//! server with another client, or hold a pool lock.
+
+pub mod cancel;
+pub mod handshake;
+pub mod session;
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::app::Shared;
+use crate::error::ProxyError;
+use crate::net::MessageStream;
+use handshake::{handshake, Outcome};
+
+/// Serves one accepted connection to the end.
+pub async fn serve(socket: TcpStream, shared: Arc<Shared>) {
+    let mut stream = MessageStream::new(socket);
+    let login_timeout = shared
+        .config
+        .load()
+        .config
+        .proxy
+        .client_login_timeout
+        .enabled();
+    let result = match login_timeout {
+        Some(t) => tokio::time::timeout(t, handshake(&mut stream, &shared))
+            .await
+            .unwrap_or(Err(ProxyError::LoginTimeout)),
+        None => handshake(&mut stream, &shared).await,
+    };
+    match result {
+        Ok(Outcome::Login(login)) => {
+            let MessageStream { io, rbuf } = stream;
+            session::Session::new(io, rbuf, login, shared).run().await;
+        }
+        Ok(Outcome::Cancelled) => {}
+        Err(e) => {
+            tracing::info!(kind = e.kind(), "login refused: {e}");
+            reject(&mut stream.io, &e).await;
+        }
+    }
+}
+
+/// Sends an error to a client that will not be served, and closes.
+pub async fn reject(socket: &mut TcpStream, e: &ProxyError) {
+    let mut out = BytesMut::new();
+    e.encode(&mut out);
+    let _ = socket.write_all(&out).await;
+    let _ = socket.shutdown().await;
+}

@@ -1,0 +1,470 @@
+//! One logged-in client: forwards its messages to a server it borrows from
+//! the pool and the server's answers back, without decoding either beyond
+//! message headers.
+//!
+//! A server is lent per transaction (transaction mode), per statement
+//! (statement mode) or for the whole session (session mode). It goes back
+//! to the pool only at a point where another client can inherit it
+//! unchanged: every request answered (each Query, Sync and FunctionCall
+//! expects one ReadyForQuery), no extended-protocol batch open, both
+//! streams on a message boundary, and the last ReadyForQuery saying idle.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::cancel::CancelTarget;
+use super::handshake::{pool_error, Login};
+use crate::app::Shared;
+use crate::config::PoolMode;
+use crate::error::ProxyError;
+use crate::pool::ServerGuard;
+use crate::wire::backend::{self as be};
+use crate::wire::codec::{FrameError, Item, Scanner, Step, TagSet};
+use crate::wire::frontend as fe;
+
+/// Server messages the session reads whole: only ReadyForQuery.
+const SERVER_WHOLE: TagSet = TagSet::of(&[be::READY_FOR_QUERY]);
+/// Client messages the session reads whole: none yet, headers suffice.
+const CLIENT_WHOLE: TagSet = TagSet::EMPTY;
+/// Read buffers start here and are refilled in place.
+const BUF_SIZE: usize = 16 * 1024;
+/// How long cleanup (ROLLBACK, reset query) may take before the server is closed instead.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Event {
+    Client(std::io::Result<usize>),
+    Server(std::io::Result<usize>),
+    Timer,
+    Shutdown,
+}
+
+/// Why the session ended, for the log.
+#[derive(Debug)]
+enum End {
+    ClientLeft,
+    Error(ProxyError),
+}
+
+pub struct Session {
+    client: TcpStream,
+    cbuf: BytesMut,
+    cscan: Scanner,
+    server: Option<ServerGuard>,
+    sscan: Scanner,
+    /// ReadyForQuery messages the server still owes.
+    pending: u32,
+    /// An extended-protocol batch was sent without its Sync yet.
+    open_batch: bool,
+    tx_status: u8,
+    /// When the oldest unanswered request went out (for `query_timeout`).
+    request_since: Option<Instant>,
+    cancel_sent: bool,
+    last_activity: Instant,
+    out: BytesMut,
+    login: Login,
+    shared: Arc<Shared>,
+    max_packet: usize,
+    timeouts: Timeouts,
+}
+
+#[derive(Clone, Copy)]
+struct Timeouts {
+    query: Option<Duration>,
+    idle_transaction: Option<Duration>,
+    client_idle: Option<Duration>,
+    reset_always: bool,
+}
+
+impl Session {
+    pub fn new(client: TcpStream, cbuf: BytesMut, login: Login, shared: Arc<Shared>) -> Self {
+        let cfg = shared.config.load();
+        let p = &cfg.config.proxy;
+        let timeouts = Timeouts {
+            query: p.query_timeout.enabled(),
+            idle_transaction: p.idle_transaction_timeout.enabled(),
+            client_idle: p.client_idle_timeout.enabled(),
+            reset_always: p.server_reset_query_always,
+        };
+        let max_packet = p.max_packet_size;
+        drop(cfg);
+        Self {
+            client,
+            cbuf,
+            cscan: Scanner::new(),
+            server: None,
+            sscan: Scanner::new(),
+            pending: 0,
+            open_batch: false,
+            tx_status: be::TX_IDLE,
+            request_since: None,
+            cancel_sent: false,
+            last_activity: Instant::now(),
+            out: BytesMut::with_capacity(256),
+            login,
+            shared,
+            max_packet,
+            timeouts,
+        }
+    }
+
+    /// Serves the client until it leaves or an error ends the session.
+    pub async fn run(mut self) {
+        let end = self.serve().await;
+        match &end {
+            End::ClientLeft => {}
+            End::Error(e) => {
+                tracing::debug!(user = %self.login.user, db = %self.login.database, kind = e.kind(), "session ended: {e}");
+                self.out.clear();
+                e.encode(&mut self.out);
+                let _ = self.client.write_all(&self.out).await;
+            }
+        }
+        self.cleanup().await;
+    }
+
+    async fn serve(&mut self) -> End {
+        if !self.cbuf.is_empty() {
+            if let Err(end) = self.on_client_data().await {
+                return end;
+            }
+        }
+        loop {
+            let event = self.next_event().await;
+            let step = match event {
+                Event::Client(Ok(0)) | Event::Client(Err(_)) => return End::ClientLeft,
+                Event::Client(Ok(_)) => self.on_client_data().await,
+                Event::Server(Ok(0)) | Event::Server(Err(_)) => self.on_server_lost(),
+                Event::Server(Ok(_)) => self.on_server_data().await,
+                Event::Timer => self.on_timer().await,
+                Event::Shutdown => Err(End::Error(ProxyError::Shutdown)),
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let deadline = self.next_deadline();
+        let sleep_at = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+        reserve(&mut self.cbuf);
+        match self.server.as_mut() {
+            Some(guard) => {
+                let conn = guard.conn();
+                reserve(&mut conn.stream.rbuf);
+                tokio::select! {
+                    biased;
+                    r = conn.stream.io.read_buf(&mut conn.stream.rbuf) => Event::Server(r),
+                    r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
+                    _ = tokio::time::sleep_until(sleep_at.into()), if deadline.is_some() => Event::Timer,
+                }
+            }
+            None => {
+                tokio::select! {
+                    r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
+                    _ = self.shared.shutdown.cancelled() => Event::Shutdown,
+                    _ = tokio::time::sleep_until(sleep_at.into()), if deadline.is_some() => Event::Timer,
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let t = &self.timeouts;
+        if self.server.is_none() {
+            return t.client_idle.map(|d| self.last_activity + d);
+        }
+        if self.pending > 0 {
+            if self.cancel_sent {
+                return None;
+            }
+            return t.query.zip(self.request_since).map(|(d, since)| since + d);
+        }
+        if self.tx_status != be::TX_IDLE {
+            return t.idle_transaction.map(|d| self.last_activity + d);
+        }
+        None
+    }
+
+    async fn on_timer(&mut self) -> Result<(), End> {
+        let now = Instant::now();
+        if !self.next_deadline().is_some_and(|d| now >= d) {
+            return Ok(());
+        }
+        if self.server.is_none() {
+            return Err(End::Error(ProxyError::ClientIdleTimeout));
+        }
+        if self.pending > 0 {
+            // query_timeout: let the server cancel the statement; its own
+            // 57014 error then reaches the client and the session goes on.
+            self.cancel_sent = true;
+            if let Some(target) = self.current_cancel_target() {
+                let registry = self.shared.cancels.clone();
+                tokio::spawn(async move { registry.cancel_target(&target).await });
+            }
+            return Ok(());
+        }
+        // Idle in a transaction for too long: the server is closed, which
+        // rolls the transaction back.
+        if let Some(mut guard) = self.server.take() {
+            guard.set_reusable(false);
+        }
+        Err(End::Error(ProxyError::IdleTransactionTimeout))
+    }
+
+    fn current_cancel_target(&mut self) -> Option<CancelTarget> {
+        let conn = self.server.as_mut()?.conn();
+        Some(CancelTarget {
+            addr: conn.addr.clone(),
+            process_id: conn.process_id,
+            secret_key: conn.secret_key,
+        })
+    }
+
+    /// Forwards what the client sent, borrowing a server first if needed.
+    async fn on_client_data(&mut self) -> Result<(), End> {
+        self.last_activity = Instant::now();
+        let (forward, terminate) = self.scan_client().map_err(protocol_error)?;
+        if forward > 0 {
+            if self.server.is_none() {
+                self.attach().await?;
+            }
+            if let Some(guard) = self.server.as_mut() {
+                guard.set_reusable(false);
+                let io = &mut guard.conn().stream.io;
+                if io.write_all(&self.cbuf[..forward]).await.is_err() {
+                    self.cbuf.advance(forward);
+                    return self.on_server_lost();
+                }
+            }
+            self.cbuf.advance(forward);
+        }
+        if terminate {
+            return Err(End::ClientLeft);
+        }
+        Ok(())
+    }
+
+    /// Walks the client's buffered bytes; returns how many to forward and
+    /// whether a Terminate ends them.
+    fn scan_client(&mut self) -> Result<(usize, bool), FrameError> {
+        let mut pos = 0;
+        loop {
+            match self.cscan.next(&self.cbuf[pos..], &CLIENT_WHOLE, self.max_packet)? {
+                Step::Item(Item::Header { tag, .. }, used) => {
+                    match tag {
+                        fe::TERMINATE => return Ok((pos, true)),
+                        fe::QUERY | fe::SYNC | fe::FUNCTION_CALL => {
+                            if self.pending == 0 {
+                                self.request_since = Some(self.last_activity);
+                                self.cancel_sent = false;
+                            }
+                            self.pending += 1;
+                            self.open_batch = false;
+                        }
+                        fe::PARSE | fe::BIND | fe::DESCRIBE | fe::EXECUTE | fe::CLOSE | fe::FLUSH => {
+                            self.open_batch = true;
+                        }
+                        _ => {}
+                    }
+                    pos += used;
+                }
+                Step::Item(_, used) => pos += used,
+                Step::NeedMore(n) => {
+                    grow_for(&mut self.cbuf, pos + n);
+                    return Ok((pos, false));
+                }
+            }
+        }
+    }
+
+    /// Borrows a server for the next transaction (or the session).
+    async fn attach(&mut self) -> Result<(), End> {
+        let mut guard = self
+            .login
+            .pool
+            .checkout()
+            .await
+            .map_err(|e| End::Error(pool_error(e)))?;
+        let conn = guard.conn();
+        *self.login.registration.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(CancelTarget {
+            addr: conn.addr.clone(),
+            process_id: conn.process_id,
+            secret_key: conn.secret_key,
+        });
+        self.sscan = Scanner::new();
+        self.tx_status = be::TX_IDLE;
+        self.server = Some(guard);
+        Ok(())
+    }
+
+    /// Forwards what the server sent and gives the server back when safe.
+    async fn on_server_data(&mut self) -> Result<(), End> {
+        self.last_activity = Instant::now();
+        let Some(guard) = self.server.as_mut() else {
+            return Ok(());
+        };
+        let conn = guard.conn();
+        let rbuf = &mut conn.stream.rbuf;
+        let mut pos = 0;
+        loop {
+            match self.sscan.next(&rbuf[pos..], &SERVER_WHOLE, self.max_packet) {
+                Ok(Step::Item(Item::Message { body, .. }, used)) => {
+                    // Only ReadyForQuery is read whole.
+                    self.pending = self.pending.saturating_sub(1);
+                    self.tx_status = body.first().copied().unwrap_or(be::TX_IDLE);
+                    if self.pending == 0 {
+                        self.request_since = None;
+                    }
+                    pos += used;
+                }
+                Ok(Step::Item(_, used)) => pos += used,
+                Ok(Step::NeedMore(n)) => {
+                    grow_for(rbuf, pos + n);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "server sent a malformed message");
+                    guard.set_reusable(false);
+                    self.server = None;
+                    return Err(End::Error(ProxyError::ServerLost));
+                }
+            }
+        }
+        if pos > 0 {
+            if self.client.write_all(&rbuf[..pos]).await.is_err() {
+                rbuf.advance(pos);
+                return Err(End::ClientLeft);
+            }
+            rbuf.advance(pos);
+        }
+        self.after_server_data().await
+    }
+
+    async fn after_server_data(&mut self) -> Result<(), End> {
+        if !self.at_rest() {
+            return Ok(());
+        }
+        match self.login.mode {
+            PoolMode::Session => Ok(()),
+            PoolMode::Statement if self.tx_status != be::TX_IDLE => {
+                if let Some(mut guard) = self.server.take() {
+                    guard.set_reusable(false);
+                }
+                Err(End::Error(ProxyError::TransactionInStatementMode))
+            }
+            PoolMode::Transaction | PoolMode::Statement => {
+                if self.tx_status == be::TX_IDLE {
+                    self.release().await;
+                    if self.shared.shutdown.is_cancelled() {
+                        return Err(End::Error(ProxyError::Shutdown));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// True when the server owes nothing and no message is half-sent either way.
+    fn at_rest(&mut self) -> bool {
+        let server_drained = match self.server.as_mut() {
+            Some(g) => g.conn().stream.rbuf.is_empty(),
+            None => true,
+        };
+        self.pending == 0
+            && !self.open_batch
+            && self.cscan.at_boundary()
+            && self.sscan.at_boundary()
+            && server_drained
+    }
+
+    /// Gives the server back to the pool.
+    async fn release(&mut self) {
+        let Some(mut guard) = self.server.take() else {
+            return;
+        };
+        *self.login.registration.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let ok = !self.timeouts.reset_always || self.reset(&mut guard).await;
+        guard.set_reusable(ok);
+    }
+
+    async fn reset(&self, guard: &mut ServerGuard) -> bool {
+        let query = self.shared.config.load().config.proxy.server_reset_query.clone();
+        if query.trim().is_empty() {
+            return true;
+        }
+        matches!(
+            tokio::time::timeout(CLEANUP_TIMEOUT, guard.conn().run(&query)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    fn on_server_lost(&mut self) -> Result<(), End> {
+        if let Some(mut guard) = self.server.take() {
+            guard.set_reusable(false);
+        }
+        tracing::info!(user = %self.login.user, db = %self.login.database, "server connection lost mid-session");
+        if self.sscan.at_boundary() {
+            Err(End::Error(ProxyError::ServerLost))
+        } else {
+            // Mid-message: anything more would corrupt the client's stream.
+            Err(End::ClientLeft)
+        }
+    }
+
+    /// After the client is gone: leave the server clean for the next client,
+    /// or close it. A transaction left open is rolled back; a server still
+    /// busy with a request is closed (PostgreSQL then aborts it).
+    async fn cleanup(&mut self) {
+        let Some(mut guard) = self.server.take() else {
+            return;
+        };
+        *self.login.registration.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if !self.at_rest_without(&mut guard) {
+            guard.set_reusable(false);
+            return;
+        }
+        let mut ok = true;
+        if self.tx_status != be::TX_IDLE {
+            ok = matches!(
+                tokio::time::timeout(CLEANUP_TIMEOUT, guard.conn().run("ROLLBACK")).await,
+                Ok(Ok(()))
+            );
+        }
+        if ok && (self.login.mode == PoolMode::Session || self.timeouts.reset_always) {
+            ok = self.reset(&mut guard).await;
+        }
+        guard.set_reusable(ok);
+    }
+
+    fn at_rest_without(&self, guard: &mut ServerGuard) -> bool {
+        self.pending == 0
+            && !self.open_batch
+            && self.cscan.at_boundary()
+            && self.sscan.at_boundary()
+            && guard.conn().stream.rbuf.is_empty()
+    }
+}
+
+fn protocol_error(e: FrameError) -> End {
+    End::Error(ProxyError::Protocol(e.to_string()))
+}
+
+/// Keeps room to read into without growing on every read.
+#[inline]
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(BUF_SIZE);
+    }
+}
+
+/// Makes room for a whole message of `total` bytes (already capped by max_packet_size).
+fn grow_for(buf: &mut BytesMut, total: usize) {
+    if total > buf.capacity() {
+        buf.reserve(total - buf.len());
+    }
+}

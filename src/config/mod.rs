@@ -1,0 +1,290 @@
+//! Loading and validating the configuration file.
+//!
+//! Owns: turning a TOML file (plus its `auth_file`) into a checked
+//! [`Loaded`] config. Must not: start anything; a config that fails here is
+//! never used, and on reload the old one stays in force.
+
+pub mod duration;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use schema::{AuthType, Config, DatabaseSettings, PoolMode, ProxySettings, UserSettings};
+
+use crate::auth::secret::Secret;
+use crate::auth::userlist;
+
+/// One thing wrong with a config, located by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub what: String,
+}
+
+/// Why a config file was refused: every problem found, with the file named.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}: {}", self.file.display(), p.key, p.what)?;
+        }
+        Ok(())
+    }
+}
+
+/// A validated config and the users it knows.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Users from `auth_file` overlaid with `[users]` passwords.
+    pub users: HashMap<String, Secret>,
+    pub path: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// Settings of the database a client named, if it is configured.
+    pub fn database(&self, name: &str) -> Option<&DatabaseSettings> {
+        self.config.databases.get(name)
+    }
+
+    pub fn pool_mode(&self, db: &str, user: &str) -> PoolMode {
+        self.config
+            .users
+            .get(user)
+            .and_then(|u| u.pool_mode)
+            .or_else(|| self.database(db).and_then(|d| d.pool_mode))
+            .unwrap_or(self.config.proxy.pool_mode)
+    }
+
+    pub fn pool_size(&self, db: &str) -> usize {
+        self.database(db)
+            .and_then(|d| d.pool_size)
+            .unwrap_or(self.config.proxy.default_pool_size)
+    }
+
+    pub fn min_pool_size(&self, db: &str) -> usize {
+        self.database(db)
+            .and_then(|d| d.min_pool_size)
+            .unwrap_or(self.config.proxy.min_pool_size)
+    }
+
+    pub fn reserve_pool_size(&self, db: &str) -> usize {
+        self.database(db)
+            .and_then(|d| d.reserve_pool_size)
+            .unwrap_or(self.config.proxy.reserve_pool_size)
+    }
+
+    pub fn max_db_connections(&self, db: &str) -> usize {
+        self.database(db)
+            .and_then(|d| d.max_db_connections)
+            .unwrap_or(self.config.proxy.max_db_connections)
+    }
+
+    pub fn max_user_connections(&self, user: &str) -> usize {
+        self.config
+            .users
+            .get(user)
+            .and_then(|u| u.max_user_connections)
+            .unwrap_or(self.config.proxy.max_user_connections)
+    }
+}
+
+/// Reads, parses and validates a config file.
+///
+/// # Errors
+/// Every problem found, each naming its key.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let fail = |key: &str, what: String| ConfigError {
+        file: path.to_owned(),
+        problems: vec![Problem { key: key.into(), what }],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail("(file)", e.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    from_str(&text, base)
+        .map(|mut l| {
+            l.path = Some(path.to_owned());
+            l
+        })
+        .map_err(|problems| ConfigError {
+            file: path.to_owned(),
+            problems,
+        })
+}
+
+/// Parses and validates config text; relative paths resolve against `base`.
+///
+/// # Errors
+/// Every problem found.
+pub fn from_str(text: &str, base: &Path) -> Result<Loaded, Vec<Problem>> {
+    let config: Config = toml::from_str(text).map_err(|e| {
+        let key = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}")
+            })
+            .unwrap_or_else(|| "(parse)".into());
+        vec![Problem {
+            key,
+            what: e.message().to_owned(),
+        }]
+    })?;
+    from_config(config, base)
+}
+
+/// Validates an already-built config (used by `quickstart` and tests).
+///
+/// # Errors
+/// Every problem found.
+pub fn from_config(config: Config, base: &Path) -> Result<Loaded, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, what: String| {
+        problems.push(Problem {
+            key: key.into(),
+            what,
+        })
+    };
+    let p = &config.proxy;
+    if let Err(e) = check_addr(&p.listen) {
+        problem("proxy.listen", e);
+    }
+    if p.max_client_conn == 0 {
+        problem("proxy.max_client_conn", "must be at least 1".into());
+    }
+    if p.default_pool_size == 0 {
+        problem("proxy.default_pool_size", "must be at least 1".into());
+    }
+    if p.min_pool_size > p.default_pool_size {
+        problem(
+            "proxy.min_pool_size",
+            format!("{} is larger than default_pool_size {}", p.min_pool_size, p.default_pool_size),
+        );
+    }
+    if p.max_packet_size < 1024 || p.max_packet_size > i32::MAX as usize {
+        problem("proxy.max_packet_size", "must be between 1024 and 2147483647".into());
+    }
+    if p.auth_user.is_some() && p.auth_query.trim().is_empty() {
+        problem("proxy.auth_query", "auth_user is set but auth_query is empty".into());
+    }
+    if config.databases.is_empty() {
+        problem("databases", "no database is configured; add a [databases.NAME] table".into());
+    }
+    for (name, db) in &config.databases {
+        if let Err(e) = check_addr(&db.primary) {
+            problem(&format!("databases.{name}.primary"), e);
+        }
+        for (i, r) in db.replicas.iter().enumerate() {
+            if let Err(e) = check_addr(r) {
+                problem(&format!("databases.{name}.replicas[{i}]"), e);
+            }
+        }
+        if db.pool_size == Some(0) {
+            problem(&format!("databases.{name}.pool_size"), "must be at least 1".into());
+        }
+        if db.password.is_some() && db.user.is_none() {
+            problem(&format!("databases.{name}.password"), "password given without user".into());
+        }
+    }
+
+    let mut users = HashMap::new();
+    if let Some(file) = &p.auth_file {
+        let path = base.join(file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match userlist::parse(&text) {
+                Ok(u) => users = u,
+                Err(e) => problem("proxy.auth_file", format!("{}: {e}", path.display())),
+            },
+            Err(e) => problem("proxy.auth_file", format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    for (name, u) in &config.users {
+        if let Some(pw) = &u.password {
+            users.insert(name.clone(), Secret::parse(pw));
+        }
+    }
+    if let Some(auth_user) = &p.auth_user {
+        if !users.contains_key(auth_user) {
+            problem(
+                "proxy.auth_user",
+                format!("{auth_user:?} has no password in auth_file or [users]"),
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok(Loaded {
+            config,
+            users,
+            path: None,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+/// Checks a `"host:port"` string.
+fn check_addr(addr: &str) -> Result<(), String> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{addr:?} is not \"host:port\""))?;
+    if host.is_empty() {
+        return Err(format!("{addr:?} has no host"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("{addr:?} has an invalid port"))
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config() {
+        let text = "[databases.app]\nprimary = \"127.0.0.1:5432\"\n";
+        let loaded = from_str(text, Path::new("."));
+        let Ok(loaded) = loaded else { panic!("{loaded:?}") };
+        assert_eq!(loaded.pool_size("app"), 20);
+        assert_eq!(loaded.pool_mode("app", "x"), PoolMode::Transaction);
+    }
+
+    #[test]
+    fn names_keys_of_problems() {
+        let text = "[proxy]\nlisten = \"nope\"\n[databases.app]\nprimary = \"h:99999\"\n";
+        let keys: Vec<String> = from_str(text, Path::new("."))
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(keys, vec!["proxy.listen", "databases.app.primary"]);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line() {
+        let text = "[proxy]\nlisten = \"127.0.0.1:1\"\npool_mod = \"session\"\n";
+        let problems = from_str(text, Path::new(".")).err().unwrap_or_default();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "line 3");
+        assert!(problems[0].what.contains("pool_mod"), "{}", problems[0].what);
+    }
+
+    #[test]
+    fn durations_and_lists() {
+        let text = "[proxy]\nquery_wait_timeout = \"250ms\"\nserver_lifetime = 60\nignore_startup_parameters = \"extra_float_digits, options\"\n[databases.a]\nprimary = \"h:1\"\n";
+        let l = from_str(text, Path::new(".")).ok();
+        let p = l.map(|l| l.config.proxy).unwrap_or_default();
+        assert_eq!(p.query_wait_timeout, duration::Secs::from_millis(250));
+        assert_eq!(p.server_lifetime, duration::Secs::from_secs(60));
+        assert!(p.ignore_startup_parameters.contains_ignore_case("OPTIONS"));
+    }
+}

@@ -1,0 +1,192 @@
+//! The configuration file's shape. Names and meanings follow PgBouncer's
+//! `pgbouncer.ini` wherever PgBouncer has the setting; see
+//! `proxy.toml.example` for every key.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::duration::Secs;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// A client keeps its server until it disconnects.
+    Session,
+    /// A client holds a server for one transaction.
+    #[default]
+    Transaction,
+    /// A client holds a server for one statement; transactions are refused.
+    Statement,
+}
+
+impl PoolMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+            PoolMode::Statement => "statement",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum AuthType {
+    /// No password asked; any user is let in (PgBouncer's `any` is the same here).
+    #[serde(rename = "trust", alias = "any")]
+    Trust,
+    /// Cleartext password.
+    #[serde(rename = "plain")]
+    Plain,
+    /// md5, or SCRAM when the stored secret is a SCRAM secret (as PgBouncer).
+    #[default]
+    #[serde(rename = "md5")]
+    Md5,
+    /// SCRAM-SHA-256, or md5 when only an md5 secret is known (as PgBouncer).
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+}
+
+/// A list that may be written as a TOML array or as PgBouncer's comma-separated string.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NameList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for NameList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(NameList(match Either::deserialize(d)? {
+            Either::One(s) => s
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            Either::Many(v) => v,
+        }))
+    }
+}
+
+impl NameList {
+    pub fn contains_ignore_case(&self, name: &str) -> bool {
+        self.0.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySettings {
+    pub listen: String,
+    /// Runtime worker threads; 0 means one per core.
+    pub workers: usize,
+    pub pool_mode: PoolMode,
+    pub max_client_conn: usize,
+    pub default_pool_size: usize,
+    pub min_pool_size: usize,
+    pub reserve_pool_size: usize,
+    pub reserve_pool_timeout: Secs,
+    pub max_db_connections: usize,
+    pub max_user_connections: usize,
+    pub server_lifetime: Secs,
+    pub server_idle_timeout: Secs,
+    pub server_connect_timeout: Secs,
+    pub server_login_retry: Secs,
+    pub query_wait_timeout: Secs,
+    pub client_idle_timeout: Secs,
+    pub client_login_timeout: Secs,
+    pub idle_transaction_timeout: Secs,
+    pub query_timeout: Secs,
+    pub server_reset_query: String,
+    pub server_reset_query_always: bool,
+    pub server_check_query: String,
+    pub server_check_delay: Secs,
+    pub ignore_startup_parameters: NameList,
+    pub max_packet_size: usize,
+    pub auth_type: AuthType,
+    pub auth_file: Option<String>,
+    pub auth_user: Option<String>,
+    pub auth_query: String,
+    pub shutdown_timeout: Secs,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        // PgBouncer's defaults, except `listen`, `pool_mode` (transaction is
+        // why people deploy a pooler) and `shutdown_timeout` (PgBouncer waits forever).
+        Self {
+            listen: "127.0.0.1:6432".into(),
+            workers: 0,
+            pool_mode: PoolMode::Transaction,
+            max_client_conn: 100,
+            default_pool_size: 20,
+            min_pool_size: 0,
+            reserve_pool_size: 0,
+            reserve_pool_timeout: Secs::from_secs(5),
+            max_db_connections: 0,
+            max_user_connections: 0,
+            server_lifetime: Secs::from_secs(3600),
+            server_idle_timeout: Secs::from_secs(600),
+            server_connect_timeout: Secs::from_secs(15),
+            server_login_retry: Secs::from_secs(15),
+            query_wait_timeout: Secs::from_secs(120),
+            client_idle_timeout: Secs::ZERO,
+            client_login_timeout: Secs::from_secs(60),
+            idle_transaction_timeout: Secs::ZERO,
+            query_timeout: Secs::ZERO,
+            server_reset_query: "DISCARD ALL".into(),
+            server_reset_query_always: false,
+            server_check_query: "select 1".into(),
+            server_check_delay: Secs::from_secs(30),
+            ignore_startup_parameters: NameList::default(),
+            max_packet_size: i32::MAX as usize,
+            auth_type: AuthType::Md5,
+            auth_file: None,
+            auth_user: None,
+            auth_query: "SELECT usename, passwd FROM pg_shadow WHERE usename=$1".into(),
+            shutdown_timeout: Secs::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// The database's name on the server; defaults to the table's name.
+    pub dbname: Option<String>,
+    /// `"host:port"` of the primary.
+    pub primary: String,
+    /// `"host:port"` of each streaming replica.
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    pub pool_size: Option<usize>,
+    pub min_pool_size: Option<usize>,
+    pub reserve_pool_size: Option<usize>,
+    pub max_db_connections: Option<usize>,
+    pub pool_mode: Option<PoolMode>,
+    /// Log in to the server as this user, whoever the client is.
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSettings {
+    /// Cleartext, `md5...` or `SCRAM-SHA-256$...` secret.
+    pub password: Option<String>,
+    pub pool_mode: Option<PoolMode>,
+    pub max_user_connections: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub proxy: ProxySettings,
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseSettings>,
+    #[serde(default)]
+    pub users: BTreeMap<String, UserSettings>,
+}

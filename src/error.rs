@@ -1,0 +1,129 @@
+//! Every error pgwarden raises towards a client, mapped in one place to the
+//! SQLSTATE, severity and text a PostgreSQL client expects.
+//!
+//! Client text never carries internal detail (addresses, OS errors): those
+//! go to the log. Errors that a server sent are forwarded verbatim and do
+//! not pass through here.
+//!
+//! SQLSTATE list: <https://www.postgresql.org/docs/current/errcodes-appendix.html>
+
+use bytes::BytesMut;
+
+use crate::wire::backend::{self, Severity};
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ProxyError {
+    #[error("no more connections allowed (max_client_conn)")]
+    TooManyClients,
+    #[error("password authentication failed for user \"{0}\"")]
+    BadPassword(String),
+    #[error("role \"{0}\" does not exist")]
+    UnknownRole(String),
+    #[error("database \"{0}\" does not exist")]
+    UnknownDatabase(String),
+    #[error("no user name in startup packet")]
+    NoUser,
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("unsupported startup parameter: {0}")]
+    UnsupportedParameter(String),
+    #[error("{0} is not supported by pgwarden")]
+    Unsupported(&'static str),
+    #[error("query_wait_timeout: no server connection became free in time")]
+    QueryWaitTimeout,
+    #[error("canceling statement due to query_timeout")]
+    QueryTimeout,
+    #[error("terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)")]
+    IdleTransactionTimeout,
+    #[error("terminating connection due to idle timeout (client_idle_timeout)")]
+    ClientIdleTimeout,
+    #[error("client_login_timeout: login not completed in time")]
+    LoginTimeout,
+    #[error("server connection lost; the current transaction's outcome is unknown")]
+    ServerLost,
+    #[error("could not connect to the database server")]
+    ServerUnavailable,
+    #[error("pgwarden is shutting down")]
+    Shutdown,
+    #[error("transaction blocks are not allowed in statement pooling mode")]
+    TransactionInStatementMode,
+    #[error("internal error")]
+    Internal,
+    /// A server's refusal when pgwarden opened a connection for the client,
+    /// passed on with the server's own code and message.
+    #[error("{message}")]
+    Server { code: String, message: String },
+}
+
+impl ProxyError {
+    pub fn sqlstate(&self) -> &str {
+        use ProxyError::*;
+        match self {
+            Server { code, .. } => code,
+            TooManyClients => "53300",
+            BadPassword(_) => "28P01",
+            UnknownRole(_) | NoUser => "28000",
+            UnknownDatabase(_) => "3D000",
+            Protocol(_) | UnsupportedParameter(_) | LoginTimeout => "08P01",
+            Unsupported(_) | TransactionInStatementMode => "0A000",
+            QueryWaitTimeout | QueryTimeout => "57014",
+            IdleTransactionTimeout => "25P03",
+            ClientIdleTimeout => "57P05",
+            ServerLost => "08006",
+            ServerUnavailable => "08001",
+            Shutdown => "57P01",
+            Internal => "XX000",
+        }
+    }
+
+    pub fn severity(&self) -> Severity {
+        match self {
+            ProxyError::QueryTimeout | ProxyError::TransactionInStatementMode => Severity::Error,
+            _ => Severity::Fatal,
+        }
+    }
+
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            TooManyClients => "too_many_clients",
+            BadPassword(_) => "bad_password",
+            UnknownRole(_) | NoUser => "unknown_role",
+            UnknownDatabase(_) => "unknown_database",
+            Protocol(_) | UnsupportedParameter(_) => "protocol",
+            Unsupported(_) => "unsupported",
+            QueryWaitTimeout => "query_wait_timeout",
+            QueryTimeout => "query_timeout",
+            IdleTransactionTimeout => "idle_transaction_timeout",
+            ClientIdleTimeout => "client_idle_timeout",
+            LoginTimeout => "client_login_timeout",
+            ServerLost => "server_lost",
+            ServerUnavailable => "server_unavailable",
+            Shutdown => "shutdown",
+            TransactionInStatementMode => "statement_mode",
+            Internal => "internal",
+            Server { .. } => "server_refused",
+        }
+    }
+
+    /// Appends this error as an ErrorResponse.
+    pub fn encode(&self, buf: &mut BytesMut) {
+        backend::error_response(buf, self.severity(), self.sqlstate(), &self.to_string(), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_clients_expect() {
+        assert_eq!(ProxyError::TooManyClients.sqlstate(), "53300");
+        assert_eq!(ProxyError::BadPassword("a".into()).sqlstate(), "28P01");
+        assert_eq!(ProxyError::UnknownDatabase("a".into()).sqlstate(), "3D000");
+        assert_eq!(ProxyError::QueryTimeout.sqlstate(), "57014");
+        assert_eq!(ProxyError::ServerLost.sqlstate(), "08006");
+        assert_eq!(ProxyError::Shutdown.sqlstate(), "57P01");
+    }
+}

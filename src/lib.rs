@@ -1,0 +1,16 @@
+//! pgwarden: a PostgreSQL connection proxy and pooler.
+//!
+//! Data flows one way: a client task ([`client`]) borrows a server from a
+//! [`pool`], which opens connections through [`server`]; [`wire`] and
+//! [`auth`] are pure protocol code used by both halves.
+
+pub mod app;
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod localpg;
+pub mod net;
+pub mod pool;
+pub mod server;
+pub mod wire;

@@ -1,0 +1,210 @@
+//! The `pgwarden` command: `run`, `check` and `quickstart`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
+
+use pgwarden::app::Proxy;
+use pgwarden::config::{self, Loaded};
+use pgwarden::localpg::Cluster;
+use pgwarden::pool::PoolSettings;
+
+#[derive(Parser)]
+#[command(name = "pgwarden", version, about = "PostgreSQL connection proxy and pooler")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the proxy.
+    Run {
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit (non-zero on any problem).
+    Check {
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
+    /// Start a local primary with streaming replicas and the proxy in front.
+    Quickstart {
+        /// Where the PostgreSQL data lives; reused on the next run.
+        #[arg(long, default_value = "/tmp/pgwarden-quickstart")]
+        state_dir: PathBuf,
+        /// Port of the primary; replicas use the following ports.
+        #[arg(long, default_value_t = 15432)]
+        pg_port: u16,
+        #[arg(long, default_value_t = 2)]
+        replicas: usize,
+        #[arg(long, default_value = "127.0.0.1:6432")]
+        listen: String,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Cmd::Check { config } => check(&config),
+        Cmd::Run { config } => {
+            let loaded = config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            runtime(&loaded)?.block_on(serve(loaded, None))
+        }
+        Cmd::Quickstart {
+            state_dir,
+            pg_port,
+            replicas,
+            listen,
+        } => quickstart(&state_dir, pg_port, replicas, &listen),
+    }
+}
+
+fn check(path: &Path) -> Result<()> {
+    match config::load(path) {
+        Ok(loaded) => {
+            println!(
+                "{}: OK ({} databases, {} users)",
+                path.display(),
+                loaded.config.databases.len(),
+                loaded.users.len()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn runtime(loaded: &Loaded) -> Result<tokio::runtime::Runtime> {
+    raise_fd_limit();
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if loaded.config.proxy.workers > 0 {
+        b.worker_threads(loaded.config.proxy.workers);
+    }
+    b.enable_all().build().context("starting the runtime")
+}
+
+/// Lets `max_client_conn` in the tens of thousands work without tuning ulimit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a stack value we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Runs the proxy until SIGTERM (drain up to `shutdown_timeout`) or SIGINT
+/// (no wait); SIGHUP reloads the config file.
+async fn serve(loaded: Loaded, on_ready: Option<Box<dyn FnOnce(&Proxy) + Send>>) -> Result<()> {
+    let shutdown_timeout = loaded.config.proxy.shutdown_timeout.0;
+    let proxy = Proxy::start(loaded)
+        .await
+        .context("binding the listen address")?;
+    if let Some(f) = on_ready {
+        f(&proxy);
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let wait = loop {
+        tokio::select! {
+            _ = term.recv() => break shutdown_timeout,
+            _ = int.recv() => break Duration::ZERO,
+            _ = hup.recv() => reload(&proxy),
+        }
+    };
+    tracing::info!(clients = proxy.client_count(), "shutting down");
+    if !proxy.shutdown(wait).await {
+        tracing::info!(clients = proxy.client_count(), "closing remaining clients");
+    }
+    Ok(())
+}
+
+fn reload(proxy: &Proxy) {
+    let current = proxy.shared.config.load_full();
+    let Some(path) = current.path.clone() else {
+        return;
+    };
+    match config::load(&path) {
+        Ok(new) => {
+            for pool in proxy.shared.pools.all() {
+                pool.set_settings(PoolSettings::from_config(&new, &pool.key));
+            }
+            proxy.shared.config.store(std::sync::Arc::new(new));
+            tracing::info!(file = %path.display(), "configuration reloaded");
+        }
+        Err(e) => tracing::error!("reload refused, keeping the running configuration:\n{e}"),
+    }
+}
+
+fn quickstart(state_dir: &Path, pg_port: u16, replicas: usize, listen: &str) -> Result<()> {
+    let cluster = Cluster::new(state_dir, pg_port, replicas)?;
+    let fresh = !cluster.exists();
+    eprintln!(
+        "{} PostgreSQL primary + {replicas} replicas in {} ...",
+        if fresh { "Creating" } else { "Starting" },
+        state_dir.display()
+    );
+    if let Err(e) = cluster.start() {
+        cluster.stop();
+        return Err(e.into());
+    }
+    let setup = "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') THEN \
+                 CREATE ROLE app LOGIN PASSWORD 'app'; END IF; END $$;";
+    let result = cluster.psql("postgres", setup).and_then(|_| {
+        let exists = cluster.psql("postgres", "SELECT 1 FROM pg_database WHERE datname = 'app'")?;
+        if exists.is_empty() {
+            cluster.psql("postgres", "CREATE DATABASE app OWNER app")?;
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        cluster.stop();
+        return Err(e.into());
+    }
+    let replica_list: Vec<String> = cluster.replicas.iter().map(|r| format!("\"{}\"", r.addr())).collect();
+    let toml = format!(
+        "[proxy]\nlisten = \"{listen}\"\nauth_type = \"scram-sha-256\"\npool_mode = \"transaction\"\n\
+         max_client_conn = 10000\ndefault_pool_size = 20\n\n[users.app]\npassword = \"app\"\n\n\
+         [databases.app]\nprimary = \"{}\"\nreplicas = [{}]\n",
+        cluster.primary.addr(),
+        replica_list.join(", ")
+    );
+    let config_path = state_dir.join("proxy.toml");
+    std::fs::write(&config_path, &toml)?;
+    let loaded = config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = runtime(&loaded)?;
+    let shown_path = config_path.clone();
+    let announce = Box::new(move |proxy: &Proxy| {
+        let port = proxy.addr.port();
+        let host = proxy.addr.ip();
+        println!("\npgwarden is running in front of a local primary and its replicas.");
+        println!("  psql:         psql \"postgres://app:app@{host}:{port}/app\"");
+        println!("  DATABASE_URL=postgres://app:app@{host}:{port}/app");
+        println!("  config:       {}", shown_path.display());
+        println!("Press Ctrl-C to stop the proxy and PostgreSQL.\n");
+    });
+    let result = rt.block_on(serve(loaded, Some(announce)));
+    drop(rt);
+    eprintln!("Stopping PostgreSQL ...");
+    cluster.stop();
+    result
+}

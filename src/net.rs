@@ -1,0 +1,76 @@
+//! A socket with a read buffer, for the phases where messages are read whole
+//! (startup, authentication, server login, resets). The hot path in
+//! `client::session` reads the same buffer through the same
+//! [`Scanner`](crate::wire::codec::Scanner), so there is one framing path.
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::wire::codec::{decode_whole, FrameError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("connection closed by peer")]
+    Eof,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// A stream plus the bytes read from it but not yet consumed.
+pub struct MessageStream<S> {
+    pub io: S,
+    pub rbuf: BytesMut,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
+    pub fn new(io: S) -> Self {
+        Self::with_buffer(io, BytesMut::with_capacity(8192))
+    }
+
+    pub fn with_buffer(io: S, rbuf: BytesMut) -> Self {
+        Self { io, rbuf }
+    }
+
+    /// Reads one whole message of at most `max` bytes.
+    ///
+    /// # Errors
+    /// EOF, an I/O error, or a framing violation.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: bytes read so far stay in `rbuf`.
+    pub async fn read_message(&mut self, max: usize) -> Result<(u8, Bytes), NetError> {
+        loop {
+            if let Some((tag, _, used)) = decode_whole(&self.rbuf, max)? {
+                let mut msg = self.rbuf.split_to(used);
+                msg.advance(5);
+                return Ok((tag, msg.freeze()));
+            }
+            if self.io.read_buf(&mut self.rbuf).await? == 0 {
+                return Err(NetError::Eof);
+            }
+        }
+    }
+
+    /// Reads more bytes into the buffer.
+    ///
+    /// # Errors
+    /// EOF or an I/O error.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn fill(&mut self) -> Result<usize, NetError> {
+        match self.io.read_buf(&mut self.rbuf).await? {
+            0 => Err(NetError::Eof),
+            n => Ok(n),
+        }
+    }
+
+    /// # Errors
+    /// An I/O error.
+    pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), NetError> {
+        self.io.write_all(buf).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! All pools, found by (database, user). Looked up once per client login,
+//! never per transaction.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::{Limit, Pool, PoolSettings};
+use crate::config::Loaded;
+use crate::server::ServerTarget;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PoolKey {
+    /// The database name as clients use it (the `[databases.NAME]` key).
+    pub db: String,
+    pub user: String,
+}
+
+impl fmt::Display for PoolKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.user, self.db)
+    }
+}
+
+impl PoolSettings {
+    /// The effective settings of the pool for `key` under `loaded`.
+    pub fn from_config(loaded: &Loaded, key: &PoolKey) -> Self {
+        let p = &loaded.config.proxy;
+        Self {
+            size: loaded.pool_size(&key.db),
+            min_size: loaded.min_pool_size(&key.db),
+            reserve_size: loaded.reserve_pool_size(&key.db),
+            reserve_timeout: p.reserve_pool_timeout.enabled(),
+            max_db_connections: loaded.max_db_connections(&key.db),
+            max_user_connections: loaded.max_user_connections(&key.user),
+            query_wait_timeout: p.query_wait_timeout.enabled(),
+            connect_timeout: p
+                .server_connect_timeout
+                .enabled()
+                .unwrap_or(std::time::Duration::from_secs(15)),
+            login_retry: p.server_login_retry.0,
+            lifetime: p.server_lifetime.enabled(),
+            idle_timeout: p.server_idle_timeout.enabled(),
+            check_query: p.server_check_query.trim().to_owned(),
+            check_delay: p.server_check_delay.0,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Pools {
+    map: RwLock<HashMap<PoolKey, Arc<Pool>>>,
+    db_limits: Mutex<HashMap<String, Arc<Limit>>>,
+    user_limits: Mutex<HashMap<String, Arc<Limit>>>,
+}
+
+impl Pools {
+    pub fn get(&self, key: &PoolKey) -> Option<Arc<Pool>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// The pool for `key`, created from `loaded` on first use.
+    pub fn get_or_create(&self, key: &PoolKey, loaded: &Loaded, target: ServerTarget) -> Arc<Pool> {
+        if let Some(pool) = self.get(key) {
+            return pool;
+        }
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = map.get(key) {
+            return pool.clone();
+        }
+        let db_limit = shared_limit(&self.db_limits, &key.db);
+        let user_limit = shared_limit(&self.user_limits, &key.user);
+        let pool = Pool::new(
+            key.clone(),
+            PoolSettings::from_config(loaded, key),
+            target,
+            db_limit,
+            user_limit,
+        );
+        map.insert(key.clone(), pool.clone());
+        pool
+    }
+
+    pub fn all(&self) -> Vec<Arc<Pool>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = map.values().cloned().collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
+}
+
+fn shared_limit(limits: &Mutex<HashMap<String, Arc<Limit>>>, name: &str) -> Arc<Limit> {
+    limits
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(name.to_owned())
+        .or_default()
+        .clone()
+}

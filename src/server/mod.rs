@@ -1,0 +1,107 @@
+//! One PostgreSQL server connection: opening it, logging in, and the few
+//! statements pgwarden runs on it itself (reset, health check, rollback).
+//!
+//! Owns: the socket to one server and what the server told us at login.
+//! Must not: know about clients or pools.
+
+mod connect;
+
+pub use connect::{connect, ServerError, ServerTarget};
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use crate::net::{MessageStream, NetError};
+use crate::wire::backend::{self as be, ErrorFields};
+use crate::wire::frontend;
+
+/// Cap on messages read whole from a server outside the hot path.
+const MAX_CONTROL_MESSAGE: usize = 1 << 20;
+
+/// A logged-in server connection.
+pub struct ServerConn {
+    pub stream: MessageStream<TcpStream>,
+    /// Address it was opened to, for cancel requests.
+    pub addr: std::sync::Arc<str>,
+    /// ParameterStatus values reported at login.
+    pub params: Vec<(String, String)>,
+    /// The server's BackendKeyData, for cancel requests.
+    pub process_id: i32,
+    pub secret_key: i32,
+    pub created: Instant,
+    pub last_used: Instant,
+}
+
+impl std::fmt::Debug for ServerConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerConn({} pid {})", self.addr, self.process_id)
+    }
+}
+
+impl ServerConn {
+    /// Runs one simple-protocol statement to completion and checks that the
+    /// server ends idle (`I`). Results are discarded.
+    ///
+    /// # Errors
+    /// The server's ErrorResponse, a lost connection, or a non-idle end state.
+    pub async fn run(&mut self, sql: &str) -> Result<(), ServerError> {
+        let mut out = BytesMut::new();
+        frontend::query(&mut out, sql);
+        self.stream.write_all(&out).await?;
+        self.finish_until_idle().await
+    }
+
+    /// Reads and discards server output up to ReadyForQuery, failing on an
+    /// error or if the server does not end idle.
+    ///
+    /// # Errors
+    /// As [`ServerConn::run`].
+    pub async fn finish_until_idle(&mut self) -> Result<(), ServerError> {
+        let mut failure: Option<ErrorFields> = None;
+        loop {
+            let (tag, body) = self.stream.read_message(MAX_CONTROL_MESSAGE).await?;
+            match tag {
+                be::ERROR_RESPONSE => failure = be::parse_error_fields(&body),
+                be::READY_FOR_QUERY => {
+                    if let Some(e) = failure {
+                        return Err(ServerError::Refused(e));
+                    }
+                    return match body.first() {
+                        Some(&be::TX_IDLE) => Ok(()),
+                        _ => Err(ServerError::NotIdle),
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// True if the server has sent something or closed while idle: an idle
+    /// server speaks only to say it is going away (e.g. after
+    /// `pg_terminate_backend`), so either way it must not be used.
+    pub fn is_stale(&mut self) -> bool {
+        if !self.stream.rbuf.is_empty() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        match self.stream.io.try_read(&mut probe) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    }
+
+    /// Closes politely without waiting: a Terminate if the socket takes it now.
+    pub fn close(self) {
+        let mut out = BytesMut::new();
+        frontend::terminate(&mut out);
+        let _ = self.stream.io.try_write(&out);
+    }
+}
+
+impl From<NetError> for ServerError {
+    fn from(e: NetError) -> Self {
+        ServerError::Net(e)
+    }
+}
