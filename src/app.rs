@@ -74,7 +74,9 @@ impl Proxy {
     pub async fn shutdown(&self, timeout: Duration) -> bool {
         self.shared.shutdown.cancel();
         self.tracker.close();
-        tokio::time::timeout(timeout, self.tracker.wait()).await.is_ok()
+        tokio::time::timeout(timeout, self.tracker.wait())
+            .await
+            .is_ok()
     }
 
     pub fn client_count(&self) -> usize {

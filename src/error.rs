@@ -33,7 +33,9 @@ pub enum ProxyError {
     QueryWaitTimeout,
     #[error("canceling statement due to query_timeout")]
     QueryTimeout,
-    #[error("terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)")]
+    #[error(
+        "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)"
+    )]
     IdleTransactionTimeout,
     #[error("terminating connection due to idle timeout (client_idle_timeout)")]
     ClientIdleTimeout,
@@ -109,7 +111,13 @@ impl ProxyError {
 
     /// Appends this error as an ErrorResponse.
     pub fn encode(&self, buf: &mut BytesMut) {
-        backend::error_response(buf, self.severity(), self.sqlstate(), &self.to_string(), None);
+        backend::error_response(
+            buf,
+            self.severity(),
+            self.sqlstate(),
+            &self.to_string(),
+            None,
+        );
     }
 }
 

@@ -13,7 +13,11 @@ use pgwarden::localpg::Cluster;
 use pgwarden::pool::PoolSettings;
 
 #[derive(Parser)]
-#[command(name = "pgwarden", version, about = "PostgreSQL connection proxy and pooler")]
+#[command(
+    name = "pgwarden",
+    version,
+    about = "PostgreSQL connection proxy and pooler"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -170,7 +174,10 @@ fn quickstart(state_dir: &Path, pg_port: u16, replicas: usize, listen: &str) -> 
     let setup = "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') THEN \
                  CREATE ROLE app LOGIN PASSWORD 'app'; END IF; END $$;";
     let result = cluster.psql("postgres", setup).and_then(|_| {
-        let exists = cluster.psql("postgres", "SELECT 1 FROM pg_database WHERE datname = 'app'")?;
+        let exists = cluster.psql(
+            "postgres",
+            "SELECT 1 FROM pg_database WHERE datname = 'app'",
+        )?;
         if exists.is_empty() {
             cluster.psql("postgres", "CREATE DATABASE app OWNER app")?;
         }
@@ -180,7 +187,11 @@ fn quickstart(state_dir: &Path, pg_port: u16, replicas: usize, listen: &str) -> 
         cluster.stop();
         return Err(e.into());
     }
-    let replica_list: Vec<String> = cluster.replicas.iter().map(|r| format!("\"{}\"", r.addr())).collect();
+    let replica_list: Vec<String> = cluster
+        .replicas
+        .iter()
+        .map(|r| format!("\"{}\"", r.addr()))
+        .collect();
     let toml = format!(
         "[proxy]\nlisten = \"{listen}\"\nauth_type = \"scram-sha-256\"\npool_mode = \"transaction\"\n\
          max_client_conn = 10000\ndefault_pool_size = 20\n\n[users.app]\npassword = \"app\"\n\n\

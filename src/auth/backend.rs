@@ -88,7 +88,9 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         match request {
             AuthRequest::Ok => return Ok(()),
             AuthRequest::Cleartext => match secret {
-                Some(BackendSecret::Password(pw)) => frontend::password_message(&mut out, pw.as_bytes()),
+                Some(BackendSecret::Password(pw)) => {
+                    frontend::password_message(&mut out, pw.as_bytes())
+                }
                 None => return Err(BackendAuthError::NoPassword),
                 Some(_) => return Err(BackendAuthError::CannotAnswer("a cleartext password")),
             },
@@ -118,7 +120,9 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                     },
                     None => return Err(BackendAuthError::NoPassword),
                     Some(BackendSecret::Md5(_)) => {
-                        return Err(BackendAuthError::CannotAnswer("SCRAM (only an md5 secret is known)"))
+                        return Err(BackendAuthError::CannotAnswer(
+                            "SCRAM (only an md5 secret is known)",
+                        ))
                     }
                 };
                 let (client, first) = ScramClient::start(creds);

@@ -165,8 +165,8 @@ async fn scram_exchange<S: AsyncRead + AsyncWrite + Unpin>(
             "client selected an invalid SASL authentication mechanism {mechanism:?}"
         ))));
     }
-    let (server, first) = ScramServer::start(secret, data)
-        .map_err(|e| fatal(ProxyError::Protocol(e.to_string())))?;
+    let (server, first) =
+        ScramServer::start(secret, data).map_err(|e| fatal(ProxyError::Protocol(e.to_string())))?;
     out.clear();
     be::authentication_sasl_continue(out, first.as_bytes());
     stream.write_all(out).await.map_err(|e| fatal(net(e)))?;
@@ -229,16 +229,29 @@ mod tests {
         let mut server = MessageStream::new(server);
         let secret = Secret::Plain("pw".into());
         let task = tokio::spawn(async move {
-            authenticate(&mut server, "alice", Some(&secret), AuthType::Md5).await.map(|_| ())
+            authenticate(&mut server, "alice", Some(&secret), AuthType::Md5)
+                .await
+                .map(|_| ())
         });
         let mut client = MessageStream::new(client);
-        let (tag, body) = client.read_message(1000).await.map_err(|e| e.to_string()).unwrap_or_default();
+        let (tag, body) = client
+            .read_message(1000)
+            .await
+            .map_err(|e| e.to_string())
+            .unwrap_or_default();
         assert_eq!(tag, be::AUTHENTICATION);
         let salt: [u8; 4] = body[4..8].try_into().unwrap_or_default();
         let mut out = BytesMut::new();
-        fe::password_message(&mut out, md5::response(&md5::secret("pw", "alice"), salt).as_bytes());
+        fe::password_message(
+            &mut out,
+            md5::response(&md5::secret("pw", "alice"), salt).as_bytes(),
+        );
         let _ = client.write_all(&out).await;
-        let (tag, body) = client.read_message(1000).await.map_err(|e| e.to_string()).unwrap_or_default();
+        let (tag, body) = client
+            .read_message(1000)
+            .await
+            .map_err(|e| e.to_string())
+            .unwrap_or_default();
         assert_eq!((tag, &body[..]), (be::AUTHENTICATION, &[0u8, 0, 0, 0][..]));
         assert!(matches!(task.await, Ok(Ok(()))));
         let _ = decode_whole(&[], 1);
@@ -249,7 +262,9 @@ mod tests {
         let (client, server) = tokio::io::duplex(4096);
         let mut server = MessageStream::new(server);
         let task = tokio::spawn(async move {
-            authenticate(&mut server, "ghost", None, AuthType::Md5).await.map(|_| ())
+            authenticate(&mut server, "ghost", None, AuthType::Md5)
+                .await
+                .map(|_| ())
         });
         let mut client = MessageStream::new(client);
         let _ = client.read_message(1000).await;

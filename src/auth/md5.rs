@@ -35,7 +35,10 @@ mod tests {
         // Reference values from Python's hashlib, the same as PostgreSQL's md5().
         let s = secret("pw", "alice");
         assert_eq!(s, "md5aa7bb6fc2700e717ae61ec5c1567469c");
-        assert_eq!(response(&s, [1, 2, 3, 4]), "md527972593be6fc26d3f4484e91163efdf");
+        assert_eq!(
+            response(&s, [1, 2, 3, 4]),
+            "md527972593be6fc26d3f4484e91163efdf"
+        );
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
     }

@@ -31,7 +31,11 @@ pub struct AuthQuery<'a> {
 ///
 /// # Errors
 /// The auth_user connection or the query failed.
-pub async fn lookup(q: &AuthQuery<'_>, user: &str, timeout: Duration) -> Result<Option<Secret>, AuthQueryError> {
+pub async fn lookup(
+    q: &AuthQuery<'_>,
+    user: &str,
+    timeout: Duration,
+) -> Result<Option<Secret>, AuthQueryError> {
     match tokio::time::timeout(timeout, run(q, user)).await {
         Ok(r) => r,
         Err(_) => Err(AuthQueryError::Timeout),
@@ -52,7 +56,10 @@ async fn run(q: &AuthQuery<'_>, user: &str) -> Result<Option<Secret>, AuthQueryE
         .await
         .map_err(AuthQueryError::Connect)?;
     let driver = tokio::spawn(conn);
-    let rows = client.query(q.query, &[&user]).await.map_err(AuthQueryError::Query);
+    let rows = client
+        .query(q.query, &[&user])
+        .await
+        .map_err(AuthQueryError::Query);
     drop(client);
     let _ = driver.await;
     let rows = rows?;

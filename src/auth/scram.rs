@@ -318,7 +318,10 @@ impl ScramClient {
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{},{}", self.client_first_bare, msg, without_proof);
         let stored_key = sha256(&keys.client_key);
-        let proof = xor(&keys.client_key, &hmac(&stored_key, auth_message.as_bytes()));
+        let proof = xor(
+            &keys.client_key,
+            &hmac(&stored_key, auth_message.as_bytes()),
+        );
         self.expected_server_signature = Some(hmac(&keys.server_key, auth_message.as_bytes()));
         Ok(format!("{without_proof},p={}", B64.encode(proof)))
     }
@@ -356,14 +359,18 @@ mod tests {
     fn password_round_trip_and_key_recovery() {
         let secret = ScramSecret::generate("hunter2");
         let keys = exchange("hunter2", secret.clone());
-        let Ok(keys) = keys else { panic!("exchange failed: {keys:?}") };
+        let Ok(keys) = keys else {
+            panic!("exchange failed: {keys:?}")
+        };
         // The recovered keys log in again without the password.
         let (mut client, first) = ScramClient::start(ClientCredentials::Keys {
             keys,
             salt: secret.salt.clone(),
             iterations: secret.iterations,
         });
-        let (server, server_first) = ScramServer::start(secret, first.as_bytes()).map_err(|e| e.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let (server, server_first) = ScramServer::start(secret, first.as_bytes())
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
         let fin = client.respond(server_first.as_bytes()).unwrap_or_default();
         assert!(server.finish(fin.as_bytes()).is_ok());
     }
@@ -379,7 +386,10 @@ mod tests {
         // Secret for password "pw" as produced by PostgreSQL 15.
         let s = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
         let parsed = ScramSecret::parse(s);
-        assert_eq!(parsed.map(|p| (p.iterations, p.salt)), Some((4096, b"saltsaltsalt".to_vec())));
+        assert_eq!(
+            parsed.map(|p| (p.iterations, p.salt)),
+            Some((4096, b"saltsaltsalt".to_vec()))
+        );
         assert!(ScramSecret::parse("SCRAM-SHA-256$x:y$z").is_none());
     }
 

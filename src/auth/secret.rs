@@ -29,9 +29,8 @@ impl Secret {
         if let Some(scram) = ScramSecret::parse(s) {
             return Secret::Scram(scram);
         }
-        let is_md5 = s.len() == 35
-            && s.starts_with("md5")
-            && s[3..].bytes().all(|b| b.is_ascii_hexdigit());
+        let is_md5 =
+            s.len() == 35 && s.starts_with("md5") && s[3..].bytes().all(|b| b.is_ascii_hexdigit());
         if is_md5 {
             Secret::Md5(s.to_ascii_lowercase())
         } else {

@@ -70,7 +70,13 @@ mod tests {
 
     #[test]
     fn names_the_bad_line() {
-        assert_eq!(parse("\"a\" \"b\"\nalice pw\n").err().map(|e| e.line), Some(2));
-        assert_eq!(parse("\"a\" \"unterminated\n").err().map(|e| e.line), Some(1));
+        assert_eq!(
+            parse("\"a\" \"b\"\nalice pw\n").err().map(|e| e.line),
+            Some(2)
+        );
+        assert_eq!(
+            parse("\"a\" \"unterminated\n").err().map(|e| e.line),
+            Some(1)
+        );
     }
 }

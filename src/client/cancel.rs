@@ -24,6 +24,16 @@ pub struct CancelTarget {
     pub secret_key: i32,
 }
 
+impl CancelTarget {
+    pub fn of(conn: &crate::server::ServerConn) -> Self {
+        Self {
+            addr: conn.addr.clone(),
+            process_id: conn.process_id,
+            secret_key: conn.secret_key,
+        }
+    }
+}
+
 pub type CancelSlot = Arc<Mutex<Option<CancelTarget>>>;
 
 pub struct CancelRegistry {
@@ -48,7 +58,9 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.shard(self.process_id).remove(&self.process_id);
+        self.registry
+            .shard(self.process_id)
+            .remove(&self.process_id);
     }
 }
 

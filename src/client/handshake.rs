@@ -113,12 +113,18 @@ pub async fn handshake(
             k if TRACKED_PARAMS.iter().any(|t| t.eq_ignore_ascii_case(k)) => {
                 tracked.push((k.to_owned(), v.clone()))
             }
-            k if loaded.config.proxy.ignore_startup_parameters.contains_ignore_case(k) => {}
+            k if loaded
+                .config
+                .proxy
+                .ignore_startup_parameters
+                .contains_ignore_case(k) => {}
             k => return Err(ProxyError::UnsupportedParameter(k.to_owned())),
         }
     }
     let user = user.filter(|u| !u.is_empty()).ok_or(ProxyError::NoUser)?;
-    let database = database.filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    let database = database
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
     let db_settings = loaded
         .database(&database)
         .ok_or_else(|| ProxyError::UnknownDatabase(database.clone()))?
@@ -129,7 +135,13 @@ pub async fn handshake(
     }
 
     let secret = find_secret(&loaded, &user, &db_settings.primary, &database).await;
-    let auth = authenticate(stream, &user, secret.as_ref(), loaded.config.proxy.auth_type).await?;
+    let auth = authenticate(
+        stream,
+        &user,
+        secret.as_ref(),
+        loaded.config.proxy.auth_type,
+    )
+    .await?;
 
     // A database with its own `user` logs every client in as that user and
     // so shares one pool among them, as in PgBouncer.
@@ -140,7 +152,12 @@ pub async fn handshake(
                 .password
                 .clone()
                 .map(BackendSecret::Password)
-                .or_else(|| loaded.users.get(forced).and_then(BackendSecret::from_stored)),
+                .or_else(|| {
+                    loaded
+                        .users
+                        .get(forced)
+                        .and_then(BackendSecret::from_stored)
+                }),
         ),
         None => (user.clone(), auth.backend_secret),
     };
@@ -150,7 +167,10 @@ pub async fn handshake(
     };
     let target = ServerTarget {
         addr: db_settings.primary.clone(),
-        dbname: db_settings.dbname.clone().unwrap_or_else(|| database.clone()),
+        dbname: db_settings
+            .dbname
+            .clone()
+            .unwrap_or_else(|| database.clone()),
         user: server_user,
         secret: backend_secret.clone(),
     };
@@ -216,7 +236,10 @@ async fn find_secret(loaded: &Loaded, user: &str, primary: &str, database: &str)
         auth_password,
         query: &p.auth_query,
     };
-    let timeout = p.server_connect_timeout.enabled().unwrap_or(std::time::Duration::from_secs(15));
+    let timeout = p
+        .server_connect_timeout
+        .enabled()
+        .unwrap_or(std::time::Duration::from_secs(15));
     match lookup(&query, user, timeout).await {
         Ok(secret) => secret,
         Err(e) => {

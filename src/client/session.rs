@@ -217,12 +217,7 @@ impl Session {
     }
 
     fn current_cancel_target(&mut self) -> Option<CancelTarget> {
-        let conn = self.server.as_mut()?.conn();
-        Some(CancelTarget {
-            addr: conn.addr.clone(),
-            process_id: conn.process_id,
-            secret_key: conn.secret_key,
-        })
+        self.server.as_mut().map(|g| CancelTarget::of(g.conn()))
     }
 
     /// Forwards what the client sent, borrowing a server first if needed.
@@ -254,7 +249,10 @@ impl Session {
     fn scan_client(&mut self) -> Result<(usize, bool), FrameError> {
         let mut pos = 0;
         loop {
-            match self.cscan.next(&self.cbuf[pos..], &CLIENT_WHOLE, self.max_packet)? {
+            match self
+                .cscan
+                .next(&self.cbuf[pos..], &CLIENT_WHOLE, self.max_packet)?
+            {
                 Step::Item(Item::Header { tag, .. }, used) => {
                     match tag {
                         fe::TERMINATE => return Ok((pos, true)),
@@ -266,7 +264,12 @@ impl Session {
                             self.pending += 1;
                             self.open_batch = false;
                         }
-                        fe::PARSE | fe::BIND | fe::DESCRIBE | fe::EXECUTE | fe::CLOSE | fe::FLUSH => {
+                        fe::PARSE
+                        | fe::BIND
+                        | fe::DESCRIBE
+                        | fe::EXECUTE
+                        | fe::CLOSE
+                        | fe::FLUSH => {
                             self.open_batch = true;
                         }
                         _ => {}
@@ -290,12 +293,13 @@ impl Session {
             .checkout()
             .await
             .map_err(|e| End::Error(pool_error(e)))?;
-        let conn = guard.conn();
-        *self.login.registration.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(CancelTarget {
-            addr: conn.addr.clone(),
-            process_id: conn.process_id,
-            secret_key: conn.secret_key,
-        });
+        let target = CancelTarget::of(guard.conn());
+        *self
+            .login
+            .registration
+            .slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(target);
         self.sscan = Scanner::new();
         self.tx_status = be::TX_IDLE;
         self.server = Some(guard);
@@ -312,7 +316,10 @@ impl Session {
         let rbuf = &mut conn.stream.rbuf;
         let mut pos = 0;
         loop {
-            match self.sscan.next(&rbuf[pos..], &SERVER_WHOLE, self.max_packet) {
+            match self
+                .sscan
+                .next(&rbuf[pos..], &SERVER_WHOLE, self.max_packet)
+            {
                 Ok(Step::Item(Item::Message { body, .. }, used)) => {
                     // Only ReadyForQuery is read whole.
                     self.pending = self.pending.saturating_sub(1);
@@ -387,13 +394,25 @@ impl Session {
         let Some(mut guard) = self.server.take() else {
             return;
         };
-        *self.login.registration.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .login
+            .registration
+            .slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         let ok = !self.timeouts.reset_always || self.reset(&mut guard).await;
         guard.set_reusable(ok);
     }
 
     async fn reset(&self, guard: &mut ServerGuard) -> bool {
-        let query = self.shared.config.load().config.proxy.server_reset_query.clone();
+        let query = self
+            .shared
+            .config
+            .load()
+            .config
+            .proxy
+            .server_reset_query
+            .clone();
         if query.trim().is_empty() {
             return true;
         }
@@ -423,9 +442,22 @@ impl Session {
         let Some(mut guard) = self.server.take() else {
             return;
         };
-        *self.login.registration.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .login
+            .registration
+            .slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         if !self.at_rest_without(&mut guard) {
             guard.set_reusable(false);
+            if self.pending > 0 {
+                // A busy backend does not notice its socket closing until the
+                // statement ends (pg_sleep, a long scan), holding its locks
+                // until then; cancel it so it aborts now.
+                let target = CancelTarget::of(guard.conn());
+                let registry = self.shared.cancels.clone();
+                tokio::spawn(async move { registry.cancel_target(&target).await });
+            }
             return;
         }
         let mut ok = true;

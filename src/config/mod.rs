@@ -106,7 +106,10 @@ impl Loaded {
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let fail = |key: &str, what: String| ConfigError {
         file: path.to_owned(),
-        problems: vec![Problem { key: key.into(), what }],
+        problems: vec![Problem {
+            key: key.into(),
+            what,
+        }],
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail("(file)", e.to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
@@ -167,17 +170,29 @@ pub fn from_config(config: Config, base: &Path) -> Result<Loaded, Vec<Problem>> 
     if p.min_pool_size > p.default_pool_size {
         problem(
             "proxy.min_pool_size",
-            format!("{} is larger than default_pool_size {}", p.min_pool_size, p.default_pool_size),
+            format!(
+                "{} is larger than default_pool_size {}",
+                p.min_pool_size, p.default_pool_size
+            ),
         );
     }
     if p.max_packet_size < 1024 || p.max_packet_size > i32::MAX as usize {
-        problem("proxy.max_packet_size", "must be between 1024 and 2147483647".into());
+        problem(
+            "proxy.max_packet_size",
+            "must be between 1024 and 2147483647".into(),
+        );
     }
     if p.auth_user.is_some() && p.auth_query.trim().is_empty() {
-        problem("proxy.auth_query", "auth_user is set but auth_query is empty".into());
+        problem(
+            "proxy.auth_query",
+            "auth_user is set but auth_query is empty".into(),
+        );
     }
     if config.databases.is_empty() {
-        problem("databases", "no database is configured; add a [databases.NAME] table".into());
+        problem(
+            "databases",
+            "no database is configured; add a [databases.NAME] table".into(),
+        );
     }
     for (name, db) in &config.databases {
         if let Err(e) = check_addr(&db.primary) {
@@ -189,10 +204,16 @@ pub fn from_config(config: Config, base: &Path) -> Result<Loaded, Vec<Problem>> 
             }
         }
         if db.pool_size == Some(0) {
-            problem(&format!("databases.{name}.pool_size"), "must be at least 1".into());
+            problem(
+                &format!("databases.{name}.pool_size"),
+                "must be at least 1".into(),
+            );
         }
         if db.password.is_some() && db.user.is_none() {
-            problem(&format!("databases.{name}.password"), "password given without user".into());
+            problem(
+                &format!("databases.{name}.password"),
+                "password given without user".into(),
+            );
         }
     }
 
@@ -204,7 +225,10 @@ pub fn from_config(config: Config, base: &Path) -> Result<Loaded, Vec<Problem>> 
                 Ok(u) => users = u,
                 Err(e) => problem("proxy.auth_file", format!("{}: {e}", path.display())),
             },
-            Err(e) => problem("proxy.auth_file", format!("cannot read {}: {e}", path.display())),
+            Err(e) => problem(
+                "proxy.auth_file",
+                format!("cannot read {}: {e}", path.display()),
+            ),
         }
     }
     for (name, u) in &config.users {
@@ -252,7 +276,9 @@ mod tests {
     fn minimal_config() {
         let text = "[databases.app]\nprimary = \"127.0.0.1:5432\"\n";
         let loaded = from_str(text, Path::new("."));
-        let Ok(loaded) = loaded else { panic!("{loaded:?}") };
+        let Ok(loaded) = loaded else {
+            panic!("{loaded:?}")
+        };
         assert_eq!(loaded.pool_size("app"), 20);
         assert_eq!(loaded.pool_mode("app", "x"), PoolMode::Transaction);
     }
@@ -275,7 +301,11 @@ mod tests {
         let problems = from_str(text, Path::new(".")).err().unwrap_or_default();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].key, "line 3");
-        assert!(problems[0].what.contains("pool_mod"), "{}", problems[0].what);
+        assert!(
+            problems[0].what.contains("pool_mod"),
+            "{}",
+            problems[0].what
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub enum LocalPgError {
          or point PGWARDEN_PG_BINDIR at the folder that holds them (see `pg_config --bindir`)."
     )]
     NotFound,
-    #[error("running as root needs the `postgres` OS user (apt-get install postgresql creates it)")]
+    #[error(
+        "running as root needs the `postgres` OS user (apt-get install postgresql creates it)"
+    )]
     NoPostgresUser,
     #[error("{command} failed: {output}")]
     Command { command: String, output: String },
@@ -30,7 +32,11 @@ pub enum LocalPgError {
 /// # Errors
 /// `NotFound`, with install instructions.
 pub fn find_bindir() -> Result<PathBuf, LocalPgError> {
-    let has_tools = |d: &Path| ["initdb", "pg_ctl", "pg_basebackup"].iter().all(|t| d.join(t).exists());
+    let has_tools = |d: &Path| {
+        ["initdb", "pg_ctl", "pg_basebackup"]
+            .iter()
+            .all(|t| d.join(t).exists())
+    };
     if let Some(d) = std::env::var_os("PGWARDEN_PG_BINDIR").map(PathBuf::from) {
         if has_tools(&d) {
             return Ok(d);
@@ -44,10 +50,17 @@ pub fn find_bindir() -> Result<PathBuf, LocalPgError> {
     }
     // Debian keeps server binaries per major version, newest first.
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
-    versions.into_iter().rev().find(|d| has_tools(d)).ok_or(LocalPgError::NotFound)
+    versions
+        .into_iter()
+        .rev()
+        .find(|d| has_tools(d))
+        .ok_or(LocalPgError::NotFound)
 }
 
 fn is_root() -> bool {
@@ -138,7 +151,11 @@ impl Cluster {
     fn prepare_root(&self) -> Result<(), LocalPgError> {
         std::fs::create_dir_all(&self.root)?;
         if self.as_postgres {
-            let ok = Command::new("id").args(["-u", "postgres"]).output()?.status.success();
+            let ok = Command::new("id")
+                .args(["-u", "postgres"])
+                .output()?
+                .status
+                .success();
             if !ok {
                 return Err(LocalPgError::NoPostgresUser);
             }
@@ -222,10 +239,17 @@ impl Cluster {
 
     fn clone_replica(&self, replica: &Node) -> Result<(), LocalPgError> {
         let mut c = self.command("pg_basebackup");
-        c.args(["-h", "127.0.0.1", "-p", &self.primary.port.to_string(), "-U", "postgres"])
-            .arg("-D")
-            .arg(&replica.data)
-            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.primary.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .arg("-D")
+        .arg(&replica.data)
+        .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
         self.run(c)?;
         Ok(())
     }
@@ -233,11 +257,14 @@ impl Cluster {
     fn start_node(&self, node: &Node) -> Result<(), LocalPgError> {
         let log = self.root.join(format!("{}.log", node.name));
         let mut c = self.command("pg_ctl");
-        c.arg("-D")
-            .arg(&node.data)
-            .arg("-l")
-            .arg(&log)
-            .args(["-o", &format!("-p {}", node.port), "-w", "-t", "60", "start"]);
+        c.arg("-D").arg(&node.data).arg("-l").arg(&log).args([
+            "-o",
+            &format!("-p {}", node.port),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]);
         self.run(c)?;
         Ok(())
     }
@@ -245,10 +272,21 @@ impl Cluster {
     /// Stops every node, replicas first; errors are ignored so that a
     /// half-started cluster still stops.
     pub fn stop(&self) {
-        for node in self.replicas.iter().rev().chain(std::iter::once(&self.primary)) {
+        for node in self
+            .replicas
+            .iter()
+            .rev()
+            .chain(std::iter::once(&self.primary))
+        {
             let mut c = self.command("pg_ctl");
-            c.arg("-D").arg(&node.data).args(["-m", "fast", "-w", "stop"]);
-            let _ = c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            c.arg("-D")
+                .arg(&node.data)
+                .args(["-m", "fast", "-w", "stop"]);
+            let _ = c
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 
@@ -260,7 +298,16 @@ impl Cluster {
         let mut c = self.command("psql");
         c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.root)
-            .args(["-p", &self.primary.port.to_string(), "-U", "postgres", "-d", db, "-c", sql]);
+            .args([
+                "-p",
+                &self.primary.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ]);
         let out = self.run(c)?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
@@ -272,9 +319,18 @@ impl Cluster {
     /// The watcher could not be started.
     pub fn stop_when_gone(&self, pid: u32, remove: bool) -> Result<(), LocalPgError> {
         let mut stops = String::new();
-        for node in self.replicas.iter().rev().chain(std::iter::once(&self.primary)) {
+        for node in self
+            .replicas
+            .iter()
+            .rev()
+            .chain(std::iter::once(&self.primary))
+        {
             let ctl = self.bindir.join("pg_ctl");
-            let cmd = format!("{} -D '{}' -m immediate -w stop", ctl.display(), node.data.display());
+            let cmd = format!(
+                "{} -D '{}' -m immediate -w stop",
+                ctl.display(),
+                node.data.display()
+            );
             if self.as_postgres {
                 stops.push_str(&format!("runuser -u postgres -- {cmd} >/dev/null 2>&1; "));
             } else {

@@ -141,17 +141,27 @@ impl Pool {
     }
 
     pub fn target(&self) -> ServerTarget {
-        self.target.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.target
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn welcome(&self) -> Option<Arc<Vec<(String, String)>>> {
-        self.welcome.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.welcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// (idle, total, waiting) for statistics.
     pub fn counts(&self) -> (usize, usize, usize) {
         let st = self.lock();
-        (st.idle.len(), st.total, st.waiters.iter().filter(|w| !w.is_closed()).count())
+        (
+            st.idle.len(),
+            st.total,
+            st.waiters.iter().filter(|w| !w.is_closed()).count(),
+        )
     }
 
     /// Lends a server, waiting in line up to `query_wait_timeout`.
@@ -318,7 +328,11 @@ impl Pool {
         Some(guard)
     }
 
-    async fn open(self: &Arc<Self>, slot: SlotGuard, s: &PoolSettings) -> Result<ServerGuard, PoolError> {
+    async fn open(
+        self: &Arc<Self>,
+        slot: SlotGuard,
+        s: &PoolSettings,
+    ) -> Result<ServerGuard, PoolError> {
         if let Some(err) = self.recent_login_failure(s.login_retry) {
             return Err(PoolError::Connect(err));
         }
@@ -357,7 +371,10 @@ impl Pool {
     pub(crate) fn checkin(self: &Arc<Self>, mut conn: ServerConn) {
         conn.last_used = Instant::now();
         let settings = self.settings.load();
-        if settings.lifetime.is_some_and(|l| conn.created.elapsed() >= l) {
+        if settings
+            .lifetime
+            .is_some_and(|l| conn.created.elapsed() >= l)
+        {
             self.discard(conn);
             return;
         }
@@ -438,7 +455,9 @@ impl Pool {
             // Oldest-used first, so the surplus that ages out is the idle tail.
             for conn in std::mem::take(&mut st.idle) {
                 let too_old = s.lifetime.is_some_and(|l| conn.created.elapsed() >= l);
-                let too_idle = s.idle_timeout.is_some_and(|t| conn.last_used.elapsed() >= t)
+                let too_idle = s
+                    .idle_timeout
+                    .is_some_and(|t| conn.last_used.elapsed() >= t)
                     && total > s.min_size;
                 if too_old || too_idle {
                     total -= 1;
@@ -464,7 +483,10 @@ impl Pool {
             conn.close();
             self.release_limits();
         }
-        slots.into_iter().map(|()| SlotGuard::new(self.clone())).collect()
+        slots
+            .into_iter()
+            .map(|()| SlotGuard::new(self.clone()))
+            .collect()
     }
 
     /// Opens a server into an already-counted slot and puts it in the pool

@@ -233,25 +233,48 @@ mod tests {
     #[test]
     fn error_round_trip() {
         let mut buf = BytesMut::new();
-        error_response(&mut buf, Severity::Fatal, "28P01", "bad password", Some("x"));
-        let (tag, body, _) = decode_whole(&buf, 1000).ok().flatten().unwrap_or((0, b"", 0));
+        error_response(
+            &mut buf,
+            Severity::Fatal,
+            "28P01",
+            "bad password",
+            Some("x"),
+        );
+        let (tag, body, _) = decode_whole(&buf, 1000)
+            .ok()
+            .flatten()
+            .unwrap_or((0, b"", 0));
         assert_eq!(tag, ERROR_RESPONSE);
         let f = parse_error_fields(body).unwrap_or_default();
-        assert_eq!((f.severity.as_str(), f.code.as_str(), f.message.as_str()), ("FATAL", "28P01", "bad password"));
+        assert_eq!(
+            (f.severity.as_str(), f.code.as_str(), f.message.as_str()),
+            ("FATAL", "28P01", "bad password")
+        );
     }
 
     #[test]
     fn auth_requests() {
         let mut buf = BytesMut::new();
         authentication_sasl(&mut buf, &["SCRAM-SHA-256"]);
-        let (_, body, _) = decode_whole(&buf, 1000).ok().flatten().unwrap_or((0, b"", 0));
+        let (_, body, _) = decode_whole(&buf, 1000)
+            .ok()
+            .flatten()
+            .unwrap_or((0, b"", 0));
         assert_eq!(
             parse_auth_request(body),
-            Some(AuthRequest::Sasl { mechanisms: vec!["SCRAM-SHA-256"] })
+            Some(AuthRequest::Sasl {
+                mechanisms: vec!["SCRAM-SHA-256"]
+            })
         );
         buf.clear();
         authentication_md5(&mut buf, [1, 2, 3, 4]);
-        let (_, body, _) = decode_whole(&buf, 1000).ok().flatten().unwrap_or((0, b"", 0));
-        assert_eq!(parse_auth_request(body), Some(AuthRequest::Md5 { salt: [1, 2, 3, 4] }));
+        let (_, body, _) = decode_whole(&buf, 1000)
+            .ok()
+            .flatten()
+            .unwrap_or((0, b"", 0));
+        assert_eq!(
+            parse_auth_request(body),
+            Some(AuthRequest::Md5 { salt: [1, 2, 3, 4] })
+        );
     }
 }

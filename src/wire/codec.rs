@@ -182,7 +182,13 @@ mod tests {
         assert_eq!(s.next(&z[..5], &whole, 100), Ok(Step::NeedMore(6)));
         assert_eq!(
             s.next(&z, &whole, 100),
-            Ok(Step::Item(Item::Message { tag: b'Z', body: b"I" }, 6))
+            Ok(Step::Item(
+                Item::Message {
+                    tag: b'Z',
+                    body: b"I"
+                },
+                6
+            ))
         );
     }
 
@@ -191,10 +197,25 @@ mod tests {
         let d = msg(b'D', &[7u8; 10]);
         let mut s = Scanner::new();
         let step = s.next(&d, &TagSet::EMPTY, 100);
-        assert_eq!(step, Ok(Step::Item(Item::Header { tag: b'D', body_len: 10 }, 5)));
+        assert_eq!(
+            step,
+            Ok(Step::Item(
+                Item::Header {
+                    tag: b'D',
+                    body_len: 10
+                },
+                5
+            ))
+        );
         assert!(!s.at_boundary());
-        assert_eq!(s.next(&d[5..9], &TagSet::EMPTY, 100), Ok(Step::Item(Item::Body(4), 4)));
-        assert_eq!(s.next(&d[9..], &TagSet::EMPTY, 100), Ok(Step::Item(Item::Body(6), 6)));
+        assert_eq!(
+            s.next(&d[5..9], &TagSet::EMPTY, 100),
+            Ok(Step::Item(Item::Body(4), 4))
+        );
+        assert_eq!(
+            s.next(&d[9..], &TagSet::EMPTY, 100),
+            Ok(Step::Item(Item::Body(6), 6))
+        );
         assert!(s.at_boundary());
     }
 

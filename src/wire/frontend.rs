@@ -77,7 +77,11 @@ pub fn parse_password(body: &[u8]) -> Option<&[u8]> {
 pub fn parse_sasl_initial(body: &[u8]) -> Option<(&str, &[u8])> {
     let (mech, rest) = take_cstr(body)?;
     let (len, rest) = take_i32(rest)?;
-    let data = if len < 0 { &[][..] } else { rest.get(..len as usize)? };
+    let data = if len < 0 {
+        &[][..]
+    } else {
+        rest.get(..len as usize)?
+    };
     Some((std::str::from_utf8(mech).ok()?, data))
 }
 
@@ -105,8 +109,14 @@ mod tests {
     fn sasl_initial_round_trip() {
         let mut buf = BytesMut::new();
         sasl_initial_response(&mut buf, "SCRAM-SHA-256", b"n,,n=,r=abc");
-        let (tag, body, _) = decode_whole(&buf, 1000).ok().flatten().unwrap_or((0, b"", 0));
+        let (tag, body, _) = decode_whole(&buf, 1000)
+            .ok()
+            .flatten()
+            .unwrap_or((0, b"", 0));
         assert_eq!(tag, PASSWORD);
-        assert_eq!(parse_sasl_initial(body), Some(("SCRAM-SHA-256", &b"n,,n=,r=abc"[..])));
+        assert_eq!(
+            parse_sasl_initial(body),
+            Some(("SCRAM-SHA-256", &b"n,,n=,r=abc"[..]))
+        );
     }
 }

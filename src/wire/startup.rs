@@ -123,13 +123,19 @@ mod tests {
     #[test]
     fn startup_with_params() {
         let p = packet(196_608, b"user\0alice\0database\0app\0\0");
-        let (decoded, used) = decode_startup(&p).ok().flatten().unwrap_or((StartupPacket::SslRequest, 0));
+        let (decoded, used) = decode_startup(&p)
+            .ok()
+            .flatten()
+            .unwrap_or((StartupPacket::SslRequest, 0));
         assert_eq!(used, p.len());
         assert_eq!(
             decoded,
             StartupPacket::Startup {
                 minor: 0,
-                params: vec![("user".into(), "alice".into()), ("database".into(), "app".into())]
+                params: vec![
+                    ("user".into(), "alice".into()),
+                    ("database".into(), "app".into())
+                ]
             }
         );
     }
@@ -147,11 +153,17 @@ mod tests {
             decode_startup(&[0x7f, 0xff, 0xff, 0xff, 0, 0]),
             Err(StartupError::BadLength(0x7fff_ffff))
         );
-        assert_eq!(decode_startup(b"GET / HTTP/1.1\r\n"), Err(StartupError::BadLength(0x4745_5420)));
+        assert_eq!(
+            decode_startup(b"GET / HTTP/1.1\r\n"),
+            Err(StartupError::BadLength(0x4745_5420))
+        );
         let p = packet(196_608, b"user\0alice");
         assert_eq!(decode_startup(&p), Err(StartupError::Malformed));
         let p = packet(2 << 16, b"\0");
-        assert!(matches!(decode_startup(&p), Err(StartupError::UnsupportedProtocol { major: 2, .. })));
+        assert!(matches!(
+            decode_startup(&p),
+            Err(StartupError::UnsupportedProtocol { major: 2, .. })
+        ));
     }
 
     #[test]
@@ -161,7 +173,13 @@ mod tests {
         let p = packet(CANCEL_REQUEST_CODE, &body);
         assert_eq!(
             decode_startup(&p),
-            Ok(Some((StartupPacket::Cancel { process_id: 42, secret_key: -7 }, 16)))
+            Ok(Some((
+                StartupPacket::Cancel {
+                    process_id: 42,
+                    secret_key: -7
+                },
+                16
+            )))
         );
     }
 }

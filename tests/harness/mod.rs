@@ -1,0 +1,182 @@
+//! Test harness: one real PostgreSQL primary with two streaming replicas
+//! per test binary, started on free loopback ports in a temporary folder,
+//! and pgwarden instances started in-process on `127.0.0.1:0`.
+//!
+//! The cluster is stopped and its folder removed by a watcher process once
+//! the test binary exits, however it exits (pass, fail, panic or kill).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use pgwarden::app::Proxy;
+use pgwarden::config::{self, Config, DatabaseSettings, Loaded, UserSettings};
+use pgwarden::localpg::Cluster;
+
+pub const DB: &str = "pgw";
+pub const SCRAM_USER: &str = "pgw_scram";
+pub const MD5_USER: &str = "pgw_md5";
+pub const PLAIN_USER: &str = "pgw_plain";
+pub const TRUST_USER: &str = "pgw_trust";
+pub const PASSWORD: &str = "s3cret-pw";
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// The binary's shared cluster, started on first use. A failed start is
+/// remembered, so the other tests fail fast instead of retrying.
+pub fn cluster() -> &'static Cluster {
+    let started = CLUSTER.get_or_init(|| {
+        std::panic::catch_unwind(start_cluster).map_err(|p| {
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        })
+    });
+    match started {
+        Ok(c) => c,
+        Err(e) => panic!("test cluster failed to start: {e}"),
+    }
+}
+
+fn start_cluster() -> Cluster {
+    {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
+        let root = tempfile::Builder::new()
+            .prefix("pgwarden-test-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let base = pgwarden::localpg::free_port_range(3).expect("free ports");
+        let cluster = Cluster::new(&root, base, 2).expect("PostgreSQL binaries");
+        cluster
+            .stop_when_gone(std::process::id(), true)
+            .expect("watcher");
+        cluster.start().expect("start cluster");
+        let sql = format!(
+            "SET password_encryption = 'scram-sha-256';
+             CREATE ROLE {SCRAM_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}';
+             CREATE ROLE {PLAIN_USER} LOGIN PASSWORD '{PASSWORD}';
+             CREATE ROLE {TRUST_USER} LOGIN SUPERUSER;
+             SET password_encryption = 'md5';
+             CREATE ROLE {MD5_USER} LOGIN PASSWORD '{PASSWORD}';"
+        );
+        cluster.psql("postgres", &sql).expect("setup roles");
+        cluster
+            .psql(
+                "postgres",
+                &format!("CREATE DATABASE {DB} OWNER {SCRAM_USER}"),
+            )
+            .expect("create database");
+        cluster
+            .psql(DB, "GRANT ALL ON SCHEMA public TO PUBLIC")
+            .expect("grant schema");
+        cluster
+    }
+}
+
+/// Runs SQL on the primary directly (not through the proxy).
+pub fn psql(sql: &str) -> String {
+    cluster().psql(DB, sql).expect("psql")
+}
+
+/// A config with database `pgw` on the primary and every test user known
+/// by password; `edit` adjusts it per test.
+pub fn config(edit: impl FnOnce(&mut Config)) -> Loaded {
+    let c = cluster();
+    let mut cfg = Config::default();
+    cfg.proxy.listen = "127.0.0.1:0".into();
+    cfg.proxy.max_client_conn = 5000;
+    cfg.proxy.default_pool_size = 10;
+    cfg.proxy.auth_type = config::AuthType::Md5;
+    cfg.databases.insert(
+        DB.into(),
+        DatabaseSettings {
+            primary: c.primary.addr(),
+            replicas: c.replicas.iter().map(|r| r.addr()).collect(),
+            ..Default::default()
+        },
+    );
+    for user in [SCRAM_USER, MD5_USER, PLAIN_USER, TRUST_USER] {
+        cfg.users.insert(
+            user.into(),
+            UserSettings {
+                password: Some(PASSWORD.into()),
+                ..Default::default()
+            },
+        );
+    }
+    edit(&mut cfg);
+    config::from_config(cfg, std::path::Path::new(".")).expect("valid test config")
+}
+
+/// Starts pgwarden in this test's runtime.
+pub async fn proxy(edit: impl FnOnce(&mut Config)) -> Proxy {
+    let loaded = config(edit);
+    Proxy::start(loaded).await.expect("proxy starts")
+}
+
+pub fn url(proxy: &Proxy, user: &str, password: &str, db: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={} user={user} password='{password}' dbname={db} connect_timeout=10",
+        proxy.addr.port()
+    )
+}
+
+/// Connects through the proxy with tokio-postgres; the connection task is spawned.
+pub async fn connect(
+    proxy: &Proxy,
+    user: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    connect_url(&url(proxy, user, PASSWORD, DB)).await
+}
+
+pub async fn connect_url(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// A direct connection to the primary as the superuser.
+pub async fn direct() -> tokio_postgres::Client {
+    let c = cluster();
+    let url = format!(
+        "host=127.0.0.1 port={} user=postgres password={} dbname={DB}",
+        c.primary.port, c.superuser_password
+    );
+    connect_url(&url).await.expect("direct connection")
+}
+
+/// The SQLSTATE of an error, if the server (or proxy) sent one.
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
+    e.code().map(|c| c.code().to_owned())
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Path of a PostgreSQL client tool (pgbench, psql).
+pub fn pg_tool(name: &str) -> std::path::PathBuf {
+    cluster().bindir.join(name)
+}
