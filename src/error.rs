@@ -45,6 +45,8 @@ pub enum ProxyError {
     ServerLost,
     #[error("could not connect to the database server")]
     ServerUnavailable,
+    #[error("the server asks user \"{0}\" for a password that pgwarden does not know (add it to auth_file or [users], or use auth_query)")]
+    NoServerPassword(String),
     #[error("pgwarden is shutting down")]
     Shutdown,
     #[error("transaction blocks are not allowed in statement pooling mode")]
@@ -64,7 +66,7 @@ impl ProxyError {
             Server { code, .. } => code,
             TooManyClients => "53300",
             BadPassword(_) => "28P01",
-            UnknownRole(_) | NoUser => "28000",
+            UnknownRole(_) | NoUser | NoServerPassword(_) => "28000",
             UnknownDatabase(_) => "3D000",
             Protocol(_) | UnsupportedParameter(_) | LoginTimeout => "08P01",
             Unsupported(_) | TransactionInStatementMode => "0A000",
@@ -102,6 +104,7 @@ impl ProxyError {
             LoginTimeout => "client_login_timeout",
             ServerLost => "server_lost",
             ServerUnavailable => "server_unavailable",
+            NoServerPassword(_) => "no_server_password",
             Shutdown => "shutdown",
             TransactionInStatementMode => "statement_mode",
             Internal => "internal",

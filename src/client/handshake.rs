@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 
 use super::cancel::Registration;
 use crate::app::Shared;
-use crate::auth::backend::BackendSecret;
+use crate::auth::backend::{BackendAuthError, BackendSecret};
 use crate::auth::frontend::authenticate;
 use crate::auth::query::{lookup, AuthQuery};
 use crate::auth::secret::Secret;
@@ -17,7 +17,7 @@ use crate::config::{Loaded, PoolMode};
 use crate::error::ProxyError;
 use crate::net::{MessageStream, NetError};
 use crate::pool::{Pool, PoolError, PoolKey};
-use crate::server::ServerTarget;
+use crate::server::{ServerError, ServerTarget};
 use crate::wire::backend as be;
 use crate::wire::startup::{decode_startup, StartupError, StartupPacket};
 
@@ -184,7 +184,7 @@ pub async fn handshake(
         Some(w) => w,
         None => {
             // Learn the server's parameters from a first server, as PgBouncer does.
-            let guard = pool.checkout().await.map_err(pool_error)?;
+            let guard = pool.checkout().await.map_err(|e| pool_error(e, &pool.key.user))?;
             drop(guard);
             pool.welcome().unwrap_or_default()
         }
@@ -271,15 +271,18 @@ async fn read_startup(stream: &mut MessageStream<TcpStream>) -> Result<StartupPa
 /// Maps a pool failure during login or a transaction to the client's error.
 /// A server's own refusal (e.g. its `pg_hba.conf` or a missing database)
 /// is passed on with the server's SQLSTATE.
-pub fn pool_error(e: PoolError) -> ProxyError {
+pub fn pool_error(e: PoolError, user: &str) -> ProxyError {
     match e {
         PoolError::WaitTimeout => ProxyError::QueryWaitTimeout,
-        PoolError::Connect(err) => match err.server_error() {
-            Some(fields) => ProxyError::Server {
+        PoolError::Connect(err) => match (err.server_error(), &*err) {
+            (Some(fields), _) => ProxyError::Server {
                 code: fields.code.clone(),
                 message: fields.message.clone(),
             },
-            None => ProxyError::ServerUnavailable,
+            (None, ServerError::Auth(BackendAuthError::NoPassword | BackendAuthError::CannotAnswer(_))) => {
+                ProxyError::NoServerPassword(user.to_owned())
+            }
+            (None, _) => ProxyError::ServerUnavailable,
         },
     }
 }

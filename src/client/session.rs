@@ -292,7 +292,7 @@ impl Session {
             .pool
             .checkout()
             .await
-            .map_err(|e| End::Error(pool_error(e)))?;
+            .map_err(|e| End::Error(pool_error(e, &self.login.pool.key.user)))?;
         let target = CancelTarget::of(guard.conn());
         *self
             .login

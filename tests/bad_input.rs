@@ -1,0 +1,251 @@
+//! Bad input of every kind gets a clear ErrorResponse with the right
+//! SQLSTATE (or a closed socket where nothing sensible can be said), and
+//! the proxy goes on serving everyone else.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use harness::*;
+use pgwarden::wire::backend::parse_error_fields;
+use pgwarden::wire::codec::decode_whole;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until EOF (or 5 s) and returns the SQLSTATE of the first ErrorResponse.
+async fn read_error(sock: &mut TcpStream) -> (Option<String>, bool) {
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let mut pos = 0;
+    while let Ok(Some((tag, body, used))) = decode_whole(&buf[pos..], 1 << 20) {
+        if tag == b'E' {
+            return (parse_error_fields(body).map(|f| f.code), closed);
+        }
+        pos += used;
+    }
+    (None, closed)
+}
+
+async fn still_serves(proxy: &pgwarden::app::Proxy) {
+    let c = connect(proxy, SCRAM_USER).await.expect("proxy still accepts");
+    c.simple_query("SELECT 1").await.expect("and serves");
+}
+
+async fn login_error(proxy: &pgwarden::app::Proxy, user: &str, pw: &str, db: &str) -> (Option<String>, Duration) {
+    let started = Instant::now();
+    let err = connect_url(&url(proxy, user, pw, db)).await.err().expect("login must fail");
+    (sqlstate(&err), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_errors_have_their_sqlstate_without_delay() {
+    let proxy = proxy(|_| {}).await;
+    let (code, took) = login_error(&proxy, SCRAM_USER, "wrong", DB).await;
+    assert_eq!(code.as_deref(), Some("28P01"));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let (code, took) = login_error(&proxy, SCRAM_USER, PASSWORD, "no_such_db").await;
+    assert_eq!(code.as_deref(), Some("3D000"));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // Unknown users fail exactly like wrong passwords: nothing tells which names exist.
+    let (code, took) = login_error(&proxy, "no_such_user", PASSWORD, DB).await;
+    assert_eq!(code.as_deref(), Some("28P01"));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_user_under_trust_is_28000_from_the_server() {
+    let proxy = proxy(|c| c.proxy.auth_type = pgwarden::config::AuthType::Trust).await;
+    let (code, _) = login_error(&proxy, "no_such_role", "", DB).await;
+    // pgwarden lets anyone in under trust; the server then asks for a
+    // password pgwarden does not have (or refuses the role itself).
+    assert_eq!(code.as_deref(), Some("28000"));
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_instead_of_startup_closes_the_socket() {
+    let proxy = proxy(|_| {}).await;
+    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
+    sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let (code, closed) = read_error(&mut sock).await;
+    assert!(closed, "socket must be closed");
+    assert_eq!(code.as_deref(), Some("08P01"));
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_startup_length_closes_the_socket_at_once() {
+    let proxy = proxy(|_| {}).await;
+    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
+    sock.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).await.unwrap();
+    let started = Instant::now();
+    let (code, closed) = read_error(&mut sock).await;
+    assert!(closed);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(code.as_deref(), Some("08P01"));
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_protocol_and_truncated_startup_are_refused() {
+    let proxy = proxy(|_| {}).await;
+    // Protocol 2.0.
+    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
+    sock.write_all(&[0, 0, 0, 9, 0, 2, 0, 0, 0]).await.unwrap();
+    assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("08P01"));
+    // Parameters without their terminator.
+    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut p = vec![0, 0, 0, 0, 0, 3, 0, 0];
+    p.extend_from_slice(b"user\0bob");
+    let len = p.len() as u32;
+    p[..4].copy_from_slice(&len.to_be_bytes());
+    sock.write_all(&p).await.unwrap();
+    assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("08P01"));
+    // A client that connects and vanishes.
+    drop(TcpStream::connect(proxy.addr).await.unwrap());
+    still_serves(&proxy).await;
+}
+
+/// Logs in with raw bytes (trust) and returns the socket after ReadyForQuery.
+async fn raw_login(proxy: &pgwarden::app::Proxy) -> TcpStream {
+    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    pgwarden::wire::frontend::startup_message(&mut out, &[("user", TRUST_USER), ("database", DB)]);
+    sock.write_all(&out).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = sock.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed during login");
+        buf.extend_from_slice(&chunk[..n]);
+        let mut pos = 0;
+        while let Ok(Some((tag, _, used))) = decode_whole(&buf[pos..], 1 << 20) {
+            if tag == b'Z' {
+                return sock;
+            }
+            pos += used;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_messages_get_08p01() {
+    let proxy = proxy(|c| {
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+        c.proxy.max_packet_size = 4096;
+    })
+    .await;
+    // A message longer than max_packet_size, refused on its header alone.
+    let mut sock = raw_login(&proxy).await;
+    sock.write_all(&[b'Q', 0, 1, 0, 0]).await.unwrap();
+    assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("08P01"));
+    // A length below the minimum of 4.
+    let mut sock = raw_login(&proxy).await;
+    sock.write_all(&[b'Q', 0, 0, 0, 2]).await.unwrap();
+    assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("08P01"));
+    // 2^31-1 after login.
+    let mut sock = raw_login(&proxy).await;
+    sock.write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff]).await.unwrap();
+    assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("08P01"));
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_startup_parameter_and_ignore_list() {
+    let proxy = proxy(|c| c.proxy.ignore_startup_parameters.0 = vec!["geqo".into()]).await;
+    let bad = format!("{} options='-c geqo=off'", url(&proxy, SCRAM_USER, PASSWORD, DB));
+    // `options` is accepted (tracked for the session); an unknown parameter is not.
+    assert!(connect_url(&bad).await.is_ok());
+    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    pgwarden::wire::frontend::startup_message(
+        &mut out,
+        &[("user", SCRAM_USER), ("database", DB), ("work_mem", "1MB")],
+    );
+    sock.write_all(&out).await.unwrap();
+    assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("08P01"));
+    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    pgwarden::wire::frontend::startup_message(&mut out, &[("user", SCRAM_USER), ("database", DB), ("geqo", "on")]);
+    sock.write_all(&out).await.unwrap();
+    let mut first = [0u8; 1];
+    sock.read_exact(&mut first).await.unwrap();
+    assert_eq!(first[0], b'R', "ignored parameter lets the login go on");
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_request_is_answered_n_and_newer_minor_is_negotiated() {
+    let proxy = proxy(|_| {}).await;
+    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
+    sock.write_all(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]).await.unwrap();
+    let mut answer = [0u8; 1];
+    sock.read_exact(&mut answer).await.unwrap();
+    assert_eq!(answer[0], b'N');
+    // Protocol 3.2 with a _pq_ option: NegotiateProtocolVersion first, then auth.
+    let mut p = vec![0, 0, 0, 0, 0, 3, 0, 2];
+    p.extend_from_slice(b"user\0pgw_scram\0database\0pgw\0_pq_.future\0x\0\0");
+    let len = p.len() as u32;
+    p[..4].copy_from_slice(&len.to_be_bytes());
+    sock.write_all(&p).await.unwrap();
+    let mut head = [0u8; 5];
+    sock.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[0], b'v');
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut body = vec![0u8; len - 4];
+    sock.read_exact(&mut body).await.unwrap();
+    assert_eq!(&body[..8], &[0, 0, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(&body[8..], b"_pq_.future\0");
+    sock.read_exact(&mut answer).await.unwrap();
+    assert_eq!(answer[0], b'R');
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_connections_are_refused() {
+    let proxy = proxy(|_| {}).await;
+    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    pgwarden::wire::frontend::startup_message(
+        &mut out,
+        &[("user", SCRAM_USER), ("database", DB), ("replication", "database")],
+    );
+    sock.write_all(&out).await.unwrap();
+    assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("0A000"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_gives_08001_fast() {
+    let port = pgwarden::localpg::free_port_range(1).unwrap();
+    let proxy = proxy(|c| {
+        c.databases.get_mut(DB).unwrap().primary = format!("127.0.0.1:{port}");
+        c.proxy.server_connect_timeout = pgwarden::config::duration::Secs::from_secs(2);
+    })
+    .await;
+    let started = Instant::now();
+    let (code, _) = login_error(&proxy, SCRAM_USER, PASSWORD, DB).await;
+    assert_eq!(code.as_deref(), Some("08001"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_mid_message_is_harmless() {
+    let proxy = proxy(|c| c.proxy.auth_type = pgwarden::config::AuthType::Trust).await;
+    let mut sock = raw_login(&proxy).await;
+    // Half a Query message, then gone.
+    sock.write_all(&[b'Q', 0, 0, 0, 100, b'S', b'E']).await.unwrap();
+    drop(sock);
+    still_serves(&proxy).await;
+}
