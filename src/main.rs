@@ -115,9 +115,12 @@ fn raise_fd_limit() {
     }
 }
 
+/// Called once the listener is bound (quickstart prints the URL).
+type OnReady = Box<dyn FnOnce(&Proxy) + Send>;
+
 /// Runs the proxy until SIGTERM (drain up to `shutdown_timeout`) or SIGINT
 /// (no wait); SIGHUP reloads the config file.
-async fn serve(loaded: Loaded, on_ready: Option<Box<dyn FnOnce(&Proxy) + Send>>) -> Result<()> {
+async fn serve(loaded: Loaded, on_ready: Option<OnReady>) -> Result<()> {
     let shutdown_timeout = loaded.config.proxy.shutdown_timeout.0;
     let proxy = Proxy::start(loaded)
         .await

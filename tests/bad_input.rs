@@ -39,13 +39,22 @@ async fn read_error(sock: &mut TcpStream) -> (Option<String>, bool) {
 }
 
 async fn still_serves(proxy: &pgwarden::app::Proxy) {
-    let c = connect(proxy, SCRAM_USER).await.expect("proxy still accepts");
+    let c = connect(proxy, SCRAM_USER)
+        .await
+        .expect("proxy still accepts");
     c.simple_query("SELECT 1").await.expect("and serves");
 }
 
-async fn login_error(proxy: &pgwarden::app::Proxy, user: &str, pw: &str, db: &str) -> (Option<String>, Duration) {
+async fn login_error(
+    proxy: &pgwarden::app::Proxy,
+    user: &str,
+    pw: &str,
+    db: &str,
+) -> (Option<String>, Duration) {
     let started = Instant::now();
-    let err = connect_url(&url(proxy, user, pw, db)).await.err().expect("login must fail");
+    let Err(err) = connect_url(&url(proxy, user, pw, db)).await else {
+        panic!("login must fail")
+    };
     (sqlstate(&err), started.elapsed())
 }
 
@@ -79,7 +88,9 @@ async fn unknown_user_under_trust_is_28000_from_the_server() {
 async fn garbage_instead_of_startup_closes_the_socket() {
     let proxy = proxy(|_| {}).await;
     let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
-    sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let (code, closed) = read_error(&mut sock).await;
     assert!(closed, "socket must be closed");
     assert_eq!(code.as_deref(), Some("08P01"));
@@ -90,7 +101,9 @@ async fn garbage_instead_of_startup_closes_the_socket() {
 async fn huge_startup_length_closes_the_socket_at_once() {
     let proxy = proxy(|_| {}).await;
     let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
-    sock.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).await.unwrap();
+    sock.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0])
+        .await
+        .unwrap();
     let started = Instant::now();
     let (code, closed) = read_error(&mut sock).await;
     assert!(closed);
@@ -158,7 +171,9 @@ async fn oversized_and_malformed_messages_get_08p01() {
     assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("08P01"));
     // 2^31-1 after login.
     let mut sock = raw_login(&proxy).await;
-    sock.write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff]).await.unwrap();
+    sock.write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
     assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("08P01"));
     still_serves(&proxy).await;
 }
@@ -166,7 +181,10 @@ async fn oversized_and_malformed_messages_get_08p01() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_startup_parameter_and_ignore_list() {
     let proxy = proxy(|c| c.proxy.ignore_startup_parameters.0 = vec!["geqo".into()]).await;
-    let bad = format!("{} options='-c geqo=off'", url(&proxy, SCRAM_USER, PASSWORD, DB));
+    let bad = format!(
+        "{} options='-c geqo=off'",
+        url(&proxy, SCRAM_USER, PASSWORD, DB)
+    );
     // `options` is accepted (tracked for the session); an unknown parameter is not.
     assert!(connect_url(&bad).await.is_ok());
     let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
@@ -179,7 +197,10 @@ async fn unsupported_startup_parameter_and_ignore_list() {
     assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("08P01"));
     let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
     let mut out = BytesMut::new();
-    pgwarden::wire::frontend::startup_message(&mut out, &[("user", SCRAM_USER), ("database", DB), ("geqo", "on")]);
+    pgwarden::wire::frontend::startup_message(
+        &mut out,
+        &[("user", SCRAM_USER), ("database", DB), ("geqo", "on")],
+    );
     sock.write_all(&out).await.unwrap();
     let mut first = [0u8; 1];
     sock.read_exact(&mut first).await.unwrap();
@@ -191,7 +212,9 @@ async fn unsupported_startup_parameter_and_ignore_list() {
 async fn ssl_request_is_answered_n_and_newer_minor_is_negotiated() {
     let proxy = proxy(|_| {}).await;
     let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
-    sock.write_all(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]).await.unwrap();
+    sock.write_all(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f])
+        .await
+        .unwrap();
     let mut answer = [0u8; 1];
     sock.read_exact(&mut answer).await.unwrap();
     assert_eq!(answer[0], b'N');
@@ -220,7 +243,11 @@ async fn replication_connections_are_refused() {
     let mut out = BytesMut::new();
     pgwarden::wire::frontend::startup_message(
         &mut out,
-        &[("user", SCRAM_USER), ("database", DB), ("replication", "database")],
+        &[
+            ("user", SCRAM_USER),
+            ("database", DB),
+            ("replication", "database"),
+        ],
     );
     sock.write_all(&out).await.unwrap();
     assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("0A000"));
@@ -245,7 +272,9 @@ async fn client_vanishing_mid_message_is_harmless() {
     let proxy = proxy(|c| c.proxy.auth_type = pgwarden::config::AuthType::Trust).await;
     let mut sock = raw_login(&proxy).await;
     // Half a Query message, then gone.
-    sock.write_all(&[b'Q', 0, 0, 0, 100, b'S', b'E']).await.unwrap();
+    sock.write_all(&[b'Q', 0, 0, 0, 100, b'S', b'E'])
+        .await
+        .unwrap();
     drop(sock);
     still_serves(&proxy).await;
 }

@@ -333,10 +333,7 @@ async fn max_client_conn_plus_one_gets_53300() {
     for _ in 0..3 {
         held.push(connect(&proxy, SCRAM_USER).await.unwrap());
     }
-    let err = connect(&proxy, SCRAM_USER)
-        .await
-        .err()
-        .expect("fourth client refused");
+    let err = connect_err(&url(&proxy, SCRAM_USER, PASSWORD, DB)).await;
     assert_eq!(sqlstate(&err).as_deref(), Some("53300"));
     drop(held.pop());
     let ok = eventually(Duration::from_secs(5), || async {

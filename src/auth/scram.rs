@@ -159,7 +159,7 @@ fn random_nonce() -> String {
 }
 
 /// Finds `key=value` in a comma-separated SCRAM attribute list.
-fn attr<'a>(msg: &'a str, key: char) -> Option<&'a str> {
+fn attr(msg: &str, key: char) -> Option<&str> {
     msg.split(',').find_map(|part| {
         let mut chars = part.chars();
         (chars.next() == Some(key) && chars.next() == Some('=')).then(|| &part[2..])

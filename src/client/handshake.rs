@@ -184,7 +184,10 @@ pub async fn handshake(
         Some(w) => w,
         None => {
             // Learn the server's parameters from a first server, as PgBouncer does.
-            let guard = pool.checkout().await.map_err(|e| pool_error(e, &pool.key.user))?;
+            let guard = pool
+                .checkout()
+                .await
+                .map_err(|e| pool_error(e, &pool.key.user))?;
             drop(guard);
             pool.welcome().unwrap_or_default()
         }
@@ -279,9 +282,10 @@ pub fn pool_error(e: PoolError, user: &str) -> ProxyError {
                 code: fields.code.clone(),
                 message: fields.message.clone(),
             },
-            (None, ServerError::Auth(BackendAuthError::NoPassword | BackendAuthError::CannotAnswer(_))) => {
-                ProxyError::NoServerPassword(user.to_owned())
-            }
+            (
+                None,
+                ServerError::Auth(BackendAuthError::NoPassword | BackendAuthError::CannotAnswer(_)),
+            ) => ProxyError::NoServerPassword(user.to_owned()),
             (None, _) => ProxyError::ServerUnavailable,
         },
     }

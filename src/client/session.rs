@@ -192,7 +192,7 @@ impl Session {
 
     async fn on_timer(&mut self) -> Result<(), End> {
         let now = Instant::now();
-        if !self.next_deadline().is_some_and(|d| now >= d) {
+        if self.next_deadline().is_none_or(|d| now < d) {
             return Ok(());
         }
         if self.server.is_none() {

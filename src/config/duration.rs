@@ -51,7 +51,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
 }
 
 fn from_secs_f64(v: f64) -> Result<Duration, String> {
-    if !v.is_finite() || v < 0.0 || v > 1e10 {
+    if !v.is_finite() || !(0.0..=1e10).contains(&v) {
         return Err(format!("{v} is not a valid number of seconds"));
     }
     Ok(Duration::from_secs_f64(v))

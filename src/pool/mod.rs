@@ -31,6 +31,9 @@ use crate::server::{self, ServerConn, ServerError, ServerTarget};
 /// may free) is what holds it back.
 const LIMIT_POLL: Duration = Duration::from_millis(50);
 
+/// ParameterStatus values a server reported at login.
+pub type Welcome = Arc<Vec<(String, String)>>;
+
 /// The effective settings of one pool.
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
@@ -84,7 +87,7 @@ pub struct Pool {
     db_limit: Arc<Limit>,
     user_limit: Arc<Limit>,
     /// ParameterStatus values of the first server, sent to clients at login.
-    welcome: Mutex<Option<Arc<Vec<(String, String)>>>>,
+    welcome: Mutex<Option<Welcome>>,
     pub stats: PoolStats,
 }
 
@@ -147,7 +150,7 @@ impl Pool {
             .clone()
     }
 
-    pub fn welcome(&self) -> Option<Arc<Vec<(String, String)>>> {
+    pub fn welcome(&self) -> Option<Welcome> {
         self.welcome
             .lock()
             .unwrap_or_else(|p| p.into_inner())

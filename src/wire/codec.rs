@@ -139,12 +139,15 @@ impl Scanner {
     }
 }
 
+/// A whole message: tag, body, and bytes used including the header.
+pub type Whole<'a> = (u8, &'a [u8], usize);
+
 /// Reads one complete message from the front of `buf`, for the handshake
 /// phases where every message is small and read whole.
 ///
 /// # Errors
 /// A length below 4 or above `max`.
-pub fn decode_whole(buf: &[u8], max: usize) -> Result<Option<(u8, &[u8], usize)>, FrameError> {
+pub fn decode_whole(buf: &[u8], max: usize) -> Result<Option<Whole<'_>>, FrameError> {
     let mut scanner = Scanner::new();
     match Scanner::next(&mut scanner, buf, &TagSet::of(&ALL_TAGS), max)? {
         Step::Item(Item::Message { tag, body }, used) => Ok(Some((tag, body, used))),

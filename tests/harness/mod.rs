@@ -180,3 +180,11 @@ where
 pub fn pg_tool(name: &str) -> std::path::PathBuf {
     cluster().bindir.join(name)
 }
+
+/// Connects and returns the error; panics if the login succeeds.
+pub async fn connect_err(url: &str) -> tokio_postgres::Error {
+    match connect_url(url).await {
+        Ok(_) => panic!("login was expected to fail"),
+        Err(e) => e,
+    }
+}

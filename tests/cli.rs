@@ -1,0 +1,125 @@
+//! The `pgwarden` binary: `check` names file, key and problem; `quickstart`
+//! brings up a primary, replicas and the proxy, and stops them on Ctrl-C.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pgwarden");
+
+#[test]
+fn check_accepts_the_example_config() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.toml.example");
+    let out = Command::new(BIN)
+        .args(["check", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_names_file_key_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[proxy]\nlisten = \"127.0.0.1:6432\"\nmin_pool_size = 50\n[databases.app]\nprimary = \"localhost\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml: proxy.min_pool_size:"), "{err}");
+    assert!(
+        err.contains("bad.toml: databases.app.primary: \"localhost\" is not \"host:port\""),
+        "{err}"
+    );
+
+    std::fs::write(&path, "[proxy]\npool_mode = \"sometimes\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml: line 2:") && err.contains("sometimes"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["check", "--config", "/no/such/file.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn quickstart_serves_and_stops_everything_on_ctrl_c() {
+    let state = tempfile::Builder::new()
+        .prefix("pgwarden-qs-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let base = pgwarden::localpg::free_port_range(4).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("quickstart")
+        .arg("--state-dir")
+        .arg(&state)
+        .args([
+            "--pg-port",
+            &base.to_string(),
+            "--listen",
+            &format!("127.0.0.1:{}", base + 3),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Whatever happens below, stop the cluster once this test process exits.
+    let cluster = pgwarden::localpg::Cluster::new(&state, base, 2).unwrap();
+    cluster.stop_when_gone(std::process::id(), true).unwrap();
+
+    let stdout = child.stdout.take().unwrap();
+    let mut url = None;
+    let started = Instant::now();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(u) = line.trim().strip_prefix("DATABASE_URL=") {
+            url = Some(u.to_owned());
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120));
+    }
+    let url = url.expect("quickstart printed DATABASE_URL");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let row = client
+            .query_one("SELECT count(*) FROM pg_stat_replication", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 2, "two streaming replicas");
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let stopped = !state.join("primary/postmaster.pid").exists()
+        && !state.join("replica1/postmaster.pid").exists()
+        && !state.join("replica2/postmaster.pid").exists();
+    assert!(stopped, "PostgreSQL left running");
+}
