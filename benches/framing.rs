@@ -14,7 +14,11 @@ fn msg(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
 /// What PostgreSQL answers to pgbench -S: one row, one column.
 fn select_answer() -> Vec<u8> {
     let mut v = Vec::new();
-    msg(&mut v, b'T', b"\0\x01abalance\0\0\0\x40\x0a\0\x03\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0");
+    msg(
+        &mut v,
+        b'T',
+        b"\0\x01abalance\0\0\0\x40\x0a\0\x03\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0",
+    );
     msg(&mut v, b'D', b"\0\x01\0\0\0\x041234");
     msg(&mut v, b'C', b"SELECT 1\0");
     msg(&mut v, b'Z', b"I");
@@ -23,7 +27,11 @@ fn select_answer() -> Vec<u8> {
 
 fn big_result(rows: usize) -> Vec<u8> {
     let mut v = Vec::new();
-    msg(&mut v, b'T', b"\0\x01x\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0");
+    msg(
+        &mut v,
+        b'T',
+        b"\0\x01x\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0",
+    );
     for i in 0..rows {
         let text = format!("row number {i} with some padding text to look like data");
         let mut body = vec![0, 1];
@@ -56,12 +64,18 @@ fn bench(c: &mut Criterion) {
     let small = select_answer();
     let mut g = c.benchmark_group("scan");
     g.throughput(Throughput::Bytes(small.len() as u64));
-    g.bench_function("pgbench_select_answer", |b| b.iter(|| walk(black_box(&small))));
+    g.bench_function("pgbench_select_answer", |b| {
+        b.iter(|| walk(black_box(&small)))
+    });
     let big = big_result(1000);
     g.throughput(Throughput::Bytes(big.len() as u64));
     g.bench_function("result_1000_rows", |b| b.iter(|| walk(black_box(&big))));
     let mut query = Vec::new();
-    msg(&mut query, b'Q', b"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;\0");
+    msg(
+        &mut query,
+        b'Q',
+        b"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;\0",
+    );
     g.throughput(Throughput::Bytes(query.len() as u64));
     g.bench_function("client_query", |b| b.iter(|| walk(black_box(&query))));
     g.finish();
