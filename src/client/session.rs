@@ -31,12 +31,15 @@ const SERVER_WHOLE: TagSet = TagSet::of(&[be::READY_FOR_QUERY]);
 /// Client messages the session reads whole: none yet, headers suffice.
 const CLIENT_WHOLE: TagSet = TagSet::EMPTY;
 /// Read buffers start here and are refilled in place.
-const BUF_SIZE: usize = 16 * 1024;
+const BUF_SIZE: usize = 8 * 1024;
 /// How long cleanup (ROLLBACK, reset query) may take before the server is closed instead.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 enum Event {
     Client(std::io::Result<usize>),
+    /// The client's socket is readable while no server is attached; nothing
+    /// was read yet, so an idle client holds no read buffer.
+    ClientReadable,
     Server(std::io::Result<usize>),
     Timer,
     Shutdown,
@@ -103,7 +106,7 @@ impl Session {
             request_since: None,
             cancel_sent: false,
             last_activity: Instant::now(),
-            out: BytesMut::with_capacity(256),
+            out: BytesMut::new(),
             login,
             shared,
             max_packet,
@@ -127,6 +130,7 @@ impl Session {
     }
 
     async fn serve(&mut self) -> End {
+        self.shed_idle_buffer();
         if !self.cbuf.is_empty() {
             if let Err(end) = self.on_client_data().await {
                 return end;
@@ -137,6 +141,11 @@ impl Session {
             let step = match event {
                 Event::Client(Ok(0)) | Event::Client(Err(_)) => return End::ClientLeft,
                 Event::Client(Ok(_)) => self.on_client_data().await,
+                Event::ClientReadable => match self.read_idle_client() {
+                    Some(Ok(0)) | Some(Err(_)) => return End::ClientLeft,
+                    Some(Ok(_)) => self.on_client_data().await,
+                    None => Ok(()),
+                },
                 Event::Server(Ok(0)) | Event::Server(Err(_)) => self.on_server_lost(),
                 Event::Server(Ok(_)) => self.on_server_data().await,
                 Event::Timer => self.on_timer().await,
@@ -151,9 +160,9 @@ impl Session {
     async fn next_event(&mut self) -> Event {
         let deadline = self.next_deadline();
         let sleep_at = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
-        reserve(&mut self.cbuf);
         match self.server.as_mut() {
             Some(guard) => {
+                reserve(&mut self.cbuf);
                 let conn = guard.conn();
                 reserve(&mut conn.stream.rbuf);
                 tokio::select! {
@@ -165,11 +174,31 @@ impl Session {
             }
             None => {
                 tokio::select! {
-                    r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
+                    r = self.client.readable() => match r {
+                        Ok(()) => Event::ClientReadable,
+                        Err(e) => Event::Client(Err(e)),
+                    },
                     _ = self.shared.shutdown.cancelled() => Event::Shutdown,
                     _ = tokio::time::sleep_until(sleep_at.into()), if deadline.is_some() => Event::Timer,
                 }
             }
+        }
+    }
+
+    /// Reads what an idle client sent; `None` if the readiness was spurious.
+    fn read_idle_client(&mut self) -> Option<std::io::Result<usize>> {
+        reserve(&mut self.cbuf);
+        match self.client.try_read_buf(&mut self.cbuf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            r => Some(r),
+        }
+    }
+
+    /// Frees the client's read buffer while it has no server, so that
+    /// thousands of idle clients cost only their task.
+    fn shed_idle_buffer(&mut self) {
+        if self.cbuf.is_empty() && self.cscan.at_boundary() && self.cbuf.capacity() > 0 {
+            self.cbuf = BytesMut::new();
         }
     }
 
@@ -367,6 +396,7 @@ impl Session {
             PoolMode::Transaction | PoolMode::Statement => {
                 if self.tx_status == be::TX_IDLE {
                     self.release().await;
+                    self.shed_idle_buffer();
                     if self.shared.shutdown.is_cancelled() {
                         return Err(End::Error(ProxyError::Shutdown));
                     }

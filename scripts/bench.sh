@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark, in one run: pgbench against PostgreSQL directly,
+# through pgwarden and through PgBouncer (Debian's package), both poolers in
+# transaction mode with the same pool size. Reports tps, the ratio to
+# direct, average latency, each proxy's CPU microseconds per transaction
+# (utime+stime from /proc/PID/stat) and memory per idle client (VmRSS with
+# IDLE_CLIENTS idle connections). Prints a Markdown table.
+#
+#   scripts/bench.sh                     # 10 s per run
+#   BENCH_SECONDS=30 scripts/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh --bench
+
+SECS=${BENCH_SECONDS:-10}
+POOL=${BENCH_POOL_SIZE:-20}
+IDLE=${IDLE_CLIENTS:-10000}
+SCALE=${BENCH_SCALE:-10}
+PGPORT=${BENCH_PG_PORT:-24432}
+WPORT=$((PGPORT + 10)); BPORT=$((PGPORT + 20)); QSPORT=$((PGPORT + 30))
+
+cargo build --release --locked --bin pgwarden --example idle_clients >&2
+BIN=$PWD/target/release/pgwarden
+HOLDER=$PWD/target/release/examples/idle_clients
+PGBIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -1)
+[ -x "$PGBIN/pgbench" ] || PGBIN=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
+PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+TICK=$(getconf CLK_TCK)
+
+WORK=$(mktemp -d /tmp/pgwarden-bench-XXXXXX)
+chmod 755 "$WORK"
+as_pg=()
+if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); fi
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  [ -f "$WORK/pgbouncer.pid" ] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# PostgreSQL: the quickstart cluster without replicas (its own proxy idles on QSPORT).
+"$BIN" quickstart --state-dir "$WORK/pg" --pg-port "$PGPORT" --replicas 0 --listen "127.0.0.1:$QSPORT" >"$WORK/qs.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 120); do grep -q DATABASE_URL "$WORK/qs.log" && break; sleep 1; done
+grep -q DATABASE_URL "$WORK/qs.log" || { cat "$WORK/qs.log" >&2; exit 1; }
+
+cat >"$WORK/pgwarden.toml" <<TOML
+[proxy]
+listen = "127.0.0.1:$WPORT"
+pool_mode = "transaction"
+default_pool_size = $POOL
+max_client_conn = 20000
+auth_type = "trust"
+[users.app]
+password = "app"
+[databases.app]
+primary = "127.0.0.1:$PGPORT"
+TOML
+RUST_LOG=warn "$BIN" run --config "$WORK/pgwarden.toml" >"$WORK/pgwarden.log" 2>&1 &
+W_PID=$!; pids+=($W_PID)
+
+echo '"app" "app"' >"$WORK/userlist.txt"
+cat >"$WORK/pgbouncer.ini" <<INI
+[databases]
+app = host=127.0.0.1 port=$PGPORT dbname=app
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BPORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $WORK/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL
+max_client_conn = 20000
+logfile = $WORK/pgbouncer.log
+pidfile = $WORK/pgbouncer.pid
+INI
+[ "$(id -u)" -eq 0 ] && chown postgres "$WORK" "$WORK"/userlist.txt "$WORK"/pgbouncer.ini
+"${as_pg[@]}" "$PGBOUNCER" -d "$WORK/pgbouncer.ini"
+for _ in $(seq 50); do [ -s "$WORK/pgbouncer.pid" ] && break; sleep 0.1; done
+B_PID=$(cat "$WORK/pgbouncer.pid")
+sleep 1
+
+export PGPASSWORD=app
+"$PGBIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PGPORT" -U app app >/dev/null 2>&1
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# run LABEL PORT PID ARGS... -> "tps latency_ms us_per_tx"
+run() {
+  local port=$1 pid=$2; shift 2
+  local before=0 after=0
+  [ "$pid" != "-" ] && before=$(cpu_ticks "$pid")
+  local out
+  out=$("$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U app -n -T "$SECS" -j 2 "$@" app 2>&1) || true
+  [ "$pid" != "-" ] && after=$(cpu_ticks "$pid")
+  local tps lat n failed
+  tps=$(echo "$out" | awk -F'= ' '/^tps/ {split($2,a," "); print a[1]}')
+  lat=$(echo "$out" | awk -F'= ' '/latency average/ {split($2,a," "); print a[1]}')
+  n=$(echo "$out" | awk -F': ' '/number of transactions actually processed/ {split($2,a,"/"); print a[1]}')
+  failed=$(echo "$out" | awk -F': ' '/number of failed transactions/ {split($2,a," "); print a[1]}')
+  local us="-"
+  if [ "$pid" != "-" ] && [ -n "$n" ] && [ "$n" -gt 0 ]; then
+    us=$(awk -v d=$((after - before)) -v t="$TICK" -v n="$n" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')
+  fi
+  echo "${tps:-0} ${lat:-0} $us ${failed:-?}"
+}
+
+echo "| workload | clients | direct tps | pgwarden tps (ratio) | PgBouncer tps (ratio) | latency ms direct / pgwarden / PgBouncer | CPU µs/tx pgwarden / PgBouncer | failed (w/b) |"
+echo "|---|---|---|---|---|---|---|---|"
+row() {
+  local name=$1 clients=$2; shift 2
+  read -r dt dl _ _ < <(run "$PGPORT" - -c "$clients" "$@")
+  read -r wt wl wu wf < <(run "$WPORT" "$W_PID" -c "$clients" "$@")
+  read -r bt bl bu bf < <(run "$BPORT" "$B_PID" -c "$clients" "$@")
+  local wr br
+  wr=$(awk -v a="$wt" -v b="$dt" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+  br=$(awk -v a="$bt" -v b="$dt" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+  printf "| %s | %s | %.0f | %.0f (%s) | %.0f (%s) | %s / %s / %s | %s / %s | %s / %s |\n" \
+    "$name" "$clients" "$dt" "$wt" "$wr" "$bt" "$br" "$dl" "$wl" "$bl" "$wu" "$bu" "$wf" "$bf"
+}
+for c in 10 50 200; do row "-S simple" "$c" -S -M simple; done
+for c in 10 50 200; do row "-S extended" "$c" -S -M extended; done
+row "TPC-B simple" 50 -M simple
+
+echo
+echo "| proxy | VmRSS before (KiB) | with $IDLE idle clients (KiB) | per idle client (KiB) |"
+echo "|---|---|---|---|"
+mem() {
+  local name=$1 port=$2 pid=$3
+  local before after ready
+  before=$(rss_kib "$pid")
+  "$HOLDER" "127.0.0.1:$port" app app "$IDLE" 20 >"$WORK/holder.out" &
+  local hp=$!
+  for _ in $(seq 120); do grep -q ready "$WORK/holder.out" && break; sleep 0.5; done
+  sleep 2
+  after=$(rss_kib "$pid")
+  ready=$(cat "$WORK/holder.out")
+  kill "$hp" 2>/dev/null || true; wait "$hp" 2>/dev/null || true
+  printf "| %s | %s | %s | %s (%s) |\n" "$name" "$before" "$after" \
+    "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {printf "%.2f", (a - b) / n}')" "$ready"
+}
+mem pgwarden "$WPORT" "$W_PID"
+mem PgBouncer "$BPORT" "$B_PID"
