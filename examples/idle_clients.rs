@@ -48,7 +48,7 @@ async fn main() {
     let mut failed = 0;
     let mut left = n;
     while left > 0 {
-        let batch = left.min(500);
+        let batch = left.min(100);
         left -= batch;
         let tasks: Vec<_> = (0..batch)
             .map(|_| {

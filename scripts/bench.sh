@@ -134,9 +134,9 @@ mem() {
   local name=$1 port=$2 pid=$3
   local before after ready
   before=$(rss_kib "$pid")
-  "$HOLDER" "127.0.0.1:$port" app app "$IDLE" 20 >"$WORK/holder.out" &
+  "$HOLDER" "127.0.0.1:$port" app app "$IDLE" 600 >"$WORK/holder.out" &
   local hp=$!
-  for _ in $(seq 120); do grep -q ready "$WORK/holder.out" && break; sleep 0.5; done
+  for _ in $(seq 600); do grep -q ready "$WORK/holder.out" && break; sleep 0.5; done
   sleep 2
   after=$(rss_kib "$pid")
   ready=$(cat "$WORK/holder.out")

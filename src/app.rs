@@ -113,12 +113,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
         let n = shared.clients.fetch_add(1, Ordering::Relaxed);
         let slot = ClientSlot(shared.clone());
         let shared = shared.clone();
+        let sessions = tracker.clone();
         tracker.spawn(async move {
-            let _slot = slot;
             if n >= max {
                 refuse(socket).await;
-            } else {
-                client::serve(socket, shared).await;
+            } else if let Some(session) = client::login(socket, shared).await {
+                sessions.spawn(async move {
+                    let _slot = slot;
+                    session.run().await;
+                });
             }
         });
     }

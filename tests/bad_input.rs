@@ -14,6 +14,15 @@ use pgwarden::wire::codec::decode_whole;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Connects and sends a StartupMessage with `params`.
+async fn send_startup(proxy: &pgwarden::app::Proxy, params: &[(&str, &str)]) -> TcpStream {
+    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    pgwarden::wire::frontend::startup_message(&mut out, params);
+    sock.write_all(&out).await.unwrap();
+    sock
+}
+
 /// Reads until EOF (or 5 s) and returns the SQLSTATE of the first ErrorResponse.
 async fn read_error(sock: &mut TcpStream) -> (Option<String>, bool) {
     let mut buf = Vec::new();
@@ -134,10 +143,7 @@ async fn old_protocol_and_truncated_startup_are_refused() {
 
 /// Logs in with raw bytes (trust) and returns the socket after ReadyForQuery.
 async fn raw_login(proxy: &pgwarden::app::Proxy) -> TcpStream {
-    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
-    let mut out = BytesMut::new();
-    pgwarden::wire::frontend::startup_message(&mut out, &[("user", TRUST_USER), ("database", DB)]);
-    sock.write_all(&out).await.unwrap();
+    let mut sock = send_startup(proxy, &[("user", TRUST_USER), ("database", DB)]).await;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -187,21 +193,17 @@ async fn unsupported_startup_parameter_and_ignore_list() {
     );
     // `options` is accepted (tracked for the session); an unknown parameter is not.
     assert!(connect_url(&bad).await.is_ok());
-    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
-    let mut out = BytesMut::new();
-    pgwarden::wire::frontend::startup_message(
-        &mut out,
+    let mut sock = send_startup(
+        &proxy,
         &[("user", SCRAM_USER), ("database", DB), ("work_mem", "1MB")],
-    );
-    sock.write_all(&out).await.unwrap();
+    )
+    .await;
     assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("08P01"));
-    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
-    let mut out = BytesMut::new();
-    pgwarden::wire::frontend::startup_message(
-        &mut out,
+    let mut sock = send_startup(
+        &proxy,
         &[("user", SCRAM_USER), ("database", DB), ("geqo", "on")],
-    );
-    sock.write_all(&out).await.unwrap();
+    )
+    .await;
     let mut first = [0u8; 1];
     sock.read_exact(&mut first).await.unwrap();
     assert_eq!(first[0], b'R', "ignored parameter lets the login go on");
@@ -239,17 +241,15 @@ async fn ssl_request_is_answered_n_and_newer_minor_is_negotiated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_connections_are_refused() {
     let proxy = proxy(|_| {}).await;
-    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
-    let mut out = BytesMut::new();
-    pgwarden::wire::frontend::startup_message(
-        &mut out,
+    let mut sock = send_startup(
+        &proxy,
         &[
             ("user", SCRAM_USER),
             ("database", DB),
             ("replication", "database"),
         ],
-    );
-    sock.write_all(&out).await.unwrap();
+    )
+    .await;
     assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("0A000"));
 }
 

@@ -268,6 +268,20 @@ async fn leftovers(admin: &tokio_postgres::Client, table: &str) -> (i64, i64) {
     (locks, idle_tx)
 }
 
+/// A client whose connection task the test can abort, as if the process died.
+async fn killable_client(
+    proxy: &pgwarden::app::Proxy,
+) -> (
+    tokio_postgres::Client,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    let (client, conn) =
+        tokio_postgres::connect(&url(proxy, SCRAM_USER, PASSWORD, DB), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    (client, tokio::spawn(conn))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_killed_mid_transaction_leaves_no_lock() {
     psql("DROP TABLE IF EXISTS killed_t; CREATE TABLE killed_t (x int)");
@@ -275,13 +289,7 @@ async fn client_killed_mid_transaction_leaves_no_lock() {
     let admin = direct().await;
     // Idle inside a transaction, holding a lock.
     {
-        let (client, conn) = tokio_postgres::connect(
-            &url(&proxy, SCRAM_USER, PASSWORD, DB),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .unwrap();
-        let driver = tokio::spawn(conn);
+        let (client, driver) = killable_client(&proxy).await;
         client
             .batch_execute("BEGIN; LOCK TABLE killed_t IN ACCESS EXCLUSIVE MODE; INSERT INTO killed_t VALUES (1);")
             .await
@@ -292,13 +300,7 @@ async fn client_killed_mid_transaction_leaves_no_lock() {
     }
     // Busy inside a transaction when it vanishes.
     {
-        let (client, conn) = tokio_postgres::connect(
-            &url(&proxy, SCRAM_USER, PASSWORD, DB),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .unwrap();
-        let driver = tokio::spawn(conn);
+        let (client, driver) = killable_client(&proxy).await;
         client
             .batch_execute("BEGIN; LOCK TABLE killed_t;")
             .await

@@ -19,8 +19,13 @@ use crate::error::ProxyError;
 use crate::net::MessageStream;
 use handshake::{handshake, Outcome};
 
-/// Serves one accepted connection to the end.
-pub async fn serve(socket: TcpStream, shared: Arc<Shared>) {
+/// Logs one accepted connection in; returns its session to run, or `None`
+/// when the connection ended (refused, or a cancel request).
+///
+/// The session is returned rather than run here so that the caller can run
+/// it as a task of its own: the handshake's futures are large, and an idle
+/// client should not keep their space for its whole life.
+pub async fn login(socket: TcpStream, shared: Arc<Shared>) -> Option<session::Session> {
     let mut stream = MessageStream::new(socket);
     let login_timeout = shared
         .config
@@ -38,12 +43,13 @@ pub async fn serve(socket: TcpStream, shared: Arc<Shared>) {
     match result {
         Ok(Outcome::Login(login)) => {
             let MessageStream { io, rbuf } = stream;
-            session::Session::new(io, rbuf, login, shared).run().await;
+            Some(session::Session::new(io, rbuf, login, shared))
         }
-        Ok(Outcome::Cancelled) => {}
+        Ok(Outcome::Cancelled) => None,
         Err(e) => {
             tracing::info!(kind = e.kind(), "login refused: {e}");
             reject(&mut stream.io, &e).await;
+            None
         }
     }
 }

@@ -34,6 +34,9 @@ const LIMIT_POLL: Duration = Duration::from_millis(50);
 /// ParameterStatus values a server reported at login.
 pub type Welcome = Arc<Vec<(String, String)>>;
 
+/// Idle servers older than this are probed for a close before being lent.
+const STALE_PROBE_AFTER: Duration = Duration::from_millis(100);
+
 /// The effective settings of one pool.
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
@@ -316,7 +319,10 @@ impl Pool {
     async fn validate(&self, mut guard: ServerGuard, s: &PoolSettings) -> Option<ServerGuard> {
         let conn = guard.conn();
         let expired = s.lifetime.is_some_and(|l| conn.created.elapsed() >= l);
-        if expired || conn.is_stale() {
+        // A server reused within moments cannot have been closed unnoticed
+        // for long; skip the probe's syscall on the busy path.
+        let probe = conn.last_used.elapsed() >= STALE_PROBE_AFTER;
+        if expired || (probe && conn.is_stale()) {
             guard.set_reusable(false);
             return None;
         }
