@@ -8,6 +8,19 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgwarden");
 
+/// Runs `pgwarden check --config PATH`: (success, stderr).
+fn check(path: &std::path::Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn check_accepts_the_example_config() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.toml.example");
@@ -31,13 +44,8 @@ fn check_names_file_key_and_problem() {
         "[proxy]\nlisten = \"127.0.0.1:6432\"\nmin_pool_size = 50\n[databases.app]\nprimary = \"localhost\"\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = check(&path);
+    assert!(!ok);
     assert!(err.contains("bad.toml: proxy.min_pool_size:"), "{err}");
     assert!(
         err.contains("bad.toml: databases.app.primary: \"localhost\" is not \"host:port\""),
@@ -45,23 +53,14 @@ fn check_names_file_key_and_problem() {
     );
 
     std::fs::write(&path, "[proxy]\npool_mode = \"sometimes\"\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = check(&path);
+    assert!(!ok);
     assert!(
         err.contains("bad.toml: line 2:") && err.contains("sometimes"),
         "{err}"
     );
 
-    let out = Command::new(BIN)
-        .args(["check", "--config", "/no/such/file.toml"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    assert!(!check(std::path::Path::new("/no/such/file.toml")).0);
 }
 
 #[test]

@@ -412,11 +412,15 @@ impl Session {
             Some(g) => g.conn().stream.rbuf.is_empty(),
             None => true,
         };
+        self.streams_quiet() && server_drained
+    }
+
+    /// Nothing owed by the server and no message half-sent in either direction.
+    fn streams_quiet(&self) -> bool {
         self.pending == 0
             && !self.open_batch
             && self.cscan.at_boundary()
             && self.sscan.at_boundary()
-            && server_drained
     }
 
     /// Gives the server back to the pool.
@@ -504,11 +508,7 @@ impl Session {
     }
 
     fn at_rest_without(&self, guard: &mut ServerGuard) -> bool {
-        self.pending == 0
-            && !self.open_batch
-            && self.cscan.at_boundary()
-            && self.sscan.at_boundary()
-            && guard.conn().stream.rbuf.is_empty()
+        self.streams_quiet() && guard.conn().stream.rbuf.is_empty()
     }
 }
 
