@@ -4,7 +4,7 @@
 //! Owns: [`Shared`] and the accept loop. Must not: contain protocol logic.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,9 +27,21 @@ pub struct Shared {
     pub clients: AtomicUsize,
     /// Cancelled when the proxy stops accepting and asks clients to leave.
     pub shutdown: CancellationToken,
+    /// The same fact as a plain flag for the per-transaction check
+    /// (`CancellationToken::is_cancelled` takes a proxy-wide lock).
+    stopping: AtomicBool,
 }
 
 impl Shared {
+    /// Stops accepting and asks every idle session to end (57P01); busy
+    /// ones end when their transaction does.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.shutdown.cancel();
+        // After the flag, so a session that logs in meanwhile sees one or the other.
+        self.cancels.stop_all();
+    }
+
     pub fn new(loaded: Loaded) -> Arc<Self> {
         Arc::new(Self {
             config: ArcSwap::from_pointee(loaded),
@@ -37,7 +49,13 @@ impl Shared {
             cancels: Arc::new(CancelRegistry::default()),
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
+            stopping: AtomicBool::new(false),
         })
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 }
 
@@ -72,7 +90,7 @@ impl Proxy {
     /// transactions finish, and waits up to `timeout` for every client.
     /// Returns true if all left in time.
     pub async fn shutdown(&self, timeout: Duration) -> bool {
-        self.shared.shutdown.cancel();
+        self.shared.begin_shutdown();
         self.tracker.close();
         tokio::time::timeout(timeout, self.tracker.wait())
             .await

@@ -93,9 +93,16 @@ fn check(path: &Path) -> Result<()> {
 
 fn runtime(loaded: &Loaded) -> Result<tokio::runtime::Runtime> {
     raise_fd_limit();
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if loaded.config.proxy.workers > 0 {
-        b.worker_threads(loaded.config.proxy.workers);
+    let workers = loaded.config.proxy.workers;
+    // One worker: a plain event loop on this thread, as PgBouncer runs;
+    // it parks and wakes less than a one-thread work-stealing pool.
+    let mut b = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if workers > 1 {
+        b.worker_threads(workers);
     }
     b.enable_all().build().context("starting the runtime")
 }
@@ -210,11 +217,19 @@ fn quickstart(state_dir: &Path, pg_port: u16, replicas: usize, listen: &str) -> 
     let announce = Box::new(move |proxy: &Proxy| {
         let port = proxy.addr.port();
         let host = proxy.addr.ip();
-        println!("\npgwarden is running in front of a local primary and its replicas.");
-        println!("  psql:         psql \"postgres://app:app@{host}:{port}/app\"");
-        println!("  DATABASE_URL=postgres://app:app@{host}:{port}/app");
-        println!("  config:       {}", shown_path.display());
-        println!("Press Ctrl-C to stop the proxy and PostgreSQL.\n");
+        let banner = format!(
+            "\npgwarden is running in front of a local primary and its replicas.\n\
+             \x20 psql:         psql \"postgres://app:app@{host}:{port}/app\"\n\
+             \x20 DATABASE_URL=postgres://app:app@{host}:{port}/app\n\
+             \x20 config:       {}\n\
+             Press Ctrl-C to stop the proxy and PostgreSQL.\n",
+            shown_path.display()
+        );
+        // One write, errors ignored: whoever reads our stdout may stop
+        // reading (a closed pipe must not bring the proxy down).
+        let mut out = std::io::stdout().lock();
+        let _ = std::io::Write::write_all(&mut out, banner.as_bytes());
+        let _ = std::io::Write::flush(&mut out);
     });
     let result = rt.block_on(serve(loaded, Some(announce)));
     drop(rt);

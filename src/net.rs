@@ -18,6 +18,42 @@ pub enum NetError {
     Frame(#[from] FrameError),
 }
 
+/// Size of a fresh read buffer.
+pub const BUF_SIZE: usize = 8 * 1024;
+/// Buffers larger than this (grown for a big message) are not kept for reuse.
+const SPARE_MAX_CAPACITY: usize = 64 * 1024;
+/// Spare buffers kept per worker thread.
+const SPARE_MAX_COUNT: usize = 256;
+
+thread_local! {
+    /// Read buffers given back by sessions that went idle, so that lending
+    /// one to the next transaction costs no allocation.
+    static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty read buffer, reused when one is spare on this thread.
+pub fn take_buffer() -> BytesMut {
+    SPARE
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(BUF_SIZE))
+}
+
+/// Gives an emptied read buffer back for reuse (or frees it).
+pub fn give_buffer(mut buf: BytesMut) {
+    buf.clear();
+    // Reclaims space consumed by `advance` without allocating.
+    buf.reserve(BUF_SIZE);
+    if buf.capacity() > SPARE_MAX_CAPACITY {
+        return;
+    }
+    SPARE.with(|s| {
+        let mut spare = s.borrow_mut();
+        if spare.len() < SPARE_MAX_COUNT {
+            spare.push(buf);
+        }
+    });
+}
+
 /// A stream plus the bytes read from it but not yet consumed.
 pub struct MessageStream<S> {
     pub io: S,
@@ -26,7 +62,7 @@ pub struct MessageStream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
     pub fn new(io: S) -> Self {
-        Self::with_buffer(io, BytesMut::with_capacity(8192))
+        Self::with_buffer(io, BytesMut::with_capacity(BUF_SIZE))
     }
 
     pub fn with_buffer(io: S, rbuf: BytesMut) -> Self {

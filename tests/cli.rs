@@ -92,7 +92,8 @@ fn quickstart_serves_and_stops_everything_on_ctrl_c() {
     let stdout = child.stdout.take().unwrap();
     let mut url = None;
     let started = Instant::now();
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(u) = line.trim().strip_prefix("DATABASE_URL=") {
             url = Some(u.to_owned());
@@ -101,6 +102,8 @@ fn quickstart_serves_and_stops_everything_on_ctrl_c() {
         assert!(started.elapsed() < Duration::from_secs(120));
     }
     let url = url.expect("quickstart printed DATABASE_URL");
+    // Keep reading, as a terminal would, until the child exits.
+    std::thread::spawn(move || lines.for_each(drop));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)

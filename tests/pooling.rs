@@ -468,7 +468,7 @@ async fn shutdown_lets_open_transaction_finish() {
     let stopping = {
         let shared = proxy.shared.clone();
         tokio::spawn(async move {
-            shared.shutdown.cancel();
+            shared.begin_shutdown();
         })
     };
     stopping.await.unwrap();

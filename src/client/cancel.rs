@@ -2,8 +2,11 @@
 //! pgwarden; a CancelRequest carrying it is forwarded, with the server's own
 //! key, to the server that client is using at that moment and to no other.
 //!
-//! The registry is sharded and touched only at login, logout and cancel;
-//! per transaction a session only updates its own slot.
+//! The registry is sharded and touched only at login, logout, cancel and
+//! shutdown; per transaction a session only updates its own
+//! [`SessionControl`]. The same registry is how shutdown reaches idle
+//! sessions: each has its own stop signal, so no session waits on a
+//! proxy-wide lock between transactions.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,9 +20,11 @@ use crate::wire::frontend;
 const SHARDS: usize = 16;
 
 /// The server a client's cancel request must reach.
-#[derive(Clone, Debug)]
+///
+/// `Copy`, so that recording it on every check-out touches no shared count.
+#[derive(Clone, Copy, Debug)]
 pub struct CancelTarget {
-    pub addr: Arc<str>,
+    pub addr: std::net::SocketAddr,
     pub process_id: i32,
     pub secret_key: i32,
 }
@@ -27,14 +32,33 @@ pub struct CancelTarget {
 impl CancelTarget {
     pub fn of(conn: &crate::server::ServerConn) -> Self {
         Self {
-            addr: conn.addr.clone(),
+            addr: conn.addr,
             process_id: conn.process_id,
             secret_key: conn.secret_key,
         }
     }
 }
 
-pub type CancelSlot = Arc<Mutex<Option<CancelTarget>>>;
+/// What the rest of the proxy may ask of one live session.
+#[derive(Default)]
+pub struct SessionControl {
+    /// The server it is using now, if any (for cancel requests).
+    target: Mutex<Option<CancelTarget>>,
+    /// Set at shutdown; the session ends at its next idle point.
+    pub stop: tokio::sync::Notify,
+}
+
+impl SessionControl {
+    pub fn set_target(&self, target: Option<CancelTarget>) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = target;
+    }
+
+    fn target(&self) -> Option<CancelTarget> {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+type CancelSlot = Arc<SessionControl>;
 
 pub struct CancelRegistry {
     shards: Vec<Mutex<HashMap<i32, (i32, CancelSlot)>>>,
@@ -52,7 +76,7 @@ impl Default for CancelRegistry {
 pub struct Registration {
     pub process_id: i32,
     pub secret_key: i32,
-    pub slot: CancelSlot,
+    pub control: CancelSlot,
     registry: Arc<CancelRegistry>,
 }
 
@@ -81,12 +105,12 @@ impl CancelRegistry {
                 continue;
             }
             let secret_key: i32 = rng.gen();
-            let slot: CancelSlot = Arc::new(Mutex::new(None));
-            shard.insert(pid, (secret_key, slot.clone()));
+            let control: CancelSlot = Arc::default();
+            shard.insert(pid, (secret_key, control.clone()));
             return Registration {
                 process_id: pid,
                 secret_key,
-                slot,
+                control,
                 registry: self.clone(),
             };
         }
@@ -98,9 +122,7 @@ impl CancelRegistry {
         let target = {
             let shard = self.shard(process_id);
             match shard.get(&process_id) {
-                Some((key, slot)) if *key == secret_key => {
-                    slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
-                }
+                Some((key, control)) if *key == secret_key => control.target(),
                 _ => None,
             }
         };
@@ -111,11 +133,22 @@ impl CancelRegistry {
         self.cancel_target(&target).await;
     }
 
+    /// Tells every logged-in session to end at its next idle point.
+    pub fn stop_all(&self) {
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for (_, control) in shard.values() {
+                // notify_one keeps a permit for a session that is busy now.
+                control.stop.notify_one();
+            }
+        }
+    }
+
     /// Sends a CancelRequest for `target` to its server.
     pub async fn cancel_target(&self, target: &CancelTarget) {
         let mut buf = BytesMut::new();
         frontend::cancel_request(&mut buf, target.process_id, target.secret_key);
-        match tokio::net::TcpStream::connect(&*target.addr).await {
+        match tokio::net::TcpStream::connect(target.addr).await {
             Ok(mut sock) => {
                 let _ = sock.write_all(&buf).await;
                 let _ = sock.shutdown().await;

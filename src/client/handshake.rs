@@ -51,8 +51,6 @@ pub struct Login {
     pub pool: Arc<Pool>,
     pub mode: PoolMode,
     pub registration: Registration,
-    pub user: String,
-    pub database: String,
     pub params: Vec<(String, String)>,
 }
 
@@ -211,8 +209,6 @@ pub async fn handshake(
         mode: loaded.pool_mode(&database, &user),
         pool,
         registration,
-        user,
-        database,
         params: tracked,
     }))
 }

@@ -25,7 +25,7 @@ use handshake::{handshake, Outcome};
 /// The session is returned rather than run here so that the caller can run
 /// it as a task of its own: the handshake's futures are large, and an idle
 /// client should not keep their space for its whole life.
-pub async fn login(socket: TcpStream, shared: Arc<Shared>) -> Option<session::Session> {
+pub async fn login(socket: TcpStream, shared: Arc<Shared>) -> Option<Box<session::Session>> {
     let mut stream = MessageStream::new(socket);
     let login_timeout = shared
         .config

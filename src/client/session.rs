@@ -9,18 +9,22 @@
 //! expects one ReadyForQuery), no extended-protocol batch open, both
 //! streams on a message boundary, and the last ReadyForQuery saying idle.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use super::cancel::CancelTarget;
 use super::handshake::{pool_error, Login};
 use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::error::ProxyError;
+use crate::net::{give_buffer, take_buffer, BUF_SIZE};
 use crate::pool::ServerGuard;
 use crate::wire::backend::{self as be};
 use crate::wire::codec::{FrameError, Item, Scanner, Step, TagSet};
@@ -30,8 +34,6 @@ use crate::wire::frontend as fe;
 const SERVER_WHOLE: TagSet = TagSet::of(&[be::READY_FOR_QUERY]);
 /// Client messages the session reads whole: none yet, headers suffice.
 const CLIENT_WHOLE: TagSet = TagSet::EMPTY;
-/// Read buffers start here and are refilled in place.
-const BUF_SIZE: usize = 8 * 1024;
 /// How long cleanup (ROLLBACK, reset query) may take before the server is closed instead.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -66,35 +68,68 @@ pub struct Session {
     /// When the oldest unanswered request went out (for `query_timeout`).
     request_since: Option<Instant>,
     cancel_sent: bool,
+    /// Last time either side sent something; kept only when a timeout needs it.
     last_activity: Instant,
-    out: BytesMut,
+    /// The timer for the nearest timeout, made on first need and then reset
+    /// rather than rebuilt (boxed: most sessions never need one).
+    timer: Option<Pin<Box<Sleep>>>,
     login: Login,
     shared: Arc<Shared>,
     max_packet: usize,
     timeouts: Timeouts,
 }
 
+/// The session's timeouts in milliseconds, 0 for off (kept compact: every
+/// idle client carries a copy).
 #[derive(Clone, Copy)]
 struct Timeouts {
-    query: Option<Duration>,
-    idle_transaction: Option<Duration>,
-    client_idle: Option<Duration>,
+    query_ms: u32,
+    idle_transaction_ms: u32,
+    client_idle_ms: u32,
     reset_always: bool,
 }
 
+impl Timeouts {
+    fn query(&self) -> Option<Duration> {
+        from_ms(self.query_ms)
+    }
+
+    fn idle_transaction(&self) -> Option<Duration> {
+        from_ms(self.idle_transaction_ms)
+    }
+
+    fn client_idle(&self) -> Option<Duration> {
+        from_ms(self.client_idle_ms)
+    }
+
+    fn tracks_activity(&self) -> bool {
+        self.query_ms | self.idle_transaction_ms | self.client_idle_ms != 0
+    }
+}
+
+fn to_ms(d: Option<Duration>) -> u32 {
+    d.map_or(0, |d| {
+        u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
+    })
+}
+
+fn from_ms(ms: u32) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(u64::from(ms)))
+}
+
 impl Session {
-    pub fn new(client: TcpStream, cbuf: BytesMut, login: Login, shared: Arc<Shared>) -> Self {
+    pub fn new(client: TcpStream, cbuf: BytesMut, login: Login, shared: Arc<Shared>) -> Box<Self> {
         let cfg = shared.config.load();
         let p = &cfg.config.proxy;
         let timeouts = Timeouts {
-            query: p.query_timeout.enabled(),
-            idle_transaction: p.idle_transaction_timeout.enabled(),
-            client_idle: p.client_idle_timeout.enabled(),
+            query_ms: to_ms(p.query_timeout.enabled()),
+            idle_transaction_ms: to_ms(p.idle_transaction_timeout.enabled()),
+            client_idle_ms: to_ms(p.client_idle_timeout.enabled()),
             reset_always: p.server_reset_query_always,
         };
         let max_packet = p.max_packet_size;
         drop(cfg);
-        Self {
+        Box::new(Self {
             client,
             cbuf,
             cscan: Scanner::new(),
@@ -106,30 +141,38 @@ impl Session {
             request_since: None,
             cancel_sent: false,
             last_activity: Instant::now(),
-            out: BytesMut::new(),
+            timer: None,
             login,
             shared,
             max_packet,
             timeouts,
-        }
+        })
     }
 
     /// Serves the client until it leaves or an error ends the session.
-    pub async fn run(mut self) {
+    ///
+    /// Boxed so that the task's future holds one pointer to the session
+    /// rather than (as an owned `self` would be) two copies of it.
+    pub async fn run(mut self: Box<Self>) {
         let end = self.serve().await;
         match &end {
             End::ClientLeft => {}
             End::Error(e) => {
-                tracing::debug!(user = %self.login.user, db = %self.login.database, kind = e.kind(), "session ended: {e}");
-                self.out.clear();
-                e.encode(&mut self.out);
-                let _ = self.client.write_all(&self.out).await;
+                tracing::debug!(pool = %self.login.pool.key, kind = e.kind(), "session ended: {e}");
+                let mut out = BytesMut::new();
+                e.encode(&mut out);
+                let _ = self.client.write_all(&out).await;
             }
         }
-        self.cleanup().await;
+        // Boxed: cleanup is rare, and its futures would otherwise enlarge
+        // every session's task for its whole life.
+        Box::pin(self.cleanup()).await;
     }
 
     async fn serve(&mut self) -> End {
+        if self.shared.is_stopping() {
+            return End::Error(ProxyError::Shutdown);
+        }
         self.shed_idle_buffer();
         if !self.cbuf.is_empty() {
             if let Err(end) = self.on_client_data().await {
@@ -141,7 +184,7 @@ impl Session {
             let step = match event {
                 Event::Client(Ok(0)) | Event::Client(Err(_)) => return End::ClientLeft,
                 Event::Client(Ok(_)) => self.on_client_data().await,
-                Event::ClientReadable => match self.read_idle_client() {
+                Event::ClientReadable => match self.read_idle_client().await {
                     Some(Ok(0)) | Some(Err(_)) => return End::ClientLeft,
                     Some(Ok(_)) => self.on_client_data().await,
                     None => Ok(()),
@@ -159,7 +202,7 @@ impl Session {
 
     async fn next_event(&mut self) -> Event {
         let deadline = self.next_deadline();
-        let sleep_at = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+        let timer = arm(&mut self.timer, deadline);
         match self.server.as_mut() {
             Some(guard) => {
                 reserve(&mut self.cbuf);
@@ -169,52 +212,76 @@ impl Session {
                     biased;
                     r = conn.stream.io.read_buf(&mut conn.stream.rbuf) => Event::Server(r),
                     r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
-                    _ = tokio::time::sleep_until(sleep_at.into()), if deadline.is_some() => Event::Timer,
+                    () = fire(timer) => Event::Timer,
                 }
             }
             None => {
                 tokio::select! {
-                    r = self.client.readable() => match r {
+                    // poll_read_ready uses the socket's own reader slot: no
+                    // waiter list, and a smaller future than `readable()`.
+                    r = std::future::poll_fn(|cx| self.client.poll_read_ready(cx)) => match r {
                         Ok(()) => Event::ClientReadable,
                         Err(e) => Event::Client(Err(e)),
                     },
-                    _ = self.shared.shutdown.cancelled() => Event::Shutdown,
-                    _ = tokio::time::sleep_until(sleep_at.into()), if deadline.is_some() => Event::Timer,
+                    () = self.login.registration.control.stop.notified() => Event::Shutdown,
+                    () = fire(timer) => Event::Timer,
                 }
             }
         }
     }
 
     /// Reads what an idle client sent; `None` if the readiness was spurious.
-    fn read_idle_client(&mut self) -> Option<std::io::Result<usize>> {
+    ///
+    /// Reads through `poll_read` rather than `try_read` so that a short read
+    /// clears the socket's readiness: the next poll of the client while the
+    /// server works is then free instead of a `recv` that finds nothing.
+    async fn read_idle_client(&mut self) -> Option<std::io::Result<usize>> {
         reserve(&mut self.cbuf);
-        match self.client.try_read_buf(&mut self.cbuf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-            r => Some(r),
+        let (client, buf) = (&mut self.client, &mut self.cbuf);
+        let r = std::future::poll_fn(|cx| {
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *client), cx, buf) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending => Poll::Ready(None),
+            }
+        })
+        .await;
+        if r.is_none() {
+            self.shed_idle_buffer();
         }
+        r
     }
 
-    /// Frees the client's read buffer while it has no server, so that
+    /// Gives the client's read buffer back while it has no server, so that
     /// thousands of idle clients cost only their task.
     fn shed_idle_buffer(&mut self) {
         if self.cbuf.is_empty() && self.cscan.at_boundary() && self.cbuf.capacity() > 0 {
-            self.cbuf = BytesMut::new();
+            give_buffer(std::mem::take(&mut self.cbuf));
+        }
+    }
+
+    /// Notes activity, for the timeouts that measure idleness.
+    fn touch(&mut self) {
+        if self.timeouts.tracks_activity() {
+            self.last_activity = Instant::now();
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         let t = &self.timeouts;
         if self.server.is_none() {
-            return t.client_idle.map(|d| self.last_activity + d);
+            return t.client_idle().map(|d| self.last_activity + d);
         }
         if self.pending > 0 {
             if self.cancel_sent {
                 return None;
             }
-            return t.query.zip(self.request_since).map(|(d, since)| since + d);
+            return t
+                .query()
+                .zip(self.request_since)
+                .map(|(d, since)| since + d);
         }
         if self.tx_status != be::TX_IDLE {
-            return t.idle_transaction.map(|d| self.last_activity + d);
+            return t.idle_transaction().map(|d| self.last_activity + d);
         }
         None
     }
@@ -251,7 +318,7 @@ impl Session {
 
     /// Forwards what the client sent, borrowing a server first if needed.
     async fn on_client_data(&mut self) -> Result<(), End> {
-        self.last_activity = Instant::now();
+        self.touch();
         let (forward, terminate) = self.scan_client().map_err(protocol_error)?;
         if forward > 0 {
             if self.server.is_none() {
@@ -286,7 +353,7 @@ impl Session {
                     match tag {
                         fe::TERMINATE => return Ok((pos, true)),
                         fe::QUERY | fe::SYNC | fe::FUNCTION_CALL => {
-                            if self.pending == 0 {
+                            if self.pending == 0 && self.timeouts.query_ms != 0 {
                                 self.request_since = Some(self.last_activity);
                                 self.cancel_sent = false;
                             }
@@ -316,19 +383,17 @@ impl Session {
 
     /// Borrows a server for the next transaction (or the session).
     async fn attach(&mut self) -> Result<(), End> {
-        let mut guard = self
-            .login
-            .pool
-            .checkout()
-            .await
-            .map_err(|e| End::Error(pool_error(e, &self.login.pool.key.user)))?;
+        let pool = &self.login.pool;
+        let mut guard = match pool.try_checkout() {
+            Some(guard) => guard,
+            // Boxed: waiting in line or opening a server is the rare path,
+            // and its futures would otherwise enlarge every session's task.
+            None => Box::pin(pool.checkout())
+                .await
+                .map_err(|e| End::Error(pool_error(e, &pool.key.user)))?,
+        };
         let target = CancelTarget::of(guard.conn());
-        *self
-            .login
-            .registration
-            .slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(target);
+        self.login.registration.control.set_target(Some(target));
         self.sscan = Scanner::new();
         self.tx_status = be::TX_IDLE;
         self.server = Some(guard);
@@ -337,7 +402,7 @@ impl Session {
 
     /// Forwards what the server sent and gives the server back when safe.
     async fn on_server_data(&mut self) -> Result<(), End> {
-        self.last_activity = Instant::now();
+        self.touch();
         let Some(guard) = self.server.as_mut() else {
             return Ok(());
         };
@@ -397,7 +462,7 @@ impl Session {
                 if self.tx_status == be::TX_IDLE {
                     self.release().await;
                     self.shed_idle_buffer();
-                    if self.shared.shutdown.is_cancelled() {
+                    if self.shared.is_stopping() {
                         return Err(End::Error(ProxyError::Shutdown));
                     }
                 }
@@ -428,13 +493,8 @@ impl Session {
         let Some(mut guard) = self.server.take() else {
             return;
         };
-        *self
-            .login
-            .registration
-            .slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
-        let ok = !self.timeouts.reset_always || self.reset(&mut guard).await;
+        self.login.registration.control.set_target(None);
+        let ok = !self.timeouts.reset_always || Box::pin(self.reset(&mut guard)).await;
         guard.set_reusable(ok);
     }
 
@@ -460,7 +520,7 @@ impl Session {
         if let Some(mut guard) = self.server.take() {
             guard.set_reusable(false);
         }
-        tracing::info!(user = %self.login.user, db = %self.login.database, "server connection lost mid-session");
+        tracing::info!(pool = %self.login.pool.key, "server connection lost mid-session");
         if self.sscan.at_boundary() {
             Err(End::Error(ProxyError::ServerLost))
         } else {
@@ -476,12 +536,7 @@ impl Session {
         let Some(mut guard) = self.server.take() else {
             return;
         };
-        *self
-            .login
-            .registration
-            .slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
+        self.login.registration.control.set_target(None);
         if !self.at_rest_without(&mut guard) {
             guard.set_reusable(false);
             if self.pending > 0 {
@@ -516,10 +571,30 @@ fn protocol_error(e: FrameError) -> End {
     End::Error(ProxyError::Protocol(e.to_string()))
 }
 
+/// Sets the timer to the nearest deadline; `None` when nothing is due.
+fn arm(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Option<Instant>) -> Option<Pin<&mut Sleep>> {
+    let deadline = tokio::time::Instant::from_std(deadline?);
+    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    if timer.deadline() != deadline {
+        timer.as_mut().reset(deadline);
+    }
+    Some(timer.as_mut())
+}
+
+/// Waits for the timer, or forever when there is none.
+async fn fire(timer: Option<Pin<&mut Sleep>>) {
+    match timer {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Keeps room to read into without growing on every read.
 #[inline]
 fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < 1024 {
+    if buf.capacity() == 0 {
+        *buf = take_buffer();
+    } else if buf.capacity() - buf.len() < 1024 {
         buf.reserve(BUF_SIZE);
     }
 }

@@ -10,13 +10,15 @@ use crate::server::ServerConn;
 /// A server lent to one client. Dropping it returns the server to its pool
 /// if it was marked reusable, and closes it otherwise.
 pub struct ServerGuard {
-    conn: Option<ServerConn>,
+    /// Boxed so that a session holding (or waiting for) a server stays
+    /// small, and handing a server over moves one pointer.
+    conn: Option<Box<ServerConn>>,
     pool: Arc<Pool>,
     reusable: bool,
 }
 
 impl ServerGuard {
-    pub(super) fn new(conn: ServerConn, pool: Arc<Pool>) -> Self {
+    pub(super) fn new(conn: Box<ServerConn>, pool: Arc<Pool>) -> Self {
         Self {
             conn: Some(conn),
             pool,
@@ -44,7 +46,7 @@ impl ServerGuard {
 
     /// Takes the server out without giving it back; the caller takes over
     /// its slot (used when a handoff could not be delivered).
-    pub(super) fn into_inner(mut self) -> ServerConn {
+    pub(super) fn into_inner(mut self) -> Box<ServerConn> {
         match self.conn.take() {
             Some(c) => c,
             None => unreachable!("conn is present until taken once"),
@@ -58,7 +60,7 @@ impl Drop for ServerGuard {
             if self.reusable {
                 self.pool.checkin(conn);
             } else {
-                self.pool.discard(conn);
+                self.pool.discard(*conn);
             }
         }
     }
@@ -78,7 +80,7 @@ impl SlotGuard {
     /// The slot is now held by an open server.
     pub(super) fn fill(mut self, conn: ServerConn) -> ServerGuard {
         match self.pool.take() {
-            Some(pool) => ServerGuard::new(conn, pool),
+            Some(pool) => ServerGuard::new(Box::new(conn), pool),
             None => unreachable!("pool is present until filled once"),
         }
     }

@@ -74,7 +74,10 @@ pub struct PoolStats {
 }
 
 struct State {
-    idle: Vec<ServerConn>,
+    // Boxed: servers move between this list and sessions' guards on every
+    // transaction, and a pointer is cheaper to move than the connection.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<ServerConn>>,
     /// Servers open or being opened, idle or lent out.
     total: usize,
     waiters: VecDeque<oneshot::Sender<Handoff>>,
@@ -95,7 +98,7 @@ pub struct Pool {
 }
 
 enum Attempt {
-    Idle(ServerConn),
+    Idle(Box<ServerConn>),
     Open(SlotGuard),
     Wait(oneshot::Receiver<Handoff>),
 }
@@ -314,19 +317,37 @@ impl Pool {
         None
     }
 
+    /// Lends an idle server at once when one is ready without a health
+    /// check: the common case, with no await, no allocation and one short
+    /// lock. `None` sends the caller to [`Pool::checkout`].
+    pub fn try_checkout(self: &Arc<Self>) -> Option<ServerGuard> {
+        let s = self.settings.load();
+        loop {
+            let conn = {
+                let mut st = self.lock();
+                if needs_check_query(&s, st.idle.last()?) {
+                    return None;
+                }
+                st.idle.pop()?
+            };
+            let mut guard = ServerGuard::new(conn, self.clone());
+            if still_usable(guard.conn(), &s) {
+                self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
+                return Some(guard);
+            }
+            guard.set_reusable(false);
+        }
+    }
+
     /// Checks an idle server before lending it: closed by the server,
     /// past `server_lifetime`, or failing `server_check_query`.
     async fn validate(&self, mut guard: ServerGuard, s: &PoolSettings) -> Option<ServerGuard> {
         let conn = guard.conn();
-        let expired = s.lifetime.is_some_and(|l| conn.created.elapsed() >= l);
-        // A server reused within moments cannot have been closed unnoticed
-        // for long; skip the probe's syscall on the busy path.
-        let probe = conn.last_used.elapsed() >= STALE_PROBE_AFTER;
-        if expired || (probe && conn.is_stale()) {
+        if !still_usable(conn, s) {
             guard.set_reusable(false);
             return None;
         }
-        if !s.check_query.is_empty() && conn.last_used.elapsed() >= s.check_delay {
+        if needs_check_query(s, conn) {
             if let Err(e) = conn.run(&s.check_query).await {
                 tracing::info!(pool = %self.key, error = %e, "server failed server_check_query");
                 guard.set_reusable(false);
@@ -377,14 +398,14 @@ impl Pool {
     }
 
     /// Returns a server: to the first live waiter, or to the idle list.
-    pub(crate) fn checkin(self: &Arc<Self>, mut conn: ServerConn) {
+    pub(crate) fn checkin(self: &Arc<Self>, mut conn: Box<ServerConn>) {
         conn.last_used = Instant::now();
         let settings = self.settings.load();
         if settings
             .lifetime
             .is_some_and(|l| conn.created.elapsed() >= l)
         {
-            self.discard(conn);
+            self.discard(*conn);
             return;
         }
         loop {
@@ -506,6 +527,20 @@ impl Pool {
             drop(guard);
         }
     }
+}
+
+/// Not past `server_lifetime` and, if idle for a while, not closed by the
+/// server meanwhile.
+fn still_usable(conn: &ServerConn, s: &PoolSettings) -> bool {
+    let expired = s.lifetime.is_some_and(|l| conn.created.elapsed() >= l);
+    // A server reused within moments cannot have been closed unnoticed for
+    // long; skip the probe's syscall on the busy path.
+    let probe = conn.last_used.elapsed() >= STALE_PROBE_AFTER;
+    !(expired || (probe && conn.is_stale()))
+}
+
+fn needs_check_query(s: &PoolSettings, conn: &ServerConn) -> bool {
+    !s.check_query.is_empty() && conn.last_used.elapsed() >= s.check_delay
 }
 
 fn pop_live(waiters: &mut VecDeque<oneshot::Sender<Handoff>>) -> Option<oneshot::Sender<Handoff>> {

@@ -70,6 +70,10 @@ async fn connect_inner(target: &ServerTarget) -> Result<ServerConn, ServerError>
     // Small request/response messages: never wait for Nagle.
     let _ = socket.set_nodelay(true);
     let _ = socket2::SockRef::from(&socket).set_keepalive(true);
+    let addr = socket.peer_addr().map_err(|source| ServerError::Connect {
+        addr: target.addr.clone(),
+        source,
+    })?;
     let mut stream = MessageStream::new(socket);
     let mut out = BytesMut::new();
     frontend::startup_message(
@@ -98,7 +102,7 @@ async fn connect_inner(target: &ServerTarget) -> Result<ServerConn, ServerError>
     let now = Instant::now();
     Ok(ServerConn {
         stream,
-        addr: target.addr.as_str().into(),
+        addr,
         params,
         process_id: key.0,
         secret_key: key.1,

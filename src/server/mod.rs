@@ -23,8 +23,8 @@ const MAX_CONTROL_MESSAGE: usize = 1 << 20;
 /// A logged-in server connection.
 pub struct ServerConn {
     pub stream: MessageStream<TcpStream>,
-    /// Address it was opened to, for cancel requests.
-    pub addr: std::sync::Arc<str>,
+    /// Address it is connected to, for cancel requests.
+    pub addr: std::net::SocketAddr,
     /// ParameterStatus values reported at login.
     pub params: Vec<(String, String)>,
     /// The server's BackendKeyData, for cancel requests.
@@ -81,7 +81,7 @@ impl ServerConn {
     /// True if the server has sent something or closed while idle: an idle
     /// server speaks only to say it is going away (e.g. after
     /// `pg_terminate_backend`), so either way it must not be used.
-    pub fn is_stale(&mut self) -> bool {
+    pub fn is_stale(&self) -> bool {
         if !self.stream.rbuf.is_empty() {
             return true;
         }
