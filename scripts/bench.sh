@@ -79,7 +79,14 @@ logfile = $WORK/pgbouncer.log
 pidfile = $WORK/pgbouncer.pid
 INI
 [ "$(id -u)" -eq 0 ] && chown postgres "$WORK" "$WORK"/userlist.txt "$WORK"/pgbouncer.ini
-"${as_pg[@]}" "$PGBOUNCER" -d "$WORK/pgbouncer.ini"
+# PgBouncer needs one descriptor per client: raise the soft limit (pgwarden
+# raises its own). setpriv, unlike runuser, keeps the limit (no PAM).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(id -u)" -eq 0 ]; then
+  setpriv --reuid=postgres --regid=postgres --init-groups "$PGBOUNCER" -d "$WORK/pgbouncer.ini"
+else
+  "$PGBOUNCER" -d "$WORK/pgbouncer.ini"
+fi
 for _ in $(seq 50); do [ -s "$WORK/pgbouncer.pid" ] && break; sleep 0.1; done
 B_PID=$(cat "$WORK/pgbouncer.pid")
 sleep 1

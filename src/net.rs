@@ -22,8 +22,9 @@ pub enum NetError {
 pub const BUF_SIZE: usize = 8 * 1024;
 /// Buffers larger than this (grown for a big message) are not kept for reuse.
 const SPARE_MAX_CAPACITY: usize = 64 * 1024;
-/// Spare buffers kept per worker thread.
-const SPARE_MAX_COUNT: usize = 256;
+/// Spare buffers kept per worker thread: enough for the sessions that start
+/// a transaction in one burst, few enough not to count against idle memory.
+const SPARE_MAX_COUNT: usize = 32;
 
 thread_local! {
     /// Read buffers given back by sessions that went idle, so that lending

@@ -9,7 +9,9 @@
 //! proxy-wide lock between transactions.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use rand::Rng;
@@ -42,19 +44,60 @@ impl CancelTarget {
 /// What the rest of the proxy may ask of one live session.
 #[derive(Default)]
 pub struct SessionControl {
-    /// The server it is using now, if any (for cancel requests).
-    target: Mutex<Option<CancelTarget>>,
+    inner: Mutex<ControlInner>,
     /// Set at shutdown; the session ends at its next idle point.
-    pub stop: tokio::sync::Notify,
+    stop: AtomicBool,
+}
+
+#[derive(Default)]
+struct ControlInner {
+    /// The server it is using now, if any (for cancel requests).
+    target: Option<CancelTarget>,
+    /// Wakes the session when it waits idle, so that `stop` reaches it.
+    /// A plain slot rather than a `Notify`: the waiting side then needs no
+    /// future of its own, which keeps every idle client's task small.
+    waker: Option<Waker>,
 }
 
 impl SessionControl {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ControlInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn set_target(&self, target: Option<CancelTarget>) {
-        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = target;
+        self.lock().target = target;
     }
 
     fn target(&self) -> Option<CancelTarget> {
-        *self.target.lock().unwrap_or_else(|p| p.into_inner())
+        self.lock().target
+    }
+
+    /// Ready once the session has been asked to stop.
+    pub fn poll_stop(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.stop.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        {
+            let mut inner = self.lock();
+            match &inner.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => inner.waker = Some(cx.waker().clone()),
+            }
+        }
+        // Checked again after the waker is in place, so a stop between the
+        // two cannot be missed.
+        if self.stop.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let waker = self.lock().waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -138,8 +181,8 @@ impl CancelRegistry {
         for shard in &self.shards {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             for (_, control) in shard.values() {
-                // notify_one keeps a permit for a session that is busy now.
-                control.stop.notify_one();
+                // A busy session sees the flag at its next idle point.
+                control.request_stop();
             }
         }
     }

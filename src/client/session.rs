@@ -9,15 +9,17 @@
 //! expects one ReadyForQuery), no extended-protocol batch open, both
 //! streams on a message boundary, and the last ReadyForQuery saying idle.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
+use tokio_util::io::poll_read_buf;
 
 use super::cancel::CancelTarget;
 use super::handshake::{pool_error, Login};
@@ -155,18 +157,20 @@ impl Session {
     /// rather than (as an owned `self` would be) two copies of it.
     pub async fn run(mut self: Box<Self>) {
         let end = self.serve().await;
-        match &end {
-            End::ClientLeft => {}
-            End::Error(e) => {
-                tracing::debug!(pool = %self.login.pool.key, kind = e.kind(), "session ended: {e}");
-                let mut out = BytesMut::new();
-                e.encode(&mut out);
-                let _ = self.client.write_all(&out).await;
-            }
+        // Boxed: the ending is rare, and its futures would otherwise
+        // enlarge every session's task for its whole life.
+        Box::pin(self.finish(end)).await;
+    }
+
+    /// Tells the client why it is being let go, then leaves the server clean.
+    async fn finish(&mut self, end: End) {
+        if let End::Error(e) = end {
+            tracing::debug!(pool = %self.login.pool.key, kind = e.kind(), "session ended: {e}");
+            let mut out = BytesMut::new();
+            e.encode(&mut out);
+            let _ = self.client.write_all(&out).await;
         }
-        // Boxed: cleanup is rare, and its futures would otherwise enlarge
-        // every session's task for its whole life.
-        Box::pin(self.cleanup()).await;
+        self.cleanup().await;
     }
 
     async fn serve(&mut self) -> End {
@@ -200,34 +204,50 @@ impl Session {
         }
     }
 
+    /// Waits for the next thing to act on. One `poll_fn` over the sockets,
+    /// the stop signal and the timer, rather than a `select!` of futures:
+    /// it stores nothing, which keeps every session's task small.
     async fn next_event(&mut self) -> Event {
         let deadline = self.next_deadline();
-        let timer = arm(&mut self.timer, deadline);
-        match self.server.as_mut() {
-            Some(guard) => {
-                reserve(&mut self.cbuf);
-                let conn = guard.conn();
-                reserve(&mut conn.stream.rbuf);
-                tokio::select! {
-                    biased;
-                    r = conn.stream.io.read_buf(&mut conn.stream.rbuf) => Event::Server(r),
-                    r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
-                    () = fire(timer) => Event::Timer,
-                }
-            }
-            None => {
-                tokio::select! {
-                    // poll_read_ready uses the socket's own reader slot: no
-                    // waiter list, and a smaller future than `readable()`.
-                    r = std::future::poll_fn(|cx| self.client.poll_read_ready(cx)) => match r {
-                        Ok(()) => Event::ClientReadable,
-                        Err(e) => Event::Client(Err(e)),
-                    },
-                    () = self.login.registration.control.stop.notified() => Event::Shutdown,
-                    () = fire(timer) => Event::Timer,
-                }
-            }
+        let mut timer = arm(&mut self.timer, deadline);
+        if let Some(guard) = self.server.as_mut() {
+            reserve(&mut self.cbuf);
+            reserve(&mut guard.conn().stream.rbuf);
         }
+        let (server, client, cbuf) = (&mut self.server, &mut self.client, &mut self.cbuf);
+        let control = &self.login.registration.control;
+        std::future::poll_fn(|cx| {
+            match server.as_mut() {
+                Some(guard) => {
+                    let stream = &mut guard.conn().stream;
+                    if let Poll::Ready(r) =
+                        poll_read_buf(Pin::new(&mut stream.io), cx, &mut stream.rbuf)
+                    {
+                        return Poll::Ready(Event::Server(r));
+                    }
+                    if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut *client), cx, cbuf) {
+                        return Poll::Ready(Event::Client(r));
+                    }
+                }
+                None => {
+                    // The socket's own reader slot: no buffer held while idle.
+                    if let Poll::Ready(r) = client.poll_read_ready(cx) {
+                        return Poll::Ready(match r {
+                            Ok(()) => Event::ClientReadable,
+                            Err(e) => Event::Client(Err(e)),
+                        });
+                    }
+                    if control.poll_stop(cx).is_ready() {
+                        return Poll::Ready(Event::Shutdown);
+                    }
+                }
+            }
+            match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Event::Timer),
+                _ => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Reads what an idle client sent; `None` if the readiness was spurious.
@@ -238,11 +258,9 @@ impl Session {
     async fn read_idle_client(&mut self) -> Option<std::io::Result<usize>> {
         reserve(&mut self.cbuf);
         let (client, buf) = (&mut self.client, &mut self.cbuf);
-        let r = std::future::poll_fn(|cx| {
-            match tokio_util::io::poll_read_buf(Pin::new(&mut *client), cx, buf) {
-                Poll::Ready(r) => Poll::Ready(Some(r)),
-                Poll::Pending => Poll::Ready(None),
-            }
+        let r = std::future::poll_fn(|cx| match poll_read_buf(Pin::new(&mut *client), cx, buf) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => Poll::Ready(None),
         })
         .await;
         if r.is_none() {
@@ -579,14 +597,6 @@ fn arm(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Option<Instant>) -> Option
         timer.as_mut().reset(deadline);
     }
     Some(timer.as_mut())
-}
-
-/// Waits for the timer, or forever when there is none.
-async fn fire(timer: Option<Pin<&mut Sleep>>) {
-    match timer {
-        Some(t) => t.await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Keeps room to read into without growing on every read.
