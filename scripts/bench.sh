@@ -29,8 +29,6 @@ TICK=$(getconf CLK_TCK)
 
 WORK=$(mktemp -d /tmp/pgwarden-bench-XXXXXX)
 chmod 755 "$WORK"
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); fi
 
 pids=()
 cleanup() {
