@@ -281,7 +281,11 @@ impl Pool {
             let now = Instant::now();
             let use_reserve = reserve_at.is_some_and(|r| now >= r);
             if use_reserve || limited {
-                if let Some(slot) = self.try_open_extra(use_reserve) {
+                let mut slot = self.try_open_extra(use_reserve);
+                if slot.is_none() && limited && self.evict_for(settings, use_reserve) {
+                    slot = self.try_open_extra(use_reserve);
+                }
+                if let Some(slot) = slot {
                     rx.close();
                     if let Ok(handoff) = rx.try_recv() {
                         // Handed a server in the same instant: keep it and
@@ -337,6 +341,52 @@ impl Pool {
             }
             guard.set_reusable(false);
         }
+    }
+
+    /// When this pool has room but a full `max_db_connections` or
+    /// `max_user_connections` holds it back, closes the least recently used
+    /// idle server of another pool under the same limit. Returns true if one
+    /// was closed.
+    fn evict_for(&self, s: &PoolSettings, reserve: bool) -> bool {
+        let cap = s.size + if reserve { s.reserve_size } else { 0 };
+        if self.lock().total >= cap {
+            return false;
+        }
+        let limits = [
+            (&self.db_limit, s.max_db_connections),
+            (&self.user_limit, s.max_user_connections),
+        ];
+        for (limit, max) in limits {
+            if !limit.is_full(max) {
+                continue;
+            }
+            if limit.others(self).iter().any(|p| p.close_oldest_idle()) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Closes this pool's least recently used idle server, if it has one.
+    fn close_oldest_idle(&self) -> bool {
+        let conn = {
+            let mut st = self.lock();
+            if st.idle.is_empty() {
+                return false;
+            }
+            st.total = st.total.saturating_sub(1);
+            st.idle.remove(0)
+        };
+        tracing::debug!(pool = %self.key, pid = conn.process_id, "idle server closed for another pool");
+        self.retire(*conn);
+        true
+    }
+
+    /// Closes a server whose slot is already counted down.
+    fn retire(&self, conn: ServerConn) {
+        self.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
+        conn.close();
+        self.release_limits();
     }
 
     /// Checks an idle server before lending it: closed by the server,
@@ -509,9 +559,7 @@ impl Pool {
             st.total = open_now;
         }
         for conn in expired {
-            self.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
-            conn.close();
-            self.release_limits();
+            self.retire(*conn);
         }
         slots
             .into_iter()

@@ -78,9 +78,11 @@ impl Pools {
             key.clone(),
             PoolSettings::from_config(loaded, key),
             target,
-            db_limit,
-            user_limit,
+            db_limit.clone(),
+            user_limit.clone(),
         );
+        db_limit.add_member(&pool);
+        user_limit.add_member(&pool);
         map.insert(key.clone(), pool.clone());
         pool
     }
