@@ -22,6 +22,8 @@ use crate::pool::Pools;
 pub struct Shared {
     pub config: ArcSwap<Loaded>,
     pub pools: Pools,
+    /// Prepared statements by content, shared by all clients.
+    pub statements: crate::prepared::Registry,
     pub cancels: Arc<CancelRegistry>,
     /// Connected clients, for `max_client_conn`.
     pub clients: AtomicUsize,
@@ -46,6 +48,7 @@ impl Shared {
         Arc::new(Self {
             config: ArcSwap::from_pointee(loaded),
             pools: Pools::default(),
+            statements: Default::default(),
             cancels: Arc::new(CancelRegistry::default()),
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),

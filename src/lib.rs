@@ -12,5 +12,6 @@ pub mod error;
 pub mod localpg;
 pub mod net;
 pub mod pool;
+pub mod prepared;
 pub mod server;
 pub mod wire;

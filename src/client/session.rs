@@ -28,14 +28,17 @@ use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::net::{give_buffer, take_buffer, BUF_SIZE};
 use crate::pool::ServerGuard;
+use crate::prepared::{self, Tracker};
 use crate::wire::backend::{self as be};
 use crate::wire::codec::{FrameError, Item, Scanner, Step, TagSet};
 use crate::wire::frontend as fe;
 
 /// Server messages the session reads whole: only ReadyForQuery.
 const SERVER_WHOLE: TagSet = TagSet::of(&[be::READY_FOR_QUERY]);
-/// Client messages the session reads whole: none yet, headers suffice.
+/// Client messages the session reads whole: none, headers suffice...
 const CLIENT_WHOLE: TagSet = TagSet::EMPTY;
+/// ...unless it tracks prepared statements.
+const TRACKING_WHOLE: TagSet = TagSet::of(prepared::rewrite::WHOLE);
 /// How long cleanup (ROLLBACK, reset query) may take before the server is closed instead.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -75,6 +78,12 @@ pub struct Session {
     /// The timer for the nearest timeout, made on first need and then reset
     /// rather than rebuilt (boxed: most sessions never need one).
     timer: Option<Pin<Box<Sleep>>>,
+    /// Named prepared statements (transaction and statement mode), made
+    /// at the first transaction so that clients that never run one pay
+    /// nothing.
+    tracker: Option<Box<Tracker>>,
+    /// `max_prepared_statements` where tracking applies, else 0.
+    track_max: usize,
     login: Login,
     shared: Arc<Shared>,
     max_packet: usize,
@@ -130,6 +139,10 @@ impl Session {
             reset_always: p.server_reset_query_always,
         };
         let max_packet = p.max_packet_size;
+        let track_max = match login.mode {
+            PoolMode::Session => 0,
+            PoolMode::Transaction | PoolMode::Statement => p.max_prepared_statements,
+        };
         drop(cfg);
         Box::new(Self {
             client,
@@ -144,6 +157,8 @@ impl Session {
             cancel_sent: false,
             last_activity: Instant::now(),
             timer: None,
+            tracker: None,
+            track_max,
             login,
             shared,
             max_packet,
@@ -337,6 +352,14 @@ impl Session {
     /// Forwards what the client sent, borrowing a server first if needed.
     async fn on_client_data(&mut self) -> Result<(), End> {
         self.touch();
+        // Rewriting statements needs to know the server's statements, so
+        // the server comes first (unless the client is only saying goodbye).
+        if self.track_max > 0
+            && self.server.is_none()
+            && self.cbuf.first().is_some_and(|&t| t != fe::TERMINATE)
+        {
+            self.attach().await?;
+        }
         let (forward, terminate) = self.scan_client().map_err(protocol_error)?;
         if forward > 0 {
             if self.server.is_none() {
@@ -344,13 +367,22 @@ impl Session {
             }
             if let Some(guard) = self.server.as_mut() {
                 guard.set_reusable(false);
-                let io = &mut guard.conn().stream.io;
-                if io.write_all(&self.cbuf[..forward]).await.is_err() {
+                let bytes = match self.tracker.as_mut() {
+                    Some(t) => t.to_server.finish(&self.cbuf, forward),
+                    None => &self.cbuf[..forward],
+                };
+                if guard.conn().stream.io.write_all(bytes).await.is_err() {
                     self.cbuf.advance(forward);
                     return self.on_server_lost();
                 }
             }
             self.cbuf.advance(forward);
+        }
+        if let Some(t) = self.tracker.as_mut() {
+            let answers = t.answers_now();
+            if !answers.is_empty() && self.client.write_all(answers).await.is_err() {
+                return Err(End::ClientLeft);
+            }
         }
         if terminate {
             return Err(End::ClientLeft);
@@ -361,41 +393,55 @@ impl Session {
     /// Walks the client's buffered bytes; returns how many to forward and
     /// whether a Terminate ends them.
     fn scan_client(&mut self) -> Result<(usize, bool), FrameError> {
+        let whole = match self.tracker {
+            Some(_) => &TRACKING_WHOLE,
+            None => &CLIENT_WHOLE,
+        };
         let mut pos = 0;
         loop {
-            match self
-                .cscan
-                .next(&self.cbuf[pos..], &CLIENT_WHOLE, self.max_packet)?
-            {
-                Step::Item(Item::Header { tag, .. }, used) => {
-                    match tag {
-                        fe::TERMINATE => return Ok((pos, true)),
-                        fe::QUERY | fe::SYNC | fe::FUNCTION_CALL => {
-                            if self.pending == 0 && self.timeouts.query_ms != 0 {
-                                self.request_since = Some(self.last_activity);
-                                self.cancel_sent = false;
-                            }
-                            self.pending += 1;
-                            self.open_batch = false;
-                        }
-                        fe::PARSE
-                        | fe::BIND
-                        | fe::DESCRIBE
-                        | fe::EXECUTE
-                        | fe::CLOSE
-                        | fe::FLUSH => {
-                            self.open_batch = true;
-                        }
-                        _ => {}
+            let (tag, body, used) =
+                match self.cscan.next(&self.cbuf[pos..], whole, self.max_packet)? {
+                    Step::Item(Item::Header { tag, .. }, used) => (tag, &[][..], used),
+                    Step::Item(Item::Message { tag, body }, used) => (tag, body, used),
+                    Step::Item(Item::Body(_), used) => {
+                        pos += used;
+                        continue;
                     }
-                    pos += used;
-                }
-                Step::Item(_, used) => pos += used,
-                Step::NeedMore(n) => {
-                    grow_for(&mut self.cbuf, pos + n);
-                    return Ok((pos, false));
-                }
+                    Step::NeedMore(n) => {
+                        grow_for(&mut self.cbuf, pos + n);
+                        return Ok((pos, false));
+                    }
+                };
+            if tag == fe::TERMINATE {
+                return Ok((pos, true));
             }
+            if let (Some(t), Some(g)) = (self.tracker.as_mut(), self.server.as_mut()) {
+                let server = &mut g.conn().prepared;
+                t.client_message(
+                    &self.shared.statements,
+                    server,
+                    tag,
+                    body,
+                    &self.cbuf,
+                    pos,
+                    pos + used,
+                );
+            }
+            match tag {
+                fe::QUERY | fe::SYNC | fe::FUNCTION_CALL => {
+                    if self.pending == 0 && self.timeouts.query_ms != 0 {
+                        self.request_since = Some(self.last_activity);
+                        self.cancel_sent = false;
+                    }
+                    self.pending += 1;
+                    self.open_batch = false;
+                }
+                fe::PARSE | fe::BIND | fe::DESCRIBE | fe::EXECUTE | fe::CLOSE | fe::FLUSH => {
+                    self.open_batch = true;
+                }
+                _ => {}
+            }
+            pos += used;
         }
     }
 
@@ -412,6 +458,13 @@ impl Session {
         };
         let target = CancelTarget::of(guard.conn());
         self.login.registration.control.set_target(Some(target));
+        if self.track_max > 0 {
+            let max = self.track_max;
+            let tracker = self
+                .tracker
+                .get_or_insert_with(|| Box::new(Tracker::new(max)));
+            tracker.attached(&guard.conn().prepared);
+        }
         self.sscan = Scanner::new();
         self.tx_status = be::TX_IDLE;
         self.server = Some(guard);
@@ -426,12 +479,25 @@ impl Session {
         };
         let conn = guard.conn();
         let rbuf = &mut conn.stream.rbuf;
+        let statements = &mut conn.prepared;
+        let mut tracker = self.tracker.as_deref_mut();
         let mut pos = 0;
         loop {
-            match self
+            let step = self
                 .sscan
-                .next(&rbuf[pos..], &SERVER_WHOLE, self.max_packet)
-            {
+                .next(&rbuf[pos..], &SERVER_WHOLE, self.max_packet);
+            if let (Some(t), Ok(Step::Item(item, used))) = (tracker.as_mut(), &step) {
+                match *item {
+                    Item::Header { tag, body_len } => {
+                        t.server_message(statements, tag, rbuf, pos, *used, body_len)
+                    }
+                    Item::Message { tag, .. } => {
+                        t.server_message(statements, tag, rbuf, pos, *used, 1)
+                    }
+                    Item::Body(_) => {}
+                }
+            }
+            match step {
                 Ok(Step::Item(Item::Message { body, .. }, used)) => {
                     // Only ReadyForQuery is read whole.
                     self.pending = self.pending.saturating_sub(1);
@@ -443,6 +509,9 @@ impl Session {
                 }
                 Ok(Step::Item(_, used)) => pos += used,
                 Ok(Step::NeedMore(n)) => {
+                    if let Some(t) = tracker.as_mut().filter(|_| self.sscan.at_boundary()) {
+                        t.answers_due(rbuf, pos);
+                    }
                     grow_for(rbuf, pos + n);
                     break;
                 }
@@ -455,7 +524,11 @@ impl Session {
             }
         }
         if pos > 0 {
-            if self.client.write_all(&rbuf[..pos]).await.is_err() {
+            let bytes = match tracker {
+                Some(t) => t.to_client.finish(rbuf, pos),
+                None => &rbuf[..pos],
+            };
+            if self.client.write_all(bytes).await.is_err() {
                 rbuf.advance(pos);
                 return Err(End::ClientLeft);
             }
@@ -502,6 +575,7 @@ impl Session {
     fn streams_quiet(&self) -> bool {
         self.pending == 0
             && !self.open_batch
+            && self.tracker.as_ref().is_none_or(|t| t.is_idle())
             && self.cscan.at_boundary()
             && self.sscan.at_boundary()
     }
@@ -528,6 +602,8 @@ impl Session {
         if query.trim().is_empty() {
             return true;
         }
+        // DISCARD ALL and the like drop prepared statements.
+        guard.conn().prepared.clear();
         matches!(
             tokio::time::timeout(CLEANUP_TIMEOUT, guard.conn().run(&query)).await,
             Ok(Ok(()))

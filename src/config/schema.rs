@@ -105,6 +105,9 @@ pub struct ProxySettings {
     pub server_check_delay: Secs,
     pub ignore_startup_parameters: NameList,
     pub max_packet_size: usize,
+    /// Named prepared statements kept per server connection in transaction
+    /// and statement mode (PgBouncer 1.21+'s setting); 0 turns tracking off.
+    pub max_prepared_statements: usize,
     pub auth_type: AuthType,
     pub auth_file: Option<String>,
     pub auth_user: Option<String>,
@@ -142,6 +145,7 @@ impl Default for ProxySettings {
             server_check_delay: Secs::from_secs(30),
             ignore_startup_parameters: NameList::default(),
             max_packet_size: i32::MAX as usize,
+            max_prepared_statements: 200,
             auth_type: AuthType::Md5,
             auth_file: None,
             auth_user: None,

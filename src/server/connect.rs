@@ -108,5 +108,6 @@ async fn connect_inner(target: &ServerTarget) -> Result<ServerConn, ServerError>
         secret_key: key.1,
         created: now,
         last_used: now,
+        prepared: Default::default(),
     })
 }

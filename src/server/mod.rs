@@ -32,6 +32,8 @@ pub struct ServerConn {
     pub secret_key: i32,
     pub created: Instant,
     pub last_used: Instant,
+    /// Named statements pgwarden has prepared here for its clients.
+    pub prepared: crate::prepared::ServerStatements,
 }
 
 impl std::fmt::Debug for ServerConn {

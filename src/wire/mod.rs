@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod codec;
 pub mod frontend;
+pub mod splice;
 pub mod startup;
 
 use bytes::{BufMut, BytesMut};

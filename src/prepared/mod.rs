@@ -1,0 +1,55 @@
+//! Protocol-level prepared statements in transaction mode.
+//!
+//! A client's named statement lives on whichever server ran its Parse; in
+//! transaction mode its next Bind may land on another server. pgwarden
+//! therefore keeps each client's statements itself ([`ClientStatements`]),
+//! names them on servers by content (`pgw_<id>`, one id per distinct query
+//! text and parameter types, shared by all clients: [`Registry`]), records
+//! per server which are prepared there ([`ServerStatements`], an LRU bounded
+//! by `max_prepared_statements`), and rewrites the client's extended-protocol
+//! messages on the way through ([`rewrite`]): a Parse the server already
+//! has is answered by pgwarden, a Bind or Describe of a statement the
+//! server lacks gets a Parse sent before it, a Close is answered by
+//! pgwarden.
+//!
+//! Answering and injecting change the server's response stream, so the
+//! session keeps the queue of responses the server owes ([`Outstanding`])
+//! and knows which server message to drop and where to insert its own.
+
+mod outstanding;
+mod registry;
+pub mod rewrite;
+mod server;
+mod tracker;
+
+pub use outstanding::{Action, Expect, Outstanding};
+pub use registry::{Registry, Statement};
+pub use server::ServerStatements;
+pub use tracker::Tracker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A client's named statements, by the client's name.
+#[derive(Default)]
+pub struct ClientStatements {
+    by_name: HashMap<Box<[u8]>, Arc<Statement>>,
+}
+
+impl ClientStatements {
+    pub fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
+        self.by_name.get(name)
+    }
+
+    pub fn insert(&mut self, name: &[u8], stmt: Arc<Statement>) {
+        self.by_name.insert(name.into(), stmt);
+    }
+
+    pub fn remove(&mut self, name: &[u8]) {
+        self.by_name.remove(name);
+    }
+
+    pub fn clear(&mut self) {
+        self.by_name.clear();
+    }
+}

@@ -1,0 +1,296 @@
+//! Rewrites one client message for the server it is going to, and records
+//! the answer the server will owe for it.
+//!
+//! Only Parse, Bind, Describe and Close of *named* statements are
+//! rewritten; everything else passes through unchanged (unnamed statements
+//! live and die within one transaction, so they need no tracking).
+
+use bytes::{BufMut, BytesMut};
+
+use super::{Action, ClientStatements, Expect, Outstanding, Registry, ServerStatements, Statement};
+use crate::wire::frontend as fe;
+use crate::wire::{put_cstr, put_message, take_cstr};
+
+/// What pgwarden knows while rewriting one client's messages.
+pub struct Ctx<'a> {
+    pub registry: &'a Registry,
+    pub client: &'a mut ClientStatements,
+    pub server: &'a mut ServerStatements,
+    pub queue: &'a mut Outstanding,
+    /// `max_prepared_statements`.
+    pub max: usize,
+    /// Statements used since this tick belong to the running transaction.
+    pub since: u64,
+}
+
+/// The outcome for one message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send the message as it is.
+    Verbatim,
+    /// The message was replaced by what was written to `out` (maybe nothing).
+    Replaced,
+}
+
+/// Tags whose bodies [`message`] needs whole.
+pub const WHOLE: &[u8] = &[fe::PARSE, fe::BIND, fe::DESCRIBE, fe::CLOSE, fe::QUERY];
+
+/// Handles one client message. `body` is needed only for the tags in
+/// [`WHOLE`]; pass an empty slice for the others.
+pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> Outcome {
+    match tag {
+        fe::PARSE => parse(ctx, body, out),
+        fe::BIND => bind(ctx, body, out),
+        fe::DESCRIBE => describe(ctx, body, out),
+        fe::CLOSE => close(ctx, body),
+        fe::EXECUTE => forward(ctx, Expect::Execute),
+        fe::SYNC => forward(ctx, Expect::Sync),
+        fe::QUERY => {
+            if drops_statements(body) {
+                // DISCARD ALL / DEALLOCATE: the server forgets its prepared
+                // statements, and so does the client.
+                ctx.server.clear();
+                ctx.client.clear();
+            }
+            forward(ctx, Expect::Query)
+        }
+        fe::FUNCTION_CALL => forward(ctx, Expect::Query),
+        _ => Outcome::Verbatim,
+    }
+}
+
+fn forward(ctx: &mut Ctx<'_>, expect: Expect) -> Outcome {
+    ctx.queue.push(expect, Action::Forward, None);
+    Outcome::Verbatim
+}
+
+fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
+    let Some((name, key)) = take_cstr(body) else {
+        return forward(ctx, Expect::ParseComplete);
+    };
+    if name.is_empty() {
+        return forward(ctx, Expect::ParseComplete);
+    }
+    let stmt = ctx.registry.intern(key);
+    ctx.client.insert(name, stmt.clone());
+    if ctx.server.contains(stmt.id) {
+        ctx.server.touch(stmt.id);
+        ctx.queue.push(Expect::ParseComplete, Action::Answer, None);
+    } else {
+        prepare(ctx, &stmt, Action::Forward, out);
+    }
+    Outcome::Replaced
+}
+
+fn bind(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
+    let Some((portal, rest)) = take_cstr(body) else {
+        return forward(ctx, Expect::BindComplete);
+    };
+    let Some((name, rest)) = take_cstr(rest) else {
+        return forward(ctx, Expect::BindComplete);
+    };
+    let Some(stmt) = known(ctx, name) else {
+        return forward(ctx, Expect::BindComplete);
+    };
+    ensure(ctx, &stmt, out);
+    put_message(out, fe::BIND, |b| {
+        put_cstr(b, portal);
+        b.put_slice(&stmt.server_name);
+        b.put_slice(rest);
+    });
+    ctx.queue.push(Expect::BindComplete, Action::Forward, None);
+    Outcome::Replaced
+}
+
+fn describe(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
+    let (kind, name) = match body.split_first() {
+        Some((&k, rest)) => (k, take_cstr(rest).map_or(&[][..], |(n, _)| n)),
+        None => (0, &[][..]),
+    };
+    if kind != b'S' {
+        return forward(ctx, Expect::DescribePortal);
+    }
+    let Some(stmt) = known(ctx, name) else {
+        return forward(ctx, Expect::DescribeStatement);
+    };
+    ensure(ctx, &stmt, out);
+    put_message(out, fe::DESCRIBE, |b| {
+        b.put_u8(b'S');
+        b.put_slice(&stmt.server_name);
+    });
+    ctx.queue
+        .push(Expect::DescribeStatement, Action::Forward, None);
+    Outcome::Replaced
+}
+
+fn close(ctx: &mut Ctx<'_>, body: &[u8]) -> Outcome {
+    let named_statement = match body.split_first() {
+        Some((b'S', rest)) => take_cstr(rest).map(|(n, _)| n).filter(|n| !n.is_empty()),
+        _ => None,
+    };
+    let Some(name) = named_statement else {
+        return forward(ctx, Expect::CloseComplete);
+    };
+    // Other clients may share the server-side statement: only the client's
+    // name goes. (Closing an unknown name is not an error in PostgreSQL.)
+    ctx.client.remove(name);
+    ctx.queue.push(Expect::CloseComplete, Action::Answer, None);
+    Outcome::Replaced
+}
+
+fn known(ctx: &Ctx<'_>, name: &[u8]) -> Option<std::sync::Arc<Statement>> {
+    if name.is_empty() {
+        return None;
+    }
+    ctx.client.get(name).cloned()
+}
+
+/// Prepares `stmt` on the server first if it does not have it.
+fn ensure(ctx: &mut Ctx<'_>, stmt: &Statement, out: &mut BytesMut) {
+    if ctx.server.contains(stmt.id) {
+        ctx.server.touch(stmt.id);
+    } else {
+        prepare(ctx, stmt, Action::Swallow, out);
+    }
+}
+
+/// Sends a Parse of `stmt` under its server name, making room first.
+fn prepare(ctx: &mut Ctx<'_>, stmt: &Statement, action: Action, out: &mut BytesMut) {
+    while let Some(old) = ctx.server.evict_one(ctx.max.saturating_sub(1), ctx.since) {
+        put_message(out, fe::CLOSE, |b| {
+            b.put_u8(b'S');
+            put_cstr(b, format!("pgw_{old}").as_bytes());
+        });
+        ctx.queue
+            .push(Expect::CloseComplete, Action::Swallow, Some(old));
+    }
+    ctx.server.touch(stmt.id);
+    stmt.put_parse(out);
+    ctx.queue.push(Expect::ParseComplete, action, Some(stmt.id));
+}
+
+/// True for `DISCARD ALL` / `DEALLOCATE ...` (which drop prepared statements).
+fn drops_statements(body: &[u8]) -> bool {
+    let text = body
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take(10)
+        .map(u8::to_ascii_uppercase)
+        .collect::<Vec<u8>>();
+    text.starts_with(b"DEALLOCATE") || text.starts_with(b"DISCARD")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_body(name: &str, sql: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(name.as_bytes());
+        b.push(0);
+        b.extend_from_slice(sql.as_bytes());
+        b.extend_from_slice(&[0, 0, 0]);
+        b
+    }
+
+    fn bind_body(stmt: &str) -> Vec<u8> {
+        let mut b = vec![0];
+        b.extend_from_slice(stmt.as_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+        b
+    }
+
+    struct World {
+        registry: Registry,
+        client: ClientStatements,
+        servers: [ServerStatements; 2],
+        queue: Outstanding,
+    }
+
+    impl World {
+        fn send(&mut self, server: usize, tag: u8, body: &[u8], max: usize) -> (Outcome, BytesMut) {
+            let mut out = BytesMut::new();
+            let since = self.servers[server].now();
+            let mut ctx = Ctx {
+                registry: &self.registry,
+                client: &mut self.client,
+                server: &mut self.servers[server],
+                queue: &mut self.queue,
+                max,
+                since,
+            };
+            let o = message(&mut ctx, tag, body, &mut out);
+            (o, out)
+        }
+    }
+
+    fn world() -> World {
+        World {
+            registry: Registry::default(),
+            client: ClientStatements::default(),
+            servers: Default::default(),
+            queue: Outstanding::default(),
+        }
+    }
+
+    #[test]
+    fn statement_follows_the_client_to_another_server() {
+        let mut w = world();
+        let (o, out) = w.send(0, fe::PARSE, &parse_body("s1", "SELECT 1"), 200);
+        assert_eq!(o, Outcome::Replaced);
+        assert!(out.windows(5).any(|x| x == b"pgw_1"), "renamed Parse");
+        // Same client, other server: the Bind brings its Parse along.
+        let (_, out) = w.send(1, fe::BIND, &bind_body("s1"), 200);
+        assert_eq!(out[0], fe::PARSE);
+        assert!(w.servers[1].contains(1));
+        // Back on the first server nothing is re-sent.
+        let (_, out) = w.send(0, fe::BIND, &bind_body("s1"), 200);
+        assert_eq!(out[0], fe::BIND);
+    }
+
+    #[test]
+    fn parse_of_a_statement_the_server_has_is_answered_locally() {
+        let mut w = world();
+        w.send(0, fe::PARSE, &parse_body("a", "SELECT 1"), 200);
+        let (o, out) = w.send(0, fe::PARSE, &parse_body("b", "SELECT 1"), 200);
+        assert_eq!(o, Outcome::Replaced);
+        assert!(out.is_empty(), "identical text shares the server statement");
+    }
+
+    #[test]
+    fn eviction_closes_the_least_recently_used() {
+        let mut w = world();
+        for (i, sql) in ["SELECT 1", "SELECT 2", "SELECT 3"].iter().enumerate() {
+            let name = format!("s{i}");
+            let (_, out) = w.send(0, fe::PARSE, &parse_body(&name, sql), 2);
+            if i == 2 {
+                assert_eq!(out[0], fe::CLOSE, "made room first");
+            }
+        }
+        assert!(w.servers[0].len() <= 2);
+    }
+
+    #[test]
+    fn unnamed_and_portal_messages_pass_through() {
+        let mut w = world();
+        assert_eq!(
+            w.send(0, fe::PARSE, &parse_body("", "SELECT 1"), 200).0,
+            Outcome::Verbatim
+        );
+        assert_eq!(
+            w.send(0, fe::BIND, &bind_body(""), 200).0,
+            Outcome::Verbatim
+        );
+        assert_eq!(w.send(0, fe::DESCRIBE, b"P\0", 200).0, Outcome::Verbatim);
+        assert_eq!(w.send(0, fe::CLOSE, b"P\0", 200).0, Outcome::Verbatim);
+    }
+
+    #[test]
+    fn discard_all_forgets_statements() {
+        let mut w = world();
+        w.send(0, fe::PARSE, &parse_body("s", "SELECT 1"), 200);
+        w.send(0, fe::QUERY, b"discard all\0", 200);
+        assert!(w.servers[0].is_empty());
+        assert!(w.client.get(b"s").is_none());
+    }
+}
