@@ -53,29 +53,6 @@ async fn thousand_clients_on_ten_servers_count_exactly() {
     );
 }
 
-fn pgbench(proxy_port: u16, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(pg_tool("pgbench"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &proxy_port.to_string(),
-            "-U",
-            SCRAM_USER,
-        ])
-        .args(args)
-        .arg(DB)
-        .env("PGPASSWORD", PASSWORD)
-        .output()
-        .expect("pgbench runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbench_select_and_tpcb_in_simple_and_extended_mode() {
     let proxy = proxy(|c| c.proxy.default_pool_size = 5).await;

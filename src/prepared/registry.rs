@@ -3,11 +3,14 @@
 //! are prepared once per server.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::wire::frontend::PARSE;
+
+/// The table is swept of statements no client holds only past this size.
+const SWEEP_FLOOR: usize = 4096;
 
 /// A statement as servers know it.
 #[derive(Debug)]
@@ -34,8 +37,11 @@ impl Statement {
     }
 }
 
-/// Statements by content. Entries are weak: a statement no client holds any
-/// more is forgotten (servers that still have it prepared age it out).
+/// Statements by content. A statement stays known while clients hold it,
+/// and after, until the table has grown well past its last sweep: a client
+/// that closes and re-prepares (as many drivers do) keeps its server-side
+/// name, and other clients share it. Forgotten ones age out of servers
+/// through their LRU.
 #[derive(Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
@@ -43,7 +49,7 @@ pub struct Registry {
 
 #[derive(Default)]
 struct Inner {
-    by_key: HashMap<Bytes, Weak<Statement>>,
+    by_key: HashMap<Bytes, Arc<Statement>>,
     next_id: u64,
     /// Size after the last sweep of dead entries.
     swept_at: usize,
@@ -53,8 +59,8 @@ impl Registry {
     /// The statement for this Parse body remainder (query and types).
     pub fn intern(&self, key: &[u8]) -> Arc<Statement> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(stmt) = inner.by_key.get(key).and_then(Weak::upgrade) {
-            return stmt;
+        if let Some(stmt) = inner.by_key.get(key) {
+            return stmt.clone();
         }
         inner.next_id += 1;
         let id = inner.next_id;
@@ -63,9 +69,9 @@ impl Registry {
             server_name: format!("pgw_{id}\0").into_bytes().into_boxed_slice(),
             key: Bytes::copy_from_slice(key),
         });
-        inner.by_key.insert(stmt.key.clone(), Arc::downgrade(&stmt));
-        if inner.by_key.len() > 2 * inner.swept_at.max(512) {
-            inner.by_key.retain(|_, w| w.strong_count() > 0);
+        inner.by_key.insert(stmt.key.clone(), stmt.clone());
+        if inner.by_key.len() > 2 * inner.swept_at.max(SWEEP_FLOOR) {
+            inner.by_key.retain(|_, s| Arc::strong_count(s) > 1);
             inner.swept_at = inner.by_key.len();
         }
         stmt
@@ -88,9 +94,9 @@ mod tests {
     }
 
     #[test]
-    fn forgotten_when_no_client_holds_it() {
+    fn kept_after_its_clients_close_it() {
         let r = Registry::default();
         let id = r.intern(b"SELECT 3\0\0\0").id;
-        assert_ne!(r.intern(b"SELECT 3\0\0\0").id, id);
+        assert_eq!(r.intern(b"SELECT 3\0\0\0").id, id);
     }
 }
