@@ -14,14 +14,6 @@ use pgwarden::config::duration::Secs;
 use pgwarden::config::DatabaseSettings;
 use pgwarden::pool::{Pool, PoolKey};
 
-async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
-    client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 fn backend_alive(pid: i32) -> bool {
     psql(&format!(
         "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"

@@ -9,14 +9,6 @@ use std::sync::Arc;
 
 use harness::*;
 
-async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
-    client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_clients_with_prepared_statements_on_five_servers() {
     let proxy = proxy(|c| c.proxy.default_pool_size = 5).await;

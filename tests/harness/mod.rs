@@ -212,3 +212,12 @@ pub fn pgbench(proxy_port: u16, args: &[&str]) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// The PostgreSQL backend serving this client's current transaction.
+pub async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
