@@ -22,3 +22,14 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# Python drivers for the driver tests (asyncpg, psycopg 3), in a venv under
+# target/ so nothing system-wide changes. Best effort: without Python or the
+# package registry those tests say they are skipped.
+if [ "${1:-}" != "--bench" ] && command -v python3 >/dev/null 2>&1; then
+  py=target/pyenv/bin/python
+  if ! { [ -x "$py" ] && "$py" -c "import asyncpg, psycopg" 2>/dev/null; }; then
+    { python3 -m venv target/pyenv && "$py" -m pip install -q asyncpg "psycopg[binary]"; } >/dev/null 2>&1 \
+      || echo "note: could not install asyncpg/psycopg; the Python driver test will be skipped" >&2
+  fi
+fi

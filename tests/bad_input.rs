@@ -7,7 +7,6 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use harness::*;
 use pgwarden::wire::backend::parse_error_fields;
 use pgwarden::wire::codec::decode_whole;
@@ -15,14 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Connects and sends a StartupMessage with `params`.
-async fn send_startup(proxy: &pgwarden::app::Proxy, params: &[(&str, &str)]) -> TcpStream {
-    let mut sock = TcpStream::connect(proxy.addr).await.unwrap();
-    let mut out = BytesMut::new();
-    pgwarden::wire::frontend::startup_message(&mut out, params);
-    sock.write_all(&out).await.unwrap();
-    sock
-}
-
 /// Reads until EOF (or 5 s) and returns the SQLSTATE of the first ErrorResponse.
 async fn read_error(sock: &mut TcpStream) -> (Option<String>, bool) {
     let mut buf = Vec::new();
@@ -142,24 +133,6 @@ async fn old_protocol_and_truncated_startup_are_refused() {
 }
 
 /// Logs in with raw bytes (trust) and returns the socket after ReadyForQuery.
-async fn raw_login(proxy: &pgwarden::app::Proxy) -> TcpStream {
-    let mut sock = send_startup(proxy, &[("user", TRUST_USER), ("database", DB)]).await;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = sock.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed during login");
-        buf.extend_from_slice(&chunk[..n]);
-        let mut pos = 0;
-        while let Ok(Some((tag, _, used))) = decode_whole(&buf[pos..], 1 << 20) {
-            if tag == b'Z' {
-                return sock;
-            }
-            pos += used;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_malformed_messages_get_08p01() {
     let proxy = proxy(|c| {

@@ -165,3 +165,142 @@ async fn pgbench_prepared_mode_runs_without_errors() {
         out.1
     );
 }
+
+/// The Python interpreter that has asyncpg and psycopg: the venv
+/// `scripts/deps.sh` makes under `target/pyenv`, or the system's.
+fn python_with_drivers() -> Option<std::path::PathBuf> {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
+    let candidates = [venv, "python3".into()];
+    candidates.into_iter().find(|py| {
+        std::process::Command::new(py)
+            .args(["-c", "import asyncpg, psycopg"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncpg_and_psycopg_with_prepared_statements() {
+    let Some(python) = python_with_drivers() else {
+        eprintln!("SKIPPED: no Python with asyncpg and psycopg (scripts/deps.sh installs them)");
+        return;
+    };
+    let proxy = proxy(|c| c.proxy.default_pool_size = 3).await;
+    let dsn = format!(
+        "postgresql://{MD5_USER}:{PASSWORD}@127.0.0.1:{}/{DB}",
+        proxy.addr.port()
+    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/python_drivers.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(dsn)
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("OK"), "{text}");
+}
+
+/// Raw extended-protocol messages, for sequences drivers do not expose.
+mod raw {
+    use bytes::{BufMut, BytesMut};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    fn msg(out: &mut BytesMut, tag: u8, body: &[u8]) {
+        out.put_u8(tag);
+        out.put_u32(4 + body.len() as u32);
+        out.put_slice(body);
+    }
+
+    pub fn parse(out: &mut BytesMut, name: &str, sql: &str) {
+        msg(
+            out,
+            b'P',
+            &[name.as_bytes(), b"\0", sql.as_bytes(), b"\0\0\0"].concat(),
+        );
+    }
+
+    pub fn bind_execute(out: &mut BytesMut, name: &str) {
+        msg(
+            out,
+            b'B',
+            &[b"\0", name.as_bytes(), b"\0\0\0\0\0\0\0"].concat(),
+        );
+        msg(out, b'E', b"\0\0\0\0\0");
+    }
+
+    pub fn close(out: &mut BytesMut, name: &str) {
+        msg(out, b'C', &[b"S", name.as_bytes(), b"\0"].concat());
+    }
+
+    pub fn sync(out: &mut BytesMut) {
+        msg(out, b'S', b"");
+    }
+
+    /// Sends `out` and reads the answers up to ReadyForQuery, as a string
+    /// of tags, with each DataRow's first column in brackets.
+    pub async fn exchange(sock: &mut TcpStream, out: &BytesMut) -> String {
+        sock.write_all(out).await.unwrap();
+        let mut buf = Vec::new();
+        let mut seen = String::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = sock.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed; saw {seen}");
+            buf.extend_from_slice(&chunk[..n]);
+            let mut pos = 0;
+            while let Ok(Some((tag, body, used))) =
+                pgwarden::wire::codec::decode_whole(&buf[pos..], 1 << 20)
+            {
+                pos += used;
+                seen.push(tag as char);
+                if tag == b'D' {
+                    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]) as usize;
+                    seen.push_str(&format!("[{}]", String::from_utf8_lossy(&body[6..6 + len])));
+                }
+                if tag == b'Z' {
+                    return seen;
+                }
+            }
+            buf.drain(..pos);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_then_reparse_same_name_with_other_text_in_one_pipeline() {
+    let proxy = proxy(|c| {
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+        c.proxy.default_pool_size = 2;
+    })
+    .await;
+    let mut sock = raw_login(&proxy).await;
+    let mut out = bytes::BytesMut::new();
+    raw::parse(&mut out, "s", "SELECT 'one'");
+    raw::bind_execute(&mut out, "s");
+    raw::close(&mut out, "s");
+    raw::parse(&mut out, "s", "SELECT 'two'");
+    raw::bind_execute(&mut out, "s");
+    raw::sync(&mut out);
+    // Every answer in order, pgwarden's own CloseComplete ('3') included.
+    assert_eq!(raw::exchange(&mut sock, &out).await, "12D[one]C312D[two]CZ");
+    // A second client preparing the first text under the same name gets it,
+    // not the other client's second text.
+    let mut other = raw_login(&proxy).await;
+    let mut out = bytes::BytesMut::new();
+    raw::parse(&mut out, "s", "SELECT 'one'");
+    raw::bind_execute(&mut out, "s");
+    raw::sync(&mut out);
+    assert_eq!(raw::exchange(&mut other, &out).await, "12D[one]CZ");
+    // And the first client's "s" is still its second text, on any server.
+    let mut out = bytes::BytesMut::new();
+    raw::bind_execute(&mut out, "s");
+    raw::sync(&mut out);
+    assert_eq!(raw::exchange(&mut sock, &out).await, "2D[two]CZ");
+}

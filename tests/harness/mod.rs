@@ -221,3 +221,40 @@ pub async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
         .unwrap()
         .get(0)
 }
+
+/// Opens a socket to the proxy and sends a StartupMessage.
+pub async fn send_startup(
+    proxy: &pgwarden::app::Proxy,
+    params: &[(&str, &str)],
+) -> tokio::net::TcpStream {
+    let mut sock = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut out = bytes::BytesMut::new();
+    pgwarden::wire::frontend::startup_message(&mut out, params);
+    tokio::io::AsyncWriteExt::write_all(&mut sock, &out)
+        .await
+        .unwrap();
+    sock
+}
+
+/// Logs in as the trust user over a raw socket, up to ReadyForQuery.
+pub async fn raw_login(proxy: &pgwarden::app::Proxy) -> tokio::net::TcpStream {
+    let mut sock = send_startup(proxy, &[("user", TRUST_USER), ("database", DB)]).await;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::io::AsyncReadExt::read(&mut sock, &mut chunk)
+            .await
+            .unwrap();
+        assert!(n > 0, "closed during login");
+        buf.extend_from_slice(&chunk[..n]);
+        let mut pos = 0;
+        while let Ok(Some((tag, _, used))) =
+            pgwarden::wire::codec::decode_whole(&buf[pos..], 1 << 20)
+        {
+            if tag == b'Z' {
+                return sock;
+            }
+            pos += used;
+        }
+    }
+}
