@@ -304,3 +304,26 @@ async fn close_then_reparse_same_name_with_other_text_in_one_pipeline() {
     raw::sync(&mut out);
     assert_eq!(raw::exchange(&mut sock, &out).await, "2D[two]CZ");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_prepare_is_refused_with_a_clear_error() {
+    let proxy = proxy(|_| {}).await;
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    let err = client
+        .simple_query("PREPARE p AS SELECT 1")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("0A000"));
+    let db = err.as_db_error().unwrap();
+    assert!(db.message().contains("SQL PREPARE"), "{}", db.message());
+    assert!(db.hint().unwrap_or("").contains("pool_mode = session"));
+    // Inside a transaction it fails the transaction, as any error would.
+    client.batch_execute("BEGIN").await.unwrap();
+    assert!(client.simple_query("prepare q as select 2").await.is_err());
+    let err = client.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
+    client.batch_execute("ROLLBACK").await.unwrap();
+    // DEALLOCATE and EXECUTE pass through to PostgreSQL's own answers.
+    let err = client.simple_query("EXECUTE p").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("26000"));
+}

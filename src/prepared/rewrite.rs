@@ -46,6 +46,16 @@ pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> O
         fe::EXECUTE => forward(ctx, Expect::Execute),
         fe::SYNC => forward(ctx, Expect::Sync),
         fe::QUERY => {
+            if is_sql_prepare(body) {
+                // A statement left on a server outlives the transaction and
+                // would collide with another client's: refuse it, through the
+                // server so that the transaction state stays PostgreSQL's.
+                put_message(out, fe::QUERY, |b| {
+                    put_cstr(b, REFUSE_SQL_PREPARE.as_bytes())
+                });
+                ctx.queue.push(Expect::Query, Action::Forward, None);
+                return Outcome::Replaced;
+            }
             if drops_statements(body) {
                 // DISCARD ALL / DEALLOCATE: the server forgets its prepared
                 // statements, and so does the client.
@@ -169,15 +179,42 @@ fn prepare(ctx: &mut Ctx<'_>, stmt: &Statement, action: Action, out: &mut BytesM
     ctx.queue.push(Expect::ParseComplete, action, Some(stmt.id));
 }
 
-/// True for `DISCARD ALL` / `DEALLOCATE ...` (which drop prepared statements).
-fn drops_statements(body: &[u8]) -> bool {
-    let text = body
+/// Raises, on the server, the error a client gets for SQL `PREPARE`.
+const REFUSE_SQL_PREPARE: &str = "DO $pgwarden$ BEGIN RAISE EXCEPTION USING \
+    ERRCODE = 'feature_not_supported', \
+    MESSAGE = 'SQL PREPARE is not supported in transaction pooling (pgwarden)', \
+    HINT = 'Use protocol-level prepared statements (the driver''s prepare), which pgwarden \
+    carries across servers, or pool_mode = session for this database.'; END $pgwarden$";
+
+/// `PREPARE name AS ...`, but not two-phase commit's `PREPARE TRANSACTION`.
+fn is_sql_prepare(sql: &[u8]) -> bool {
+    if !starts_with_keyword(sql, b"PREPARE") {
+        return false;
+    }
+    let start = sql
         .iter()
-        .skip_while(|b| b.is_ascii_whitespace())
-        .take(10)
-        .map(u8::to_ascii_uppercase)
-        .collect::<Vec<u8>>();
-    text.starts_with(b"DEALLOCATE") || text.starts_with(b"DISCARD")
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    !starts_with_keyword(&sql[start + b"PREPARE".len()..], b"TRANSACTION")
+}
+
+/// True for `DISCARD ...` / `DEALLOCATE ...` (which drop prepared statements).
+fn drops_statements(body: &[u8]) -> bool {
+    starts_with_keyword(body, b"DEALLOCATE") || starts_with_keyword(body, b"DISCARD")
+}
+
+/// True when the SQL text starts (after whitespace) with `keyword` as a word.
+fn starts_with_keyword(sql: &[u8], keyword: &[u8]) -> bool {
+    let start = sql
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(sql.len());
+    let rest = &sql[start..];
+    rest.len() >= keyword.len()
+        && rest[..keyword.len()].eq_ignore_ascii_case(keyword)
+        && !rest
+            .get(keyword.len())
+            .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[cfg(test)]
@@ -283,6 +320,20 @@ mod tests {
         );
         assert_eq!(w.send(0, fe::DESCRIBE, b"P\0", 200).0, Outcome::Verbatim);
         assert_eq!(w.send(0, fe::CLOSE, b"P\0", 200).0, Outcome::Verbatim);
+    }
+
+    #[test]
+    fn sql_prepare_is_refused_through_the_server() {
+        let mut w = world();
+        let (o, out) = w.send(0, fe::QUERY, b"  prepare p AS SELECT 1\0", 200);
+        assert_eq!(o, Outcome::Replaced);
+        assert!(out.windows(13).any(|x| x == b"RAISE EXCEPTI"));
+        assert_eq!(
+            w.send(0, fe::QUERY, b"PREPARED_TABLE\0", 200).0,
+            Outcome::Verbatim
+        );
+        let two_phase = b"PREPARE  transaction 'x'\0";
+        assert_eq!(w.send(0, fe::QUERY, two_phase, 200).0, Outcome::Verbatim);
     }
 
     #[test]
