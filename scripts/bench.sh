@@ -115,6 +115,27 @@ run() {
   echo "${tps:-0} ${lat:-0} $us ${failed:-?}"
 }
 
+# Idle memory first, while both proxies are fresh: after the load rows their
+# allocators hold freed memory that idle clients would reuse, hiding their cost.
+echo "| proxy | VmRSS before (KiB) | with $IDLE idle clients (KiB) | per idle client (KiB) |"
+echo "|---|---|---|---|"
+mem() {
+  local name=$1 port=$2 pid=$3
+  local before after ready
+  before=$(rss_kib "$pid")
+  "$HOLDER" "127.0.0.1:$port" app app "$IDLE" 600 >"$WORK/holder.out" &
+  local hp=$!
+  for _ in $(seq 600); do grep -q ready "$WORK/holder.out" && break; sleep 0.5; done
+  sleep 2
+  after=$(rss_kib "$pid")
+  ready=$(cat "$WORK/holder.out")
+  kill "$hp" 2>/dev/null || true; wait "$hp" 2>/dev/null || true
+  printf "| %s | %s | %s | %s (%s) |\n" "$name" "$before" "$after" \
+    "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {printf "%.2f", (a - b) / n}')" "$ready"
+}
+mem pgwarden "$WPORT" "$W_PID"
+mem PgBouncer "$BPORT" "$B_PID"
+echo
 echo "| workload | clients | direct tps | pgwarden tps (ratio) | PgBouncer tps (ratio) | latency ms direct / pgwarden / PgBouncer | CPU µs/tx pgwarden / PgBouncer | failed (w/b) |"
 echo "|---|---|---|---|---|---|---|---|"
 row() {
@@ -154,23 +175,3 @@ for c in 10 50 200; do row "-S extended" "$c" -S -M extended; done
 for c in 10 50 200; do row_without pgbouncer "-S prepared" "$c" -S -M prepared; done
 row "TPC-B simple" 50 -M simple
 row_without direct "-S simple" 1000 -S -M simple
-
-echo
-echo "| proxy | VmRSS before (KiB) | with $IDLE idle clients (KiB) | per idle client (KiB) |"
-echo "|---|---|---|---|"
-mem() {
-  local name=$1 port=$2 pid=$3
-  local before after ready
-  before=$(rss_kib "$pid")
-  "$HOLDER" "127.0.0.1:$port" app app "$IDLE" 600 >"$WORK/holder.out" &
-  local hp=$!
-  for _ in $(seq 600); do grep -q ready "$WORK/holder.out" && break; sleep 0.5; done
-  sleep 2
-  after=$(rss_kib "$pid")
-  ready=$(cat "$WORK/holder.out")
-  kill "$hp" 2>/dev/null || true; wait "$hp" 2>/dev/null || true
-  printf "| %s | %s | %s | %s (%s) |\n" "$name" "$before" "$after" \
-    "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {printf "%.2f", (a - b) / n}')" "$ready"
-}
-mem pgwarden "$WPORT" "$W_PID"
-mem PgBouncer "$BPORT" "$B_PID"
