@@ -14,4 +14,5 @@ pub mod net;
 pub mod pool;
 pub mod prepared;
 pub mod server;
+pub mod state;
 pub mod wire;

@@ -416,10 +416,9 @@ impl Session {
                 return Ok((pos, true));
             }
             if let (Some(t), Some(g)) = (self.tracker.as_mut(), self.server.as_mut()) {
-                let server = &mut g.conn().prepared;
                 t.client_message(
                     &self.shared.statements,
-                    server,
+                    g.conn(),
                     tag,
                     body,
                     &self.cbuf,
@@ -460,10 +459,18 @@ impl Session {
         self.login.registration.control.set_target(Some(target));
         if self.track_max > 0 {
             let max = self.track_max;
+            let startup = &self.login.params;
             let tracker = self
                 .tracker
-                .get_or_insert_with(|| Box::new(Tracker::new(max)));
-            tracker.attached(&guard.conn().prepared);
+                .get_or_insert_with(|| Box::new(Tracker::new(max, startup)));
+            if let Some(sync) = tracker.attached(guard.conn()) {
+                // The client's settings go first; their answers are dropped.
+                guard.set_reusable(false);
+                if guard.conn().stream.io.write_all(&sync).await.is_err() {
+                    self.server = Some(guard);
+                    return self.on_server_lost();
+                }
+            }
         }
         self.sscan = Scanner::new();
         self.tx_status = be::TX_IDLE;
@@ -479,49 +486,63 @@ impl Session {
         };
         let conn = guard.conn();
         let rbuf = &mut conn.stream.rbuf;
-        let statements = &mut conn.prepared;
         let mut tracker = self.tracker.as_deref_mut();
         let mut pos = 0;
         loop {
-            let step = self
-                .sscan
-                .next(&rbuf[pos..], &SERVER_WHOLE, self.max_packet);
-            if let (Some(t), Ok(Step::Item(item, used))) = (tracker.as_mut(), &step) {
-                match *item {
-                    Item::Header { tag, body_len } => {
-                        t.server_message(statements, tag, rbuf, pos, *used, body_len)
+            // pgwarden's own queries are answered in small messages, read
+            // whole so that they can be dropped.
+            let whole = match tracker.as_ref() {
+                Some(t) if t.swallowing() => &TagSet::ALL,
+                _ => &SERVER_WHOLE,
+            };
+            let (tag, body, used, complete) =
+                match self.sscan.next(&rbuf[pos..], whole, self.max_packet) {
+                    Ok(Step::Item(Item::Message { tag, body }, used)) => (tag, body, used, true),
+                    Ok(Step::Item(Item::Header { tag, body_len }, used)) => {
+                        (tag, &[][..], used, body_len == 0)
                     }
-                    Item::Message { tag, .. } => {
-                        t.server_message(statements, tag, rbuf, pos, *used, 1)
+                    Ok(Step::Item(Item::Body(_), used)) => {
+                        pos += used;
+                        continue;
                     }
-                    Item::Body(_) => {}
+                    Ok(Step::NeedMore(n)) => {
+                        if let Some(t) = tracker.as_mut().filter(|_| self.sscan.at_boundary()) {
+                            t.answers_due(rbuf, pos);
+                        }
+                        grow_for(rbuf, pos + n);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "server sent a malformed message");
+                        guard.set_reusable(false);
+                        self.server = None;
+                        return Err(End::Error(ProxyError::ServerLost));
+                    }
+                };
+            let status = match tag {
+                be::READY_FOR_QUERY => body.first().copied().unwrap_or(be::TX_IDLE),
+                _ => 0,
+            };
+            let keep = match tracker.as_mut() {
+                Some(t) => t.server_message(
+                    (&mut conn.prepared, &mut conn.settings),
+                    tag,
+                    status,
+                    rbuf,
+                    pos,
+                    used,
+                    complete,
+                ),
+                None => true,
+            };
+            if tag == be::READY_FOR_QUERY && complete && keep {
+                self.pending = self.pending.saturating_sub(1);
+                self.tx_status = status;
+                if self.pending == 0 {
+                    self.request_since = None;
                 }
             }
-            match step {
-                Ok(Step::Item(Item::Message { body, .. }, used)) => {
-                    // Only ReadyForQuery is read whole.
-                    self.pending = self.pending.saturating_sub(1);
-                    self.tx_status = body.first().copied().unwrap_or(be::TX_IDLE);
-                    if self.pending == 0 {
-                        self.request_since = None;
-                    }
-                    pos += used;
-                }
-                Ok(Step::Item(_, used)) => pos += used,
-                Ok(Step::NeedMore(n)) => {
-                    if let Some(t) = tracker.as_mut().filter(|_| self.sscan.at_boundary()) {
-                        t.answers_due(rbuf, pos);
-                    }
-                    grow_for(rbuf, pos + n);
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "server sent a malformed message");
-                    guard.set_reusable(false);
-                    self.server = None;
-                    return Err(End::Error(ProxyError::ServerLost));
-                }
-            }
+            pos += used;
         }
         if pos > 0 {
             let bytes = match tracker {
@@ -602,8 +623,9 @@ impl Session {
         if query.trim().is_empty() {
             return true;
         }
-        // DISCARD ALL and the like drop prepared statements.
+        // DISCARD ALL and the like drop prepared statements and settings.
         guard.conn().prepared.clear();
+        guard.conn().settings = Default::default();
         matches!(
             tokio::time::timeout(CLEANUP_TIMEOUT, guard.conn().run(&query)).await,
             Ok(Ok(()))

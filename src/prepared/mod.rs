@@ -22,7 +22,7 @@ pub mod rewrite;
 mod server;
 mod tracker;
 
-pub use outstanding::{Action, Expect, Outstanding};
+pub use outstanding::{Action, Expect, Outstanding, QueryEnd, Seen};
 pub use registry::{Registry, Statement};
 pub use server::ServerStatements;
 pub use tracker::Tracker;

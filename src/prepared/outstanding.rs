@@ -43,11 +43,34 @@ struct Entry {
     /// For a Parse: the statement it prepares. For a swallowed Close: the
     /// statement it closes.
     stmt: Option<u64>,
+    /// A Query that changes session settings: its outcome is reported.
+    changes_settings: bool,
+}
+
+/// How a settings-changing Query ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryEnd {
+    /// Succeeded outside a transaction block: the change holds.
+    Applied,
+    /// Succeeded inside a transaction block: it may yet be rolled back.
+    InTransaction,
+    Failed,
+}
+
+/// What became of one server message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// The client gets the message.
+    pub keep: bool,
+    /// A settings-changing Query (or pgwarden's own settings sync) ended.
+    pub ended: Option<QueryEnd>,
 }
 
 #[derive(Debug, Default)]
 pub struct Outstanding {
     queue: VecDeque<Entry>,
+    /// The Query at the head has had an ErrorResponse.
+    head_failed: bool,
 }
 
 impl Outstanding {
@@ -56,19 +79,69 @@ impl Outstanding {
             expect,
             action,
             stmt,
+            changes_settings: false,
         });
+    }
+
+    /// A Query whose outcome matters for session settings: a client's
+    /// `SET` (`Forward`) or pgwarden's own sync (`Swallow`, answered to
+    /// no one).
+    pub fn push_settings_query(&mut self, action: Action) {
+        self.queue.push_back(Entry {
+            expect: Expect::Query,
+            action,
+            stmt: None,
+            changes_settings: true,
+        });
+    }
+
+    /// True while every server message belongs to a Query pgwarden sent
+    /// itself (so each is read whole and dropped).
+    pub fn swallowing(&self) -> bool {
+        self.queue
+            .front()
+            .is_some_and(|e| e.expect == Expect::Query && e.action == Action::Swallow)
     }
 
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
-    /// A server message arrived; returns whether the client gets it.
-    pub fn on_message(&mut self, tag: u8, server: &mut ServerStatements) -> bool {
+    /// A server message arrived (`status` is ReadyForQuery's status byte).
+    pub fn on_message(&mut self, tag: u8, status: u8, server: &mut ServerStatements) -> Seen {
         let Some(head) = self.queue.front().copied() else {
-            return true;
+            return Seen {
+                keep: true,
+                ended: None,
+            };
         };
-        if tag == b'E' && head.expect != Expect::Query && head.expect != Expect::Sync {
+        if head.expect == Expect::Query {
+            let keep = head.action != Action::Swallow;
+            if tag == b'E' {
+                self.head_failed = true;
+            }
+            if tag != b'Z' {
+                return Seen { keep, ended: None };
+            }
+            self.queue.pop_front();
+            let failed = std::mem::take(&mut self.head_failed);
+            let ended = head.changes_settings.then_some(if failed {
+                QueryEnd::Failed
+            } else if status == b'I' {
+                QueryEnd::Applied
+            } else {
+                QueryEnd::InTransaction
+            });
+            return Seen { keep, ended };
+        }
+        Seen {
+            keep: self.on_extended(head, tag, server),
+            ended: None,
+        }
+    }
+
+    fn on_extended(&mut self, head: Entry, tag: u8, server: &mut ServerStatements) -> bool {
+        if tag == b'E' && head.expect != Expect::Sync {
             // The message failed; the server skips what follows until Sync.
             self.queue.pop_front();
             undo(&head, server);
@@ -143,9 +216,12 @@ mod tests {
         let mut out = BytesMut::new();
         q.take_answers(&mut out);
         assert_eq!(&out[..], b"1\0\0\0\x04");
-        assert!(!q.on_message(b'1', &mut s), "injected Parse answer dropped");
-        assert!(q.on_message(b'2', &mut s));
-        assert!(q.on_message(b'Z', &mut s));
+        assert!(
+            !q.on_message(b'1', 0, &mut s).keep,
+            "injected Parse answer dropped"
+        );
+        assert!(q.on_message(b'2', 0, &mut s).keep);
+        assert!(q.on_message(b'Z', b'I', &mut s).keep);
         assert!(q.is_empty());
     }
 
@@ -160,7 +236,7 @@ mod tests {
         q.push(Expect::CloseComplete, Action::Swallow, Some(3));
         q.push(Expect::ParseComplete, Action::Answer, None);
         q.push(Expect::Sync, Action::Forward, None);
-        assert!(q.on_message(b'E', &mut s));
+        assert!(q.on_message(b'E', 0, &mut s).keep);
         assert!(!s.contains(2), "the skipped Parse prepared nothing");
         assert!(s.contains(3), "the skipped Close closed nothing");
         let mut out = BytesMut::new();
@@ -169,7 +245,7 @@ mod tests {
             out.is_empty(),
             "no answer for a message the server would skip"
         );
-        assert!(q.on_message(b'Z', &mut s));
+        assert!(q.on_message(b'Z', b'I', &mut s).keep);
         assert!(q.is_empty());
     }
 
@@ -178,9 +254,9 @@ mod tests {
         let mut q = Outstanding::default();
         let mut s = ServerStatements::default();
         q.push(Expect::Query, Action::Forward, None);
-        assert!(q.on_message(b'E', &mut s));
+        assert!(q.on_message(b'E', 0, &mut s).keep);
         assert!(!q.is_empty());
-        assert!(q.on_message(b'Z', &mut s));
+        assert!(q.on_message(b'Z', b'I', &mut s).keep);
         assert!(q.is_empty());
     }
 }

@@ -7,7 +7,10 @@
 
 use bytes::{BufMut, BytesMut};
 
+use std::collections::VecDeque;
+
 use super::{Action, ClientStatements, Expect, Outstanding, Registry, ServerStatements, Statement};
+use crate::state::{classify, Change, ServerParams};
 use crate::wire::frontend as fe;
 use crate::wire::{put_cstr, put_message, take_cstr};
 
@@ -21,6 +24,10 @@ pub struct Ctx<'a> {
     pub max: usize,
     /// Statements used since this tick belong to the running transaction.
     pub since: u64,
+    /// The server's session settings, and the client's setting changes in
+    /// flight (one per settings Query in the queue).
+    pub settings: &'a mut ServerParams,
+    pub changes: &'a mut VecDeque<Change>,
 }
 
 /// The outcome for one message.
@@ -62,7 +69,14 @@ pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> O
                 ctx.server.clear();
                 ctx.client.clear();
             }
-            forward(ctx, Expect::Query)
+            match classify(body) {
+                Change::None => forward(ctx, Expect::Query),
+                change => {
+                    ctx.changes.push_back(change);
+                    ctx.queue.push_settings_query(Action::Forward);
+                    Outcome::Verbatim
+                }
+            }
         }
         fe::FUNCTION_CALL => forward(ctx, Expect::Query),
         _ => Outcome::Verbatim,
@@ -78,6 +92,11 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     let Some((name, key)) = take_cstr(body) else {
         return forward(ctx, Expect::ParseComplete);
     };
+    if classify(key) != Change::None {
+        // A SET through the extended protocol is not followed: wipe the
+        // server before anyone else uses it.
+        ctx.settings.mark_dirty();
+    }
     if name.is_empty() {
         return forward(ctx, Expect::ParseComplete);
     }
@@ -242,6 +261,8 @@ mod tests {
         client: ClientStatements,
         servers: [ServerStatements; 2],
         queue: Outstanding,
+        settings: ServerParams,
+        changes: VecDeque<Change>,
     }
 
     impl World {
@@ -255,6 +276,8 @@ mod tests {
                 queue: &mut self.queue,
                 max,
                 since,
+                settings: &mut self.settings,
+                changes: &mut self.changes,
             };
             let o = message(&mut ctx, tag, body, &mut out);
             (o, out)
@@ -267,6 +290,8 @@ mod tests {
             client: ClientStatements::default(),
             servers: Default::default(),
             queue: Outstanding::default(),
+            settings: ServerParams::default(),
+            changes: VecDeque::new(),
         }
     }
 

@@ -1,14 +1,23 @@
 //! One session's side of statement tracking: its statements, the answers
 //! its server owes, and the edits to both streams.
 
+use std::collections::VecDeque;
+
 use bytes::BytesMut;
 
 use super::rewrite::{self, Ctx, Outcome};
-use super::{ClientStatements, Outstanding, Registry, ServerStatements};
+use super::{Action, ClientStatements, Outstanding, QueryEnd, Registry, ServerStatements};
+use crate::server::ServerConn;
+use crate::state::{Change, ClientParams, ServerParams};
+use crate::wire::frontend as fe;
 use crate::wire::splice::Splice;
+use crate::wire::{put_cstr, put_message};
 
 pub struct Tracker {
     statements: ClientStatements,
+    /// The client's session settings, and its changes in flight.
+    params: ClientParams,
+    changes: VecDeque<Change>,
     queue: Outstanding,
     max: usize,
     since: u64,
@@ -22,9 +31,11 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(max: usize) -> Self {
+    pub fn new(max: usize, startup: &[(String, String)]) -> Self {
         Self {
             statements: ClientStatements::default(),
+            params: ClientParams::from_startup(startup),
+            changes: VecDeque::new(),
             queue: Outstanding::default(),
             max,
             since: 0,
@@ -35,9 +46,19 @@ impl Tracker {
         }
     }
 
-    /// A server was attached for a new transaction.
-    pub fn attached(&mut self, server: &ServerStatements) {
-        self.since = server.now();
+    /// A server was attached for a new transaction. Returns the Query that
+    /// makes its session settings the client's, when they differ; its
+    /// answers are dropped.
+    pub fn attached(&mut self, conn: &mut ServerConn) -> Option<BytesMut> {
+        self.since = conn.prepared.now();
+        let (sql, discarded) = conn.settings.sync_to(&self.params)?;
+        if discarded {
+            conn.prepared.clear();
+        }
+        self.queue.push_settings_query(Action::Swallow);
+        let mut out = BytesMut::new();
+        put_message(&mut out, fe::QUERY, |b| put_cstr(b, sql.as_bytes()));
+        Some(out)
     }
 
     /// True when the server owes nothing this tracker knows of.
@@ -51,7 +72,7 @@ impl Tracker {
     pub fn client_message(
         &mut self,
         registry: &Registry,
-        server: &mut ServerStatements,
+        conn: &mut ServerConn,
         tag: u8,
         body: &[u8],
         src: &[u8],
@@ -62,10 +83,12 @@ impl Tracker {
         let mut ctx = Ctx {
             registry,
             client: &mut self.statements,
-            server,
+            server: &mut conn.prepared,
             queue: &mut self.queue,
             max: self.max,
             since: self.since,
+            settings: &mut conn.settings,
+            changes: &mut self.changes,
         };
         if rewrite::message(&mut ctx, tag, body, &mut self.repl) == Outcome::Replaced {
             self.to_server.replace(src, start, end, &self.repl);
@@ -80,23 +103,52 @@ impl Tracker {
         &self.answers
     }
 
-    /// A server message starts at `src[at..]` with `tag` and `len` header
-    /// bytes (its body is empty when it may be dropped). Inserts answers due
-    /// before it, and drops it if pgwarden sent its request.
+    /// A server message starts at `src[at..]` with `tag`; `complete` when
+    /// `src[at..at + len]` is all of it. Inserts answers due before it,
+    /// drops it if pgwarden sent its request, and follows settings changes.
+    /// Returns whether the client gets it.
+    #[allow(clippy::too_many_arguments)]
     pub fn server_message(
         &mut self,
-        server: &mut ServerStatements,
+        server: (&mut ServerStatements, &mut ServerParams),
         tag: u8,
+        status: u8,
         src: &[u8],
         at: usize,
         len: usize,
-        body_len: usize,
-    ) {
+        complete: bool,
+    ) -> bool {
         self.answers_due(src, at);
-        let keep = self.queue.on_message(tag, server);
-        if !keep && body_len == 0 {
+        let (prepared, settings) = server;
+        let seen = self.queue.on_message(tag, status, prepared);
+        if !seen.keep && complete {
             self.to_client.replace(src, at, at + len, &[]);
         }
+        match (seen.ended, seen.keep) {
+            // pgwarden's own sync failed: start clean next time.
+            (Some(QueryEnd::Failed), false) => settings.mark_dirty(),
+            (Some(end), true) => {
+                let change = self.changes.pop_front().unwrap_or(Change::Untrackable);
+                match end {
+                    QueryEnd::Applied => {
+                        self.params.apply(&change);
+                        settings.apply(&change);
+                    }
+                    // May still be rolled back: not followed, so wiped.
+                    QueryEnd::InTransaction => settings.mark_dirty(),
+                    QueryEnd::Failed if change == Change::Untrackable => settings.mark_dirty(),
+                    QueryEnd::Failed => {}
+                }
+            }
+            _ => {}
+        }
+        seen.keep || !complete
+    }
+
+    /// True while the server is answering pgwarden's own Query: its
+    /// messages are read whole so that they can be dropped.
+    pub fn swallowing(&self) -> bool {
+        self.queue.swallowing()
     }
 
     /// Inserts at `src[at]` the answers that are due there.

@@ -109,5 +109,6 @@ async fn connect_inner(target: &ServerTarget) -> Result<ServerConn, ServerError>
         created: now,
         last_used: now,
         prepared: Default::default(),
+        settings: Default::default(),
     })
 }

@@ -34,6 +34,8 @@ pub struct ServerConn {
     pub last_used: Instant,
     /// Named statements pgwarden has prepared here for its clients.
     pub prepared: crate::prepared::ServerStatements,
+    /// Session settings pgwarden has made here for its clients.
+    pub settings: crate::state::ServerParams,
 }
 
 impl std::fmt::Debug for ServerConn {

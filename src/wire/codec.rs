@@ -29,6 +29,7 @@ pub struct TagSet([u64; 4]);
 
 impl TagSet {
     pub const EMPTY: TagSet = TagSet([0; 4]);
+    pub const ALL: TagSet = TagSet([u64::MAX; 4]);
 
     /// Builds a set from a list of tags (usable in `const`).
     pub const fn of(tags: &[u8]) -> TagSet {

@@ -1,0 +1,169 @@
+//! Session parameters in transaction mode: each client's own settings in
+//! every transaction, whichever server runs it, and never another's.
+//!
+//! A client's settings are its tracked startup parameters plus the
+//! session-level `SET`/`RESET` statements it ran outside a transaction
+//! block ([`ClientParams`]). Each server remembers what pgwarden set on it
+//! ([`ServerParams`]). Before a client's transaction, the difference is
+//! applied in one statement ([`ServerParams::sync_to`]); nothing is sent
+//! when nothing differs. Anything pgwarden cannot follow (a `SET` inside a
+//! transaction block, `set_config`, `SET ROLE`, several statements in one
+//! query) marks the server dirty, and a dirty server is wiped with
+//! `DISCARD ALL` before anyone else's transaction: state may be lost for
+//! the client that made it, but never leaks to another.
+
+mod parse;
+
+pub use parse::{classify, Change};
+
+use std::collections::BTreeMap;
+
+/// Parameter names are case-insensitive; keep them lower-case.
+type Params = BTreeMap<String, String>;
+
+/// What one client has set.
+#[derive(Debug, Default, Clone)]
+pub struct ClientParams {
+    values: Params,
+}
+
+impl ClientParams {
+    /// From the tracked startup parameters (`options=-c k=v` included).
+    pub fn from_startup(params: &[(String, String)]) -> Self {
+        let mut values = Params::new();
+        for (k, v) in params {
+            if k.eq_ignore_ascii_case("options") {
+                for (name, value) in parse::options(v) {
+                    values.insert(name, quote(&value));
+                }
+            } else {
+                values.insert(k.to_ascii_lowercase(), quote(v));
+            }
+        }
+        Self { values }
+    }
+
+    /// Records a change the server carried out for this client.
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Set(name, value) => {
+                self.values.insert(name.clone(), value.clone());
+            }
+            Change::Reset(name) => {
+                self.values.remove(name);
+            }
+            Change::ResetAll => self.values.clear(),
+            Change::None | Change::Untrackable => {}
+        }
+    }
+}
+
+/// What pgwarden has set on one server.
+#[derive(Debug, Default)]
+pub struct ServerParams {
+    values: Params,
+    /// Changed in ways pgwarden did not follow: wipe before reuse.
+    dirty: bool,
+}
+
+impl ServerParams {
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Records a change a client made here (it now holds on this server).
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Set(name, value) => {
+                self.values.insert(name.clone(), value.clone());
+            }
+            Change::Reset(name) => {
+                self.values.remove(name);
+            }
+            Change::ResetAll => self.values.clear(),
+            Change::None => {}
+            Change::Untrackable => self.dirty = true,
+        }
+    }
+
+    /// The SQL that makes this server's settings the client's, or `None`
+    /// when they already are. Returns whether it starts with `DISCARD ALL`
+    /// (which also drops prepared statements).
+    pub fn sync_to(&mut self, client: &ClientParams) -> Option<(String, bool)> {
+        let mut sql = String::new();
+        let discard = self.dirty;
+        if discard {
+            sql.push_str("DISCARD ALL;");
+            self.values.clear();
+            self.dirty = false;
+        }
+        for name in self.values.keys() {
+            if !client.values.contains_key(name) {
+                sql.push_str(&format!("RESET {};", ident(name)));
+            }
+        }
+        for (name, value) in &client.values {
+            if self.values.get(name) != Some(value) {
+                sql.push_str(&format!("SET {} = {};", ident(name), value));
+            }
+        }
+        self.values = client.values.clone();
+        (!sql.is_empty()).then_some((sql, discard))
+    }
+}
+
+/// A parameter name as an SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A startup value as an SQL literal.
+fn quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn startup(kv: &[(&str, &str)]) -> ClientParams {
+        let v: Vec<(String, String)> = kv
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ClientParams::from_startup(&v)
+    }
+
+    #[test]
+    fn nothing_sent_when_nothing_differs() {
+        let c = startup(&[("application_name", "app")]);
+        let mut s = ServerParams::default();
+        let (sql, discard) = s.sync_to(&c).unwrap();
+        assert_eq!(sql, "SET \"application_name\" = 'app';");
+        assert!(!discard);
+        assert!(s.sync_to(&c).is_none());
+    }
+
+    #[test]
+    fn other_clients_settings_are_reset_and_dirty_servers_discarded() {
+        let mut a = startup(&[]);
+        a.apply(&Change::Set("search_path".into(), "a".into()));
+        let b = startup(&[]);
+        let mut s = ServerParams::default();
+        s.sync_to(&a);
+        assert_eq!(s.sync_to(&b).unwrap().0, "RESET \"search_path\";");
+        s.apply(&Change::Untrackable);
+        let (sql, discard) = s.sync_to(&a).unwrap();
+        assert!(discard && sql.starts_with("DISCARD ALL;"));
+        assert!(sql.contains("SET \"search_path\" = a;"));
+    }
+
+    #[test]
+    fn options_become_settings() {
+        let c = startup(&[("options", "-c statement_timeout=5s -csearch_path=x")]);
+        let mut s = ServerParams::default();
+        let sql = s.sync_to(&c).unwrap().0;
+        assert!(sql.contains("SET \"statement_timeout\" = '5s';"), "{sql}");
+        assert!(sql.contains("SET \"search_path\" = 'x';"), "{sql}");
+    }
+}

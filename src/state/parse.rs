@@ -1,0 +1,182 @@
+//! Just enough of `SET`/`RESET` to follow session-level settings.
+
+/// What a client statement does to session settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Leaves them alone (or only for the transaction: `SET LOCAL`).
+    None,
+    /// `SET name TO value` (value kept as SQL text).
+    Set(String, String),
+    /// `RESET name` or `SET name TO DEFAULT`.
+    Reset(String),
+    ResetAll,
+    /// Changes them in a way pgwarden does not follow.
+    Untrackable,
+}
+
+/// Classifies one simple-query text (with or without its trailing NUL).
+pub fn classify(sql: &[u8]) -> Change {
+    let text = String::from_utf8_lossy(sql);
+    let text = text.trim_end_matches('\0').trim();
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("set_config") {
+        return Change::Untrackable;
+    }
+    let first = first_word(&lower);
+    if first != "set" && first != "reset" {
+        return Change::None;
+    }
+    // One statement only (a trailing semicolon is fine).
+    let body = text.trim_end_matches(';').trim();
+    if body.contains(';') {
+        return Change::Untrackable;
+    }
+    let words: Vec<&str> = body.split_whitespace().collect();
+    let lw: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
+    if first == "reset" {
+        return match lw.get(1).map(String::as_str) {
+            Some("all") if lw.len() == 2 => Change::ResetAll,
+            Some("role" | "session") => Change::Untrackable,
+            Some(name) if lw.len() == 2 => Change::Reset(name.trim_matches('"').to_string()),
+            _ => Change::Untrackable,
+        };
+    }
+    let mut i = 1;
+    match lw.get(1).map(String::as_str) {
+        Some("local" | "transaction" | "constraints") => return Change::None,
+        Some("session") => match lw.get(2).map(String::as_str) {
+            Some("characteristics" | "authorization") => return Change::Untrackable,
+            _ => i = 2,
+        },
+        Some("role") => return Change::Untrackable,
+        _ => {}
+    }
+    // SET [SESSION] TIME ZONE value
+    if lw.get(i).map(String::as_str) == Some("time")
+        && lw.get(i + 1).map(String::as_str) == Some("zone")
+    {
+        let value = words[i + 2..].join(" ");
+        return set_or_reset("timezone".into(), value);
+    }
+    let Some(rest) = words.get(i..) else {
+        return Change::Untrackable;
+    };
+    let joined = rest.join(" ");
+    let (name, value) = match joined.find(|c: char| c == '=' || c.is_whitespace()) {
+        Some(at) => {
+            let name = joined[..at].trim();
+            let after = joined[at..].trim_start();
+            let value = if let Some(v) = after.strip_prefix('=') {
+                v.trim()
+            } else if after.len() >= 2 && after[..2].eq_ignore_ascii_case("to") {
+                after[2..].trim()
+            } else {
+                return Change::Untrackable;
+            };
+            (name, value)
+        }
+        None => return Change::Untrackable,
+    };
+    if name.is_empty() || value.is_empty() {
+        return Change::Untrackable;
+    }
+    set_or_reset(
+        name.trim_matches('"').to_ascii_lowercase(),
+        value.to_string(),
+    )
+}
+
+fn set_or_reset(name: String, value: String) -> Change {
+    if value.eq_ignore_ascii_case("default") {
+        Change::Reset(name)
+    } else if value.is_empty() {
+        Change::Untrackable
+    } else {
+        Change::Set(name, value)
+    }
+}
+
+fn first_word(lower: &str) -> &str {
+    lower
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .next()
+        .unwrap_or("")
+}
+
+/// `-c name=value` pairs from the `options` startup parameter.
+pub fn options(opts: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut words = opts.split_whitespace();
+    while let Some(w) = words.next() {
+        let kv = if w == "-c" {
+            words.next()
+        } else {
+            w.strip_prefix("-c").or_else(|| w.strip_prefix("--"))
+        };
+        if let Some((k, v)) = kv.and_then(|kv| kv.split_once('=')) {
+            out.push((k.replace('-', "_").to_ascii_lowercase(), v.to_string()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_forms() {
+        assert_eq!(
+            classify(b"SET search_path TO a, b\0"),
+            Change::Set("search_path".into(), "a, b".into())
+        );
+        assert_eq!(
+            classify(b"set statement_timeout = '5s';"),
+            Change::Set("statement_timeout".into(), "'5s'".into())
+        );
+        assert_eq!(
+            classify(b"SET SESSION TimeZone TO 'UTC'"),
+            Change::Set("timezone".into(), "'UTC'".into())
+        );
+        assert_eq!(
+            classify(b"SET TIME ZONE 'Europe/Paris'"),
+            Change::Set("timezone".into(), "'Europe/Paris'".into())
+        );
+        assert_eq!(
+            classify(b"SET work_mem TO DEFAULT"),
+            Change::Reset("work_mem".into())
+        );
+        assert_eq!(
+            classify(b"RESET work_mem"),
+            Change::Reset("work_mem".into())
+        );
+        assert_eq!(classify(b"RESET ALL"), Change::ResetAll);
+    }
+
+    #[test]
+    fn what_is_left_alone_or_not_followed() {
+        assert_eq!(classify(b"SET LOCAL work_mem = '1MB'"), Change::None);
+        assert_eq!(
+            classify(b"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"),
+            Change::None
+        );
+        assert_eq!(classify(b"SELECT 1"), Change::None);
+        assert_eq!(classify(b"SET ROLE admin"), Change::Untrackable);
+        assert_eq!(classify(b"SET a = 1; SET b = 2"), Change::Untrackable);
+        assert_eq!(
+            classify(b"SELECT set_config('search_path', 'x', false)"),
+            Change::Untrackable
+        );
+    }
+
+    #[test]
+    fn options_parsing() {
+        assert_eq!(
+            options("-c search_path=x --statement-timeout=5s"),
+            vec![
+                ("search_path".into(), "x".into()),
+                ("statement_timeout".into(), "5s".into())
+            ]
+        );
+    }
+}
