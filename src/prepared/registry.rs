@@ -20,6 +20,8 @@ pub struct Statement {
     pub server_name: Box<[u8]>,
     /// The Parse body after the statement name: query, parameter types.
     pub key: Bytes,
+    /// Running it changes session settings (a `SET`, `set_config`...).
+    pub changes_settings: bool,
 }
 
 impl Statement {
@@ -68,6 +70,7 @@ impl Registry {
             id,
             server_name: format!("pgw_{id}\0").into_bytes().into_boxed_slice(),
             key: Bytes::copy_from_slice(key),
+            changes_settings: crate::state::classify(key) != crate::state::Change::None,
         });
         inner.by_key.insert(stmt.key.clone(), stmt.clone());
         if inner.by_key.len() > 2 * inner.swept_at.max(SWEEP_FLOOR) {

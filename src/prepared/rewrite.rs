@@ -92,12 +92,12 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     let Some((name, key)) = take_cstr(body) else {
         return forward(ctx, Expect::ParseComplete);
     };
-    if classify(key) != Change::None {
-        // A SET through the extended protocol is not followed: wipe the
-        // server before anyone else uses it.
-        ctx.settings.mark_dirty();
-    }
     if name.is_empty() {
+        if classify(key) != Change::None {
+            // A SET through the extended protocol is not followed: wipe
+            // the server before anyone else uses it.
+            ctx.settings.mark_dirty();
+        }
         return forward(ctx, Expect::ParseComplete);
     }
     let stmt = ctx.registry.intern(key);
@@ -121,6 +121,10 @@ fn bind(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     let Some(stmt) = known(ctx, name) else {
         return forward(ctx, Expect::BindComplete);
     };
+    if stmt.changes_settings {
+        // Runs a SET pgwarden does not follow: wipe the server after.
+        ctx.settings.mark_dirty();
+    }
     ensure(ctx, &stmt, out);
     put_message(out, fe::BIND, |b| {
         put_cstr(b, portal);

@@ -51,13 +51,18 @@ impl Tracker {
     /// answers are dropped.
     pub fn attached(&mut self, conn: &mut ServerConn) -> Option<BytesMut> {
         self.since = conn.prepared.now();
-        let (sql, discarded) = conn.settings.sync_to(&self.params)?;
+        let (queries, discarded) = conn.settings.sync_to(&self.params);
+        if queries.is_empty() {
+            return None;
+        }
         if discarded {
             conn.prepared.clear();
         }
-        self.queue.push_settings_query(Action::Swallow);
         let mut out = BytesMut::new();
-        put_message(&mut out, fe::QUERY, |b| put_cstr(b, sql.as_bytes()));
+        for sql in queries {
+            self.queue.push_settings_query(Action::Swallow);
+            put_message(&mut out, fe::QUERY, |b| put_cstr(b, sql.as_bytes()));
+        }
         Some(out)
     }
 

@@ -86,17 +86,20 @@ impl ServerParams {
         }
     }
 
-    /// The SQL that makes this server's settings the client's, or `None`
-    /// when they already are. Returns whether it starts with `DISCARD ALL`
-    /// (which also drops prepared statements).
-    pub fn sync_to(&mut self, client: &ClientParams) -> Option<(String, bool)> {
-        let mut sql = String::new();
+    /// The statements that make this server's settings the client's, each
+    /// to be sent as its own Query (`DISCARD ALL` cannot share one: a
+    /// multi-statement Query is a transaction block). Empty when they
+    /// already are. Also returns whether `DISCARD ALL` is among them (it
+    /// drops prepared statements too).
+    pub fn sync_to(&mut self, client: &ClientParams) -> (Vec<String>, bool) {
+        let mut queries = Vec::new();
         let discard = self.dirty;
         if discard {
-            sql.push_str("DISCARD ALL;");
+            queries.push("DISCARD ALL".to_string());
             self.values.clear();
             self.dirty = false;
         }
+        let mut sql = String::new();
         for name in self.values.keys() {
             if !client.values.contains_key(name) {
                 sql.push_str(&format!("RESET {};", ident(name)));
@@ -108,7 +111,10 @@ impl ServerParams {
             }
         }
         self.values = client.values.clone();
-        (!sql.is_empty()).then_some((sql, discard))
+        if !sql.is_empty() {
+            queries.push(sql);
+        }
+        (queries, discard)
     }
 }
 
@@ -123,6 +129,7 @@ fn quote(v: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -138,10 +145,10 @@ mod tests {
     fn nothing_sent_when_nothing_differs() {
         let c = startup(&[("application_name", "app")]);
         let mut s = ServerParams::default();
-        let (sql, discard) = s.sync_to(&c).unwrap();
-        assert_eq!(sql, "SET \"application_name\" = 'app';");
+        let (sql, discard) = s.sync_to(&c);
+        assert_eq!(sql, ["SET \"application_name\" = 'app';"]);
         assert!(!discard);
-        assert!(s.sync_to(&c).is_none());
+        assert!(s.sync_to(&c).0.is_empty());
     }
 
     #[test]
@@ -151,18 +158,18 @@ mod tests {
         let b = startup(&[]);
         let mut s = ServerParams::default();
         s.sync_to(&a);
-        assert_eq!(s.sync_to(&b).unwrap().0, "RESET \"search_path\";");
+        assert_eq!(s.sync_to(&b).0, ["RESET \"search_path\";"]);
         s.apply(&Change::Untrackable);
-        let (sql, discard) = s.sync_to(&a).unwrap();
-        assert!(discard && sql.starts_with("DISCARD ALL;"));
-        assert!(sql.contains("SET \"search_path\" = a;"));
+        let (sql, discard) = s.sync_to(&a);
+        assert!(discard);
+        assert_eq!(sql, ["DISCARD ALL", "SET \"search_path\" = a;"]);
     }
 
     #[test]
     fn options_become_settings() {
         let c = startup(&[("options", "-c statement_timeout=5s -csearch_path=x")]);
         let mut s = ServerParams::default();
-        let sql = s.sync_to(&c).unwrap().0;
+        let sql = s.sync_to(&c).0.concat();
         assert!(sql.contains("SET \"statement_timeout\" = '5s';"), "{sql}");
         assert!(sql.contains("SET \"search_path\" = 'x';"), "{sql}");
     }

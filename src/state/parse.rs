@@ -16,21 +16,39 @@ pub enum Change {
 
 /// Classifies one simple-query text (with or without its trailing NUL).
 pub fn classify(sql: &[u8]) -> Change {
+    // Most statements never mention "set": decided without allocating.
+    if !sql.windows(3).any(|w| w.eq_ignore_ascii_case(b"set")) {
+        return Change::None;
+    }
     let text = String::from_utf8_lossy(sql);
     let text = text.trim_end_matches('\0').trim();
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("set_config") {
+    if text.to_ascii_lowercase().contains("set_config") {
         return Change::Untrackable;
     }
+    // Several statements (split naively: a `;` inside a literal only makes
+    // this more careful): followed only if none of them changes settings.
+    let statements: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    match statements.as_slice() {
+        [] => Change::None,
+        [one] => classify_one(one),
+        many => match many.iter().all(|s| classify_one(s) == Change::None) {
+            true => Change::None,
+            false => Change::Untrackable,
+        },
+    }
+}
+
+fn classify_one(text: &str) -> Change {
+    let lower = text.to_ascii_lowercase();
     let first = first_word(&lower);
     if first != "set" && first != "reset" {
         return Change::None;
     }
-    // One statement only (a trailing semicolon is fine).
-    let body = text.trim_end_matches(';').trim();
-    if body.contains(';') {
-        return Change::Untrackable;
-    }
+    let body = text;
     let words: Vec<&str> = body.split_whitespace().collect();
     let lw: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
     if first == "reset" {
@@ -163,6 +181,14 @@ mod tests {
         assert_eq!(classify(b"SELECT 1"), Change::None);
         assert_eq!(classify(b"SET ROLE admin"), Change::Untrackable);
         assert_eq!(classify(b"SET a = 1; SET b = 2"), Change::Untrackable);
+        assert_eq!(
+            classify(b"BEGIN; SET work_mem = '1MB'; COMMIT"),
+            Change::Untrackable
+        );
+        assert_eq!(
+            classify(b"BEGIN; SET LOCAL work_mem = '1MB'; COMMIT"),
+            Change::None
+        );
         assert_eq!(
             classify(b"SELECT set_config('search_path', 'x', false)"),
             Change::Untrackable

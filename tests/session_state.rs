@@ -1,0 +1,148 @@
+//! Session settings in transaction mode: every client sees exactly its own
+//! settings in every transaction, whichever server runs it, and no other
+//! client ever sees them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use harness::*;
+
+async fn show(client: &tokio_postgres::Client, name: &str) -> String {
+    let rows = client.simple_query(&format!("SHOW {name}")).await.unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// Each client's (search_path, statement_timeout, TimeZone).
+async fn settings(client: &tokio_postgres::Client) -> (String, String, String) {
+    (
+        show(client, "search_path").await,
+        show(client, "statement_timeout").await,
+        show(client, "TimeZone").await,
+    )
+}
+
+/// The three settings as one query sees them (wrapped in `before`/`after`).
+async fn current_settings(
+    client: &tokio_postgres::Client,
+    before: &str,
+    after: &str,
+) -> (String, String, String) {
+    let sql = format!(
+        "{before}SELECT current_setting('search_path'), current_setting('statement_timeout'), \
+         current_setting('TimeZone'){after}"
+    );
+    let rows = client.simple_query(&sql).await.unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                r.get(0).unwrap().to_owned(),
+                r.get(1).unwrap().to_owned(),
+                r.get(2).unwrap().to_owned(),
+            )),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_with_different_settings_never_see_each_others() {
+    // Two servers for two clients that interleave: each transaction may land
+    // on either.
+    let proxy = proxy(|c| c.proxy.default_pool_size = 2).await;
+    let a = connect(&proxy, SCRAM_USER).await.unwrap();
+    let b = connect(&proxy, SCRAM_USER).await.unwrap();
+    let baseline = settings(&b).await;
+    a.batch_execute("SET search_path TO pg_catalog, public")
+        .await
+        .unwrap();
+    a.batch_execute("SET statement_timeout = '7s'")
+        .await
+        .unwrap();
+    a.batch_execute("SET TIME ZONE 'Asia/Tokyo'").await.unwrap();
+    b.batch_execute("SET TimeZone TO 'America/Lima'")
+        .await
+        .unwrap();
+    let want_a = (
+        "pg_catalog, public".to_string(),
+        "7s".to_string(),
+        "Asia/Tokyo".to_string(),
+    );
+    let want_b = (
+        baseline.0.clone(),
+        baseline.1.clone(),
+        "America/Lima".to_string(),
+    );
+    let check_a = async {
+        for _ in 0..1000 {
+            let row = current_settings(&a, "BEGIN; ", "; COMMIT").await;
+            assert_eq!(row, want_a);
+        }
+    };
+    let check_b = async {
+        for _ in 0..1000 {
+            assert_eq!(current_settings(&b, "", "").await, want_b);
+        }
+    };
+    tokio::join!(check_a, check_b);
+    // RESET brings a setting back to the default, for this client only.
+    a.batch_execute("RESET statement_timeout").await.unwrap();
+    assert_eq!(show(&a, "statement_timeout").await, baseline.1);
+    assert_eq!(show(&a, "TimeZone").await, "Asia/Tokyo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_pgwarden_cannot_follow_never_leak() {
+    let proxy = proxy(|c| c.proxy.default_pool_size = 1).await;
+    let a = connect(&proxy, MD5_USER).await.unwrap();
+    let b = connect(&proxy, MD5_USER).await.unwrap();
+    let baseline = show(&b, "work_mem").await;
+    // Session-level SET inside a transaction block, and set_config.
+    a.batch_execute("BEGIN; SET work_mem = '13MB'; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(
+        show(&b, "work_mem").await,
+        baseline,
+        "leaked from a transaction block"
+    );
+    a.simple_query("SELECT set_config('work_mem', '14MB', false)")
+        .await
+        .unwrap();
+    assert_eq!(
+        show(&b, "work_mem").await,
+        baseline,
+        "leaked through set_config"
+    );
+    // A SET through the extended protocol.
+    a.execute("SET work_mem = '15MB'", &[]).await.unwrap();
+    assert_eq!(
+        show(&b, "work_mem").await,
+        baseline,
+        "leaked through the extended protocol"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_parameters_and_options_hold_in_every_transaction() {
+    let proxy = proxy(|c| c.proxy.default_pool_size = 1).await;
+    let plain = connect(&proxy, PLAIN_USER).await.unwrap();
+    let baseline_tz = show(&plain, "TimeZone").await;
+    let url = format!(
+        "{} application_name=tenant_a options='-c search_path=pg_catalog -c lock_timeout=3s'",
+        url(&proxy, PLAIN_USER, PASSWORD, DB)
+    );
+    let a = connect_url(&url).await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(show(&a, "application_name").await, "tenant_a");
+        assert_eq!(show(&a, "search_path").await, "pg_catalog");
+        assert_eq!(show(&a, "lock_timeout").await, "3s");
+        assert_ne!(show(&plain, "application_name").await, "tenant_a");
+        assert_ne!(show(&plain, "lock_timeout").await, "3s");
+        assert_eq!(show(&plain, "TimeZone").await, baseline_tz);
+    }
+}
