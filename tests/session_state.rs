@@ -146,3 +146,102 @@ async fn startup_parameters_and_options_hold_in_every_transaction() {
         assert_eq!(show(&plain, "TimeZone").await, baseline_tz);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_pins_its_server_and_notifications_arrive() {
+    let proxy = proxy(|c| c.proxy.default_pool_size = 2).await;
+    let (listener, mut conn) = tokio_postgres::connect(
+        &url(&proxy, SCRAM_USER, PASSWORD, DB),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(m) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            if let Ok(tokio_postgres::AsyncMessage::Notification(n)) = m {
+                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    listener.batch_execute("LISTEN jobs").await.unwrap();
+    let pool = proxy
+        .shared
+        .pools
+        .get(&pgwarden::pool::PoolKey {
+            db: DB.into(),
+            user: SCRAM_USER.into(),
+        })
+        .unwrap();
+    let pinned = |n: usize| {
+        let pool = pool.clone();
+        async move { pool.stats.pinned.load(std::sync::atomic::Ordering::Relaxed) == n }
+    };
+    // Counted once the session has seen the answer (just after the client).
+    assert!(eventually(std::time::Duration::from_secs(5), || pinned(1)).await);
+    let notifier = connect(&proxy, SCRAM_USER).await.unwrap();
+    for i in 0..3 {
+        notifier
+            .batch_execute(&format!("NOTIFY jobs, 'job-{i}'"))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("notification reaches the idle listening client")
+            .unwrap();
+        assert_eq!(got, ("jobs".to_string(), format!("job-{i}")));
+    }
+    // UNLISTEN * gives the server back.
+    listener.batch_execute("UNLISTEN *").await.unwrap();
+    assert!(eventually(std::time::Duration::from_secs(5), || pinned(0)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_lock_pins_until_unlocked() {
+    let proxy = proxy(|c| {
+        c.proxy.default_pool_size = 1;
+        c.proxy.query_wait_timeout = pgwarden::config::duration::Secs::from_millis(700);
+    })
+    .await;
+    let holder = connect(&proxy, MD5_USER).await.unwrap();
+    let other = connect(&proxy, MD5_USER).await.unwrap();
+    let pid = backend_pid(&holder).await;
+    holder
+        .simple_query("SELECT pg_advisory_lock(4242)")
+        .await
+        .unwrap();
+    // The lock's server stays with its holder: nobody else gets it.
+    let err = other.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("57014"));
+    assert_eq!(
+        backend_pid(&holder).await,
+        pid,
+        "still on the lock's server"
+    );
+    holder
+        .simple_query("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
+    let again = connect(&proxy, MD5_USER).await.unwrap();
+    assert!(again.simple_query("SELECT 1").await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_mode_explains_why() {
+    let proxy = proxy(|c| {
+        c.databases.get_mut(DB).unwrap().session_features =
+            pgwarden::config::SessionFeatures::Refuse;
+    })
+    .await;
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    let err = client.batch_execute("LISTEN jobs").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("0A000"));
+    let db = err.as_db_error().unwrap();
+    assert!(
+        db.message().contains("LISTEN is refused"),
+        "{}",
+        db.message()
+    );
+    assert!(db.hint().unwrap_or("").contains("session_features"));
+    assert!(client.simple_query("SELECT 1").await.is_ok());
+}

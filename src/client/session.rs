@@ -82,6 +82,8 @@ pub struct Session {
     /// at the first transaction so that clients that never run one pay
     /// nothing.
     tracker: Option<Box<Tracker>>,
+    /// This client is counted in its pool's pinned clients.
+    pin_counted: bool,
     /// `max_prepared_statements` where tracking applies, else 0.
     track_max: usize,
     login: Login,
@@ -158,6 +160,7 @@ impl Session {
             last_activity: Instant::now(),
             timer: None,
             tracker: None,
+            pin_counted: false,
             track_max,
             login,
             shared,
@@ -460,9 +463,10 @@ impl Session {
         if self.track_max > 0 {
             let max = self.track_max;
             let startup = &self.login.params;
+            let refuse = pool.settings().refuse_session_features;
             let tracker = self
                 .tracker
-                .get_or_insert_with(|| Box::new(Tracker::new(max, startup)));
+                .get_or_insert_with(|| Box::new(Tracker::new(max, startup, refuse)));
             if let Some(sync) = tracker.attached(guard.conn()) {
                 // The client's settings go first; their answers are dropped.
                 guard.set_reusable(false);
@@ -562,6 +566,13 @@ impl Session {
         if !self.at_rest() {
             return Ok(());
         }
+        let pinned = self.tracker.as_ref().is_some_and(|t| t.pinned());
+        self.count_pinned(pinned);
+        if pinned {
+            // LISTEN, a session advisory lock, a temp table...: the client
+            // keeps this server until that state is gone.
+            return Ok(());
+        }
         match self.login.mode {
             PoolMode::Session => Ok(()),
             PoolMode::Statement if self.tx_status != be::TX_IDLE => {
@@ -579,6 +590,19 @@ impl Session {
                     }
                 }
                 Ok(())
+            }
+        }
+    }
+
+    /// Keeps the pool's count of pinned clients.
+    fn count_pinned(&mut self, pinned: bool) {
+        if pinned != self.pin_counted {
+            self.pin_counted = pinned;
+            let n = &self.login.pool.stats.pinned;
+            if pinned {
+                n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                n.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -649,10 +673,16 @@ impl Session {
     /// or close it. A transaction left open is rolled back; a server still
     /// busy with a request is closed (PostgreSQL then aborts it).
     async fn cleanup(&mut self) {
+        self.count_pinned(false);
         let Some(mut guard) = self.server.take() else {
             return;
         };
         self.login.registration.control.set_target(None);
+        if self.tracker.as_ref().is_some_and(|t| t.pinned()) {
+            // Its LISTENs, locks or temp tables die with the connection.
+            guard.set_reusable(false);
+            return;
+        }
         if !self.at_rest_without(&mut guard) {
             guard.set_reusable(false);
             if self.pending > 0 {

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use schema::{AuthType, Config, DatabaseSettings, PoolMode, ProxySettings, UserSettings};
+pub use schema::{
+    AuthType, Config, DatabaseSettings, PoolMode, ProxySettings, SessionFeatures, UserSettings,
+};
 
 use crate::auth::secret::Secret;
 use crate::auth::userlist;

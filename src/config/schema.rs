@@ -173,6 +173,19 @@ pub struct DatabaseSettings {
     /// Log in to the server as this user, whoever the client is.
     pub user: Option<String>,
     pub password: Option<String>,
+    /// In transaction/statement mode, what `LISTEN`, session advisory
+    /// locks, temporary tables, `WITH HOLD` cursors and `SET ROLE` do:
+    /// `pin` the client to its server while the state lasts, or `refuse`.
+    #[serde(default)]
+    pub session_features: SessionFeatures,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionFeatures {
+    #[default]
+    Pin,
+    Refuse,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

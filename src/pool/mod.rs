@@ -53,6 +53,8 @@ pub struct PoolSettings {
     pub idle_timeout: Option<Duration>,
     pub check_query: String,
     pub check_delay: Duration,
+    /// Refuse session-only features instead of pinning.
+    pub refuse_session_features: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,8 @@ pub struct PoolStats {
     pub servers_opened: AtomicU64,
     pub servers_closed: AtomicU64,
     pub wait_micros: AtomicU64,
+    /// Clients pinned to their server by a session-only feature.
+    pub pinned: AtomicUsize,
 }
 
 struct State {

@@ -43,6 +43,11 @@ impl PoolSettings {
             idle_timeout: p.server_idle_timeout.enabled(),
             check_query: p.server_check_query.trim().to_owned(),
             check_delay: p.server_check_delay.0,
+            refuse_session_features: loaded
+                .config
+                .databases
+                .get(&key.db)
+                .is_some_and(|d| d.session_features == crate::config::SessionFeatures::Refuse),
         }
     }
 }

@@ -10,7 +10,7 @@ use bytes::{BufMut, BytesMut};
 use std::collections::VecDeque;
 
 use super::{Action, ClientStatements, Expect, Outstanding, Registry, ServerStatements, Statement};
-use crate::state::{classify, Change, ServerParams};
+use crate::state::{classify, pins, Change, ServerParams};
 use crate::wire::frontend as fe;
 use crate::wire::{put_cstr, put_message, take_cstr};
 
@@ -28,6 +28,10 @@ pub struct Ctx<'a> {
     /// flight (one per settings Query in the queue).
     pub settings: &'a mut ServerParams,
     pub changes: &'a mut VecDeque<Change>,
+    /// Why the client is pinned to its server (`state::pins::reason` bits).
+    pub pins: &'a mut u8,
+    /// Refuse session-only features instead of pinning.
+    pub refuse_pins: bool,
 }
 
 /// The outcome for one message.
@@ -57,12 +61,20 @@ pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> O
                 // A statement left on a server outlives the transaction and
                 // would collide with another client's: refuse it, through the
                 // server so that the transaction state stays PostgreSQL's.
-                put_message(out, fe::QUERY, |b| {
-                    put_cstr(b, REFUSE_SQL_PREPARE.as_bytes())
-                });
-                ctx.queue.push(Expect::Query, Action::Forward, None);
-                return Outcome::Replaced;
+                return refuse(ctx, REFUSE_SQL_PREPARE, out);
             }
+            let pin = pins::classify(body);
+            if pin.pin != 0 && ctx.refuse_pins {
+                let sql = format!(
+                    "DO $pgwarden$ BEGIN RAISE EXCEPTION USING ERRCODE = 'feature_not_supported', \
+                     MESSAGE = '{} is refused in transaction pooling for this database (pgwarden)', \
+                     HINT = 'Set session_features = \"pin\" for the database, or use pool_mode = session.'; \
+                     END $pgwarden$",
+                    pin.feature()
+                );
+                return refuse(ctx, &sql, out);
+            }
+            *ctx.pins = pin.apply(*ctx.pins);
             if drops_statements(body) {
                 // DISCARD ALL / DEALLOCATE: the server forgets its prepared
                 // statements, and so does the client.
@@ -83,6 +95,13 @@ pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> O
     }
 }
 
+/// Replaces a Query by one that makes the server raise pgwarden's error.
+fn refuse(ctx: &mut Ctx<'_>, sql: &str, out: &mut BytesMut) -> Outcome {
+    put_message(out, fe::QUERY, |b| put_cstr(b, sql.as_bytes()));
+    ctx.queue.push(Expect::Query, Action::Forward, None);
+    Outcome::Replaced
+}
+
 fn forward(ctx: &mut Ctx<'_>, expect: Expect) -> Outcome {
     ctx.queue.push(expect, Action::Forward, None);
     Outcome::Verbatim
@@ -92,6 +111,9 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     let Some((name, key)) = take_cstr(body) else {
         return forward(ctx, Expect::ParseComplete);
     };
+    // Pinned, not refused, through the extended protocol: a refused Parse
+    // would fail later at its Bind with a misleading error.
+    *ctx.pins = pins::classify(key).apply(*ctx.pins);
     if name.is_empty() {
         if classify(key) != Change::None {
             // A SET through the extended protocol is not followed: wipe
@@ -267,6 +289,7 @@ mod tests {
         queue: Outstanding,
         settings: ServerParams,
         changes: VecDeque<Change>,
+        pins: u8,
     }
 
     impl World {
@@ -282,6 +305,8 @@ mod tests {
                 since,
                 settings: &mut self.settings,
                 changes: &mut self.changes,
+                pins: &mut self.pins,
+                refuse_pins: false,
             };
             let o = message(&mut ctx, tag, body, &mut out);
             (o, out)
@@ -296,6 +321,7 @@ mod tests {
             queue: Outstanding::default(),
             settings: ServerParams::default(),
             changes: VecDeque::new(),
+            pins: 0,
         }
     }
 

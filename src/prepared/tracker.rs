@@ -18,6 +18,9 @@ pub struct Tracker {
     /// The client's session settings, and its changes in flight.
     params: ClientParams,
     changes: VecDeque<Change>,
+    /// Why the client keeps its server between transactions.
+    pins: u8,
+    refuse_pins: bool,
     queue: Outstanding,
     max: usize,
     since: u64,
@@ -31,11 +34,13 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(max: usize, startup: &[(String, String)]) -> Self {
+    pub fn new(max: usize, startup: &[(String, String)], refuse_pins: bool) -> Self {
         Self {
             statements: ClientStatements::default(),
             params: ClientParams::from_startup(startup),
             changes: VecDeque::new(),
+            pins: 0,
+            refuse_pins,
             queue: Outstanding::default(),
             max,
             since: 0,
@@ -66,6 +71,11 @@ impl Tracker {
         Some(out)
     }
 
+    /// True while a session-only feature ties the client to its server.
+    pub fn pinned(&self) -> bool {
+        self.pins != 0
+    }
+
     /// True when the server owes nothing this tracker knows of.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty()
@@ -94,6 +104,8 @@ impl Tracker {
             since: self.since,
             settings: &mut conn.settings,
             changes: &mut self.changes,
+            pins: &mut self.pins,
+            refuse_pins: self.refuse_pins,
         };
         if rewrite::message(&mut ctx, tag, body, &mut self.repl) == Outcome::Replaced {
             self.to_server.replace(src, start, end, &self.repl);

@@ -13,6 +13,7 @@
 //! the client that made it, but never leaks to another.
 
 mod parse;
+pub mod pins;
 
 pub use parse::{classify, Change};
 
