@@ -33,3 +33,9 @@ if [ "${1:-}" != "--bench" ] && command -v python3 >/dev/null 2>&1; then
       || echo "note: could not install asyncpg/psycopg; the Python driver test will be skipped" >&2
   fi
 fi
+
+# node-postgres for the Node driver test, under target/ as well.
+if [ "${1:-}" != "--bench" ] && command -v npm >/dev/null 2>&1 && [ ! -d target/nodeenv/node_modules/pg ]; then
+  (mkdir -p target/nodeenv && cd target/nodeenv && npm init -y && npm install --silent pg) >/dev/null 2>&1 \
+    || echo "note: could not install node-postgres; the Node driver test will be skipped" >&2
+fi

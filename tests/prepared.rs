@@ -185,25 +185,7 @@ async fn asyncpg_and_psycopg_with_prepared_statements() {
         eprintln!("SKIPPED: no Python with asyncpg and psycopg (scripts/deps.sh installs them)");
         return;
     };
-    let proxy = proxy(|c| c.proxy.default_pool_size = 3).await;
-    let dsn = format!(
-        "postgresql://{MD5_USER}:{PASSWORD}@127.0.0.1:{}/{DB}",
-        proxy.addr.port()
-    );
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/python_drivers.py");
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(dsn)
-        .output()
-        .await
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success() && text.contains("OK"), "{text}");
+    run_driver_script(python, "python_drivers.py", &[]).await;
 }
 
 /// Raw extended-protocol messages, for sequences drivers do not expose.
@@ -326,4 +308,49 @@ async fn sql_prepare_is_refused_with_a_clear_error() {
     // DEALLOCATE and EXECUTE pass through to PostgreSQL's own answers.
     let err = client.simple_query("EXECUTE p").await.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("26000"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_postgres_named_queries() {
+    let modules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nodeenv/node_modules");
+    let has_node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_node || !modules.join("pg").exists() {
+        eprintln!("SKIPPED: no node or no node-postgres (scripts/deps.sh installs it)");
+        return;
+    }
+    run_driver_script("node".into(), "node_pg.js", &[("NODE_PATH", modules)]).await;
+}
+
+/// Runs `tests/drivers/<script>` with `program` against a fresh proxy (3
+/// servers) and expects it to print OK.
+async fn run_driver_script(
+    program: std::path::PathBuf,
+    script: &str,
+    env: &[(&str, std::path::PathBuf)],
+) {
+    let proxy = proxy(|c| c.proxy.default_pool_size = 3).await;
+    let url = format!(
+        "postgresql://{MD5_USER}:{PASSWORD}@127.0.0.1:{}/{DB}",
+        proxy.addr.port()
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/drivers")
+        .join(script);
+    let out = tokio::process::Command::new(program)
+        .arg(path)
+        .arg(url)
+        .envs(env.iter().cloned())
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("OK"), "{text}");
 }
