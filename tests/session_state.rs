@@ -245,3 +245,22 @@ async fn refuse_mode_explains_why() {
     assert!(db.hint().unwrap_or("").contains("session_features"));
     assert!(client.simple_query("SELECT 1").await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_applies_startup_parameters_too() {
+    let proxy = proxy(|c| {
+        c.proxy.pool_mode = pgwarden::config::PoolMode::Session;
+        c.proxy.default_pool_size = 1;
+    })
+    .await;
+    let url = format!(
+        "{} options='-c lock_timeout=4s'",
+        url(&proxy, SCRAM_USER, PASSWORD, DB)
+    );
+    let a = connect_url(&url).await.unwrap();
+    assert_eq!(show(&a, "lock_timeout").await, "4s");
+    drop(a);
+    // The next client on the same server (after the reset) has its own.
+    let b = connect(&proxy, SCRAM_USER).await.unwrap();
+    assert_eq!(show(&b, "lock_timeout").await, "0");
+}

@@ -84,7 +84,7 @@ pub struct Session {
     tracker: Option<Box<Tracker>>,
     /// This client is counted in its pool's pinned clients.
     pin_counted: bool,
-    /// `max_prepared_statements` where tracking applies, else 0.
+    /// `max_prepared_statements`.
     track_max: usize,
     login: Login,
     shared: Arc<Shared>,
@@ -141,10 +141,7 @@ impl Session {
             reset_always: p.server_reset_query_always,
         };
         let max_packet = p.max_packet_size;
-        let track_max = match login.mode {
-            PoolMode::Session => 0,
-            PoolMode::Transaction | PoolMode::Statement => p.max_prepared_statements,
-        };
+        let track_max = p.max_prepared_statements;
         drop(cfg);
         Box::new(Self {
             client,
@@ -357,10 +354,7 @@ impl Session {
         self.touch();
         // Rewriting statements needs to know the server's statements, so
         // the server comes first (unless the client is only saying goodbye).
-        if self.track_max > 0
-            && self.server.is_none()
-            && self.cbuf.first().is_some_and(|&t| t != fe::TERMINATE)
-        {
+        if self.server.is_none() && self.cbuf.first().is_some_and(|&t| t != fe::TERMINATE) {
             self.attach().await?;
         }
         let (forward, terminate) = self.scan_client().map_err(protocol_error)?;
@@ -460,13 +454,13 @@ impl Session {
         };
         let target = CancelTarget::of(guard.conn());
         self.login.registration.control.set_target(Some(target));
-        if self.track_max > 0 {
-            let max = self.track_max;
-            let startup = &self.login.params;
-            let refuse = pool.settings().refuse_session_features;
-            let tracker = self
-                .tracker
-                .get_or_insert_with(|| Box::new(Tracker::new(max, startup, refuse)));
+        {
+            let (max, login) = (self.track_max, &self.login);
+            let tracker = self.tracker.get_or_insert_with(|| {
+                let pooled = login.mode != PoolMode::Session;
+                let refuse = login.pool.settings().refuse_session_features;
+                Box::new(Tracker::new(max, &login.params, refuse, pooled))
+            });
             if let Some(sync) = tracker.attached(guard.conn()) {
                 // The client's settings go first; their answers are dropped.
                 guard.set_reusable(false);

@@ -32,6 +32,8 @@ pub struct Ctx<'a> {
     pub pins: &'a mut u8,
     /// Refuse session-only features instead of pinning.
     pub refuse_pins: bool,
+    /// Transaction or statement mode: servers are shared between clients.
+    pub pooled: bool,
 }
 
 /// The outcome for one message.
@@ -51,20 +53,24 @@ pub const WHOLE: &[u8] = &[fe::PARSE, fe::BIND, fe::DESCRIBE, fe::CLOSE, fe::QUE
 pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> Outcome {
     match tag {
         fe::PARSE => parse(ctx, body, out),
-        fe::BIND => bind(ctx, body, out),
-        fe::DESCRIBE => describe(ctx, body, out),
-        fe::CLOSE => close(ctx, body),
+        fe::BIND if rewrites(ctx) => bind(ctx, body, out),
+        fe::BIND => forward(ctx, Expect::BindComplete),
+        fe::DESCRIBE if rewrites(ctx) => describe(ctx, body, out),
+        fe::DESCRIBE if body.first() == Some(&b'S') => forward(ctx, Expect::DescribeStatement),
+        fe::DESCRIBE => forward(ctx, Expect::DescribePortal),
+        fe::CLOSE if rewrites(ctx) => close(ctx, body),
+        fe::CLOSE => forward(ctx, Expect::CloseComplete),
         fe::EXECUTE => forward(ctx, Expect::Execute),
         fe::SYNC => forward(ctx, Expect::Sync),
         fe::QUERY => {
-            if is_sql_prepare(body) {
+            if ctx.pooled && is_sql_prepare(body) {
                 // A statement left on a server outlives the transaction and
                 // would collide with another client's: refuse it, through the
                 // server so that the transaction state stays PostgreSQL's.
                 return refuse(ctx, REFUSE_SQL_PREPARE, out);
             }
             let pin = pins::classify(body);
-            if pin.pin != 0 && ctx.refuse_pins {
+            if pin.pin != 0 && ctx.refuse_pins && ctx.pooled {
                 let sql = format!(
                     "DO $pgwarden$ BEGIN RAISE EXCEPTION USING ERRCODE = 'feature_not_supported', \
                      MESSAGE = '{} is refused in transaction pooling for this database (pgwarden)', \
@@ -95,6 +101,11 @@ pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> O
     }
 }
 
+/// Named statements are carried across servers (else they pass through).
+fn rewrites(ctx: &Ctx<'_>) -> bool {
+    ctx.pooled && ctx.max > 0
+}
+
 /// Replaces a Query by one that makes the server raise pgwarden's error.
 fn refuse(ctx: &mut Ctx<'_>, sql: &str, out: &mut BytesMut) -> Outcome {
     put_message(out, fe::QUERY, |b| put_cstr(b, sql.as_bytes()));
@@ -114,7 +125,7 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     // Pinned, not refused, through the extended protocol: a refused Parse
     // would fail later at its Bind with a misleading error.
     *ctx.pins = pins::classify(key).apply(*ctx.pins);
-    if name.is_empty() {
+    if name.is_empty() || !rewrites(ctx) {
         if classify(key) != Change::None {
             // A SET through the extended protocol is not followed: wipe
             // the server before anyone else uses it.
@@ -307,6 +318,7 @@ mod tests {
                 changes: &mut self.changes,
                 pins: &mut self.pins,
                 refuse_pins: false,
+                pooled: true,
             };
             let o = message(&mut ctx, tag, body, &mut out);
             (o, out)

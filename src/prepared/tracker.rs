@@ -21,6 +21,7 @@ pub struct Tracker {
     /// Why the client keeps its server between transactions.
     pins: u8,
     refuse_pins: bool,
+    pooled: bool,
     queue: Outstanding,
     max: usize,
     since: u64,
@@ -34,13 +35,16 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(max: usize, startup: &[(String, String)], refuse_pins: bool) -> Self {
+    /// `max` is `max_prepared_statements` (0: statements pass through);
+    /// `pooled` is false in session mode, where only settings are followed.
+    pub fn new(max: usize, startup: &[(String, String)], refuse_pins: bool, pooled: bool) -> Self {
         Self {
             statements: ClientStatements::default(),
             params: ClientParams::from_startup(startup),
             changes: VecDeque::new(),
             pins: 0,
             refuse_pins,
+            pooled,
             queue: Outstanding::default(),
             max,
             since: 0,
@@ -72,8 +76,9 @@ impl Tracker {
     }
 
     /// True while a session-only feature ties the client to its server.
+    /// (Session mode keeps its server anyway and resets it at the end.)
     pub fn pinned(&self) -> bool {
-        self.pins != 0
+        self.pooled && self.pins != 0
     }
 
     /// True when the server owes nothing this tracker knows of.
@@ -106,6 +111,7 @@ impl Tracker {
             changes: &mut self.changes,
             pins: &mut self.pins,
             refuse_pins: self.refuse_pins,
+            pooled: self.pooled,
         };
         if rewrite::message(&mut ctx, tag, body, &mut self.repl) == Outcome::Replaced {
             self.to_server.replace(src, start, end, &self.repl);
