@@ -111,9 +111,12 @@ impl ServerParams {
                 sql.push_str(&format!("SET {} = {};", ident(name), value));
             }
         }
-        self.values = client.values.clone();
         if !sql.is_empty() {
             queries.push(sql);
+        }
+        if !queries.is_empty() {
+            // Cloned only when they differed: the common case allocates nothing.
+            self.values = client.values.clone();
         }
         (queries, discard)
     }
