@@ -62,6 +62,7 @@ pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> O
         fe::CLOSE => forward(ctx, Expect::CloseComplete),
         fe::EXECUTE => forward(ctx, Expect::Execute),
         fe::SYNC => forward(ctx, Expect::Sync),
+        fe::QUERY if !crate::state::may_matter(body) => forward(ctx, Expect::Query),
         fe::QUERY => {
             if ctx.pooled && is_sql_prepare(body) {
                 // A statement left on a server outlives the transaction and
@@ -122,11 +123,14 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     let Some((name, key)) = take_cstr(body) else {
         return forward(ctx, Expect::ParseComplete);
     };
-    // Pinned, not refused, through the extended protocol: a refused Parse
-    // would fail later at its Bind with a misleading error.
-    *ctx.pins = pins::classify(key).apply(*ctx.pins);
+    let matters = crate::state::may_matter(key);
+    if matters {
+        // Pinned, not refused, through the extended protocol: a refused
+        // Parse would fail later at its Bind with a misleading error.
+        *ctx.pins = pins::classify(key).apply(*ctx.pins);
+    }
     if name.is_empty() || !rewrites(ctx) {
-        if classify(key) != Change::None {
+        if matters && classify(key) != Change::None {
             // A SET through the extended protocol is not followed: wipe
             // the server before anyone else uses it.
             ctx.settings.mark_dirty();

@@ -15,6 +15,38 @@
 mod parse;
 pub mod pins;
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
+/// Words without which a statement cannot change settings, pin a client,
+/// prepare or drop statements: one case-insensitive pass over the text
+/// lets the common query skip every closer look.
+static TRIGGERS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .build([
+            "set",
+            "listen",
+            "advisory",
+            "temp",
+            "hold",
+            "discard",
+            "deallocate",
+            "prepare",
+        ])
+        .ok()
+});
+
+/// False when `sql` certainly does nothing pgwarden follows.
+pub fn may_matter(sql: &[u8]) -> bool {
+    match TRIGGERS.as_ref() {
+        Some(ac) => ac.is_match(sql),
+        None => true,
+    }
+}
+
 pub use parse::{classify, Change};
 
 use std::collections::BTreeMap;
