@@ -78,16 +78,7 @@ impl ClientParams {
 
     /// Records a change the server carried out for this client.
     pub fn apply(&mut self, change: &Change) {
-        match change {
-            Change::Set(name, value) => {
-                self.values.insert(name.clone(), value.clone());
-            }
-            Change::Reset(name) => {
-                self.values.remove(name);
-            }
-            Change::ResetAll => self.values.clear(),
-            Change::None | Change::Untrackable => {}
-        }
+        apply(&mut self.values, change);
     }
 }
 
@@ -106,17 +97,10 @@ impl ServerParams {
 
     /// Records a change a client made here (it now holds on this server).
     pub fn apply(&mut self, change: &Change) {
-        match change {
-            Change::Set(name, value) => {
-                self.values.insert(name.clone(), value.clone());
-            }
-            Change::Reset(name) => {
-                self.values.remove(name);
-            }
-            Change::ResetAll => self.values.clear(),
-            Change::None => {}
-            Change::Untrackable => self.dirty = true,
+        if *change == Change::Untrackable {
+            self.dirty = true;
         }
+        apply(&mut self.values, change);
     }
 
     /// The statements that make this server's settings the client's, each
@@ -151,6 +135,20 @@ impl ServerParams {
             self.values = client.values.clone();
         }
         (queries, discard)
+    }
+}
+
+/// Applies a followed change to a set of values (others change nothing).
+fn apply(values: &mut Params, change: &Change) {
+    match change {
+        Change::Set(name, value) => {
+            values.insert(name.clone(), value.clone());
+        }
+        Change::Reset(name) => {
+            values.remove(name);
+        }
+        Change::ResetAll => values.clear(),
+        Change::None | Change::Untrackable => {}
     }
 }
 
