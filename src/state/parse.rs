@@ -43,8 +43,14 @@ pub fn classify(sql: &[u8]) -> Change {
 }
 
 fn classify_one(text: &str) -> Change {
+    let text = skip_comments(text);
     let lower = text.to_ascii_lowercase();
     let first = first_word(&lower);
+    if first == "do" || first == "call" || first == "execute" {
+        // Code pgwarden cannot see into may run a SET (the caller checked
+        // that the text mentions one).
+        return Change::Untrackable;
+    }
     if first != "set" && first != "reset" {
         return Change::None;
     }
@@ -111,6 +117,20 @@ fn set_or_reset(name: String, value: String) -> Change {
         Change::Untrackable
     } else {
         Change::Set(name, value)
+    }
+}
+
+/// The text after any leading `--` and `/* */` comments.
+pub(crate) fn skip_comments(mut text: &str) -> &str {
+    loop {
+        text = text.trim_start();
+        if let Some(rest) = text.strip_prefix("--") {
+            text = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = text.strip_prefix("/*") {
+            text = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            return text;
+        }
     }
 }
 

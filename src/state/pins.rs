@@ -52,7 +52,7 @@ pub fn classify(sql: &[u8]) -> PinChange {
             .split(';')
             .map(|s| s.trim_matches(|c: char| c.is_whitespace() || c == '\0'))
         {
-            let mut words = stmt.split_whitespace();
+            let mut words = super::parse::skip_comments(stmt).split_whitespace();
             match (words.next(), words.next()) {
                 (Some("listen"), Some(_)) => change.pin |= reason::LISTEN,
                 (Some("unlisten"), Some("*")) => change.unpin |= reason::LISTEN,
@@ -91,6 +91,7 @@ mod tests {
     fn pins_and_unpins() {
         assert_eq!(classify(b"LISTEN jobs").pin, reason::LISTEN);
         assert_eq!(classify(b"unlisten *").unpin, reason::LISTEN);
+        assert_eq!(classify(b"/* w */ LISTEN jobs").pin, reason::LISTEN);
         assert_eq!(
             classify(b"UNLISTEN *\0").unpin,
             reason::LISTEN,
