@@ -121,9 +121,15 @@ impl Tracker {
     /// Answers now due that nothing in flight precedes: sent to the client
     /// right after the client's messages are forwarded.
     pub fn answers_now(&mut self) -> &[u8] {
+        self.collect_answers();
+        &self.answers
+    }
+
+    /// Moves the answers now due from the queue into `answers`.
+    fn collect_answers(&mut self) -> bool {
         self.answers.clear();
         self.queue.take_answers(&mut self.answers);
-        &self.answers
+        !self.answers.is_empty()
     }
 
     /// A server message starts at `src[at..]` with `tag`; `complete` when
@@ -176,9 +182,7 @@ impl Tracker {
 
     /// Inserts at `src[at]` the answers that are due there.
     pub fn answers_due(&mut self, src: &[u8], at: usize) {
-        self.answers.clear();
-        self.queue.take_answers(&mut self.answers);
-        if !self.answers.is_empty() {
+        if self.collect_answers() {
             self.to_client.replace(src, at, at, &self.answers);
         }
     }
