@@ -16,8 +16,12 @@ pub enum Change {
 
 /// Classifies one simple-query text (with or without its trailing NUL).
 pub fn classify(sql: &[u8]) -> Change {
-    // Most statements never mention "set": decided without allocating.
-    if !sql.windows(3).any(|w| w.eq_ignore_ascii_case(b"set")) {
+    // Most statements mention neither: decided without allocating.
+    let mentions = |word: &[u8]| {
+        sql.windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    if !mentions(b"set") && !mentions(b"discard") {
         return Change::None;
     }
     let text = String::from_utf8_lossy(sql);
@@ -46,6 +50,14 @@ fn classify_one(text: &str) -> Change {
     let text = skip_comments(text);
     let lower = text.to_ascii_lowercase();
     let first = first_word(&lower);
+    if first == "discard" {
+        // DISCARD ALL resets every setting, for the client as on the server.
+        let all = lower
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|w| w.trim_end_matches(';') == "all");
+        return if all { Change::ResetAll } else { Change::None };
+    }
     if first == "do" || first == "call" || first == "execute" {
         // Code pgwarden cannot see into may run a SET (the caller checked
         // that the text mentions one).
@@ -189,6 +201,8 @@ mod tests {
             Change::Reset("work_mem".into())
         );
         assert_eq!(classify(b"RESET ALL"), Change::ResetAll);
+        assert_eq!(classify(b"DISCARD ALL\0"), Change::ResetAll);
+        assert_eq!(classify(b"DISCARD TEMP"), Change::None);
     }
 
     #[test]
