@@ -13,6 +13,7 @@ pub mod localpg;
 pub mod net;
 pub mod pool;
 pub mod prepared;
+pub mod routing;
 pub mod server;
 pub mod state;
 pub mod wire;

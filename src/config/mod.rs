@@ -12,7 +12,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    AuthType, Config, DatabaseSettings, PoolMode, ProxySettings, SessionFeatures, UserSettings,
+    AuthType, Config, Consistency, DatabaseSettings, NodeSpec, PoolMode, PrimaryReads,
+    ProxySettings, ReplicaFallback, ReplicaSelection, RoutingSettings, SessionFeatures,
+    UserSettings,
 };
 
 use crate::auth::secret::Secret;
@@ -90,6 +92,23 @@ impl Loaded {
         self.database(db)
             .and_then(|d| d.max_db_connections)
             .unwrap_or(self.config.proxy.max_db_connections)
+    }
+
+    /// The login the topology monitor uses for `db`: `monitor_user`, else
+    /// the database's forced `user`, else `auth_user`; the password from the
+    /// same place or, in cleartext, from `[users]`/`auth_file`.
+    pub fn monitor_login(&self, db: &str) -> Option<(String, Option<String>)> {
+        let d = self.database(db)?;
+        let (user, password) = match (&d.routing.monitor_user, &d.user) {
+            (Some(u), _) => (u.clone(), d.routing.monitor_password.clone()),
+            (None, Some(u)) => (u.clone(), d.password.clone()),
+            (None, None) => (self.config.proxy.auth_user.clone()?, None),
+        };
+        let password = password.or_else(|| match self.users.get(&user) {
+            Some(Secret::Plain(p)) => Some(p.clone()),
+            _ => None,
+        });
+        Some((user, password))
     }
 
     pub fn max_user_connections(&self, user: &str) -> usize {
@@ -201,9 +220,40 @@ pub fn from_config(config: Config, base: &Path) -> Result<Loaded, Vec<Problem>> 
             problem(&format!("databases.{name}.primary"), e);
         }
         for (i, r) in db.replicas.iter().enumerate() {
-            if let Err(e) = check_addr(r) {
+            if let Err(e) = check_addr(&r.addr) {
                 problem(&format!("databases.{name}.replicas[{i}]"), e);
             }
+            if r.weight == 0 && db.routing.replica_selection == ReplicaSelection::WeightedRandom {
+                problem(
+                    &format!("databases.{name}.replicas[{i}].weight"),
+                    "must be at least 1 with weighted_random".into(),
+                );
+            }
+        }
+        let r = &db.routing;
+        if r.primary_reads == PrimaryReads::Never && r.replica_fallback == ReplicaFallback::Primary
+        {
+            problem(
+                &format!("databases.{name}.routing.primary_reads"),
+                "\"never\" contradicts replica_fallback = \"primary\"; set replica_fallback = \"error\""
+                    .into(),
+            );
+        }
+        if r.monitor_interval.0.is_zero() {
+            problem(
+                &format!("databases.{name}.routing.monitor_interval"),
+                "must be above 0".into(),
+            );
+        }
+        if !db.replicas.is_empty()
+            && r.monitor_user.is_none()
+            && db.user.is_none()
+            && p.auth_user.is_none()
+        {
+            problem(
+                &format!("databases.{name}.routing.monitor_user"),
+                "replicas need a login for the topology monitor: set monitor_user (or the database's user, or auth_user)".into(),
+            );
         }
         if db.pool_size == Some(0) {
             problem(

@@ -162,9 +162,10 @@ pub struct DatabaseSettings {
     pub dbname: Option<String>,
     /// `"host:port"` of the primary.
     pub primary: String,
-    /// `"host:port"` of each streaming replica.
+    /// Each streaming replica: `"host:port"`, or a table with `addr` and
+    /// optional `weight` (for `weighted_random`) and `region`.
     #[serde(default)]
-    pub replicas: Vec<String>,
+    pub replicas: Vec<NodeSpec>,
     pub pool_size: Option<usize>,
     pub min_pool_size: Option<usize>,
     pub reserve_pool_size: Option<usize>,
@@ -178,6 +179,178 @@ pub struct DatabaseSettings {
     /// `pin` the client to its server while the state lasts, or `refuse`.
     #[serde(default)]
     pub session_features: SessionFeatures,
+    /// Read/write splitting and the topology monitor (`[databases.NAME.routing]`).
+    #[serde(default)]
+    pub routing: RoutingSettings,
+}
+
+/// A replica as configured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeSpec {
+    pub addr: String,
+    pub weight: u32,
+    pub region: Option<String>,
+}
+
+impl From<String> for NodeSpec {
+    fn from(addr: String) -> Self {
+        Self {
+            addr,
+            weight: 1,
+            region: None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            addr: String,
+            #[serde(default = "one")]
+            weight: u32,
+            region: Option<String>,
+        }
+        fn one() -> u32 {
+            1
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Addr(String),
+            Table(Table),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Addr(a) => a.into(),
+            Either::Table(t) => NodeSpec {
+                addr: t.addr,
+                weight: t.weight,
+                region: t.region,
+            },
+        })
+    }
+}
+
+/// How reads pick among qualifying replicas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaSelection {
+    /// Fewest transactions in flight through pgwarden.
+    #[default]
+    LeastOutstanding,
+    /// Two random replicas, the less busy (then faster) one wins.
+    P2c,
+    RoundRobin,
+    /// By each replica's `weight`.
+    WeightedRandom,
+}
+
+/// What a read does when no replica qualifies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaFallback {
+    #[default]
+    Primary,
+    Error,
+}
+
+/// Whether the primary serves reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrimaryReads {
+    Never,
+    /// Only when no replica qualifies (and `replica_fallback = "primary"`).
+    #[default]
+    Fallback,
+    /// Always in the read rotation, alongside the replicas.
+    Always,
+}
+
+/// How fresh a session's reads must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Any replica in rotation.
+    Eventual,
+    /// After a client's write commits, its reads only see replicas that
+    /// have replayed it.
+    #[default]
+    ReadYourWrites,
+    /// Only replicas within the session's `pgwarden.max_staleness_ms`.
+    Bounded,
+}
+
+impl Consistency {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "eventual" => Some(Self::Eventual),
+            "read_your_writes" | "ryw" => Some(Self::ReadYourWrites),
+            "bounded" => Some(Self::Bounded),
+            _ => None,
+        }
+    }
+}
+
+/// `[databases.NAME.routing]`: read/write splitting, replica choice,
+/// consistency, failover and the topology monitor. Used only when the
+/// database has replicas and runs in transaction or statement mode.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingSettings {
+    /// Send read-only transactions to replicas at all.
+    pub read_write_split: bool,
+    pub replica_selection: ReplicaSelection,
+    /// A replica further behind than this leaves rotation (0: no limit).
+    pub max_replica_lag_bytes: u64,
+    pub max_replica_lag_ms: u64,
+    pub replica_fallback: ReplicaFallback,
+    pub primary_reads: PrimaryReads,
+    pub consistency: Consistency,
+    /// Staleness allowed by `consistency = "bounded"` unless the session sets
+    /// `pgwarden.max_staleness_ms`.
+    pub max_staleness_ms: u64,
+    /// How long a read-your-writes read waits for a replica to catch up
+    /// before it goes to the primary.
+    pub ryw_wait_ms: u64,
+    /// How long a write waits for a primary when there is none (failover).
+    pub failover_wait_ms: u64,
+    /// Functions (lower-case, optionally schema-qualified) that do not
+    /// write, so that a `SELECT` calling them may go to a replica.
+    pub read_only_functions: NameList,
+    /// How often each node is checked.
+    pub monitor_interval: Secs,
+    /// A check slower than this fails.
+    pub monitor_timeout: Secs,
+    /// Good checks in a row before a node that failed (or lagged) returns.
+    pub monitor_rise: u32,
+    /// Login of the monitor's own connections; defaults to the database's
+    /// `user`, then `auth_user`.
+    pub monitor_user: Option<String>,
+    pub monitor_password: Option<String>,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            read_write_split: true,
+            replica_selection: ReplicaSelection::default(),
+            max_replica_lag_bytes: 16 << 20,
+            max_replica_lag_ms: 1000,
+            replica_fallback: ReplicaFallback::default(),
+            primary_reads: PrimaryReads::default(),
+            consistency: Consistency::default(),
+            max_staleness_ms: 1000,
+            ryw_wait_ms: 50,
+            failover_wait_ms: 5000,
+            read_only_functions: NameList::default(),
+            monitor_interval: Secs::from_millis(250),
+            monitor_timeout: Secs::from_secs(1),
+            monitor_rise: 2,
+            monitor_user: None,
+            monitor_password: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]

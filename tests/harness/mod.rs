@@ -99,7 +99,6 @@ pub fn config(edit: impl FnOnce(&mut Config)) -> Loaded {
         DB.into(),
         DatabaseSettings {
             primary: c.primary.addr(),
-            replicas: c.replicas.iter().map(|r| r.addr()).collect(),
             ..Default::default()
         },
     );
@@ -114,6 +113,16 @@ pub fn config(edit: impl FnOnce(&mut Config)) -> Loaded {
     }
     edit(&mut cfg);
     config::from_config(cfg, std::path::Path::new(".")).expect("valid test config")
+}
+
+/// Puts the cluster's replicas behind database `pgw` (read/write splitting
+/// on), watched by the monitor as the SCRAM superuser.
+pub fn with_replicas(cfg: &mut Config) {
+    let c = cluster();
+    let db = cfg.databases.get_mut(DB).expect("pgw configured");
+    db.replicas = c.replicas.iter().map(|r| r.addr().into()).collect();
+    db.routing.monitor_user = Some(SCRAM_USER.into());
+    db.routing.monitor_password = Some(PASSWORD.into());
 }
 
 /// Starts pgwarden in this test's runtime.

@@ -1,0 +1,76 @@
+use super::*;
+
+const WRITES: &str = include_str!("../../../tests/data/routing/writes.sql");
+const READS: &str = include_str!("../../../tests/data/routing/reads.sql");
+
+/// Each corpus line as SQL, and whether it writes only through a user function.
+fn corpus(text: &str) -> Vec<(String, bool)> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| match l.strip_prefix("fn ") {
+            Some(rest) => (rest.replace("\\n", "\n"), true),
+            None => (l.replace("\\n", "\n"), false),
+        })
+        .collect()
+}
+
+fn of(sql: &str) -> Classified {
+    classify(sql.as_bytes(), &[])
+}
+
+#[test]
+fn writes_never_classify_as_reads() {
+    let mut n = 0;
+    for (sql, via_function) in corpus(WRITES) {
+        let c = of(&sql);
+        assert_ne!(c.intent, Intent::Read, "{sql}");
+        if !via_function {
+            assert_eq!(c.intent, Intent::Write, "{sql}");
+            let hinted = format!("/* pgwarden:route=replica */ {sql}");
+            assert_eq!(of(&hinted).intent, Intent::Write, "{hinted}");
+        }
+        let commented = format!("-- select 1;\n{}", sql.to_lowercase());
+        assert_ne!(of(&commented).intent, Intent::Read, "{commented}");
+        n += 1;
+    }
+    assert!(n >= 130, "corpus has {n} statements");
+}
+
+#[test]
+fn reads_classify_as_reads() {
+    for (sql, _) in corpus(READS) {
+        assert_eq!(of(&sql).intent, Intent::Read, "{sql}");
+        assert_eq!(of(&sql.to_uppercase()).intent, Intent::Read, "{sql}");
+    }
+}
+
+#[test]
+fn hints() {
+    assert_eq!(
+        of("/* pgwarden:route=primary */ SELECT 1").hint,
+        Some(Hint::Primary)
+    );
+    let c = of("SELECT my_func() -- pgwarden:route=replica");
+    assert_eq!((c.intent, c.hint), (Intent::Uncertain, Some(Hint::Replica)));
+    assert_eq!(of("/* pgwarden:route=sideways */ SELECT 1").hint, None);
+    assert_eq!(of("SELECT 'pgwarden:route=primary'").hint, None);
+}
+
+#[test]
+fn listed_functions_are_reads() {
+    let listed = vec!["my_func".to_string(), "app.lookup".to_string()];
+    let c = |sql: &str| classify(sql.as_bytes(), &listed).intent;
+    assert_eq!(c("SELECT my_func(1)"), Intent::Read);
+    assert_eq!(c("SELECT app.lookup(1)"), Intent::Read);
+    assert_eq!(c("SELECT other.lookup(1)"), Intent::Uncertain);
+    assert_eq!(c("SELECT lookup(1)"), Intent::Uncertain);
+    assert_eq!(c("SELECT myschema.count(1)"), Intent::Uncertain);
+}
+
+#[test]
+fn combining_keeps_the_least_safe() {
+    let read = of("SELECT 1");
+    let write = of("INSERT INTO t VALUES (1)");
+    assert_eq!(read.and(write).intent, Intent::Write);
+    assert_eq!(read.and(read).intent, Intent::Read);
+}

@@ -1,0 +1,244 @@
+//! A small SQL lexer: just enough to see keywords, function calls and
+//! statement ends past comments, string literals, quoted identifiers and
+//! dollar quotes, so that none of them can hide or fake a keyword.
+//!
+//! It never allocates. Anything it cannot read with certainty (an
+//! unterminated literal, a backslash in a plain string that
+//! `standard_conforming_strings = off` would read differently) is reported
+//! as [`Token::Unsure`], which the classifier sends to the primary.
+
+/// One token; words are borrowed from the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token<'a> {
+    /// An unquoted identifier or keyword, as written.
+    Word(&'a [u8]),
+    /// A quoted identifier (its text, quotes off): never a keyword.
+    Quoted(&'a [u8]),
+    /// A string, number, parameter or operator: nothing to look at.
+    Literal,
+    LParen,
+    RParen,
+    Dot,
+    Semicolon,
+    /// A comment's text (hints live there).
+    Comment(&'a [u8]),
+    Unsure,
+}
+
+pub struct Lexer<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Lexer<'a> {
+    pub fn new(s: &'a [u8]) -> Self {
+        Self { s, i: 0 }
+    }
+
+    fn peek(&self, k: usize) -> Option<u8> {
+        self.s.get(self.i + k).copied()
+    }
+
+    /// Skips to the end of a quoted run closed by `q` (doubled `q` escapes
+    /// it; `backslash` also escapes). False when unterminated.
+    fn skip_quoted(&mut self, q: u8, backslash: bool) -> bool {
+        self.i += 1;
+        while let Some(c) = self.peek(0) {
+            self.i += 1;
+            if backslash && c == b'\\' {
+                self.i += 1;
+            } else if c == q {
+                if self.peek(0) == Some(q) {
+                    self.i += 1;
+                } else {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// `$tag$` at the cursor: the tag's length including both `$`.
+    fn dollar_tag(&self) -> Option<usize> {
+        let rest = &self.s[self.i + 1..];
+        let end = rest
+            .iter()
+            .position(|&c| !(is_ident_start(c) || c.is_ascii_digit()))?;
+        if rest.get(end) != Some(&b'$') || rest.first().is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(end + 2)
+    }
+}
+
+fn is_ident_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
+}
+
+fn is_ident(c: u8) -> bool {
+    is_ident_start(c) || c.is_ascii_digit() || c == b'$'
+}
+
+impl<'a> Iterator for Lexer<'a> {
+    type Item = Token<'a>;
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        while self
+            .peek(0)
+            .is_some_and(|c| c.is_ascii_whitespace() || c == 0)
+        {
+            self.i += 1;
+        }
+        let c = self.peek(0)?;
+        let start = self.i;
+        Some(match c {
+            b'-' if self.peek(1) == Some(b'-') => {
+                let end = self.s[start..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(self.s.len(), |p| start + p);
+                self.i = end;
+                Token::Comment(&self.s[start + 2..end])
+            }
+            b'/' if self.peek(1) == Some(b'*') => {
+                // Comments nest in PostgreSQL.
+                let mut depth = 0usize;
+                loop {
+                    match (self.peek(0), self.peek(1)) {
+                        (Some(b'/'), Some(b'*')) => {
+                            depth += 1;
+                            self.i += 2;
+                        }
+                        (Some(b'*'), Some(b'/')) => {
+                            depth -= 1;
+                            self.i += 2;
+                            if depth == 0 {
+                                break Token::Comment(&self.s[start + 2..self.i - 2]);
+                            }
+                        }
+                        (Some(_), _) => self.i += 1,
+                        (None, _) => break Token::Unsure,
+                    }
+                }
+            }
+            b'\'' => {
+                // With standard_conforming_strings off a backslash escapes
+                // the quote; which reading holds is the session's business.
+                let ok = self.skip_quoted(b'\'', false);
+                if !ok || self.s[start..self.i].contains(&b'\\') {
+                    Token::Unsure
+                } else {
+                    Token::Literal
+                }
+            }
+            b'e' | b'E' if self.peek(1) == Some(b'\'') => {
+                self.i += 1;
+                match self.skip_quoted(b'\'', true) {
+                    true => Token::Literal,
+                    false => Token::Unsure,
+                }
+            }
+            b'"' => match self.skip_quoted(b'"', false) {
+                true => Token::Quoted(&self.s[start + 1..self.i - 1]),
+                false => Token::Unsure,
+            },
+            b'$' => match self.dollar_tag() {
+                Some(len) => {
+                    let tag = &self.s[start..start + len];
+                    let body = start + len;
+                    match self.s[body..].windows(len).position(|w| w == tag) {
+                        Some(p) => {
+                            self.i = body + p + len;
+                            Token::Literal
+                        }
+                        None => {
+                            self.i = self.s.len();
+                            Token::Unsure
+                        }
+                    }
+                }
+                None => {
+                    // $1: a parameter.
+                    self.i += 1;
+                    while self.peek(0).is_some_and(|c| c.is_ascii_digit()) {
+                        self.i += 1;
+                    }
+                    Token::Literal
+                }
+            },
+            c if is_ident_start(c) => {
+                while self.peek(0).is_some_and(is_ident) {
+                    self.i += 1;
+                }
+                Token::Word(&self.s[start..self.i])
+            }
+            b'(' => {
+                self.i += 1;
+                Token::LParen
+            }
+            b')' => {
+                self.i += 1;
+                Token::RParen
+            }
+            b'.' if !self.peek(1).is_some_and(|c| c.is_ascii_digit()) => {
+                self.i += 1;
+                Token::Dot
+            }
+            b';' => {
+                self.i += 1;
+                Token::Semicolon
+            }
+            c if c.is_ascii_digit() || c == b'.' => {
+                while self
+                    .peek(0)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_')
+                {
+                    self.i += 1;
+                }
+                Token::Literal
+            }
+            _ => {
+                // Operators and other punctuation, one byte at a time (so
+                // `-` or `/` never swallows a comment start after it).
+                self.i += 1;
+                Token::Literal
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        Lexer::new(s.as_bytes())
+            .filter_map(|t| match t {
+                Token::Word(w) => Some(String::from_utf8_lossy(w).into_owned()),
+                Token::Unsure => Some("?".into()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn literals_and_comments_hide_words() {
+        assert_eq!(
+            words("select 'delete' , \"update\", $$insert$$, $a$ x $a$ /* drop /* nested */ */ -- into\n from t"),
+            ["select", "from", "t"]
+        );
+        assert_eq!(words("select E'\\'' ; delete"), ["select", "delete"]);
+        assert_eq!(words("select $1, $2::int"), ["select", "int"]);
+    }
+
+    #[test]
+    fn unsure_when_unterminated_or_ambiguous() {
+        assert_eq!(words("select 'abc"), ["select", "?"]);
+        assert_eq!(
+            words("select 'a\\' ; delete from t; --'"),
+            ["select", "?", "delete", "from", "t"]
+        );
+        assert_eq!(words("select /* open"), ["select", "?"]);
+        assert_eq!(words("select $q$ open"), ["select", "?"]);
+    }
+}

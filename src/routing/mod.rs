@@ -1,0 +1,11 @@
+//! Where a transaction runs: the classifier that tells reads from writes,
+//! and the choice among the database's nodes.
+//!
+//! Owns: pure decisions over text and a topology snapshot. Must not: do
+//! I/O or wait; the client's session carries the decisions out.
+
+pub mod classify;
+pub mod lexer;
+pub mod unit;
+
+pub use classify::{classify, Classified, Hint, Intent};
