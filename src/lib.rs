@@ -16,4 +16,5 @@ pub mod prepared;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod topology;
 pub mod wire;

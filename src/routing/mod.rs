@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod lexer;
+pub mod select;
 pub mod unit;
 
 pub use classify::{classify, Classified, Hint, Intent};

@@ -1,0 +1,270 @@
+//! Which node runs a read: among replicas in rotation that meet the
+//! session's consistency, by the configured strategy; else the primary or
+//! an error, as `replica_fallback` and `primary_reads` say.
+
+use std::sync::atomic::Ordering;
+
+use crate::config::{
+    Consistency, PrimaryReads, ReplicaFallback, ReplicaSelection, RoutingSettings,
+};
+use crate::topology::{NodeId, Snapshot, Topology, Writer};
+
+/// What a read needs from its node.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadNeeds {
+    pub consistency: Consistency,
+    /// Read-your-writes: the replica must have replayed this far (0: no write yet).
+    pub min_lsn: u64,
+    /// Bounded staleness limit.
+    pub max_staleness_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadChoice {
+    Node(NodeId),
+    /// Read-your-writes: no replica is known to have the client's write
+    /// yet; this one is the best bet, worth asking and waiting for.
+    CatchUp(NodeId),
+    /// No replica qualifies: the primary serves it.
+    Fallback(NodeId),
+    /// No replica qualifies and the primary may not serve reads.
+    Nowhere,
+}
+
+/// Chooses the node for a read.
+pub fn choose_read(
+    snap: &Snapshot,
+    topology: &Topology,
+    settings: &RoutingSettings,
+    needs: ReadNeeds,
+    random: u32,
+) -> ReadChoice {
+    let writer = match snap.writer {
+        Writer::Node(w) => Some(w),
+        _ => None,
+    };
+    let mut ok = [0usize; 32];
+    let mut n_ok = 0;
+    let mut behind = [0usize; 32];
+    let mut n_behind = 0;
+    for (id, view) in snap.nodes.iter().enumerate().take(32) {
+        let primary_ok = settings.primary_reads == PrimaryReads::Always && Some(id) == writer;
+        if !(view.readable || primary_ok) {
+            continue;
+        }
+        let fresh = match needs.consistency {
+            Consistency::Eventual => true,
+            Consistency::Bounded => primary_ok || view.lag_ms <= needs.max_staleness_ms,
+            Consistency::ReadYourWrites => {
+                primary_ok || topology.nodes[id].lsn(view) >= needs.min_lsn
+            }
+        };
+        if fresh {
+            ok[n_ok] = id;
+            n_ok += 1;
+        } else {
+            behind[n_behind] = id;
+            n_behind += 1;
+        }
+    }
+    if n_ok > 0 {
+        return ReadChoice::Node(pick(&ok[..n_ok], snap, topology, settings, random));
+    }
+    if n_behind > 0 && needs.consistency == Consistency::ReadYourWrites {
+        // The most advanced one is the likeliest to catch up first.
+        let best = behind[..n_behind]
+            .iter()
+            .copied()
+            .max_by_key(|&id| topology.nodes[id].lsn(&snap.nodes[id]));
+        if let Some(id) = best {
+            return ReadChoice::CatchUp(id);
+        }
+    }
+    match (settings.replica_fallback, settings.primary_reads, writer) {
+        (ReplicaFallback::Primary, PrimaryReads::Fallback | PrimaryReads::Always, Some(w)) => {
+            ReadChoice::Fallback(w)
+        }
+        _ => ReadChoice::Nowhere,
+    }
+}
+
+/// One of `ids` (never empty) by the configured strategy.
+fn pick(
+    ids: &[NodeId],
+    snap: &Snapshot,
+    topology: &Topology,
+    settings: &RoutingSettings,
+    random: u32,
+) -> NodeId {
+    if ids.len() == 1 {
+        return ids[0];
+    }
+    let outstanding = |id: NodeId| topology.nodes[id].stats.outstanding.load(Ordering::Relaxed);
+    match settings.replica_selection {
+        ReplicaSelection::RoundRobin => {
+            ids[topology.cursor.fetch_add(1, Ordering::Relaxed) % ids.len()]
+        }
+        ReplicaSelection::LeastOutstanding => {
+            // Ties are broken from a rotating start, so idle replicas share.
+            let start = topology.cursor.fetch_add(1, Ordering::Relaxed);
+            (0..ids.len())
+                .map(|k| ids[(start + k) % ids.len()])
+                .min_by_key(|&id| outstanding(id))
+                .unwrap_or(ids[0])
+        }
+        ReplicaSelection::P2c => {
+            let a = ids[random as usize % ids.len()];
+            let b = ids[(random as usize / ids.len() + 1 + random as usize) % ids.len()];
+            let b = if a == b {
+                ids[(ids.iter().position(|&x| x == a).unwrap_or(0) + 1) % ids.len()]
+            } else {
+                b
+            };
+            let cost = |id: NodeId| (outstanding(id), snap.nodes[id].latency_us);
+            if cost(b) < cost(a) {
+                b
+            } else {
+                a
+            }
+        }
+        ReplicaSelection::WeightedRandom => {
+            let total: u64 = ids
+                .iter()
+                .map(|&id| u64::from(topology.nodes[id].weight.max(1)))
+                .sum();
+            let mut at = u64::from(random) % total.max(1);
+            for &id in ids {
+                let w = u64::from(topology.nodes[id].weight.max(1));
+                if at < w {
+                    return id;
+                }
+                at -= w;
+            }
+            ids[0]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{NodeView, Role};
+    use std::time::Instant;
+
+    fn view(role: Role, readable: bool, lsn: u64, lag_ms: u64) -> NodeView {
+        NodeView {
+            up: true,
+            role,
+            readable,
+            lsn,
+            lag_bytes: 0,
+            lag_ms,
+            latency_us: 100,
+        }
+    }
+
+    fn setup(weights: [u32; 3]) -> (std::sync::Arc<Topology>, Snapshot) {
+        let t = Topology::new(
+            "db",
+            (0..3)
+                .map(|i| (format!("h:{i}"), weights[i], None))
+                .collect(),
+        );
+        let snap = Snapshot {
+            writer: Writer::Node(0),
+            nodes: vec![
+                view(Role::Primary, false, 500, 0),
+                view(Role::Replica, true, 400, 10),
+                view(Role::Replica, true, 300, 900),
+            ],
+            round: 1,
+            taken: Instant::now(),
+        };
+        (t, snap)
+    }
+
+    const EVENTUAL: ReadNeeds = ReadNeeds {
+        consistency: Consistency::Eventual,
+        min_lsn: 0,
+        max_staleness_ms: 0,
+    };
+
+    #[test]
+    fn consistency_filters() {
+        let (t, snap) = setup([1, 1, 1]);
+        let s = RoutingSettings::default();
+        let ryw = |min_lsn| ReadNeeds {
+            consistency: Consistency::ReadYourWrites,
+            min_lsn,
+            max_staleness_ms: 0,
+        };
+        assert_eq!(choose_read(&snap, &t, &s, ryw(350), 0), ReadChoice::Node(1));
+        assert_eq!(
+            choose_read(&snap, &t, &s, ryw(450), 0),
+            ReadChoice::CatchUp(1)
+        );
+        t.nodes[2].saw_lsn(460);
+        assert_eq!(choose_read(&snap, &t, &s, ryw(450), 0), ReadChoice::Node(2));
+        let bounded = ReadNeeds {
+            consistency: Consistency::Bounded,
+            min_lsn: 0,
+            max_staleness_ms: 100,
+        };
+        assert_eq!(choose_read(&snap, &t, &s, bounded, 0), ReadChoice::Node(1));
+    }
+
+    #[test]
+    fn fallback_and_error() {
+        let (t, mut snap) = setup([1, 1, 1]);
+        snap.nodes[1].readable = false;
+        snap.nodes[2].readable = false;
+        let mut s = RoutingSettings::default();
+        assert_eq!(
+            choose_read(&snap, &t, &s, EVENTUAL, 0),
+            ReadChoice::Fallback(0)
+        );
+        s.replica_fallback = ReplicaFallback::Error;
+        assert_eq!(choose_read(&snap, &t, &s, EVENTUAL, 0), ReadChoice::Nowhere);
+        s.primary_reads = PrimaryReads::Always;
+        assert_eq!(choose_read(&snap, &t, &s, EVENTUAL, 0), ReadChoice::Node(0));
+    }
+
+    #[test]
+    fn strategies_spread() {
+        let (t, snap) = setup([1, 1, 9]);
+        let mut counts = [0usize; 3];
+        for sel in [
+            ReplicaSelection::RoundRobin,
+            ReplicaSelection::LeastOutstanding,
+            ReplicaSelection::P2c,
+        ] {
+            let s = RoutingSettings {
+                replica_selection: sel,
+                ..Default::default()
+            };
+            for r in 0..100u32 {
+                if let ReadChoice::Node(id) =
+                    choose_read(&snap, &t, &s, EVENTUAL, r.wrapping_mul(2_654_435_761))
+                {
+                    counts[id] += 1;
+                }
+            }
+        }
+        assert_eq!(counts[0], 0, "the primary serves no reads");
+        assert!(counts[1] > 50 && counts[2] > 50, "{counts:?}");
+        t.nodes[1].stats.outstanding.store(5, Ordering::Relaxed);
+        let s = RoutingSettings::default();
+        assert_eq!(choose_read(&snap, &t, &s, EVENTUAL, 0), ReadChoice::Node(2));
+        let w = RoutingSettings {
+            replica_selection: ReplicaSelection::WeightedRandom,
+            ..Default::default()
+        };
+        let heavy = (0..1000u32)
+            .filter(|r| {
+                choose_read(&snap, &t, &w, EVENTUAL, r.wrapping_mul(2_654_435_761))
+                    == ReadChoice::Node(2)
+            })
+            .count();
+        assert!(heavy > 800, "{heavy}");
+    }
+}
