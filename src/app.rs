@@ -3,9 +3,10 @@
 //!
 //! Owns: [`Shared`] and the accept loop. Must not: contain protocol logic.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -13,10 +14,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::client::route::RouteCtx;
 use crate::client::{self, cancel::CancelRegistry};
 use crate::config::Loaded;
 use crate::error::ProxyError;
 use crate::pool::Pools;
+use crate::topology::{monitor, Topology};
 
 /// What every task may reach. No globals: this is passed down explicitly.
 pub struct Shared {
@@ -27,6 +30,11 @@ pub struct Shared {
     pub cancels: Arc<CancelRegistry>,
     /// Connected clients, for `max_client_conn`.
     pub clients: AtomicUsize,
+    /// One per database with replicas, made at start (a reload does not
+    /// change a database's nodes).
+    topologies: HashMap<String, Arc<Topology>>,
+    /// Per (database, user): its pools on every node, for routed sessions.
+    pub routes: Mutex<HashMap<(String, String), Arc<RouteCtx>>>,
     /// Cancelled when the proxy stops accepting and asks clients to leave.
     pub shutdown: CancellationToken,
     /// The same fact as a plain flag for the per-transaction check
@@ -35,6 +43,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The database's nodes, for databases with replicas.
+    pub fn topology(&self, db: &str) -> Option<&Arc<Topology>> {
+        self.topologies.get(db)
+    }
+
     /// Stops accepting and asks every idle session to end (57P01); busy
     /// ones end when their transaction does.
     pub fn begin_shutdown(&self) {
@@ -45,7 +58,24 @@ impl Shared {
     }
 
     pub fn new(loaded: Loaded) -> Arc<Self> {
+        let topologies = loaded
+            .config
+            .databases
+            .iter()
+            .filter(|(_, d)| !d.replicas.is_empty())
+            .map(|(name, d)| {
+                let mut nodes = vec![(d.primary.clone(), 1, None)];
+                nodes.extend(
+                    d.replicas
+                        .iter()
+                        .map(|r| (r.addr.clone(), r.weight, r.region.clone())),
+                );
+                (name.clone(), Topology::new(name, nodes))
+            })
+            .collect();
         Arc::new(Self {
+            topologies,
+            routes: Mutex::default(),
             config: ArcSwap::from_pointee(loaded),
             pools: Pools::default(),
             statements: Default::default(),
@@ -81,6 +111,7 @@ impl Proxy {
         let tracker = TaskTracker::new();
         tracker.spawn(accept_loop(listener, shared.clone(), tracker.clone()));
         tokio::spawn(maintain_loop(shared.clone()));
+        start_monitors(&shared);
         tracing::info!(%addr, "pgwarden listening");
         Ok(Proxy {
             addr,
@@ -174,6 +205,38 @@ async fn refuse(socket: TcpStream) {
     })
     .await;
     client::reject(&mut stream.io, &ProxyError::TooManyClients).await;
+}
+
+/// One topology monitor per database with replicas, until shutdown.
+fn start_monitors(shared: &Arc<Shared>) {
+    let loaded = shared.config.load();
+    for (name, topology) in &shared.topologies {
+        let Some(db) = loaded.database(name) else {
+            continue;
+        };
+        let Some((user, password)) = loaded.monitor_login(name) else {
+            continue;
+        };
+        let r = &db.routing;
+        let settings = monitor::MonitorSettings {
+            dbname: db.dbname.clone().unwrap_or_else(|| name.clone()),
+            user,
+            password,
+            interval: r.monitor_interval.0,
+            timeout: r
+                .monitor_timeout
+                .enabled()
+                .unwrap_or(Duration::from_secs(1)),
+            rise: r.monitor_rise,
+            max_lag_bytes: r.max_replica_lag_bytes,
+            max_lag_ms: r.max_replica_lag_ms,
+        };
+        tokio::spawn(monitor::run(
+            topology.clone(),
+            settings,
+            shared.shutdown.clone(),
+        ));
+    }
 }
 
 async fn maintain_loop(shared: Arc<Shared>) {

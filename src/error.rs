@@ -51,6 +51,16 @@ pub enum ProxyError {
     Shutdown,
     #[error("transaction blocks are not allowed in statement pooling mode")]
     TransactionInStatementMode,
+    #[error(
+        "no primary is reachable for database \"{db}\" (waited failover_wait_ms = {waited_ms})"
+    )]
+    NoPrimary { db: String, waited_ms: u64 },
+    #[error("writes refused: nodes {a} and {b} both claim to be the primary of database \"{db}\"; stop or demote one (split brain)")]
+    SplitBrain { db: String, a: String, b: String },
+    #[error(
+        "no replica of database \"{0}\" is within the lag limits and replica_fallback = \"error\""
+    )]
+    NoReplica(String),
     #[error("internal error")]
     Internal,
     /// A server's refusal when pgwarden opened a connection for the client,
@@ -73,7 +83,9 @@ impl ProxyError {
             QueryWaitTimeout | QueryTimeout => "57014",
             IdleTransactionTimeout => "25P03",
             ClientIdleTimeout => "57P05",
-            ServerLost => "08006",
+            ServerLost | NoPrimary { .. } => "08006",
+            SplitBrain { .. } => "25006",
+            NoReplica(_) => "57P03",
             ServerUnavailable => "08001",
             Shutdown => "57P01",
             Internal => "XX000",
@@ -82,7 +94,11 @@ impl ProxyError {
 
     pub fn severity(&self) -> Severity {
         match self {
-            ProxyError::QueryTimeout | ProxyError::TransactionInStatementMode => Severity::Error,
+            ProxyError::QueryTimeout
+            | ProxyError::TransactionInStatementMode
+            | ProxyError::NoPrimary { .. }
+            | ProxyError::SplitBrain { .. }
+            | ProxyError::NoReplica(_) => Severity::Error,
             _ => Severity::Fatal,
         }
     }
@@ -107,6 +123,9 @@ impl ProxyError {
             NoServerPassword(_) => "no_server_password",
             Shutdown => "shutdown",
             TransactionInStatementMode => "statement_mode",
+            NoPrimary { .. } => "no_primary",
+            SplitBrain { .. } => "split_brain",
+            NoReplica(_) => "no_replica",
             Internal => "internal",
             Server { .. } => "server_refused",
         }

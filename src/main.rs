@@ -205,9 +205,11 @@ fn quickstart(state_dir: &Path, pg_port: u16, replicas: usize, listen: &str) -> 
     let toml = format!(
         "[proxy]\nlisten = \"{listen}\"\nauth_type = \"scram-sha-256\"\npool_mode = \"transaction\"\n\
          max_client_conn = 10000\ndefault_pool_size = 20\n\n[users.app]\npassword = \"app\"\n\n\
-         [databases.app]\nprimary = \"{}\"\nreplicas = [{}]\n",
+         [databases.app]\nprimary = \"{}\"\nreplicas = [{}]\n\n\
+         [databases.app.routing]\nmonitor_user = \"postgres\"\nmonitor_password = \"{}\"\n",
         cluster.primary.addr(),
-        replica_list.join(", ")
+        replica_list.join(", "),
+        cluster.superuser_password
     );
     let config_path = state_dir.join("proxy.toml");
     std::fs::write(&config_path, &toml)?;

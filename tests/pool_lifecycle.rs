@@ -33,10 +33,7 @@ fn alias_of_test_db(c: &mut pgwarden::config::Config, name: &str) {
 }
 
 fn pool_of(proxy: &pgwarden::app::Proxy, db: &str, user: &str) -> Arc<Pool> {
-    let key = PoolKey {
-        db: db.into(),
-        user: user.into(),
-    };
+    let key = PoolKey::new(db, user);
     proxy.shared.pools.get(&key).expect("pool exists")
 }
 

@@ -168,10 +168,7 @@ async fn listen_pins_its_server_and_notifications_arrive() {
     let pool = proxy
         .shared
         .pools
-        .get(&pgwarden::pool::PoolKey {
-            db: DB.into(),
-            user: SCRAM_USER.into(),
-        })
+        .get(&pgwarden::pool::PoolKey::new(DB, SCRAM_USER))
         .unwrap();
     let pinned = |n: usize| {
         let pool = pool.clone();

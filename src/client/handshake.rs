@@ -8,6 +8,7 @@ use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
 use super::cancel::Registration;
+use super::route::RouteCtx;
 use crate::app::Shared;
 use crate::auth::backend::{BackendAuthError, BackendSecret};
 use crate::auth::frontend::authenticate;
@@ -34,6 +35,11 @@ const TRACKED_PARAMS: &[&str] = &[
     "search_path",
     "extra_float_digits",
     "options",
+    "default_transaction_read_only",
+    // pgwarden's own, for routing: placeholders to PostgreSQL.
+    "pgwarden.route",
+    "pgwarden.consistency",
+    "pgwarden.max_staleness_ms",
 ];
 
 /// Parameters the client's ParameterStatus reports take from its own startup packet.
@@ -48,7 +54,10 @@ const REPORTED_FROM_CLIENT: &[&str] = &[
 
 /// A logged-in client.
 pub struct Login {
+    /// The pool on the configured primary (on the only node, without replicas).
     pub pool: Arc<Pool>,
+    /// Pools on every node, when the database has replicas.
+    pub route: Option<Arc<RouteCtx>>,
     pub mode: PoolMode,
     pub registration: Registration,
     pub params: Vec<(String, String)>,
@@ -159,10 +168,7 @@ pub async fn handshake(
         ),
         None => (user.clone(), auth.backend_secret),
     };
-    let key = PoolKey {
-        db: database.clone(),
-        user: server_user.clone(),
-    };
+    let key = PoolKey::new(&database, &server_user);
     let target = ServerTarget {
         addr: db_settings.primary.clone(),
         dbname: db_settings
@@ -172,22 +178,35 @@ pub async fn handshake(
         user: server_user,
         secret: backend_secret.clone(),
     };
+    let mode = loaded.pool_mode(&database, &user);
+    let route = route_ctx(shared, &loaded, &key, &target);
     let pool = shared.pools.get_or_create(&key, &loaded, target);
     if let Some(secret) = backend_secret {
         // Keep the freshest credentials: a newer login may carry SCRAM keys
         // for a password changed since the pool was made.
-        pool.update_target(|t| t.secret = Some(secret));
+        for p in route.iter().flat_map(|r| r.pools.iter()).chain([&pool]) {
+            let secret = secret.clone();
+            p.update_target(|t| t.secret = Some(secret));
+        }
     }
-    let welcome = match pool.welcome() {
+    // The welcome comes from the writer (the configured primary may be down).
+    let welcome_pool = match &route {
+        Some(r) => match r.topology.snapshot().writer {
+            crate::topology::Writer::Node(w) => r.pools[w].clone(),
+            _ => pool.clone(),
+        },
+        None => pool.clone(),
+    };
+    let welcome = match welcome_pool.welcome() {
         Some(w) => w,
         None => {
             // Learn the server's parameters from a first server, as PgBouncer does.
-            let guard = pool
+            let guard = welcome_pool
                 .checkout()
                 .await
-                .map_err(|e| pool_error(e, &pool.key.user))?;
+                .map_err(|e| pool_error(e, &welcome_pool.key.user))?;
             drop(guard);
-            pool.welcome().unwrap_or_default()
+            welcome_pool.welcome().unwrap_or_default()
         }
     };
 
@@ -206,11 +225,52 @@ pub async fn handshake(
     stream.write_all(&out).await.map_err(lost)?;
 
     Ok(Outcome::Login(Login {
-        mode: loaded.pool_mode(&database, &user),
+        mode,
+        route,
         pool,
         registration,
         params: tracked,
     }))
+}
+
+/// The pools on every node for `key`, shared by its sessions; `None` for a
+/// database without replicas.
+fn route_ctx(
+    shared: &Arc<Shared>,
+    loaded: &Loaded,
+    key: &PoolKey,
+    target: &ServerTarget,
+) -> Option<Arc<RouteCtx>> {
+    let topology = shared.topology(&key.db)?.clone();
+    let mut routes = shared.routes.lock().unwrap_or_else(|p| p.into_inner());
+    let id = (key.db.clone(), key.user.clone());
+    if let Some(r) = routes.get(&id) {
+        return Some(r.clone());
+    }
+    let settings = loaded.database(&key.db)?.routing.clone();
+    let pools = topology
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let node_key = PoolKey {
+                node: i,
+                ..key.clone()
+            };
+            let node_target = ServerTarget {
+                addr: node.addr.clone(),
+                ..target.clone()
+            };
+            shared.pools.get_or_create(&node_key, loaded, node_target)
+        })
+        .collect();
+    let ctx = Arc::new(RouteCtx {
+        topology,
+        pools,
+        settings,
+    });
+    routes.insert(id, ctx.clone());
+    Some(ctx)
 }
 
 /// The user's secret: `auth_file`/`[users]` first, then `auth_query`.

@@ -6,6 +6,7 @@
 
 pub mod cancel;
 pub mod handshake;
+pub mod route;
 pub mod session;
 
 use std::sync::Arc;

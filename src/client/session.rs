@@ -23,6 +23,7 @@ use tokio_util::io::poll_read_buf;
 
 use super::cancel::CancelTarget;
 use super::handshake::{pool_error, Login};
+use super::route::{Attached, RouteState};
 use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::error::ProxyError;
@@ -84,6 +85,12 @@ pub struct Session {
     tracker: Option<Box<Tracker>>,
     /// This client is counted in its pool's pinned clients.
     pin_counted: bool,
+    /// Client bytes wait in `cbuf` for the replica to answer the unit
+    /// before them (or for the next transaction's routing).
+    held: bool,
+    /// Read/write routing, for databases with replicas (boxed: made at the
+    /// first transaction, absent otherwise).
+    route: Option<Box<RouteState>>,
     /// `max_prepared_statements`.
     track_max: usize,
     login: Login,
@@ -158,6 +165,8 @@ impl Session {
             timer: None,
             tracker: None,
             pin_counted: false,
+            held: false,
+            route: None,
             track_max,
             login,
             shared,
@@ -209,7 +218,13 @@ impl Session {
                     None => Ok(()),
                 },
                 Event::Server(Ok(0)) | Event::Server(Err(_)) => self.on_server_lost(),
-                Event::Server(Ok(_)) => self.on_server_data().await,
+                Event::Server(Ok(_)) => match self.on_server_data().await {
+                    Ok(()) if self.held && self.pending == 0 => {
+                        self.held = false;
+                        self.on_client_data().await
+                    }
+                    other => other,
+                },
                 Event::Timer => self.on_timer().await,
                 Event::Shutdown => Err(End::Error(ProxyError::Shutdown)),
             };
@@ -339,7 +354,7 @@ impl Session {
         }
         // Idle in a transaction for too long: the server is closed, which
         // rolls the transaction back.
-        if let Some(mut guard) = self.server.take() {
+        if let Some(mut guard) = self.detach() {
             guard.set_reusable(false);
         }
         Err(End::Error(ProxyError::IdleTransactionTimeout))
@@ -354,14 +369,18 @@ impl Session {
         self.touch();
         // Rewriting statements needs to know the server's statements, so
         // the server comes first (unless the client is only saying goodbye).
-        if self.server.is_none() && self.cbuf.first().is_some_and(|&t| t != fe::TERMINATE) {
-            self.attach().await?;
+        while self.server.is_none() && self.cbuf.first().is_some_and(|&t| t != fe::TERMINATE) {
+            if !self.attach().await? {
+                // Not all of the unit has arrived, or it was refused and
+                // answered: nothing to forward yet.
+                if self.cbuf.is_empty() || self.held {
+                    return Ok(());
+                }
+            }
         }
+        self.held = false;
         let (forward, terminate) = self.scan_client().map_err(protocol_error)?;
         if forward > 0 {
-            if self.server.is_none() {
-                self.attach().await?;
-            }
             if let Some(guard) = self.server.as_mut() {
                 guard.set_reusable(false);
                 let bytes = match self.tracker.as_mut() {
@@ -394,8 +413,16 @@ impl Session {
             Some(_) => &TRACKING_WHOLE,
             None => &CLIENT_WHOLE,
         };
+        let on_replica = self.route.as_ref().is_some_and(|r| r.on_replica);
         let mut pos = 0;
         loop {
+            if on_replica && self.pending > 0 && self.cscan.at_boundary() {
+                // A replica gets one unit at a time: the next may be a
+                // write, or end the read-only transaction, and then belongs
+                // on the primary.
+                self.held = pos < self.cbuf.len();
+                return Ok((pos, false));
+            }
             let (tag, body, used) =
                 match self.cscan.next(&self.cbuf[pos..], whole, self.max_packet)? {
                     Step::Item(Item::Header { tag, .. }, used) => (tag, &[][..], used),
@@ -441,10 +468,42 @@ impl Session {
         }
     }
 
-    /// Borrows a server for the next transaction (or the session).
-    async fn attach(&mut self) -> Result<(), End> {
+    /// Borrows a server for the next transaction (or the session). False
+    /// when none was attached: the unit must wait for more bytes
+    /// (`held` set), or was refused and answered (and dropped from `cbuf`).
+    async fn attach(&mut self) -> Result<bool, End> {
+        self.ensure_tracker();
+        if let Some(ctx) = self.login.route.clone() {
+            let pooled = self.login.mode != PoolMode::Session;
+            let state = self
+                .route
+                .get_or_insert_with(|| RouteState::new(ctx, pooled));
+            let Some(tracker) = self.tracker.as_deref() else {
+                return Err(End::Error(ProxyError::Internal));
+            };
+            return match Box::pin(state.attach(&self.cbuf, tracker)).await {
+                Attached::Server(guard) => self.adopt(guard).await.map(|()| true),
+                Attached::Wait => {
+                    self.held = true;
+                    Ok(false)
+                }
+                Attached::Refused(e, Some(len)) => {
+                    // The unit is skipped and answered as PostgreSQL answers
+                    // a failed one; the session goes on.
+                    self.cbuf.advance(len.min(self.cbuf.len()));
+                    let mut out = BytesMut::new();
+                    e.encode(&mut out);
+                    be::ready_for_query(&mut out, be::TX_IDLE);
+                    if self.client.write_all(&out).await.is_err() {
+                        return Err(End::ClientLeft);
+                    }
+                    Ok(false)
+                }
+                Attached::Refused(e, None) => Err(End::Error(e)),
+            };
+        }
         let pool = &self.login.pool;
-        let mut guard = match pool.try_checkout() {
+        let guard = match pool.try_checkout() {
             Some(guard) => guard,
             // Boxed: waiting in line or opening a server is the rare path,
             // and its futures would otherwise enlarge every session's task.
@@ -452,15 +511,24 @@ impl Session {
                 .await
                 .map_err(|e| End::Error(pool_error(e, &pool.key.user)))?,
         };
+        self.adopt(guard).await.map(|()| true)
+    }
+
+    /// The tracker follows settings in every mode, and statements when pooled.
+    fn ensure_tracker(&mut self) {
+        let (max, login) = (self.track_max, &self.login);
+        self.tracker.get_or_insert_with(|| {
+            let pooled = login.mode != PoolMode::Session;
+            let refuse = login.pool.settings().refuse_session_features;
+            Box::new(Tracker::new(max, &login.params, refuse, pooled))
+        });
+    }
+
+    /// Makes a borrowed server this session's: cancel target, settings.
+    async fn adopt(&mut self, mut guard: ServerGuard) -> Result<(), End> {
         let target = CancelTarget::of(guard.conn());
         self.login.registration.control.set_target(Some(target));
-        {
-            let (max, login) = (self.track_max, &self.login);
-            let tracker = self.tracker.get_or_insert_with(|| {
-                let pooled = login.mode != PoolMode::Session;
-                let refuse = login.pool.settings().refuse_session_features;
-                Box::new(Tracker::new(max, &login.params, refuse, pooled))
-            });
+        if let Some(tracker) = self.tracker.as_mut() {
             if let Some(sync) = tracker.attached(guard.conn()) {
                 // The client's settings go first; their answers are dropped.
                 guard.set_reusable(false);
@@ -474,6 +542,14 @@ impl Session {
         self.tx_status = be::TX_IDLE;
         self.server = Some(guard);
         Ok(())
+    }
+
+    /// Takes the server from the session (to give back or close it).
+    fn detach(&mut self) -> Option<ServerGuard> {
+        if let Some(r) = self.route.as_mut() {
+            r.detached();
+        }
+        self.server.take()
     }
 
     /// Forwards what the server sent and gives the server back when safe.
@@ -513,7 +589,7 @@ impl Session {
                     Err(e) => {
                         tracing::warn!(error = %e, "server sent a malformed message");
                         guard.set_reusable(false);
-                        self.server = None;
+                        self.detach();
                         return Err(End::Error(ProxyError::ServerLost));
                     }
                 };
@@ -570,7 +646,7 @@ impl Session {
         match self.login.mode {
             PoolMode::Session => Ok(()),
             PoolMode::Statement if self.tx_status != be::TX_IDLE => {
-                if let Some(mut guard) = self.server.take() {
+                if let Some(mut guard) = self.detach() {
                     guard.set_reusable(false);
                 }
                 Err(End::Error(ProxyError::TransactionInStatementMode))
@@ -621,10 +697,13 @@ impl Session {
 
     /// Gives the server back to the pool.
     async fn release(&mut self) {
-        let Some(mut guard) = self.server.take() else {
+        let Some(mut guard) = self.detach() else {
             return;
         };
         self.login.registration.control.set_target(None);
+        if let Some(r) = self.route.as_mut().filter(|r| r.fetch_lsn) {
+            Box::pin(r.record_write(&mut guard)).await;
+        }
         let ok = !self.timeouts.reset_always || Box::pin(self.reset(&mut guard)).await;
         guard.set_reusable(ok);
     }
@@ -651,7 +730,7 @@ impl Session {
     }
 
     fn on_server_lost(&mut self) -> Result<(), End> {
-        if let Some(mut guard) = self.server.take() {
+        if let Some(mut guard) = self.detach() {
             guard.set_reusable(false);
         }
         tracing::info!(pool = %self.login.pool.key, "server connection lost mid-session");
@@ -668,7 +747,7 @@ impl Session {
     /// busy with a request is closed (PostgreSQL then aborts it).
     async fn cleanup(&mut self) {
         self.count_pinned(false);
-        let Some(mut guard) = self.server.take() else {
+        let Some(mut guard) = self.detach() else {
             return;
         };
         self.login.registration.control.set_target(None);

@@ -14,11 +14,27 @@ pub struct PoolKey {
     /// The database name as clients use it (the `[databases.NAME]` key).
     pub db: String,
     pub user: String,
+    /// Which of the database's nodes: 0 is the configured primary, then
+    /// the replicas in order.
+    pub node: usize,
+}
+
+impl PoolKey {
+    pub fn new(db: &str, user: &str) -> Self {
+        Self {
+            db: db.to_owned(),
+            user: user.to_owned(),
+            node: 0,
+        }
+    }
 }
 
 impl fmt::Display for PoolKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.user, self.db)
+        match self.node {
+            0 => write!(f, "{}@{}", self.user, self.db),
+            n => write!(f, "{}@{}#{n}", self.user, self.db),
+        }
     }
 }
 
@@ -77,7 +93,8 @@ impl Pools {
         if let Some(pool) = map.get(key) {
             return pool.clone();
         }
-        let db_limit = shared_limit(&self.db_limits, &key.db);
+        // max_db_connections holds per node: each is its own server.
+        let db_limit = shared_limit(&self.db_limits, &format!("{}#{}", key.db, key.node));
         let user_limit = shared_limit(&self.user_limits, &key.user);
         let pool = Pool::new(
             key.clone(),

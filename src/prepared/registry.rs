@@ -22,6 +22,8 @@ pub struct Statement {
     pub key: Bytes,
     /// Running it changes session settings (a `SET`, `set_config`...).
     pub changes_settings: bool,
+    /// Whether a replica may run it (functions judged by built-ins only).
+    pub class: crate::routing::Classified,
 }
 
 impl Statement {
@@ -31,6 +33,16 @@ impl Statement {
         out.put_u32((4 + self.server_name.len() + self.key.len()) as u32);
         out.put_slice(&self.server_name);
         out.put_slice(&self.key);
+    }
+
+    /// The query text.
+    pub fn query(&self) -> &[u8] {
+        let end = self
+            .key
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.key.len());
+        &self.key[..end]
     }
 
     /// The server-side name without its NUL, for a Close.
@@ -71,6 +83,10 @@ impl Registry {
             server_name: format!("pgw_{id}\0").into_bytes().into_boxed_slice(),
             key: Bytes::copy_from_slice(key),
             changes_settings: crate::state::classify(key) != crate::state::Change::None,
+            class: crate::routing::classify(
+                &key[..key.iter().position(|&b| b == 0).unwrap_or(key.len())],
+                &[],
+            ),
         });
         inner.by_key.insert(stmt.key.clone(), stmt.clone());
         if inner.by_key.len() > 2 * inner.swept_at.max(SWEEP_FLOOR) {

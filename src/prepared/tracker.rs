@@ -55,6 +55,16 @@ impl Tracker {
         }
     }
 
+    /// The client's named statement `name`, if it has one.
+    pub fn statement(&self, name: &[u8]) -> Option<&std::sync::Arc<super::Statement>> {
+        self.statements.get(name)
+    }
+
+    /// The client's session settings.
+    pub fn params(&self) -> &ClientParams {
+        &self.params
+    }
+
     /// A server was attached for a new transaction. Returns the Query that
     /// makes its session settings the client's, when they differ; its
     /// answers are dropped.

@@ -109,6 +109,8 @@ enum Statement {
     Scan,
     /// Read-only by what it is (`SHOW`, `SET`, `COMMIT`, `BEGIN READ ONLY`).
     Read,
+    /// `SET`: read unless it changes the role.
+    Set,
     /// `BEGIN`/`START`: read only if `READ ONLY` follows.
     Begin,
     BeginRead,
@@ -121,11 +123,17 @@ impl Statement {
         match self {
             Statement::Start => match w {
                 b"select" | b"with" | b"values" | b"table" | b"explain" => Statement::Scan,
-                b"show" | b"set" | b"reset" | b"commit" | b"end" | b"rollback" | b"abort" => {
-                    Statement::Read
-                }
+                b"set" => Statement::Set,
+                b"show" | b"reset" | b"commit" | b"end" | b"rollback" | b"abort" => Statement::Read,
                 b"begin" | b"start" => Statement::Begin,
                 _ => Statement::Write,
+            },
+            // `SET ROLE` and `SET SESSION AUTHORIZATION` pin the client to
+            // its server: that must be the primary, where its writes go.
+            Statement::Set => match w {
+                b"role" | b"session" => Statement::Write,
+                b"local" => Statement::Set,
+                _ => Statement::Read,
             },
             Statement::Begin | Statement::BeginRead => match w {
                 b"read" => Statement::BeginRead,
@@ -142,9 +150,11 @@ impl Statement {
 
     fn finish(self) -> Intent {
         match self {
-            Statement::Start | Statement::Scan | Statement::Read | Statement::BeginReadOnly => {
-                Intent::Read
-            }
+            Statement::Start
+            | Statement::Scan
+            | Statement::Read
+            | Statement::Set
+            | Statement::BeginReadOnly => Intent::Read,
             _ => Intent::Write,
         }
     }

@@ -57,6 +57,36 @@ impl ServerConn {
         self.finish_until_idle().await
     }
 
+    /// Runs one simple-protocol statement and returns the first column of
+    /// its first row as text (`None` for no row or NULL).
+    ///
+    /// # Errors
+    /// As [`ServerConn::run`].
+    pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, ServerError> {
+        let mut out = BytesMut::new();
+        frontend::query(&mut out, sql);
+        self.stream.write_all(&out).await?;
+        let mut value = None;
+        let mut failure: Option<ErrorFields> = None;
+        loop {
+            let (tag, body) = self.stream.read_message(MAX_CONTROL_MESSAGE).await?;
+            match tag {
+                be::DATA_ROW if value.is_none() => value = Some(be::first_column(&body)),
+                be::ERROR_RESPONSE => failure = be::parse_error_fields(&body),
+                be::READY_FOR_QUERY => {
+                    if let Some(e) = failure {
+                        return Err(ServerError::Refused(e));
+                    }
+                    return match body.first() {
+                        Some(&be::TX_IDLE) => Ok(value.flatten()),
+                        _ => Err(ServerError::NotIdle),
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Reads and discards server output up to ReadyForQuery, failing on an
     /// error or if the server does not end idle.
     ///

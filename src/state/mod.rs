@@ -58,6 +58,9 @@ type Params = BTreeMap<String, String>;
 #[derive(Debug, Default, Clone)]
 pub struct ClientParams {
     values: Params,
+    /// Bumped on every change, so that derived facts (routing preferences)
+    /// are recomputed only when something changed.
+    version: u32,
 }
 
 impl ClientParams {
@@ -73,12 +76,27 @@ impl ClientParams {
                 values.insert(k.to_ascii_lowercase(), quote(v));
             }
         }
-        Self { values }
+        Self { values, version: 0 }
     }
 
     /// Records a change the server carried out for this client.
     pub fn apply(&mut self, change: &Change) {
+        self.version = self.version.wrapping_add(1);
         apply(&mut self.values, change);
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// A setting's value as the client gave it, quotes removed.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let v = self.values.get(name)?.trim();
+        Some(
+            v.strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v),
+        )
     }
 }
 

@@ -12,6 +12,7 @@ pub const READY_FOR_QUERY: u8 = b'Z';
 pub const ERROR_RESPONSE: u8 = b'E';
 pub const NOTICE_RESPONSE: u8 = b'N';
 pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
+pub const DATA_ROW: u8 = b'D';
 
 /// Transaction status carried by ReadyForQuery.
 pub const TX_IDLE: u8 = b'I';
@@ -170,6 +171,19 @@ pub fn parse_error_fields(mut body: &[u8]) -> Option<ErrorFields> {
 }
 
 /// Reads a ParameterStatus body into (name, value).
+/// The first column of a DataRow body as text; `None` for NULL, no
+/// column, or a malformed row.
+pub fn first_column(body: &[u8]) -> Option<String> {
+    let count = i16::from_be_bytes([*body.first()?, *body.get(1)?]);
+    if count < 1 {
+        return None;
+    }
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    let value = body.get(6..6 + len)?;
+    Some(String::from_utf8_lossy(value).into_owned())
+}
+
 pub fn parse_parameter_status(body: &[u8]) -> Option<(String, String)> {
     let (name, rest) = take_cstr(body)?;
     let (value, _) = take_cstr(rest)?;

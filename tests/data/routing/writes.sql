@@ -143,3 +143,6 @@ REFRESH MATERIALIZED VIEW rt_mv
 LOCK TABLE rt_log
 IMPORT FOREIGN SCHEMA nothing FROM SERVER nothing INTO public
 CHECKPOINT
+SET ROLE pgw_trust
+set session authorization pgw_trust
+SET LOCAL ROLE pgw_trust

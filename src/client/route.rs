@@ -1,0 +1,349 @@
+//! Carrying out routing for one session: classify the next unit of work,
+//! pick its node, and borrow a server there; wait out a failover for
+//! writes, wait for a replica to catch up for read-your-writes reads.
+//!
+//! Owns: the session's routing state ([`RouteState`]). The decisions
+//! themselves are pure and live in [`crate::routing`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::handshake::pool_error;
+use crate::config::{Consistency, RoutingSettings};
+use crate::error::ProxyError;
+use crate::pool::{Pool, PoolError, ServerGuard};
+use crate::prepared::Tracker;
+use crate::routing::select::{choose_read, ReadChoice, ReadNeeds};
+use crate::routing::unit::{first_unit, Scan};
+use crate::routing::{classify, Classified, Hint, Intent};
+use crate::server::ServerError;
+use crate::topology::lag::parse_lsn;
+use crate::topology::{NodeId, Topology, Writer};
+
+/// A unit longer than this is routed before it has all arrived (as a write).
+const MAX_UNIT_WAIT: usize = 1 << 20;
+/// Pause between read-your-writes checks of a replica.
+const CATCH_UP_POLL: Duration = Duration::from_millis(1);
+
+/// One (database, user)'s pools on every node of the database.
+pub struct RouteCtx {
+    pub topology: Arc<Topology>,
+    /// Indexed by node.
+    pub pools: Vec<Arc<Pool>>,
+    pub settings: RoutingSettings,
+}
+
+/// The session's routing preferences, from its settings.
+#[derive(Debug, Clone, Copy)]
+struct Prefs {
+    route: Option<Hint>,
+    consistency: Consistency,
+    max_staleness_ms: u64,
+    /// `default_transaction_read_only` is on: PostgreSQL refuses writes anyway.
+    read_only: bool,
+}
+
+/// A session's routing state; boxed, only routed sessions have one.
+pub struct RouteState {
+    pub ctx: Arc<RouteCtx>,
+    /// Read/write splitting applies (transaction or statement mode).
+    split: bool,
+    prefs: Prefs,
+    prefs_version: Option<u32>,
+    /// The node the attached server is on, counted in its `outstanding`.
+    node: Option<NodeId>,
+    /// The attached server is a replica: only whole read units may go to it.
+    pub on_replica: bool,
+    /// The client's last write is at this WAL position (read-your-writes).
+    last_write_lsn: u64,
+    /// Ask the primary for its WAL position before giving the server back.
+    pub fetch_lsn: bool,
+}
+
+/// What [`RouteState::attach`] did.
+pub enum Attached {
+    Server(ServerGuard),
+    /// The unit has not all arrived; read more first.
+    Wait,
+    /// The unit cannot run; answer it with this error. `len` is the unit's
+    /// length when it can be skipped (else the session ends).
+    Refused(ProxyError, Option<usize>),
+}
+
+impl RouteState {
+    pub fn new(ctx: Arc<RouteCtx>, pooled: bool) -> Box<Self> {
+        let prefs = Prefs {
+            route: None,
+            consistency: ctx.settings.consistency,
+            max_staleness_ms: ctx.settings.max_staleness_ms,
+            read_only: false,
+        };
+        Box::new(Self {
+            split: pooled && ctx.settings.read_write_split,
+            ctx,
+            prefs,
+            prefs_version: None,
+            node: None,
+            on_replica: false,
+            last_write_lsn: 0,
+            fetch_lsn: false,
+        })
+    }
+
+    /// Borrows a server for the unit at the start of `buf`.
+    pub async fn attach(&mut self, buf: &[u8], tracker: &Tracker) -> Attached {
+        self.refresh_prefs(tracker);
+        let ctx = self.ctx.clone();
+        let (class, len) = match (self.split, self.prefs.route) {
+            (false, _) | (_, Some(Hint::Primary)) => (Classified::WRITE, None),
+            _ => {
+                let functions = &ctx.settings.read_only_functions.0;
+                let named = |name: &[u8]| {
+                    tracker.statement(name).map(|s| match s.class.intent {
+                        Intent::Uncertain if !functions.is_empty() => {
+                            classify(s.query(), functions)
+                        }
+                        _ => s.class,
+                    })
+                };
+                match first_unit(buf, MAX_UNIT_WAIT, functions, named) {
+                    Scan::NeedMore => return Attached::Wait,
+                    Scan::Unit { len, class } => (class, len),
+                }
+            }
+        };
+        let trusted = class.hint == Some(Hint::Replica)
+            || self.prefs.route == Some(Hint::Replica)
+            || self.prefs.read_only;
+        let read = match (class.hint, class.intent) {
+            (Some(Hint::Primary), _) | (_, Intent::Write) => false,
+            (_, Intent::Read) => true,
+            (_, Intent::Uncertain) => trusted,
+        };
+        let routed = if self.split && read {
+            self.reader().await
+        } else {
+            self.fetch_lsn = self.split
+                && self.prefs.route != Some(Hint::Primary)
+                && self.prefs.consistency == Consistency::ReadYourWrites;
+            self.writer().await.map(|(g, n)| (g, n, false))
+        };
+        match routed {
+            Ok((guard, node, on_replica)) => {
+                let stats = &ctx.topology.nodes[node].stats;
+                stats.outstanding.fetch_add(1, Ordering::Relaxed);
+                match read {
+                    true => stats.reads.fetch_add(1, Ordering::Relaxed),
+                    false => stats.writes.fetch_add(1, Ordering::Relaxed),
+                };
+                self.node = Some(node);
+                self.on_replica = on_replica;
+                if on_replica {
+                    self.fetch_lsn = false;
+                }
+                Attached::Server(guard)
+            }
+            Err(e) => {
+                self.fetch_lsn = false;
+                Attached::Refused(e, len)
+            }
+        }
+    }
+
+    /// The server is given back (or lost): it no longer counts on its node.
+    pub fn detached(&mut self) {
+        if let Some(node) = self.node.take() {
+            self.ctx.topology.nodes[node]
+                .stats
+                .outstanding
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        self.on_replica = false;
+    }
+
+    /// After a write: the primary's WAL position now covers the client's
+    /// commit, so its reads wait for replicas that have replayed that far.
+    pub async fn record_write(&mut self, guard: &mut ServerGuard) {
+        self.fetch_lsn = false;
+        let lsn = match guard
+            .conn()
+            .query_value("SELECT pg_current_wal_lsn()")
+            .await
+        {
+            Ok(Some(text)) => parse_lsn(&text),
+            _ => None,
+        };
+        match lsn {
+            Some(lsn) => self.last_write_lsn = self.last_write_lsn.max(lsn),
+            None => {
+                // Unknown: only the primary is safe until the next write.
+                guard.set_reusable(false);
+                self.last_write_lsn = u64::MAX;
+            }
+        }
+    }
+
+    fn refresh_prefs(&mut self, tracker: &Tracker) {
+        let params = tracker.params();
+        if self.prefs_version == Some(params.version()) {
+            return;
+        }
+        self.prefs_version = Some(params.version());
+        let s = &self.ctx.settings;
+        let lower = |name: &str| params.get(name).map(str::to_ascii_lowercase);
+        self.prefs = Prefs {
+            route: match lower("pgwarden.route").as_deref() {
+                Some("primary") => Some(Hint::Primary),
+                Some("replica") => Some(Hint::Replica),
+                _ => None,
+            },
+            consistency: lower("pgwarden.consistency")
+                .and_then(|c| Consistency::parse(&c))
+                .unwrap_or(s.consistency),
+            max_staleness_ms: params
+                .get("pgwarden.max_staleness_ms")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(s.max_staleness_ms),
+            read_only: matches!(
+                lower("default_transaction_read_only").as_deref(),
+                Some("on" | "true" | "1" | "yes")
+            ),
+        };
+    }
+
+    /// A server for a read: a qualifying replica, else as configured.
+    async fn reader(&mut self) -> Result<(ServerGuard, NodeId, bool), ProxyError> {
+        let ctx = self.ctx.clone();
+        let topo = &ctx.topology;
+        let needs = ReadNeeds {
+            consistency: self.prefs.consistency,
+            min_lsn: self.last_write_lsn,
+            max_staleness_ms: self.prefs.max_staleness_ms,
+        };
+        for _ in 0..topo.nodes.len() {
+            let snap = topo.snapshot_full();
+            let writer = match snap.writer {
+                Writer::Node(w) => Some(w),
+                _ => None,
+            };
+            let choice = choose_read(&snap, topo, &ctx.settings, needs, rand::random());
+            let id = match choice {
+                ReadChoice::Node(id) | ReadChoice::CatchUp(id) => id,
+                ReadChoice::Fallback(w) => {
+                    topo.nodes[w]
+                        .stats
+                        .fallbacks
+                        .fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                ReadChoice::Nowhere => return Err(ProxyError::NoReplica(topo.db.clone())),
+            };
+            let mut guard = match checkout(&ctx.pools[id]).await {
+                Ok(g) => g,
+                Err(e) if unreachable(&e) => {
+                    topo.report_failure(id);
+                    continue;
+                }
+                Err(e) => return Err(pool_error(e, &ctx.pools[id].key.user)),
+            };
+            if matches!(choice, ReadChoice::CatchUp(_)) && !self.catch_up(id, &mut guard).await {
+                topo.nodes[id]
+                    .stats
+                    .fallbacks
+                    .fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            return Ok((guard, id, Some(id) != writer));
+        }
+        self.writer().await.map(|(g, n)| (g, n, false))
+    }
+
+    /// Read-your-writes: waits up to `ryw_wait_ms` for this replica to
+    /// replay the client's last write. False if it did not in time.
+    async fn catch_up(&mut self, id: NodeId, guard: &mut ServerGuard) -> bool {
+        let topo = &self.ctx.topology;
+        topo.nodes[id]
+            .stats
+            .ryw_waits
+            .fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_millis(self.ctx.settings.ryw_wait_ms);
+        loop {
+            let replayed = guard
+                .conn()
+                .query_value("SELECT pg_last_wal_replay_lsn()")
+                .await;
+            let Ok(Some(lsn)) = replayed.map(|v| v.as_deref().and_then(parse_lsn)) else {
+                guard.set_reusable(false);
+                return false;
+            };
+            topo.nodes[id].saw_lsn(lsn);
+            if lsn >= self.last_write_lsn {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(CATCH_UP_POLL).await;
+        }
+    }
+
+    /// A server on the writer, waiting up to `failover_wait_ms` for one
+    /// when there is none or it cannot be reached.
+    async fn writer(&mut self) -> Result<(ServerGuard, NodeId), ProxyError> {
+        let ctx = self.ctx.clone();
+        let topo = &ctx.topology;
+        let wait = Duration::from_millis(ctx.settings.failover_wait_ms);
+        let deadline = Instant::now() + wait;
+        loop {
+            let writer = topo.snapshot().writer;
+            match writer {
+                Writer::SplitBrain(a, b) => {
+                    return Err(ProxyError::SplitBrain {
+                        db: topo.db.clone(),
+                        a: topo.nodes[a].addr.clone(),
+                        b: topo.nodes[b].addr.clone(),
+                    })
+                }
+                Writer::Node(w) => match checkout(&ctx.pools[w]).await {
+                    Ok(g) => return Ok((g, w)),
+                    Err(e) if unreachable(&e) => topo.report_failure(w),
+                    Err(e) => return Err(pool_error(e, &ctx.pools[w].key.user)),
+                },
+                Writer::None => {}
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ProxyError::NoPrimary {
+                    db: topo.db.clone(),
+                    waited_ms: ctx.settings.failover_wait_ms,
+                });
+            }
+            // A new snapshot may name a writer; the timeout covers a
+            // snapshot published between the check above and this wait.
+            let step = (deadline - now).min(Duration::from_millis(100));
+            let _ = tokio::time::timeout(step, topo.changed()).await;
+        }
+    }
+}
+
+async fn checkout(pool: &Arc<Pool>) -> Result<ServerGuard, PoolError> {
+    match pool.try_checkout() {
+        Some(g) => Ok(g),
+        None => Box::pin(pool.checkout()).await,
+    }
+}
+
+/// The node could not be reached (as opposed to refusing this login).
+fn unreachable(e: &PoolError) -> bool {
+    match e {
+        PoolError::WaitTimeout => false,
+        PoolError::Connect(err) => match &**err {
+            ServerError::Connect { .. } | ServerError::Timeout | ServerError::Net(_) => true,
+            // Starting up, shutting down, or in recovery-only states.
+            other => other
+                .server_error()
+                .is_some_and(|f| f.code.starts_with("57P") || f.code.starts_with("08")),
+        },
+    }
+}
