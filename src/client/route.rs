@@ -9,17 +9,22 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+
 use super::handshake::pool_error;
 use crate::config::{Consistency, RoutingSettings};
 use crate::error::ProxyError;
 use crate::pool::{Pool, PoolError, ServerGuard};
 use crate::prepared::Tracker;
+use crate::routing::control::{self, Control};
 use crate::routing::select::{choose_read, ReadChoice, ReadNeeds};
 use crate::routing::unit::{first_unit, Scan};
 use crate::routing::{classify, Classified, Hint, Intent};
 use crate::server::ServerError;
 use crate::topology::lag::parse_lsn;
 use crate::topology::{NodeId, Topology, Writer};
+use crate::wire::backend as be;
+use crate::wire::frontend as fe;
 
 /// A unit longer than this is routed before it has all arrived (as a write).
 const MAX_UNIT_WAIT: usize = 1 << 20;
@@ -59,6 +64,10 @@ pub struct RouteState {
     last_write_lsn: u64,
     /// Ask the primary for its WAL position before giving the server back.
     pub fetch_lsn: bool,
+    /// `SET pgwarden.*` by the session, over its startup parameters.
+    set_route: Option<Option<Hint>>,
+    set_consistency: Option<Consistency>,
+    set_staleness: Option<u64>,
 }
 
 /// What [`RouteState::attach`] did.
@@ -66,6 +75,8 @@ pub enum Attached {
     Server(ServerGuard),
     /// The unit has not all arrived; read more first.
     Wait,
+    /// pgwarden answered the unit itself (`len` bytes) with these bytes.
+    Answered(BytesMut, usize),
     /// The unit cannot run; answer it with this error. `len` is the unit's
     /// length when it can be skipped (else the session ends).
     Refused(ProxyError, Option<usize>),
@@ -88,11 +99,17 @@ impl RouteState {
             on_replica: false,
             last_write_lsn: 0,
             fetch_lsn: false,
+            set_route: None,
+            set_consistency: None,
+            set_staleness: None,
         })
     }
 
     /// Borrows a server for the unit at the start of `buf`.
     pub async fn attach(&mut self, buf: &[u8], tracker: &Tracker) -> Attached {
+        if let Some((answer, len)) = self.control(buf) {
+            return Attached::Answered(answer, len);
+        }
         self.refresh_prefs(tracker);
         let ctx = self.ctx.clone();
         let (class, len) = match (self.split, self.prefs.route) {
@@ -184,6 +201,81 @@ impl RouteState {
         }
     }
 
+    /// Answers a lone `SET`/`RESET pgwarden.*` Query at the start of `buf`.
+    fn control(&mut self, buf: &[u8]) -> Option<(BytesMut, usize)> {
+        if buf.first() != Some(&fe::QUERY) {
+            return None;
+        }
+        let len = 1 + u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?) as usize;
+        let body = buf.get(5..len)?;
+        let sql = &body[..body.len().saturating_sub(1)];
+        let command = control::parse(sql)?;
+        let mut out = BytesMut::new();
+        let value = command.value.as_deref();
+        let ok = match command.control {
+            Control::Route => match value {
+                None | Some("auto") => {
+                    self.set_route = command.value.as_ref().map(|_| None);
+                    true
+                }
+                Some("primary") => {
+                    self.set_route = Some(Some(Hint::Primary));
+                    true
+                }
+                Some("replica") => {
+                    self.set_route = Some(Some(Hint::Replica));
+                    true
+                }
+                Some(_) => false,
+            },
+            Control::Consistency => match value.map(Consistency::parse) {
+                None => {
+                    self.set_consistency = None;
+                    true
+                }
+                Some(Some(c)) => {
+                    self.set_consistency = Some(c);
+                    true
+                }
+                Some(None) => false,
+            },
+            Control::MaxStalenessMs => match value.map(str::parse::<u64>) {
+                None => {
+                    self.set_staleness = None;
+                    true
+                }
+                Some(Ok(ms)) => {
+                    self.set_staleness = Some(ms);
+                    true
+                }
+                Some(Err(_)) => false,
+            },
+        };
+        if ok {
+            let tag = if command.value.is_some() {
+                "SET"
+            } else {
+                "RESET"
+            };
+            be::command_complete(&mut out, tag);
+        } else {
+            be::error_response(
+                &mut out,
+                be::Severity::Error,
+                "22023",
+                &format!(
+                    "invalid value for a pgwarden routing setting: {}",
+                    value.unwrap_or_default()
+                ),
+                None,
+            );
+        }
+        be::ready_for_query(&mut out, be::TX_IDLE);
+        // Applied on top of the settings at the next refresh.
+        self.prefs_version = None;
+        Some((out, len))
+    }
+
     fn refresh_prefs(&mut self, tracker: &Tracker) {
         let params = tracker.params();
         if self.prefs_version == Some(params.version()) {
@@ -210,6 +302,15 @@ impl RouteState {
                 Some("on" | "true" | "1" | "yes")
             ),
         };
+        if let Some(route) = self.set_route {
+            self.prefs.route = route;
+        }
+        if let Some(c) = self.set_consistency {
+            self.prefs.consistency = c;
+        }
+        if let Some(ms) = self.set_staleness {
+            self.prefs.max_staleness_ms = ms;
+        }
     }
 
     /// A server for a read: a qualifying replica, else as configured.

@@ -487,17 +487,14 @@ impl Session {
                     self.held = true;
                     Ok(false)
                 }
+                Attached::Answered(out, len) => self.answer_unit(&out, len).await,
                 Attached::Refused(e, Some(len)) => {
                     // The unit is skipped and answered as PostgreSQL answers
                     // a failed one; the session goes on.
-                    self.cbuf.advance(len.min(self.cbuf.len()));
                     let mut out = BytesMut::new();
                     e.encode(&mut out);
                     be::ready_for_query(&mut out, be::TX_IDLE);
-                    if self.client.write_all(&out).await.is_err() {
-                        return Err(End::ClientLeft);
-                    }
-                    Ok(false)
+                    self.answer_unit(&out, len).await
                 }
                 Attached::Refused(e, None) => Err(End::Error(e)),
             };
@@ -512,6 +509,15 @@ impl Session {
                 .map_err(|e| End::Error(pool_error(e, &pool.key.user)))?,
         };
         self.adopt(guard).await.map(|()| true)
+    }
+
+    /// Drops the unit of `len` bytes pgwarden answered itself, sending `out`.
+    async fn answer_unit(&mut self, out: &[u8], len: usize) -> Result<bool, End> {
+        self.cbuf.advance(len.min(self.cbuf.len()));
+        if self.client.write_all(out).await.is_err() {
+            return Err(End::ClientLeft);
+        }
+        Ok(false)
     }
 
     /// The tracker follows settings in every mode, and statements when pooled.

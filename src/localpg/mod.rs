@@ -269,6 +269,26 @@ impl Cluster {
         Ok(())
     }
 
+    /// Stops one node at once (`pg_ctl -m immediate`), as a crash would.
+    ///
+    /// # Errors
+    /// pg_ctl failing.
+    pub fn kill_node(&self, node: &Node) -> Result<(), LocalPgError> {
+        let mut c = self.command("pg_ctl");
+        c.arg("-D")
+            .arg(&node.data)
+            .args(["-m", "immediate", "-w", "stop"]);
+        self.run(c).map(|_| ())
+    }
+
+    /// Starts one stopped node again.
+    ///
+    /// # Errors
+    /// pg_ctl failing.
+    pub fn restart_node(&self, node: &Node) -> Result<(), LocalPgError> {
+        self.start_node(node)
+    }
+
     /// Stops every node, replicas first; errors are ignored so that a
     /// half-started cluster still stops.
     pub fn stop(&self) {

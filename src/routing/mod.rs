@@ -5,6 +5,7 @@
 //! I/O or wait; the client's session carries the decisions out.
 
 pub mod classify;
+pub mod control;
 pub mod lexer;
 pub mod select;
 pub mod unit;

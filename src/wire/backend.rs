@@ -86,6 +86,11 @@ pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
     put_message(buf, READY_FOR_QUERY, |b| b.put_u8(status));
 }
 
+/// CommandComplete with its tag (`SET`, `SELECT 1`...).
+pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+    put_message(buf, b'C', |b| crate::wire::put_cstr(b, tag.as_bytes()));
+}
+
 /// NegotiateProtocolVersion: the newest minor version we speak and the
 /// `_pq_.` options we did not recognise.
 pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: u16, unknown: &[&str]) {

@@ -164,6 +164,70 @@ pub async fn direct() -> tokio_postgres::Client {
     connect_url(&url).await.expect("direct connection")
 }
 
+/// A direct connection to any node (by port) as the superuser.
+pub async fn direct_to(c: &Cluster, port: u16, db: &str) -> tokio_postgres::Client {
+    let url = format!(
+        "host=127.0.0.1 port={port} user=postgres password={} dbname={db} connect_timeout=5",
+        c.superuser_password
+    );
+    connect_url(&url).await.expect("direct connection")
+}
+
+/// A cluster of its own (primary + `replicas`), for tests that break it:
+/// stopped and removed when the test binary exits.
+pub fn fresh_cluster(replicas: usize) -> Cluster {
+    let _ = cluster();
+    let root = tempfile::Builder::new()
+        .prefix("pgwarden-failover-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    let base = pgwarden::localpg::free_port_range(1 + replicas as u16).expect("free ports");
+    let c = Cluster::new(&root, base, replicas).expect("PostgreSQL binaries");
+    c.stop_when_gone(std::process::id(), true).expect("watcher");
+    c.start().expect("start cluster");
+    c
+}
+
+/// A proxy config for database `pgw` = `postgres` on `c`, as the superuser.
+pub fn config_for(c: &Cluster, edit: impl FnOnce(&mut Config)) -> Loaded {
+    let mut cfg = Config::default();
+    cfg.proxy.listen = "127.0.0.1:0".into();
+    cfg.proxy.max_client_conn = 2000;
+    cfg.proxy.default_pool_size = 10;
+    let mut db = DatabaseSettings {
+        dbname: Some("postgres".into()),
+        primary: c.primary.addr(),
+        replicas: c.replicas.iter().map(|r| r.addr().into()).collect(),
+        ..Default::default()
+    };
+    db.routing.monitor_user = Some("postgres".into());
+    db.routing.monitor_password = Some(c.superuser_password.clone());
+    cfg.databases.insert(DB.into(), db);
+    cfg.users.insert(
+        "postgres".into(),
+        UserSettings {
+            password: Some(c.superuser_password.clone()),
+            ..Default::default()
+        },
+    );
+    edit(&mut cfg);
+    config::from_config(cfg, std::path::Path::new(".")).expect("valid test config")
+}
+
+/// Waits until the proxy's monitor has every replica of `pgw` in rotation.
+pub async fn replicas_ready(proxy: &Proxy) -> bool {
+    let topo = proxy.shared.topology(DB).expect("pgw has replicas").clone();
+    eventually(Duration::from_secs(20), || {
+        let topo = topo.clone();
+        async move {
+            let snap = topo.snapshot();
+            snap.round > 0 && snap.nodes.iter().skip(1).all(|n| n.readable)
+        }
+    })
+    .await
+}
+
 /// The SQLSTATE of an error, if the server (or proxy) sent one.
 pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
     e.code().map(|c| c.code().to_owned())

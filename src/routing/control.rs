@@ -1,0 +1,132 @@
+//! `SET pgwarden.route = primary`, `SET pgwarden.consistency = ...`,
+//! `SET pgwarden.max_staleness_ms = ...` and their `RESET`s: a session's
+//! routing controls, answered by pgwarden itself. PostgreSQL would reject
+//! `primary` unquoted (a reserved word) and has no use for them.
+
+use super::lexer::{Lexer, Token};
+
+/// The routing settings a session may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Route,
+    Consistency,
+    MaxStalenessMs,
+}
+
+/// A recognised statement: the setting, and its new value (`None`: reset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub control: Control,
+    pub value: Option<String>,
+}
+
+/// Recognises one `SET`/`RESET` of a `pgwarden.` setting (the whole text).
+pub fn parse(sql: &[u8]) -> Option<Command> {
+    let mut words = Vec::with_capacity(6);
+    for t in Lexer::new(sql) {
+        match t {
+            Token::Comment(_) | Token::Semicolon => {}
+            Token::Word(w) => words.push(String::from_utf8_lossy(w).to_ascii_lowercase()),
+            Token::Dot => words.push(".".into()),
+            Token::Literal => {
+                // `=`, or a quoted/numeric value: keep the text.
+                words.push(String::new());
+            }
+            _ => return None,
+        }
+        if words.len() > 8 {
+            return None;
+        }
+    }
+    let text = String::from_utf8_lossy(sql);
+    let (verb, rest) = match words.first().map(String::as_str) {
+        Some("set") => (true, &words[1..]),
+        Some("reset") => (false, &words[1..]),
+        _ => return None,
+    };
+    let rest = match rest.first().map(String::as_str) {
+        Some("session") => &rest[1..],
+        _ => rest,
+    };
+    if rest.len() < 3 || rest[0] != "pgwarden" || rest[1] != "." {
+        return None;
+    }
+    let control = match rest[2].as_str() {
+        "route" => Control::Route,
+        "consistency" => Control::Consistency,
+        "max_staleness_ms" => Control::MaxStalenessMs,
+        _ => return None,
+    };
+    if !verb {
+        return (rest.len() == 3).then_some(Command {
+            control,
+            value: None,
+        });
+    }
+    // The value is whatever follows `=` or `TO`, quotes and `;` removed.
+    let lower = text.to_ascii_lowercase();
+    let name_at = lower.find("pgwarden")? + "pgwarden".len();
+    let after = lower[name_at..].find(|c: char| c == '=' || c.is_whitespace())? + name_at;
+    let tail = text[after..].trim_start();
+    let tail = tail
+        .strip_prefix('=')
+        .or_else(|| {
+            tail.get(..2)
+                .filter(|p| p.eq_ignore_ascii_case("to"))
+                .map(|_| &tail[2..])
+        })?
+        .trim()
+        .trim_end_matches(';')
+        .trim()
+        .trim_matches('\'')
+        .to_ascii_lowercase();
+    if tail.is_empty() || tail.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(Command {
+        control,
+        value: (tail != "default").then_some(tail),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognised() {
+        let c = |s: &str| parse(s.as_bytes());
+        assert_eq!(
+            c("SET pgwarden.route = primary"),
+            Some(Command {
+                control: Control::Route,
+                value: Some("primary".into())
+            })
+        );
+        assert_eq!(
+            c("set session pgwarden.consistency to 'read_your_writes';"),
+            Some(Command {
+                control: Control::Consistency,
+                value: Some("read_your_writes".into())
+            })
+        );
+        assert_eq!(
+            c("SET pgwarden.max_staleness_ms=250"),
+            Some(Command {
+                control: Control::MaxStalenessMs,
+                value: Some("250".into())
+            })
+        );
+        assert_eq!(
+            c("RESET pgwarden.route"),
+            Some(Command {
+                control: Control::Route,
+                value: None
+            })
+        );
+        assert_eq!(c("SET search_path = x"), None);
+        assert_eq!(c("SET pgwarden.other = x"), None);
+        assert_eq!(c("SET pgwarden.route = primary; SELECT 1"), None);
+        assert_eq!(c("SET LOCAL pgwarden.route = primary"), None);
+    }
+}
