@@ -1,6 +1,7 @@
 //! Read/write splitting against a real primary and two streaming replicas:
 //! where statements run, the write corpus, read-your-writes while replicas
 //! lag, and the lag limit taking a replica out of rotation and back.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
 
