@@ -331,11 +331,13 @@ impl RouteState {
             let choice = choose_read(&snap, topo, &ctx.settings, needs, rand::random());
             let id = match choice {
                 ReadChoice::Node(id) | ReadChoice::CatchUp(id) => id,
-                ReadChoice::Fallback(w) => {
-                    topo.nodes[w]
-                        .stats
-                        .fallbacks
-                        .fetch_add(1, Ordering::Relaxed);
+                ReadChoice::Fallback => {
+                    if let Some(w) = writer {
+                        topo.nodes[w]
+                            .stats
+                            .fallbacks
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                     break;
                 }
                 ReadChoice::Nowhere => return Err(ProxyError::NoReplica(topo.db.clone())),

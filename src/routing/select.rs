@@ -25,8 +25,9 @@ pub enum ReadChoice {
     /// Read-your-writes: no replica is known to have the client's write
     /// yet; this one is the best bet, worth asking and waiting for.
     CatchUp(NodeId),
-    /// No replica qualifies: the primary serves it.
-    Fallback(NodeId),
+    /// No replica qualifies: the primary serves it (whichever node that is
+    /// by then; failover rules apply as for writes).
+    Fallback,
     /// No replica qualifies and the primary may not serve reads.
     Nowhere,
 }
@@ -80,9 +81,9 @@ pub fn choose_read(
             return ReadChoice::CatchUp(id);
         }
     }
-    match (settings.replica_fallback, settings.primary_reads, writer) {
-        (ReplicaFallback::Primary, PrimaryReads::Fallback | PrimaryReads::Always, Some(w)) => {
-            ReadChoice::Fallback(w)
+    match (settings.replica_fallback, settings.primary_reads) {
+        (ReplicaFallback::Primary, PrimaryReads::Fallback | PrimaryReads::Always) => {
+            ReadChoice::Fallback
         }
         _ => ReadChoice::Nowhere,
     }
@@ -221,7 +222,7 @@ mod tests {
         let mut s = RoutingSettings::default();
         assert_eq!(
             choose_read(&snap, &t, &s, EVENTUAL, 0),
-            ReadChoice::Fallback(0)
+            ReadChoice::Fallback
         );
         s.replica_fallback = ReplicaFallback::Error;
         assert_eq!(choose_read(&snap, &t, &s, EVENTUAL, 0), ReadChoice::Nowhere);

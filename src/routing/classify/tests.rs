@@ -74,3 +74,34 @@ fn combining_keeps_the_least_safe() {
     assert_eq!(read.and(write).intent, Intent::Write);
     assert_eq!(read.and(read).intent, Intent::Read);
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = classify(&bytes, &["f".to_string()]);
+            let _ = crate::routing::unit::first_unit(&bytes, 1 << 20, &[], |_| None);
+            let _ = crate::routing::control::parse(&bytes);
+        }
+
+        #[test]
+        fn unknown_verbs_go_to_the_primary(word in "[a-z]{2,12}", rest in ".{0,64}") {
+            prop_assume!(!matches!(
+                word.as_str(),
+                "select" | "with" | "values" | "table" | "explain" | "show" | "set" | "reset"
+                    | "commit" | "end" | "rollback" | "abort" | "begin" | "start"
+            ));
+            let sql = format!("{word} {rest}");
+            prop_assert_ne!(classify(sql.as_bytes(), &[]).intent, Intent::Read, "{}", sql);
+        }
+
+        #[test]
+        fn a_write_anywhere_wins(prefix in "(SELECT 1; |VALUES (2); |SHOW x; )*", quote in "[a-z ]{0,10}") {
+            let sql = format!("{prefix}SELECT '{quote}'; INSERT INTO t VALUES (1)");
+            prop_assert_eq!(classify(sql.as_bytes(), &[]).intent, Intent::Write);
+        }
+    }
+}
