@@ -79,6 +79,28 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(query.len() as u64));
     g.bench_function("client_query", |b| b.iter(|| walk(black_box(&query))));
     g.finish();
+
+    // Routing: one classification per transaction (issue target: < 1 µs).
+    let mut r = c.benchmark_group("classify");
+    for (name, sql) in [
+        ("pgbench_select", "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"),
+        ("pgbench_update", "UPDATE pgbench_accounts SET abalance = abalance + -4242 WHERE aid = 48213;"),
+        (
+            "join_with_functions",
+            "SELECT o.id, lower(c.name), count(*) FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.created_at > now() - interval '1 day' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20",
+        ),
+    ] {
+        r.bench_function(name, |b| {
+            b.iter(|| pgwarden::routing::classify(black_box(sql.as_bytes()), &[]))
+        });
+    }
+    let mut unit = Vec::new();
+    msg(&mut unit, b'Q', b"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;\0");
+    r.bench_function("first_unit_query", |b| {
+        b.iter(|| pgwarden::routing::unit::first_unit(black_box(&unit), 1 << 20, &[], |_| None))
+    });
+    r.finish();
 }
 
 criterion_group!(benches, bench);
