@@ -96,7 +96,11 @@ fn bench(c: &mut Criterion) {
         });
     }
     let mut unit = Vec::new();
-    msg(&mut unit, b'Q', b"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;\0");
+    msg(
+        &mut unit,
+        b'Q',
+        b"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;\0",
+    );
     r.bench_function("first_unit_query", |b| {
         b.iter(|| pgwarden::routing::unit::first_unit(black_box(&unit), 1 << 20, &[], |_| None))
     });

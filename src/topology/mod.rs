@@ -57,7 +57,8 @@ pub struct NodeView {
 }
 
 impl NodeView {
-    const UNKNOWN: NodeView = NodeView {
+    /// Not checked, or down.
+    pub const UNKNOWN: NodeView = NodeView {
         up: false,
         role: Role::Unknown,
         readable: false,

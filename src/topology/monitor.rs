@@ -171,13 +171,8 @@ fn view_of(
     let up = s.health.is_up();
     let Some(p) = s.last.filter(|_| up) else {
         return NodeView {
-            up: false,
-            role: Role::Unknown,
-            readable: false,
-            lsn: 0,
-            lag_bytes: 0,
-            lag_ms: 0,
             latency_us: s.latency_us as u64,
+            ..NodeView::UNKNOWN
         };
     };
     let role = if p.in_recovery {
