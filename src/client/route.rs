@@ -18,7 +18,7 @@ use crate::pool::{Pool, PoolError, ServerGuard};
 use crate::prepared::Tracker;
 use crate::routing::control::{self, Control};
 use crate::routing::select::{choose_read, ReadChoice, ReadNeeds};
-use crate::routing::unit::{first_unit, Scan};
+use crate::routing::unit::{first_unit, message_at, Scan};
 use crate::routing::{classify, Classified, Hint, Intent};
 use crate::server::ServerError;
 use crate::topology::lag::parse_lsn;
@@ -203,11 +203,10 @@ impl RouteState {
 
     /// Answers a lone `SET`/`RESET pgwarden.*` Query at the start of `buf`.
     fn control(&mut self, buf: &[u8]) -> Option<(BytesMut, usize)> {
-        if buf.first() != Some(&fe::QUERY) {
+        let (tag, body, len) = message_at(buf, 0)?;
+        if tag != fe::QUERY {
             return None;
         }
-        let len = 1 + u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?) as usize;
-        let body = buf.get(5..len)?;
         let sql = &body[..body.len().saturating_sub(1)];
         let command = control::parse(sql)?;
         let mut out = BytesMut::new();

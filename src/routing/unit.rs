@@ -97,7 +97,7 @@ pub fn first_unit(
 }
 
 /// The whole message at `pos`: tag, body, and where it ends.
-fn message_at(buf: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
+pub fn message_at(buf: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
     let header = buf.get(pos..pos + 5)?;
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
     let end = pos.checked_add(1 + len)?;
