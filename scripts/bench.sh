@@ -8,16 +8,23 @@
 #
 #   scripts/bench.sh                     # 10 s per run
 #   BENCH_SECONDS=30 scripts/bench.sh
+#   BENCH_SECTIONS=split scripts/bench.sh   # only the read/write split rows
+#
+# The split section runs a second pgwarden that spreads reads over the
+# primary and two streaming replicas, next to the same load direct to the
+# primary and through PgBouncer (which cannot split), and the cost of
+# read-your-writes against eventual consistency.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh --bench
 
 SECS=${BENCH_SECONDS:-10}
+SECTIONS=${BENCH_SECTIONS:-all}
 POOL=${BENCH_POOL_SIZE:-20}
 IDLE=${IDLE_CLIENTS:-10000}
 SCALE=${BENCH_SCALE:-10}
 PGPORT=${BENCH_PG_PORT:-24432}
-WPORT=$((PGPORT + 10)); BPORT=$((PGPORT + 20)); QSPORT=$((PGPORT + 30))
+WPORT=$((PGPORT + 10)); BPORT=$((PGPORT + 20)); QSPORT=$((PGPORT + 30)); SPORT=$((PGPORT + 40)); MPORT=$((PGPORT + 50))
 
 cargo build --release --locked --bin pgwarden --example idle_clients >&2
 BIN=$PWD/target/release/pgwarden
@@ -39,8 +46,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# PostgreSQL: the quickstart cluster without replicas (its own proxy idles on QSPORT).
-"$BIN" quickstart --state-dir "$WORK/pg" --pg-port "$PGPORT" --replicas 0 --listen "127.0.0.1:$QSPORT" >"$WORK/qs.log" 2>&1 &
+# PostgreSQL: the quickstart cluster, a primary and two streaming replicas
+# (its own proxy idles on QSPORT). Only the split rows use the replicas.
+"$BIN" quickstart --state-dir "$WORK/pg" --pg-port "$PGPORT" --replicas 2 --listen "127.0.0.1:$QSPORT" >"$WORK/qs.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 120); do grep -q DATABASE_URL "$WORK/qs.log" && break; sleep 1; done
 grep -q DATABASE_URL "$WORK/qs.log" || { cat "$WORK/qs.log" >&2; exit 1; }
@@ -59,6 +67,25 @@ primary = "127.0.0.1:$PGPORT"
 TOML
 RUST_LOG=warn "$BIN" run --config "$WORK/pgwarden.toml" >"$WORK/pgwarden.log" 2>&1 &
 W_PID=$!; pids+=($W_PID)
+
+# The same proxy with read/write splitting over the primary and both
+# replicas; the monitor logs in as the quickstart's superuser.
+MONPW=$(awk -F'"' '/^monitor_password/ {print $2}' "$WORK/pg/proxy.toml")
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$SPORT\"/" "$WORK/pgwarden.toml" >"$WORK/split.toml"
+cat >>"$WORK/split.toml" <<TOML
+replicas = ["127.0.0.1:$((PGPORT + 1))", "127.0.0.1:$((PGPORT + 2))"]
+[databases.app.routing]
+primary_reads = "always"
+monitor_user = "postgres"
+monitor_password = "$MONPW"
+TOML
+RUST_LOG=warn "$BIN" run --config "$WORK/split.toml" >"$WORK/split.log" 2>&1 &
+S_PID=$!; pids+=($S_PID)
+# And once more, learning write positions from the monitor (no round trip).
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$MPORT\"/" "$WORK/split.toml" >"$WORK/monitor.toml"
+echo 'ryw_commit_lsn = "monitor"' >>"$WORK/monitor.toml"
+RUST_LOG=warn "$BIN" run --config "$WORK/monitor.toml" >"$WORK/monitor.log" 2>&1 &
+M_PID=$!; pids+=($M_PID)
 
 echo '"app" "app"' >"$WORK/userlist.txt"
 cat >"$WORK/pgbouncer.ini" <<INI
@@ -93,16 +120,20 @@ export PGPASSWORD=app
 "$PGBIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PGPORT" -U app app >/dev/null 2>&1
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Busy ticks of the whole machine (user nice system irq softirq steal).
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
-# run LABEL PORT PID ARGS... -> "tps latency_ms us_per_tx"
+# run PORT PID ARGS... -> "tps latency_ms proxy_us_per_tx failed machine_us_per_tx"
 run() {
   local port=$1 pid=$2; shift 2
-  local before=0 after=0
+  local before=0 after=0 mbefore mafter
   [ "$pid" != "-" ] && before=$(cpu_ticks "$pid")
+  mbefore=$(machine_ticks)
   local out
   out=$("$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U app -n -T "$SECS" -j 2 "$@" app 2>&1) || true
   [ "$pid" != "-" ] && after=$(cpu_ticks "$pid")
+  mafter=$(machine_ticks)
   local tps lat n failed
   tps=$(echo "$out" | awk -F'= ' '/^tps/ {split($2,a," "); print a[1]}')
   lat=$(echo "$out" | awk -F'= ' '/latency average/ {split($2,a," "); print a[1]}')
@@ -112,9 +143,14 @@ run() {
   if [ "$pid" != "-" ] && [ -n "$n" ] && [ "$n" -gt 0 ]; then
     us=$(awk -v d=$((after - before)) -v t="$TICK" -v n="$n" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')
   fi
-  echo "${tps:-0} ${lat:-0} $us ${failed:-?}"
+  local mus="-"
+  if [ -n "$n" ] && [ "$n" -gt 0 ]; then
+    mus=$(awk -v d=$((mafter - mbefore)) -v t="$TICK" -v n="$n" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')
+  fi
+  echo "${tps:-0} ${lat:-0} $us ${failed:-?} $mus"
 }
 
+if [ "$SECTIONS" = all ]; then
 # Idle memory first, while both proxies are fresh: after the load rows their
 # allocators hold freed memory that idle clients would reuse, hiding their cost.
 echo "| proxy | VmRSS before (KiB) | with $IDLE idle clients (KiB) | per idle client (KiB) |"
@@ -140,9 +176,9 @@ echo "| workload | clients | direct tps | pgwarden tps (ratio) | PgBouncer tps (
 echo "|---|---|---|---|---|---|---|---|"
 row() {
   local name=$1 clients=$2; shift 2
-  read -r dt dl _ _ < <(run "$PGPORT" - -c "$clients" "$@")
-  read -r wt wl wu wf < <(run "$WPORT" "$W_PID" -c "$clients" "$@")
-  read -r bt bl bu bf < <(run "$BPORT" "$B_PID" -c "$clients" "$@")
+  read -r dt dl _ _ _ < <(run "$PGPORT" - -c "$clients" "$@")
+  read -r wt wl wu wf _ < <(run "$WPORT" "$W_PID" -c "$clients" "$@")
+  read -r bt bl bu bf _ < <(run "$BPORT" "$B_PID" -c "$clients" "$@")
   local wr br
   wr=$(awk -v a="$wt" -v b="$dt" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
   br=$(awk -v a="$bt" -v b="$dt" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
@@ -155,9 +191,9 @@ row() {
 row_without() {
   local skip=$1 name=$2 clients=$3; shift 3
   local dt=0 dl=n/a wt wl wu wf bt=0 bl=n/a bu=n/a bf=n/a
-  [ "$skip" != direct ] && read -r dt dl _ _ < <(run "$PGPORT" - -c "$clients" "$@")
-  read -r wt wl wu wf < <(run "$WPORT" "$W_PID" -c "$clients" "$@")
-  [ "$skip" != pgbouncer ] && read -r bt bl bu bf < <(run "$BPORT" "$B_PID" -c "$clients" "$@")
+  [ "$skip" != direct ] && read -r dt dl _ _ _ < <(run "$PGPORT" - -c "$clients" "$@")
+  read -r wt wl wu wf _ < <(run "$WPORT" "$W_PID" -c "$clients" "$@")
+  [ "$skip" != pgbouncer ] && read -r bt bl bu bf _ < <(run "$BPORT" "$B_PID" -c "$clients" "$@")
   local wr="n/a" br="n/a" dshow="n/a" bshow="n/a"
   if [ "$skip" != direct ]; then
     dshow=$(printf "%.0f" "$dt")
@@ -175,3 +211,56 @@ for c in 10 50 200; do row "-S extended" "$c" -S -M extended; done
 for c in 10 50 200; do row_without pgbouncer "-S prepared" "$c" -S -M prepared; done
 row "TPC-B simple" 50 -M simple
 row_without direct "-S simple" 1000 -S -M simple
+fi
+
+# Read/write splitting. A replica replays the primary's WAL on the same two
+# cores, so the machine's CPU per transaction is reported next to the proxy's.
+for _ in $(seq 100); do
+  [ "$(PGOPTIONS='-c pgwarden.route=replica' "$PGBIN/psql" -h 127.0.0.1 -p "$SPORT" -U app -Atc 'SELECT pg_is_in_recovery()' app 2>/dev/null)" = t ] && break
+  sleep 0.2
+done
+split_row() {
+  local name=$1 port=$2 pid=$3; shift 3
+  read -r t l u f m < <(run "$port" "$pid" "$@")
+  printf "| %s | %.0f | %s | %s | %s | %s |\n" "$name" "$t" "$l" "$u" "$m" "$f"
+}
+echo
+echo "Read-heavy: pgbench -S -M simple, 100 clients"
+echo
+echo "| target | tps | latency ms | proxy CPU µs/tx | machine CPU µs/tx | failed |"
+echo "|---|---|---|---|---|---|"
+split_row "direct to the primary" "$PGPORT" - -c 100 -S -M simple
+split_row "pgwarden, primary only" "$WPORT" "$W_PID" -c 100 -S -M simple
+split_row "pgwarden, split over primary + 2 replicas" "$SPORT" "$S_PID" -c 100 -S -M simple
+split_row "PgBouncer, primary only" "$BPORT" "$B_PID" -c 100 -S -M simple
+split_row "pgwarden split, -M extended" "$SPORT" "$S_PID" -c 100 -S -M extended
+
+# Read-your-writes with ryw_commit_lsn = "query" costs one extra round trip
+# after each write transaction (SELECT pg_current_wal_lsn() on the same
+# server before it is released), and a read after a write waits for a
+# replica to replay it or goes to the primary; with "monitor" there is no
+# extra round trip and reads within one monitor check of a write go to the
+# primary. write-then-read: an auto-commit UPDATE, then a SELECT of that row.
+cat >"$WORK/write_read.sql" <<SQL
+\set aid random(1, 100000 * $SCALE)
+\set delta random(-5000, 5000)
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+SQL
+echo
+echo "Consistency through the splitting pgwarden, 50 clients (-M simple)"
+echo
+echo "| workload | consistency | tps | latency ms | proxy CPU µs/tx | machine CPU µs/tx | failed |"
+echo "|---|---|---|---|---|---|---|"
+for w in tpcb write-then-read; do
+  args=(-c 50 -M simple)
+  [ "$w" = write-then-read ] && args+=(-f "$WORK/write_read.sql")
+  read -r t l u f m < <(run "$WPORT" "$W_PID" "${args[@]}")
+  printf "| %s | %s | %.0f | %s | %s | %s | %s |\n" "$w" "(primary-only pgwarden)" "$t" "$l" "$u" "$m" "$f"
+  for c in eventual read_your_writes; do
+    read -r t l u f m < <(PGOPTIONS="-c pgwarden.consistency=$c" run "$SPORT" "$S_PID" "${args[@]}")
+    printf "| %s | %s | %.0f | %s | %s | %s | %s |\n" "$w" "$c" "$t" "$l" "$u" "$m" "$f"
+  done
+  read -r t l u f m < <(PGOPTIONS="-c pgwarden.consistency=read_your_writes" run "$MPORT" "$M_PID" "${args[@]}")
+  printf "| %s | %s | %.0f | %s | %s | %s | %s |\n" "$w" "read_your_writes, monitor" "$t" "$l" "$u" "$m" "$f"
+done

@@ -97,6 +97,30 @@ async fn writes_follow_a_promoted_replica() {
         .simple_query("CREATE TABLE fo (id int)")
         .await
         .unwrap();
+    // Both replicas hold everything the primary wrote, so the one that is
+    // not promoted can follow the one that is (no pg_rewind needed).
+    let primary = direct_to(&c, c.primary.port, "postgres").await;
+    let lsn: String = primary
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for r in &c.replicas {
+        let r = direct_to(&c, r.port, "postgres").await;
+        let caught_up = eventually(Duration::from_secs(10), || {
+            let (r, lsn) = (&r, &lsn);
+            async move {
+                r.query_one(
+                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    &[lsn],
+                )
+                .await
+                .is_ok_and(|row| row.get::<_, bool>(0))
+            }
+        })
+        .await;
+        assert!(caught_up, "replica never replayed {lsn}");
+    }
     c.kill_node(&c.primary).unwrap();
     let promoted_at = Instant::now();
     let replica = direct_to(&c, c.replicas[0].port, "postgres").await;
@@ -125,6 +149,68 @@ async fn writes_follow_a_promoted_replica() {
         .await
         .unwrap();
     assert_eq!(rows.get::<_, i64>(0), 1);
+
+    // The other replica still follows the dead primary: it lacks the new
+    // primary's WAL, so its time lag grows and it leaves rotation.
+    let topo = proxy.shared.topology(DB).unwrap().clone();
+    let stale_out = eventually(Duration::from_secs(10), || {
+        let topo = topo.clone();
+        async move { !topo.snapshot_full().nodes[2].readable }
+    })
+    .await;
+    assert!(
+        stale_out,
+        "a replica not following the new primary stayed in rotation"
+    );
+
+    // It is pointed at the new primary, as an operator or a failover
+    // manager would; once it streams from it, reads use it again.
+    let follower = direct_to(&c, c.replicas[1].port, "postgres").await;
+    let conninfo: String = follower
+        .query_one("SHOW primary_conninfo", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let repointed = conninfo.replace(
+        &format!("port={}", c.primary.port),
+        &format!("port={}", c.replicas[0].port),
+    );
+    assert_ne!(conninfo, repointed, "{conninfo}");
+    follower
+        .simple_query(&format!(
+            "ALTER SYSTEM SET primary_conninfo = '{}'",
+            repointed.replace('\'', "''")
+        ))
+        .await
+        .unwrap();
+    follower
+        .simple_query("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    let reader = connect_url(&url).await.unwrap();
+    reader
+        .simple_query("SET pgwarden.consistency = eventual")
+        .await
+        .unwrap();
+    let follower_port = c.replicas[1].port as i32;
+    let back = eventually(Duration::from_secs(15), || {
+        let reader = &reader;
+        async move {
+            // Served by the follower, and it has the write made on the new primary.
+            let r = reader
+                .query_one("SELECT inet_server_port(), (SELECT count(*) FROM fo)", &[])
+                .await;
+            r.is_ok_and(|row| row.get::<_, i32>(0) == follower_port && row.get::<_, i64>(1) == 1)
+        }
+    })
+    .await;
+    let snap = proxy.shared.topology(DB).unwrap().snapshot_full();
+    assert!(
+        back,
+        "the follower never served reads again: {:?}",
+        snap.nodes[2]
+    );
+    assert!(snap.nodes[2].readable, "{:?}", snap.nodes[2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

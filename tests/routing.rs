@@ -12,6 +12,10 @@ use pgwarden::config::Consistency;
 
 const WRITES: &str = include_str!("data/routing/writes.sql");
 
+/// The tests share one cluster and pause its replicas' replay or count on
+/// them being in step: one at a time.
+static REPLICAS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Replica `i`'s port.
 fn replica_port(i: usize) -> u16 {
     cluster().replicas[i].port
@@ -53,6 +57,7 @@ impl ReplayPaused {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_go_to_replicas_and_writes_to_the_primary() {
+    let _one_at_a_time = REPLICAS.lock().await;
     let proxy = proxy(|c| {
         with_replicas(c);
         c.databases.get_mut(DB).unwrap().routing.consistency = Consistency::Eventual;
@@ -128,6 +133,7 @@ async fn reads_go_to_replicas_and_writes_to_the_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tricky_writes_never_reach_a_replica() {
+    let _one_at_a_time = REPLICAS.lock().await;
     psql(
         "CREATE TABLE IF NOT EXISTS rt (id serial primary key, v text, n int default 0);
          CREATE TABLE IF NOT EXISTS rt_log (msg text);
@@ -226,6 +232,7 @@ async fn insert_then_select(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_your_writes_while_replicas_lag() {
+    let _one_at_a_time = REPLICAS.lock().await;
     psql("DROP TABLE IF EXISTS ryw_t; CREATE TABLE ryw_t (id int)");
     let proxy = proxy(|c| {
         with_replicas(c);
@@ -267,7 +274,43 @@ async fn read_your_writes_while_replicas_lag() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_from_the_monitor_adds_no_round_trip() {
+    let _one_at_a_time = REPLICAS.lock().await;
+    psql("DROP TABLE IF EXISTS rywm_t; CREATE TABLE rywm_t (id int)");
+    let proxy = proxy(|c| {
+        with_replicas(c);
+        let r = &mut c.databases.get_mut(DB).unwrap().routing;
+        r.ryw_commit_lsn = pgwarden::config::CommitLsn::Monitor;
+        r.ryw_wait_ms = 5;
+    })
+    .await;
+    assert!(replicas_ready(&proxy).await);
+    let topo = proxy.shared.topology(DB).unwrap().clone();
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    let paused = ReplayPaused::new(&[0, 1]).await;
+    let (missed, replica) = insert_then_select(&client, "rywm_t", 0..300).await;
+    let primary_reads = topo.nodes[0]
+        .stats
+        .ryw_primary_reads
+        .load(std::sync::atomic::Ordering::Relaxed);
+    paused.resume().await;
+    assert_eq!(missed, 0, "read-your-writes missed {missed} of 300");
+    assert_eq!(replica, 0, "reads right after a write stay on the primary");
+    assert!(primary_reads >= 300, "{primary_reads}");
+    // One check of the primary later, the write's position is known and
+    // replicas that replayed it serve the client's reads again.
+    let back = eventually(Duration::from_secs(5), || {
+        let client = &client;
+        let sql = "SELECT pg_is_in_recovery() AND count(*) = 300 FROM rywm_t";
+        async move { on_replica(client, sql).await }
+    })
+    .await;
+    assert!(back, "reads never returned to a replica after the write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_replica_leaves_rotation_and_returns() {
+    let _one_at_a_time = REPLICAS.lock().await;
     psql("CREATE TABLE IF NOT EXISTS lag_t (pad text)");
     let interval = Duration::from_millis(250);
     let proxy = proxy(|c| {

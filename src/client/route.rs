@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::handshake::pool_error;
-use crate::config::{Consistency, RoutingSettings};
+use crate::config::{CommitLsn, Consistency, RoutingSettings};
 use crate::error::ProxyError;
 use crate::pool::{Pool, PoolError, ServerGuard};
 use crate::prepared::Tracker;
@@ -62,7 +62,10 @@ pub struct RouteState {
     pub on_replica: bool,
     /// The client's last write is at this WAL position (read-your-writes).
     last_write_lsn: u64,
-    /// Ask the primary for its WAL position before giving the server back.
+    /// The client's last write ended at this time, its position not known
+    /// yet (`ryw_commit_lsn = "monitor"`).
+    wrote_since: Option<Instant>,
+    /// Record where the write ended before giving the server back.
     pub fetch_lsn: bool,
     /// `SET pgwarden.*` by the session, over its startup parameters.
     set_route: Option<Option<Hint>>,
@@ -98,6 +101,7 @@ impl RouteState {
             node: None,
             on_replica: false,
             last_write_lsn: 0,
+            wrote_since: None,
             fetch_lsn: false,
             set_route: None,
             set_consistency: None,
@@ -183,6 +187,10 @@ impl RouteState {
     /// commit, so its reads wait for replicas that have replayed that far.
     pub async fn record_write(&mut self, guard: &mut ServerGuard) {
         self.fetch_lsn = false;
+        if self.ctx.settings.ryw_commit_lsn == CommitLsn::Monitor {
+            self.wrote_since = Some(Instant::now());
+            return;
+        }
         let lsn = match guard
             .conn()
             .query_value("SELECT pg_current_wal_lsn()")
@@ -316,6 +324,9 @@ impl RouteState {
     async fn reader(&mut self) -> Result<(ServerGuard, NodeId, bool), ProxyError> {
         let ctx = self.ctx.clone();
         let topo = &ctx.topology;
+        if !self.write_position_known() {
+            return self.writer().await.map(|(g, n)| (g, n, false));
+        }
         let needs = ReadNeeds {
             consistency: self.prefs.consistency,
             min_lsn: self.last_write_lsn,
@@ -359,6 +370,34 @@ impl RouteState {
             return Ok((guard, id, Some(id) != writer));
         }
         self.writer().await.map(|(g, n)| (g, n, false))
+    }
+
+    /// With `ryw_commit_lsn = "monitor"`: whether the client's last write
+    /// has a known position, taken from the first check of the primary sent
+    /// after it. False sends the read to the primary.
+    fn write_position_known(&mut self) -> bool {
+        let Some(since) = self.wrote_since else {
+            return true;
+        };
+        if self.prefs.consistency != Consistency::ReadYourWrites {
+            return true;
+        }
+        let topo = &self.ctx.topology;
+        let snap = topo.snapshot_full();
+        let Writer::Node(w) = snap.writer else {
+            return false;
+        };
+        let view = &snap.nodes[w];
+        if view.asked.is_some_and(|asked| asked > since) {
+            self.last_write_lsn = self.last_write_lsn.max(view.lsn);
+            self.wrote_since = None;
+            return true;
+        }
+        topo.nodes[w]
+            .stats
+            .ryw_primary_reads
+            .fetch_add(1, Ordering::Relaxed);
+        false
     }
 
     /// Read-your-writes: waits up to `ryw_wait_ms` for this replica to

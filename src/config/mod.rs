@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    AuthType, Config, Consistency, DatabaseSettings, NodeSpec, PoolMode, PrimaryReads,
+    AuthType, CommitLsn, Config, Consistency, DatabaseSettings, NodeSpec, PoolMode, PrimaryReads,
     ProxySettings, ReplicaFallback, ReplicaSelection, RoutingSettings, SessionFeatures,
     UserSettings,
 };

@@ -292,10 +292,25 @@ impl Consistency {
     }
 }
 
+/// Where read-your-writes learns the position a client's write reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitLsn {
+    /// `SELECT pg_current_wal_lsn()` on the primary right after each write
+    /// transaction (after the client has its answer): one round trip per
+    /// write, and a read right after it may use a replica that has caught up.
+    #[default]
+    Query,
+    /// No extra round trip: the monitor's next check of the primary gives
+    /// the position; until then (one `monitor_interval`) the client's reads
+    /// go to the primary.
+    Monitor,
+}
+
 /// `[databases.NAME.routing]`: read/write splitting, replica choice,
 /// consistency, failover and the topology monitor. Used only when the
 /// database has replicas and runs in transaction or statement mode.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingSettings {
     /// Send read-only transactions to replicas at all.
@@ -313,6 +328,7 @@ pub struct RoutingSettings {
     /// How long a read-your-writes read waits for a replica to catch up
     /// before it goes to the primary.
     pub ryw_wait_ms: u64,
+    pub ryw_commit_lsn: CommitLsn,
     /// How long a write waits for a primary when there is none (failover).
     pub failover_wait_ms: u64,
     /// Functions (lower-case, optionally schema-qualified) that do not
@@ -342,6 +358,7 @@ impl Default for RoutingSettings {
             consistency: Consistency::default(),
             max_staleness_ms: 1000,
             ryw_wait_ms: 50,
+            ryw_commit_lsn: CommitLsn::default(),
             failover_wait_ms: 5000,
             read_only_functions: NameList::default(),
             monitor_interval: Secs::from_millis(250),

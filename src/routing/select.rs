@@ -161,6 +161,7 @@ mod tests {
             lag_bytes: 0,
             lag_ms,
             latency_us: 100,
+            asked: None,
         }
     }
 

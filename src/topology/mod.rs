@@ -54,6 +54,9 @@ pub struct NodeView {
     pub lag_ms: u64,
     /// Smoothed latency of the monitor's check query.
     pub latency_us: u64,
+    /// When the check that saw `lsn` was sent: a position asked after a
+    /// commit returned covers that commit.
+    pub asked: Option<Instant>,
 }
 
 impl NodeView {
@@ -66,6 +69,7 @@ impl NodeView {
         lag_bytes: 0,
         lag_ms: 0,
         latency_us: 0,
+        asked: None,
     };
 }
 
@@ -90,6 +94,9 @@ pub struct NodeStats {
     pub fallbacks: AtomicU64,
     /// Read-your-writes reads that had to wait for this replica.
     pub ryw_waits: AtomicU64,
+    /// Read-your-writes reads sent to this primary because the client wrote
+    /// after its last check (`ryw_commit_lsn = "monitor"`).
+    pub ryw_primary_reads: AtomicU64,
     pub state_changes: AtomicU64,
     pub check_failures: AtomicU64,
 }

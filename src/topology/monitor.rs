@@ -41,6 +41,7 @@ struct Probe {
     in_recovery: bool,
     lsn: u64,
     latency: Duration,
+    asked: Instant,
 }
 
 struct NodeState {
@@ -210,6 +211,7 @@ fn view_of(
         lag_bytes,
         lag_ms,
         latency_us: s.latency_us as u64,
+        asked: Some(p.asked),
     }
 }
 
@@ -272,6 +274,7 @@ async fn check(
             in_recovery: row.get(0) == Some("t"),
             lsn: row.get(1).and_then(parse_lsn).unwrap_or(0),
             latency,
+            asked: started,
         }),
         _ => None,
     });
