@@ -61,6 +61,20 @@ pub enum ProxyError {
         "no replica of database \"{0}\" is within the lag limits and replica_fallback = \"error\""
     )]
     NoReplica(String),
+    /// Data residency (class RZ, see `docs/data-residency.md`): no node in
+    /// the tenant's regions can serve it, and `strict` never uses another.
+    #[error("no node of database \"{db}\" in tenant \"{tenant}\"'s regions ({regions}) is available; residency is strict, so no other region is used")]
+    NoNodeInRegion {
+        db: String,
+        tenant: String,
+        regions: String,
+    },
+    #[error("tenant \"{0}\" is not in the tenant map")]
+    UnknownTenant(String),
+    #[error("no tenant is set: run SET pgwarden.tenant = '...' first")]
+    TenantNotSet,
+    #[error("the tenant of this session cannot be changed ({0})")]
+    TenantFixed(&'static str),
     #[error("internal error")]
     Internal,
     /// A server's refusal when pgwarden opened a connection for the client,
@@ -86,6 +100,10 @@ impl ProxyError {
             ServerLost | NoPrimary { .. } => "08006",
             SplitBrain { .. } => "25006",
             NoReplica(_) => "57P03",
+            NoNodeInRegion { .. } => "RZ001",
+            UnknownTenant(_) => "RZ002",
+            TenantNotSet => "RZ003",
+            TenantFixed(_) => "RZ004",
             ServerUnavailable => "08001",
             Shutdown => "57P01",
             Internal => "XX000",
@@ -98,7 +116,11 @@ impl ProxyError {
             | ProxyError::TransactionInStatementMode
             | ProxyError::NoPrimary { .. }
             | ProxyError::SplitBrain { .. }
-            | ProxyError::NoReplica(_) => Severity::Error,
+            | ProxyError::NoReplica(_)
+            | ProxyError::NoNodeInRegion { .. }
+            | ProxyError::UnknownTenant(_)
+            | ProxyError::TenantNotSet
+            | ProxyError::TenantFixed(_) => Severity::Error,
             _ => Severity::Fatal,
         }
     }
@@ -126,6 +148,10 @@ impl ProxyError {
             NoPrimary { .. } => "no_primary",
             SplitBrain { .. } => "split_brain",
             NoReplica(_) => "no_replica",
+            NoNodeInRegion { .. } => "residency_no_node",
+            UnknownTenant(_) => "residency_unknown_tenant",
+            TenantNotSet => "residency_tenant_not_set",
+            TenantFixed(_) => "residency_tenant_fixed",
             Internal => "internal",
             Server { .. } => "server_refused",
         }
@@ -155,5 +181,6 @@ mod tests {
         assert_eq!(ProxyError::QueryTimeout.sqlstate(), "57014");
         assert_eq!(ProxyError::ServerLost.sqlstate(), "08006");
         assert_eq!(ProxyError::Shutdown.sqlstate(), "57P01");
+        assert_eq!(ProxyError::TenantNotSet.sqlstate(), "RZ003");
     }
 }

@@ -331,6 +331,8 @@ impl RouteState {
             consistency: self.prefs.consistency,
             min_lsn: self.last_write_lsn,
             max_staleness_ms: self.prefs.max_staleness_ms,
+            allowed: crate::routing::residency::ALL,
+            local: crate::routing::residency::ALL,
         };
         for _ in 0..topo.nodes.len() {
             let snap = topo.snapshot_full();

@@ -5,7 +5,9 @@
 //! never used, and on reload the old one stays in force.
 
 pub mod duration;
+pub mod residency;
 pub mod schema;
+mod validate_residency;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -53,7 +55,12 @@ pub struct Loaded {
     /// Users from `auth_file` overlaid with `[users]` passwords.
     pub users: HashMap<String, Secret>,
     pub path: Option<PathBuf>,
+    /// Tells configs apart: sessions recompute what they derived from the
+    /// config (a tenant's nodes) when it changes.
+    pub generation: u64,
 }
+
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Loaded {
     /// Settings of the database a client named, if it is configured.
@@ -170,7 +177,7 @@ pub fn from_str(text: &str, base: &Path) -> Result<Loaded, Vec<Problem>> {
 ///
 /// # Errors
 /// Every problem found.
-pub fn from_config(config: Config, base: &Path) -> Result<Loaded, Vec<Problem>> {
+pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut problem = |key: &str, what: String| {
         problems.push(Problem {
@@ -178,6 +185,7 @@ pub fn from_config(config: Config, base: &Path) -> Result<Loaded, Vec<Problem>> 
             what,
         })
     };
+    validate_residency::check(&mut config, base, &mut problem);
     let p = &config.proxy;
     if let Err(e) = check_addr(&p.listen) {
         problem("proxy.listen", e);
@@ -216,8 +224,10 @@ pub fn from_config(config: Config, base: &Path) -> Result<Loaded, Vec<Problem>> 
         );
     }
     for (name, db) in &config.databases {
-        if let Err(e) = check_addr(&db.primary) {
-            problem(&format!("databases.{name}.primary"), e);
+        if db.clusters.is_empty() {
+            if let Err(e) = check_addr(&db.primary) {
+                problem(&format!("databases.{name}.primary"), e);
+            }
         }
         for (i, r) in db.replicas.iter().enumerate() {
             if let Err(e) = check_addr(&r.addr) {
@@ -245,14 +255,14 @@ pub fn from_config(config: Config, base: &Path) -> Result<Loaded, Vec<Problem>> 
                 "must be above 0".into(),
             );
         }
-        if !db.replicas.is_empty()
+        if validate_residency::monitored(&config, name)
             && r.monitor_user.is_none()
             && db.user.is_none()
             && p.auth_user.is_none()
         {
             problem(
                 &format!("databases.{name}.routing.monitor_user"),
-                "replicas need a login for the topology monitor: set monitor_user (or the database's user, or auth_user)".into(),
+                "replicas and residency need a login for the topology monitor: set monitor_user (or the database's user, or auth_user)".into(),
             );
         }
         if db.pool_size == Some(0) {
@@ -301,6 +311,7 @@ pub fn from_config(config: Config, base: &Path) -> Result<Loaded, Vec<Problem>> 
             config,
             users,
             path: None,
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     } else {
         Err(problems)
@@ -345,6 +356,40 @@ mod tests {
             .map(|p| p.key)
             .collect();
         assert_eq!(keys, vec!["proxy.listen", "databases.app.primary"]);
+    }
+
+    #[test]
+    fn residency_is_checked_and_tenants_file_merged() {
+        let dir = std::env::temp_dir().join(format!("pgw-res-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        std::fs::write(dir.join("tenants.toml"), "globex = [\"us-east-1\"]\n").unwrap_or_default();
+        let good = "[proxy]\ntenants_file = \"tenants.toml\"\n\
+            [tenants]\nacme = [\"eu-west-1\"]\n\
+            [databases.app_eu]\nprimary = \"h:1\"\nregion = \"eu-west-1\"\n";
+        let loaded = from_str(good, &dir).map_err(|p| format!("{p:?}"));
+        assert_eq!(
+            loaded.map(|l| l.config.tenants.keys().cloned().collect::<Vec<_>>()),
+            Ok(vec!["acme".to_owned(), "globex".to_owned()])
+        );
+        let bad = "[databases.app]\nclusters = [\"nope\"]\n\
+            [databases.app.residency]\npolicy = \"strict\"\nunknown_tenant = \"default_region\"\n\
+            [databases.b]\nprimary = \"h:1\"\npool_mode = \"session\"\n\
+            [databases.b.residency]\npolicy = \"preferred\"\n";
+        let problems = from_str(bad, &dir).err().unwrap_or_default();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "databases.app.residency.default_region",
+                "databases.app.clusters",
+                "databases.app.clusters",
+                "databases.b.residency.policy",
+                "databases.b.residency.policy",
+                "databases.b.routing.monitor_user",
+            ],
+            "{problems:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::duration::Secs;
+use super::residency::{ResidencySettings, TenantMap};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,6 +114,11 @@ pub struct ProxySettings {
     pub auth_user: Option<String>,
     pub auth_query: String,
     pub shutdown_timeout: Secs,
+    /// Where this proxy runs: nodes in this region are preferred.
+    pub region: Option<String>,
+    /// More `[tenants]` entries, in a TOML file of `tenant = ["region", ...]`
+    /// lines, read again on reload.
+    pub tenants_file: Option<String>,
 }
 
 impl Default for ProxySettings {
@@ -151,6 +157,8 @@ impl Default for ProxySettings {
             auth_user: None,
             auth_query: "SELECT usename, passwd FROM pg_shadow WHERE usename=$1".into(),
             shutdown_timeout: Secs::from_secs(30),
+            region: None,
+            tenants_file: None,
         }
     }
 }
@@ -160,8 +168,15 @@ impl Default for ProxySettings {
 pub struct DatabaseSettings {
     /// The database's name on the server; defaults to the table's name.
     pub dbname: Option<String>,
-    /// `"host:port"` of the primary.
+    /// `"host:port"` of the primary (empty for a database made of `clusters`).
+    #[serde(default)]
     pub primary: String,
+    /// Region of the primary, and of replicas that name none.
+    pub region: Option<String>,
+    /// A database served by other configured databases, one per region
+    /// set: each session uses the one its tenant's regions allow.
+    #[serde(default)]
+    pub clusters: Vec<String>,
     /// Each streaming replica: `"host:port"`, or a table with `addr` and
     /// optional `weight` (for `weighted_random`) and `region`.
     #[serde(default)]
@@ -182,6 +197,9 @@ pub struct DatabaseSettings {
     /// Read/write splitting and the topology monitor (`[databases.NAME.routing]`).
     #[serde(default)]
     pub routing: RoutingSettings,
+    /// Which regions serve which tenants (`[databases.NAME.residency]`).
+    #[serde(default)]
+    pub residency: ResidencySettings,
 }
 
 /// A replica as configured.
@@ -396,4 +414,7 @@ pub struct Config {
     pub databases: BTreeMap<String, DatabaseSettings>,
     #[serde(default)]
     pub users: BTreeMap<String, UserSettings>,
+    /// Regions each tenant may be served from.
+    #[serde(default)]
+    pub tenants: TenantMap,
 }

@@ -7,6 +7,7 @@
 pub mod classify;
 pub mod control;
 pub mod lexer;
+pub mod residency;
 pub mod select;
 pub mod unit;
 

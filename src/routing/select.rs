@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::residency::contains;
 use crate::config::{
     Consistency, PrimaryReads, ReplicaFallback, ReplicaSelection, RoutingSettings,
 };
@@ -17,6 +18,11 @@ pub struct ReadNeeds {
     pub min_lsn: u64,
     /// Bounded staleness limit.
     pub max_staleness_ms: u64,
+    /// The nodes the session's tenant may use ([`super::residency::mask`]);
+    /// no other is ever chosen.
+    pub allowed: u32,
+    /// Nodes in the proxy's own region: preferred among those that qualify.
+    pub local: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +56,7 @@ pub fn choose_read(
     let mut n_behind = 0;
     for (id, view) in snap.nodes.iter().enumerate().take(32) {
         let primary_ok = settings.primary_reads == PrimaryReads::Always && Some(id) == writer;
-        if !(view.readable || primary_ok) {
+        if !(view.readable || primary_ok) || !contains(needs.allowed, id) {
             continue;
         }
         let fresh = match needs.consistency {
@@ -69,7 +75,21 @@ pub fn choose_read(
         }
     }
     if n_ok > 0 {
-        return ReadChoice::Node(pick(&ok[..n_ok], snap, topology, settings, random));
+        // Locality: the qualifying nodes in the proxy's region, if any.
+        let mut near = [0usize; 32];
+        let mut n_near = 0;
+        for &id in &ok[..n_ok] {
+            if contains(needs.local, id) {
+                near[n_near] = id;
+                n_near += 1;
+            }
+        }
+        let ids = if n_near > 0 {
+            &near[..n_near]
+        } else {
+            &ok[..n_ok]
+        };
+        return ReadChoice::Node(pick(ids, snap, topology, settings, random));
     }
     if n_behind > 0 && needs.consistency == Consistency::ReadYourWrites {
         // The most advanced one is the likeliest to catch up first.
@@ -149,6 +169,7 @@ fn pick(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::residency::ALL;
     use crate::topology::{NodeView, Role};
     use std::time::Instant;
 
@@ -189,6 +210,8 @@ mod tests {
         consistency: Consistency::Eventual,
         min_lsn: 0,
         max_staleness_ms: 0,
+        allowed: ALL,
+        local: ALL,
     };
 
     #[test]
@@ -199,6 +222,8 @@ mod tests {
             consistency: Consistency::ReadYourWrites,
             min_lsn,
             max_staleness_ms: 0,
+            allowed: ALL,
+            local: ALL,
         };
         assert_eq!(choose_read(&snap, &t, &s, ryw(350), 0), ReadChoice::Node(1));
         assert_eq!(
@@ -211,6 +236,8 @@ mod tests {
             consistency: Consistency::Bounded,
             min_lsn: 0,
             max_staleness_ms: 100,
+            allowed: ALL,
+            local: ALL,
         };
         assert_eq!(choose_read(&snap, &t, &s, bounded, 0), ReadChoice::Node(1));
     }

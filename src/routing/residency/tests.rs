@@ -1,0 +1,230 @@
+use super::*;
+use crate::config::residency::TenantFrom;
+use crate::config::{
+    Consistency, PrimaryReads, ReplicaFallback, ReplicaSelection, RoutingSettings,
+};
+use crate::routing::select::{choose_read, ReadChoice, ReadNeeds};
+use crate::topology::{NodeView, Role, Snapshot, Topology, Writer};
+use proptest::prelude::*;
+use std::time::Instant;
+
+const REGIONS: [&str; 4] = ["eu-west-1", "eu-central-1", "us-east-1", "ap-south-1"];
+
+fn strict() -> ResidencySettings {
+    ResidencySettings {
+        policy: Policy::Strict,
+        tenant_from: TenantFrom::Startup,
+        ..Default::default()
+    }
+}
+
+fn tenants() -> TenantMap {
+    [(
+        "acme".to_owned(),
+        vec!["eu-west-1".to_owned(), "eu-central-1".to_owned()],
+    )]
+    .into_iter()
+    .collect()
+}
+
+#[test]
+fn tenants_resolve_to_their_regions() {
+    let s = strict();
+    let t = tenants();
+    assert_eq!(
+        allowed_regions(&s, &t, Some("acme")),
+        Ok(Some(vec!["eu-west-1".into(), "eu-central-1".into()]))
+    );
+    assert_eq!(allowed_regions(&s, &t, None), Err(Refusal::NotSet));
+    assert_eq!(allowed_regions(&s, &t, Some("")), Err(Refusal::NotSet));
+    assert_eq!(
+        allowed_regions(&s, &t, Some("nobody")),
+        Err(Refusal::Unknown("nobody".into()))
+    );
+    let default = ResidencySettings {
+        unknown_tenant: UnknownTenant::DefaultRegion,
+        default_region: Some("us-east-1".into()),
+        ..strict()
+    };
+    assert_eq!(
+        allowed_regions(&default, &t, Some("nobody")),
+        Ok(Some(vec!["us-east-1".into()]))
+    );
+    let off = ResidencySettings::default();
+    assert_eq!(allowed_regions(&off, &t, None), Ok(None));
+}
+
+#[test]
+fn masks_hold_nodes_in_the_regions() {
+    let regions = ["eu-west-1".to_owned()];
+    let m = mask(
+        [
+            Some("eu-west-1"),
+            None,
+            Some("us-east-1"),
+            Some("eu-west-1"),
+        ],
+        &regions,
+    );
+    assert_eq!(m, 0b1001);
+    assert!(contains(m, 0) && !contains(m, 1) && !contains(m, 2) && contains(m, 3));
+    assert!(!contains(ALL, 40));
+}
+
+#[test]
+fn clusters_by_region() {
+    let clusters = [
+        ClusterRegions {
+            region: "eu-west-1",
+            nodes: vec![Some("eu-west-1"), Some("eu-central-1")],
+        },
+        ClusterRegions {
+            region: "us-east-1",
+            nodes: vec![Some("us-east-1")],
+        },
+    ];
+    let us = ["us-east-1".to_owned()];
+    let central = ["eu-central-1".to_owned()];
+    let ap = ["ap-south-1".to_owned()];
+    let choose = |allowed: Option<&[String]>, policy, local| {
+        choose_cluster(&clusters, allowed, policy, local)
+    };
+    assert_eq!(
+        choose(Some(&us), Policy::Strict, None).map(|c| c.index),
+        Some(1)
+    );
+    // Only a replica of the EU cluster is in eu-central-1: still that cluster.
+    assert_eq!(
+        choose(Some(&central), Policy::Strict, None).map(|c| c.index),
+        Some(0)
+    );
+    assert_eq!(choose(Some(&ap), Policy::Strict, None), None);
+    assert_eq!(
+        choose(Some(&ap), Policy::Preferred, None),
+        Some(ClusterChoice {
+            index: 0,
+            out_of_region: true
+        })
+    );
+    assert_eq!(
+        choose(None, Policy::Off, Some("us-east-1")).map(|c| c.index),
+        Some(1)
+    );
+    assert_eq!(choose(None, Policy::Off, None).map(|c| c.index), Some(0));
+}
+
+/// A node as the property test draws it: region, role, state.
+#[derive(Debug, Clone)]
+struct Drawn {
+    region: usize,
+    primary: bool,
+    up: bool,
+    readable: bool,
+    lsn: u64,
+}
+
+fn drawn() -> impl Strategy<Value = Drawn> {
+    (
+        0..REGIONS.len(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        0u64..1000,
+    )
+        .prop_map(|(region, primary, up, readable, lsn)| Drawn {
+            region,
+            primary,
+            up,
+            readable,
+            lsn,
+        })
+}
+
+fn settings_from(i: u8) -> RoutingSettings {
+    RoutingSettings {
+        replica_selection: [
+            ReplicaSelection::LeastOutstanding,
+            ReplicaSelection::P2c,
+            ReplicaSelection::RoundRobin,
+            ReplicaSelection::WeightedRandom,
+        ][usize::from(i % 4)],
+        primary_reads: [
+            PrimaryReads::Never,
+            PrimaryReads::Fallback,
+            PrimaryReads::Always,
+        ][usize::from(i / 4 % 3)],
+        replica_fallback: if i & 16 == 0 {
+            ReplicaFallback::Primary
+        } else {
+            ReplicaFallback::Error
+        },
+        consistency: [
+            Consistency::Eventual,
+            Consistency::ReadYourWrites,
+            Consistency::Bounded,
+        ][usize::from(i / 32 % 3)],
+        ..Default::default()
+    }
+}
+
+proptest! {
+    /// Strict residency: whatever the topology, the tenant's regions, the
+    /// failures and the settings, a read or a write is served by a node in
+    /// the tenant's regions or refused; never by another.
+    #[test]
+    fn strict_never_leaves_the_tenants_regions(
+        nodes in prop::collection::vec(drawn(), 1..8),
+        allowed in prop::collection::btree_set(0..REGIONS.len(), 1..3),
+        local in 0..REGIONS.len(),
+        knobs in any::<u8>(),
+        min_lsn in 0u64..1000,
+        random in any::<u32>(),
+    ) {
+        let allowed: Vec<String> = allowed.iter().map(|&r| REGIONS[r].to_owned()).collect();
+        let topology = Topology::new(
+            "db",
+            nodes.iter().enumerate()
+                .map(|(i, n)| (format!("h:{i}"), 1, Some(REGIONS[n.region].to_owned())))
+                .collect(),
+        );
+        let regions = || topology.nodes.iter().map(|n| n.region.as_deref());
+        let m = mask(regions(), &allowed);
+        let local = mask(regions(), &[REGIONS[local].to_owned()]);
+        let writer = nodes.iter().position(|n| n.primary && n.up);
+        let snap = Snapshot {
+            writer: writer.map_or(Writer::None, Writer::Node),
+            nodes: nodes.iter().map(|n| NodeView {
+                up: n.up,
+                role: if n.primary { Role::Primary } else { Role::Replica },
+                readable: n.up && !n.primary && n.readable,
+                lsn: n.lsn,
+                lag_bytes: 0,
+                lag_ms: n.lsn / 2,
+                latency_us: n.lsn,
+                asked: None,
+            }).collect(),
+            round: 1,
+            taken: Instant::now(),
+        };
+        let settings = settings_from(knobs);
+        let needs = ReadNeeds {
+            consistency: settings.consistency,
+            min_lsn,
+            max_staleness_ms: 300,
+            allowed: m,
+            local,
+        };
+        // The write path and a read's fallback both go to the writer, which
+        // the session checks against the same mask.
+        let writer_target = writer.filter(|&w| contains(m, w));
+        let read_target = match choose_read(&snap, &topology, &settings, needs, random) {
+            ReadChoice::Node(id) | ReadChoice::CatchUp(id) => Some(id),
+            ReadChoice::Fallback => writer_target,
+            ReadChoice::Nowhere => None,
+        };
+        for id in [read_target, writer_target].into_iter().flatten() {
+            let region = topology.nodes[id].region.as_deref().unwrap_or("");
+            prop_assert!(allowed.iter().any(|a| a == region), "node {id} in {region}, allowed {allowed:?}");
+        }
+    }
+}
