@@ -110,11 +110,30 @@ fn quickstart_serves_and_stops_everything_on_ctrl_c() {
             .await
             .unwrap();
         tokio::spawn(conn);
+        // Reads go to the replicas once they are in rotation; this one
+        // must ask the primary, hence the hint.
         let row = client
-            .query_one("SELECT count(*) FROM pg_stat_replication", &[])
+            .query_one(
+                "/* pgwarden:route=primary */ SELECT count(*) FROM pg_stat_replication",
+                &[],
+            )
             .await
             .unwrap();
         assert_eq!(row.get::<_, i64>(0), 2, "two streaming replicas");
+        // And plain reads reach a replica within seconds.
+        let mut on_replica = false;
+        for _ in 0..100 {
+            let row = client
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await
+                .unwrap();
+            if row.get::<_, bool>(0) {
+                on_replica = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(on_replica, "no read reached a replica within 10 s");
     });
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
