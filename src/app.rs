@@ -28,10 +28,13 @@ pub struct Shared {
     /// Prepared statements by content, shared by all clients.
     pub statements: crate::prepared::Registry,
     pub cancels: Arc<CancelRegistry>,
+    /// Residency counters per tenant and region.
+    pub audit: crate::audit::Audit,
     /// Connected clients, for `max_client_conn`.
     pub clients: AtomicUsize,
-    /// One per database with replicas, made at start (a reload does not
-    /// change a database's nodes).
+    /// One per database with replicas, residency rules or a place in a
+    /// database made of clusters, made at start (a reload does not change
+    /// a database's nodes).
     topologies: HashMap<String, Arc<Topology>>,
     /// Per (database, user): its pools on every node, for routed sessions.
     pub routes: Mutex<HashMap<(String, String), Arc<RouteCtx>>>,
@@ -62,14 +65,13 @@ impl Shared {
             .config
             .databases
             .iter()
-            .filter(|(_, d)| !d.replicas.is_empty())
+            .filter(|(name, _)| crate::config::monitored(&loaded.config, name))
             .map(|(name, d)| {
-                let mut nodes = vec![(d.primary.clone(), 1, None)];
-                nodes.extend(
-                    d.replicas
-                        .iter()
-                        .map(|r| (r.addr.clone(), r.weight, r.region.clone())),
-                );
+                let mut nodes = vec![(d.primary.clone(), 1, d.region.clone())];
+                nodes.extend(d.replicas.iter().map(|r| {
+                    let region = d.node_region(&r.addr).map(str::to_owned);
+                    (r.addr.clone(), r.weight, region)
+                }));
                 (name.clone(), Topology::new(name, nodes))
             })
             .collect();
@@ -80,10 +82,56 @@ impl Shared {
             pools: Pools::default(),
             statements: Default::default(),
             cancels: Arc::new(CancelRegistry::default()),
+            audit: Default::default(),
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             stopping: AtomicBool::new(false),
         })
+    }
+
+    /// Applies a reloaded config: pool settings at once, tenants, regions
+    /// and residency policies from each session's next transaction.
+    ///
+    /// # Errors
+    /// The new config asks for residency or regional clusters on a database
+    /// that has no topology (one is made at start only): applying it would
+    /// promise a guarantee the running proxy cannot keep.
+    pub fn reload(&self, new: Loaded) -> Result<(), String> {
+        let needs_restart: Vec<&str> = new
+            .config
+            .databases
+            .keys()
+            .filter(|db| crate::config::monitored(&new.config, db) && self.topology(db).is_none())
+            .map(String::as_str)
+            .collect();
+        if !needs_restart.is_empty() {
+            return Err(format!(
+                "databases {needs_restart:?} would need a topology monitor (residency, clusters \
+                 or replicas), which only a restart starts"
+            ));
+        }
+        for pool in self.pools.all() {
+            pool.set_settings(crate::pool::PoolSettings::from_config(&new, &pool.key));
+        }
+        let current = self.config.load();
+        for (name, db) in &new.config.databases {
+            let changed = current.database(name).is_some_and(|was| {
+                was.primary != db.primary
+                    || was
+                        .replicas
+                        .iter()
+                        .map(|r| &r.addr)
+                        .ne(db.replicas.iter().map(|r| &r.addr))
+                    || was.routing != db.routing
+            });
+            if changed {
+                // Monitors and per-node pools are built at start.
+                tracing::warn!(db = %name, "node addresses and [routing] changes take effect at restart");
+            }
+        }
+        drop(current);
+        self.config.store(Arc::new(new));
+        Ok(())
     }
 
     /// True once shutdown has begun.
@@ -207,7 +255,7 @@ async fn refuse(socket: TcpStream) {
     client::reject(&mut stream.io, &ProxyError::TooManyClients).await;
 }
 
-/// One topology monitor per database with replicas, until shutdown.
+/// One topology monitor per database with a topology, until shutdown.
 fn start_monitors(shared: &Arc<Shared>) {
     let loaded = shared.config.load();
     for (name, topology) in &shared.topologies {

@@ -71,7 +71,7 @@ pub enum ProxyError {
     },
     #[error("tenant \"{0}\" is not in the tenant map")]
     UnknownTenant(String),
-    #[error("no tenant is set: run SET pgwarden.tenant = '...' first")]
+    #[error("no tenant is set: connect with options=-c pgwarden.tenant=... or run SET pgwarden.tenant = '...' first")]
     TenantNotSet,
     #[error("the tenant of this session cannot be changed ({0})")]
     TenantFixed(&'static str),

@@ -5,6 +5,7 @@
 //! [`auth`] are pure protocol code used by both halves.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;

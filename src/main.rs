@@ -10,7 +10,6 @@ use tokio::signal::unix::{signal, SignalKind};
 use pgwarden::app::Proxy;
 use pgwarden::config::{self, Loaded};
 use pgwarden::localpg::Cluster;
-use pgwarden::pool::PoolSettings;
 
 #[derive(Parser)]
 #[command(
@@ -157,29 +156,12 @@ fn reload(proxy: &Proxy) {
     let Some(path) = current.path.clone() else {
         return;
     };
-    match config::load(&path) {
-        Ok(new) => {
-            for pool in proxy.shared.pools.all() {
-                pool.set_settings(PoolSettings::from_config(&new, &pool.key));
-            }
-            warn_routing_needs_restart(&current.config, &new.config);
-            proxy.shared.config.store(std::sync::Arc::new(new));
-            tracing::info!(file = %path.display(), "configuration reloaded");
-        }
+    let applied = config::load(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|new| proxy.shared.reload(new));
+    match applied {
+        Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
         Err(e) => tracing::error!("reload refused, keeping the running configuration:\n{e}"),
-    }
-}
-
-/// Nodes and routing are fixed at start (their monitors and pools per node
-/// are built then): say so rather than seem to apply a change.
-fn warn_routing_needs_restart(old: &config::Config, new: &config::Config) {
-    for (name, db) in &new.databases {
-        let changed = old.databases.get(name).is_some_and(|was| {
-            was.primary != db.primary || was.replicas != db.replicas || was.routing != db.routing
-        });
-        if changed {
-            tracing::warn!(db = %name, "primary, replicas and [routing] changes take effect at restart");
-        }
     }
 }
 

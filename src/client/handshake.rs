@@ -8,13 +8,15 @@ use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
 use super::cancel::Registration;
-use super::route::RouteCtx;
+use super::route::{Members, RouteCtx};
+use super::tenancy::{Plan, Tenancy};
 use crate::app::Shared;
 use crate::auth::backend::{BackendAuthError, BackendSecret};
 use crate::auth::frontend::authenticate;
 use crate::auth::query::{lookup, AuthQuery};
 use crate::auth::secret::Secret;
-use crate::config::{Loaded, PoolMode};
+use crate::config::residency::{Policy, TenantFrom};
+use crate::config::{DatabaseSettings, Loaded, PoolMode};
 use crate::error::ProxyError;
 use crate::net::{MessageStream, NetError};
 use crate::pool::{Pool, PoolError, PoolKey};
@@ -40,6 +42,7 @@ const TRACKED_PARAMS: &[&str] = &[
     "pgwarden.route",
     "pgwarden.consistency",
     "pgwarden.max_staleness_ms",
+    "pgwarden.tenant",
 ];
 
 /// Parameters the client's ParameterStatus reports take from its own startup packet.
@@ -54,10 +57,15 @@ const REPORTED_FROM_CLIENT: &[&str] = &[
 
 /// A logged-in client.
 pub struct Login {
-    /// The pool on the configured primary (on the only node, without replicas).
+    /// The database the client named.
+    pub database: String,
+    /// The pool on the configured primary (on the only node, without
+    /// replicas; of the tenant's cluster, for a database made of clusters).
     pub pool: Arc<Pool>,
-    /// Pools on every node, when the database has replicas.
-    pub route: Option<Arc<RouteCtx>>,
+    /// Pools on every node of each cluster, when the database is routed.
+    pub route: Option<Members>,
+    /// The session's tenant, for routed databases.
+    pub tenancy: Option<Box<Tenancy>>,
     pub mode: PoolMode,
     pub registration: Registration,
     pub params: Vec<(String, String)>,
@@ -141,7 +149,12 @@ pub async fn handshake(
         out.clear();
     }
 
-    let secret = find_secret(&loaded, &user, &db_settings.primary, &database).await;
+    // A database made of clusters: the first one answers `auth_query`.
+    let auth_db = db_settings.clusters.first().unwrap_or(&database).clone();
+    let auth_addr = loaded
+        .database(&auth_db)
+        .map_or(db_settings.primary.as_str(), |d| d.primary.as_str());
+    let secret = find_secret(&loaded, &user, auth_addr, &auth_db).await;
     let auth = authenticate(
         stream,
         &user,
@@ -168,32 +181,70 @@ pub async fn handshake(
         ),
         None => (user.clone(), auth.backend_secret),
     };
-    let key = PoolKey::new(&database, &server_user);
-    let target = ServerTarget {
-        addr: db_settings.primary.clone(),
-        dbname: db_settings
-            .dbname
-            .clone()
-            .unwrap_or_else(|| database.clone()),
-        user: server_user,
-        secret: backend_secret.clone(),
-    };
     let mode = loaded.pool_mode(&database, &user);
-    let route = route_ctx(shared, &loaded, &key, &target);
-    let pool = shared.pools.get_or_create(&key, &loaded, target);
-    if let Some(secret) = backend_secret {
+    let login_target = |db: &str, settings: &DatabaseSettings| {
+        let key = PoolKey::new(db, &server_user);
+        let target = ServerTarget {
+            addr: settings.primary.clone(),
+            dbname: settings.dbname.clone().unwrap_or_else(|| db.to_owned()),
+            user: server_user.clone(),
+            secret: backend_secret.clone(),
+        };
+        (key, target)
+    };
+    let route: Option<Members> = if db_settings.clusters.is_empty() {
+        let (key, target) = login_target(&database, &db_settings);
+        route_ctx(shared, &loaded, &key, &target).map(|r| Arc::from([r]))
+    } else {
+        let members: Option<Vec<_>> = db_settings
+            .clusters
+            .iter()
+            .map(|c| {
+                let (key, target) = login_target(c, loaded.database(c)?);
+                route_ctx(shared, &loaded, &key, &target)
+            })
+            .collect();
+        Some(Arc::from(members.ok_or(ProxyError::Internal)?))
+    };
+    let (mut tenancy, plan) = match &route {
+        Some(members) => {
+            let (tenancy, plan) = tenant_of(&loaded, shared, members, &database, &user, &tracked)?;
+            (Some(tenancy), plan)
+        }
+        None => (None, None),
+    };
+    let pool = match &route {
+        Some(members) => {
+            let member = plan.map_or(0, |p| p.member);
+            members
+                .get(member)
+                .and_then(|m| m.pools.first())
+                .cloned()
+                .ok_or(ProxyError::Internal)?
+        }
+        None => {
+            let (key, target) = login_target(&database, &db_settings);
+            shared.pools.get_or_create(&key, &loaded, target)
+        }
+    };
+    if let Some(secret) = backend_secret.clone() {
         // Keep the freshest credentials: a newer login may carry SCRAM keys
         // for a password changed since the pool was made.
-        for p in route.iter().flat_map(|r| r.pools.iter()).chain([&pool]) {
+        let routed = route
+            .iter()
+            .flat_map(|m| m.iter().flat_map(|r| r.pools.iter()));
+        for p in routed.chain([&pool]) {
             let secret = secret.clone();
             p.update_target(|t| t.secret = Some(secret));
         }
     }
-    // The welcome comes from the writer (the configured primary may be down).
     let welcome_pool = match &route {
-        Some(r) => match r.topology.snapshot().writer {
-            crate::topology::Writer::Node(w) => r.pools[w].clone(),
-            _ => pool.clone(),
+        Some(members) => match welcome_pool(members, plan) {
+            Some(p) => p,
+            None => {
+                let e = tenancy.as_mut().map(|t| t.no_node(&shared.audit));
+                return Err(e.unwrap_or(ProxyError::Internal));
+            }
         },
         None => pool.clone(),
     };
@@ -225,16 +276,83 @@ pub async fn handshake(
     stream.write_all(&out).await.map_err(lost)?;
 
     Ok(Outcome::Login(Login {
+        database,
         mode,
         route,
+        tenancy,
         pool,
         registration,
         params: tracked,
     }))
 }
 
+/// The session's tenant from its configured source; where the tenant's
+/// first transaction would go, when the tenant is known at login (an
+/// unknown tenant is refused here).
+fn tenant_of(
+    loaded: &Loaded,
+    shared: &Shared,
+    members: &Members,
+    database: &str,
+    user: &str,
+    tracked: &[(String, String)],
+) -> Result<(Box<Tenancy>, Option<Plan>), ProxyError> {
+    let settings = loaded
+        .database(database)
+        .map(|d| d.residency.clone())
+        .unwrap_or_default();
+    let param = || {
+        tracked
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("pgwarden.tenant"))
+            .map(|(_, v)| v.clone())
+    };
+    let tenant = match settings.tenant_from {
+        TenantFrom::User => Some(user.to_owned()),
+        TenantFrom::Database => Some(database.to_owned()),
+        TenantFrom::Startup | TenantFrom::Set => param(),
+    };
+    let later = tenant.is_none() && settings.tenant_from == TenantFrom::Set;
+    let mut tenancy = Tenancy::new(database, tenant);
+    if later && settings.policy != Policy::Off {
+        return Ok((tenancy, None));
+    }
+    let plan = tenancy.plan(loaded, members, &shared.audit)?;
+    Ok((tenancy, Some(plan)))
+}
+
+/// Where the welcome's server parameters come from: the writer of the
+/// tenant's cluster, else a node the tenant may use (a cached welcome
+/// first: it needs no server). `None`: no node the tenant may use is up.
+fn welcome_pool(members: &Members, plan: Option<Plan>) -> Option<Arc<Pool>> {
+    let plan = plan.unwrap_or(Plan {
+        member: 0,
+        mask: crate::routing::residency::ALL,
+        local: crate::routing::residency::ALL,
+        spill: false,
+    });
+    let ctx = members.get(plan.member)?;
+    let snap = ctx.topology.snapshot();
+    let writer = match snap.writer {
+        crate::topology::Writer::Node(w) => Some(w),
+        _ => None,
+    };
+    let allowed = |id: usize| plan.spill || crate::routing::residency::contains(plan.mask, id);
+    let candidates: Vec<usize> = writer
+        .into_iter()
+        .chain((0..ctx.pools.len()).filter(|&id| snap.nodes.get(id).is_some_and(|v| v.up)))
+        .filter(|&id| allowed(id))
+        .collect();
+    let cached = candidates
+        .iter()
+        .find(|&&id| ctx.pools[id].welcome().is_some());
+    cached
+        .or(candidates.first())
+        .map(|&id| ctx.pools[id].clone())
+}
+
 /// The pools on every node for `key`, shared by its sessions; `None` for a
-/// database without replicas.
+/// database without a topology.
 fn route_ctx(
     shared: &Arc<Shared>,
     loaded: &Loaded,

@@ -8,6 +8,7 @@ pub mod cancel;
 pub mod handshake;
 pub mod route;
 pub mod session;
+pub mod tenancy;
 
 use std::sync::Arc;
 

@@ -3,7 +3,9 @@
 //! writes, wait for a replica to catch up for read-your-writes reads.
 //!
 //! Owns: the session's routing state ([`RouteState`]). The decisions
-//! themselves are pure and live in [`crate::routing`].
+//! themselves are pure and live in [`crate::routing`]; the tenant's
+//! allowed nodes come from [`super::tenancy`], and no node outside them is
+//! ever borrowed.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,11 +14,14 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::handshake::pool_error;
-use crate::config::{CommitLsn, Consistency, RoutingSettings};
+use super::tenancy::{Plan, Tenancy};
+use crate::audit::Audit;
+use crate::config::{CommitLsn, Consistency, Loaded, RoutingSettings};
 use crate::error::ProxyError;
 use crate::pool::{Pool, PoolError, ServerGuard};
 use crate::prepared::Tracker;
 use crate::routing::control::{self, Control};
+use crate::routing::residency::{contains, ALL};
 use crate::routing::select::{choose_read, ReadChoice, ReadNeeds};
 use crate::routing::unit::{first_unit, message_at, Scan};
 use crate::routing::{classify, Classified, Hint, Intent};
@@ -39,6 +44,23 @@ pub struct RouteCtx {
     pub settings: RoutingSettings,
 }
 
+/// The clusters a session's database is served by: one for a plain
+/// database, one per region set for a database made of `clusters`.
+pub type Members = Arc<[Arc<RouteCtx>]>;
+
+/// Why no server was borrowed.
+enum Miss {
+    /// No node the transaction may use can serve it.
+    Region,
+    Error(ProxyError),
+}
+
+impl From<ProxyError> for Miss {
+    fn from(e: ProxyError) -> Self {
+        Miss::Error(e)
+    }
+}
+
 /// The session's routing preferences, from its settings.
 #[derive(Debug, Clone, Copy)]
 struct Prefs {
@@ -51,7 +73,13 @@ struct Prefs {
 
 /// A session's routing state; boxed, only routed sessions have one.
 pub struct RouteState {
+    /// The cluster the current (or last) transaction used.
     pub ctx: Arc<RouteCtx>,
+    members: Members,
+    /// The session's tenant and the nodes it may use.
+    tenancy: Box<Tenancy>,
+    /// Where the current transaction may go.
+    plan: Plan,
     /// Read/write splitting applies (transaction or statement mode).
     split: bool,
     prefs: Prefs,
@@ -86,16 +114,25 @@ pub enum Attached {
 }
 
 impl RouteState {
-    pub fn new(ctx: Arc<RouteCtx>, pooled: bool) -> Box<Self> {
+    pub fn new(members: Members, tenancy: Box<Tenancy>, pooled: bool) -> Option<Box<Self>> {
+        let ctx = members.first()?.clone();
         let prefs = Prefs {
             route: None,
             consistency: ctx.settings.consistency,
             max_staleness_ms: ctx.settings.max_staleness_ms,
             read_only: false,
         };
-        Box::new(Self {
+        Some(Box::new(Self {
             split: pooled && ctx.settings.read_write_split,
             ctx,
+            members,
+            tenancy,
+            plan: Plan {
+                member: 0,
+                mask: ALL,
+                local: ALL,
+                spill: false,
+            },
             prefs,
             prefs_version: None,
             node: None,
@@ -106,13 +143,26 @@ impl RouteState {
             set_route: None,
             set_consistency: None,
             set_staleness: None,
-        })
+        }))
     }
 
     /// Borrows a server for the unit at the start of `buf`.
-    pub async fn attach(&mut self, buf: &[u8], tracker: &Tracker) -> Attached {
-        if let Some((answer, len)) = self.control(buf) {
+    pub async fn attach(
+        &mut self,
+        buf: &[u8],
+        tracker: &Tracker,
+        loaded: &Loaded,
+        audit: &Audit,
+    ) -> Attached {
+        if let Some((answer, len)) = self.control(buf, loaded) {
             return Attached::Answered(answer, len);
+        }
+        match self.tenancy.plan(loaded, &self.members, audit) {
+            Ok(plan) => {
+                self.tenancy.mark_used();
+                self.follow(plan);
+            }
+            Err(e) => return refuse(buf, e, None),
         }
         self.refresh_prefs(tracker);
         let ctx = self.ctx.clone();
@@ -142,16 +192,18 @@ impl RouteState {
             (_, Intent::Read) => true,
             (_, Intent::Uncertain) => trusted,
         };
-        let routed = if self.split && read {
-            self.reader().await
-        } else {
-            self.fetch_lsn = self.split
-                && self.prefs.route != Some(Hint::Primary)
-                && self.prefs.consistency == Consistency::ReadYourWrites;
-            self.writer().await.map(|(g, n)| (g, n, false))
-        };
+        self.fetch_lsn = !read
+            && self.split
+            && self.prefs.route != Some(Hint::Primary)
+            && self.prefs.consistency == Consistency::ReadYourWrites;
+        let mut routed = self.route(read, self.plan.mask).await;
+        if matches!(routed, Err(Miss::Region)) && self.plan.spill {
+            // `preferred`: none of the tenant's nodes can serve; any may.
+            routed = self.route(read, ALL).await;
+        }
         match routed {
             Ok((guard, node, on_replica)) => {
+                self.tenancy.routed(self.plan.member, node, &ctx.topology);
                 let stats = &ctx.topology.nodes[node].stats;
                 stats.outstanding.fetch_add(1, Ordering::Relaxed);
                 match read {
@@ -165,11 +217,55 @@ impl RouteState {
                 }
                 Attached::Server(guard)
             }
-            Err(e) => {
+            Err(miss) => {
                 self.fetch_lsn = false;
-                Attached::Refused(e, len)
+                let e = match miss {
+                    Miss::Region => self.tenancy.no_node(audit),
+                    Miss::Error(e) => e,
+                };
+                refuse(buf, e, len)
             }
         }
+    }
+
+    /// Borrows a server for a read (`read`) or a write among `mask`'s nodes.
+    async fn route(&mut self, read: bool, mask: u32) -> Result<(ServerGuard, NodeId, bool), Miss> {
+        if self.split && read {
+            self.reader(mask).await
+        } else {
+            self.writer(mask).await.map(|(g, n)| (g, n, false))
+        }
+    }
+
+    /// Takes the transaction's plan, moving to its cluster if it changed.
+    fn follow(&mut self, plan: Plan) {
+        if plan.member != self.plan.member {
+            if let Some(ctx) = self.members.get(plan.member) {
+                self.ctx = ctx.clone();
+                // Write positions of another cluster mean nothing here.
+                self.last_write_lsn = 0;
+                self.wrote_since = None;
+            }
+        }
+        self.plan = plan;
+    }
+
+    /// Whether the attached server's node may still serve this session
+    /// under the config in force (a pinned session keeps its server).
+    pub fn still_allowed(&mut self, loaded: &Loaded, audit: &Audit) -> bool {
+        let Some(node) = self.node else {
+            return true;
+        };
+        let member = self.plan.member;
+        match self.tenancy.plan(loaded, &self.members, audit) {
+            Ok(_) => self.tenancy.allows(member, node),
+            Err(_) => false,
+        }
+    }
+
+    /// The error for a pinned session whose node its tenant lost.
+    pub fn lost_region(&self, audit: &Audit) -> ProxyError {
+        self.tenancy.no_node(audit)
     }
 
     /// The server is given back (or lost): it no longer counts on its node.
@@ -210,7 +306,7 @@ impl RouteState {
     }
 
     /// Answers a lone `SET`/`RESET pgwarden.*` Query at the start of `buf`.
-    fn control(&mut self, buf: &[u8]) -> Option<(BytesMut, usize)> {
+    fn control(&mut self, buf: &[u8], loaded: &Loaded) -> Option<(BytesMut, usize)> {
         let (tag, body, len) = message_at(buf, 0)?;
         if tag != fe::QUERY {
             return None;
@@ -219,7 +315,18 @@ impl RouteState {
         let command = control::parse(sql)?;
         let mut out = BytesMut::new();
         let value = command.value.as_deref();
+        if command.control == Control::Tenant {
+            match self.tenancy.set(loaded, command.value.clone()) {
+                Ok(()) => {
+                    be::command_complete(&mut out, if value.is_some() { "SET" } else { "RESET" })
+                }
+                Err(e) => e.encode(&mut out),
+            }
+            be::ready_for_query(&mut out, be::TX_IDLE);
+            return Some((out, len));
+        }
         let ok = match command.control {
+            Control::Tenant => false,
             Control::Route => match value {
                 None | Some("auto") => {
                     self.set_route = command.value.as_ref().map(|_| None);
@@ -321,18 +428,18 @@ impl RouteState {
     }
 
     /// A server for a read: a qualifying replica, else as configured.
-    async fn reader(&mut self) -> Result<(ServerGuard, NodeId, bool), ProxyError> {
+    async fn reader(&mut self, mask: u32) -> Result<(ServerGuard, NodeId, bool), Miss> {
         let ctx = self.ctx.clone();
         let topo = &ctx.topology;
         if !self.write_position_known() {
-            return self.writer().await.map(|(g, n)| (g, n, false));
+            return self.writer(mask).await.map(|(g, n)| (g, n, false));
         }
         let needs = ReadNeeds {
             consistency: self.prefs.consistency,
             min_lsn: self.last_write_lsn,
             max_staleness_ms: self.prefs.max_staleness_ms,
-            allowed: crate::routing::residency::ALL,
-            local: crate::routing::residency::ALL,
+            allowed: mask,
+            local: self.plan.local,
         };
         for _ in 0..topo.nodes.len() {
             let snap = topo.snapshot_full();
@@ -352,7 +459,7 @@ impl RouteState {
                     }
                     break;
                 }
-                ReadChoice::Nowhere => return Err(ProxyError::NoReplica(topo.db.clone())),
+                ReadChoice::Nowhere => return Err(ProxyError::NoReplica(topo.db.clone()).into()),
             };
             let mut guard = match checkout(&ctx.pools[id]).await {
                 Ok(g) => g,
@@ -360,7 +467,7 @@ impl RouteState {
                     topo.report_failure(id);
                     continue;
                 }
-                Err(e) => return Err(pool_error(e, &ctx.pools[id].key.user)),
+                Err(e) => return Err(pool_error(e, &ctx.pools[id].key.user).into()),
             };
             if matches!(choice, ReadChoice::CatchUp(_)) && !self.catch_up(id, &mut guard).await {
                 topo.nodes[id]
@@ -371,7 +478,7 @@ impl RouteState {
             }
             return Ok((guard, id, Some(id) != writer));
         }
-        self.writer().await.map(|(g, n)| (g, n, false))
+        self.writer(mask).await.map(|(g, n)| (g, n, false))
     }
 
     /// With `ryw_commit_lsn = "monitor"`: whether the client's last write
@@ -432,8 +539,10 @@ impl RouteState {
     }
 
     /// A server on the writer, waiting up to `failover_wait_ms` for one
-    /// when there is none or it cannot be reached.
-    async fn writer(&mut self) -> Result<(ServerGuard, NodeId), ProxyError> {
+    /// when there is none or it cannot be reached. A writer outside `mask`
+    /// is never used; with none of `mask`'s nodes up there is nothing to
+    /// wait for.
+    async fn writer(&mut self, mask: u32) -> Result<(ServerGuard, NodeId), Miss> {
         let ctx = self.ctx.clone();
         let topo = &ctx.topology;
         let wait = Duration::from_millis(ctx.settings.failover_wait_ms);
@@ -446,13 +555,18 @@ impl RouteState {
                         db: topo.db.clone(),
                         a: topo.nodes[a].addr.clone(),
                         b: topo.nodes[b].addr.clone(),
-                    })
+                    }
+                    .into())
                 }
+                Writer::Node(w) if !contains(mask, w) => return Err(Miss::Region),
                 Writer::Node(w) => match checkout(&ctx.pools[w]).await {
                     Ok(g) => return Ok((g, w)),
                     Err(e) if unreachable(&e) => topo.report_failure(w),
-                    Err(e) => return Err(pool_error(e, &ctx.pools[w].key.user)),
+                    Err(e) => return Err(pool_error(e, &ctx.pools[w].key.user).into()),
                 },
+                Writer::None if mask != ALL && !super::tenancy::any_up(topo, mask) => {
+                    return Err(Miss::Region)
+                }
                 Writer::None => {}
             }
             let now = Instant::now();
@@ -460,13 +574,27 @@ impl RouteState {
                 return Err(ProxyError::NoPrimary {
                     db: topo.db.clone(),
                     waited_ms: ctx.settings.failover_wait_ms,
-                });
+                }
+                .into());
             }
             // A new snapshot may name a writer; the timeout covers a
             // snapshot published between the check above and this wait.
             let step = (deadline - now).min(Duration::from_millis(100));
             let _ = tokio::time::timeout(step, topo.changed()).await;
         }
+    }
+}
+
+/// Refuses the unit at the start of `buf` with `e`, skipping it when its
+/// length is known (else the session ends); waits for the rest of a unit
+/// that has not all arrived.
+fn refuse(buf: &[u8], e: ProxyError, len: Option<usize>) -> Attached {
+    if len.is_some() {
+        return Attached::Refused(e, len);
+    }
+    match first_unit(buf, MAX_UNIT_WAIT, &[], |_| None) {
+        Scan::NeedMore => Attached::Wait,
+        Scan::Unit { len, .. } => Attached::Refused(e, len),
     }
 }
 

@@ -24,6 +24,7 @@ use tokio_util::io::poll_read_buf;
 use super::cancel::CancelTarget;
 use super::handshake::{pool_error, Login};
 use super::route::{Attached, RouteState};
+use super::tenancy::Tenancy;
 use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::error::ProxyError;
@@ -473,15 +474,24 @@ impl Session {
     /// (`held` set), or was refused and answered (and dropped from `cbuf`).
     async fn attach(&mut self) -> Result<bool, End> {
         self.ensure_tracker();
-        if let Some(ctx) = self.login.route.clone() {
-            let pooled = self.login.mode != PoolMode::Session;
-            let state = self
-                .route
-                .get_or_insert_with(|| RouteState::new(ctx, pooled));
+        if self.route.is_none() {
+            if let Some(members) = self.login.route.clone() {
+                let pooled = self.login.mode != PoolMode::Session;
+                let tenancy = self
+                    .login
+                    .tenancy
+                    .take()
+                    .unwrap_or_else(|| Tenancy::new(&self.login.database, None));
+                self.route = RouteState::new(members, tenancy, pooled);
+            }
+        }
+        if let Some(state) = self.route.as_mut() {
             let Some(tracker) = self.tracker.as_deref() else {
                 return Err(End::Error(ProxyError::Internal));
             };
-            return match Box::pin(state.attach(&self.cbuf, tracker)).await {
+            let loaded = self.shared.config.load_full();
+            let attached = state.attach(&self.cbuf, tracker, &loaded, &self.shared.audit);
+            return match Box::pin(attached).await {
                 Attached::Server(guard) => self.adopt(guard).await.map(|()| true),
                 Attached::Wait => {
                     self.held = true;
@@ -646,7 +656,18 @@ impl Session {
         self.count_pinned(pinned);
         if pinned {
             // LISTEN, a session advisory lock, a temp table...: the client
-            // keeps this server until that state is gone.
+            // keeps this server until that state is gone, unless a reload
+            // took its node from its tenant (the state cannot move).
+            if let Some(r) = self.route.as_mut() {
+                let loaded = self.shared.config.load();
+                if !r.still_allowed(&loaded, &self.shared.audit) {
+                    let e = r.lost_region(&self.shared.audit);
+                    if let Some(mut guard) = self.detach() {
+                        guard.set_reusable(false);
+                    }
+                    return Err(End::Error(e));
+                }
+            }
             return Ok(());
         }
         match self.login.mode {

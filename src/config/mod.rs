@@ -8,6 +8,7 @@ pub mod duration;
 pub mod residency;
 pub mod schema;
 mod validate_residency;
+pub use validate_residency::monitored;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -382,8 +383,6 @@ mod tests {
             vec![
                 "databases.app.residency.default_region",
                 "databases.app.clusters",
-                "databases.app.clusters",
-                "databases.b.residency.policy",
                 "databases.b.residency.policy",
                 "databases.b.routing.monitor_user",
             ],

@@ -202,6 +202,18 @@ pub struct DatabaseSettings {
     pub residency: ResidencySettings,
 }
 
+impl DatabaseSettings {
+    /// The region of the node at `addr` (the primary's, or a replica's own
+    /// falling back to the database's); `None` for an unknown node or none set.
+    pub fn node_region(&self, addr: &str) -> Option<&str> {
+        if self.primary == addr {
+            return self.region.as_deref();
+        }
+        let replica = self.replicas.iter().find(|r| r.addr == addr)?;
+        replica.region.as_deref().or(self.region.as_deref())
+    }
+}
+
 /// A replica as configured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NodeSpec {

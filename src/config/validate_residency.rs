@@ -6,9 +6,6 @@ use std::path::Path;
 use super::residency::{Policy, TenantMap, UnknownTenant};
 use super::schema::{Config, PoolMode};
 
-/// Set to false when sessions enforce residency (issue 6, in progress).
-const NOT_ENFORCED_YET: bool = true;
-
 /// Whether `db`'s nodes need the topology monitor: replicas to route to,
 /// residency to enforce, or a logical database that uses it as a cluster.
 pub fn monitored(config: &Config, db: &str) -> bool {
@@ -64,19 +61,6 @@ pub fn check(config: &mut Config, base: &Path, problem: &mut impl FnMut(&str, St
             problem(
                 &key("residency.policy"),
                 "residency is enforced per transaction: use pool_mode \"transaction\" or \"statement\"".into(),
-            );
-        }
-        if NOT_ENFORCED_YET && (res.policy != Policy::Off || !db.clusters.is_empty()) {
-            // Accepting a residency policy this build does not enforce would
-            // promise a guarantee it does not keep.
-            problem(
-                &key(if db.clusters.is_empty() {
-                    "residency.policy"
-                } else {
-                    "clusters"
-                }),
-                "residency policies and regional clusters are not enforced by this build yet"
-                    .into(),
             );
         }
         if db.clusters.is_empty() {

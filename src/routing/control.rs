@@ -1,6 +1,7 @@
 //! `SET pgwarden.route = primary`, `SET pgwarden.consistency = ...`,
-//! `SET pgwarden.max_staleness_ms = ...` and their `RESET`s: a session's
-//! routing controls, answered by pgwarden itself. PostgreSQL would reject
+//! `SET pgwarden.max_staleness_ms = ...`, `SET pgwarden.tenant = '...'`
+//! and their `RESET`s: a session's routing controls, answered by pgwarden
+//! itself. PostgreSQL would reject
 //! `primary` unquoted (a reserved word) and has no use for them.
 
 use super::lexer::{Lexer, Token};
@@ -11,6 +12,8 @@ pub enum Control {
     Route,
     Consistency,
     MaxStalenessMs,
+    /// The session's tenant (data residency); its value keeps its case.
+    Tenant,
 }
 
 /// A recognised statement: the setting, and its new value (`None`: reset).
@@ -55,6 +58,7 @@ pub fn parse(sql: &[u8]) -> Option<Command> {
         "route" => Control::Route,
         "consistency" => Control::Consistency,
         "max_staleness_ms" => Control::MaxStalenessMs,
+        "tenant" => Control::Tenant,
         _ => return None,
     };
     if !verb {
@@ -78,14 +82,17 @@ pub fn parse(sql: &[u8]) -> Option<Command> {
         .trim()
         .trim_end_matches(';')
         .trim()
-        .trim_matches('\'')
-        .to_ascii_lowercase();
+        .trim_matches('\'');
     if tail.is_empty() || tail.contains(char::is_whitespace) {
         return None;
     }
+    let tail = match control {
+        Control::Tenant => tail.to_owned(),
+        _ => tail.to_ascii_lowercase(),
+    };
     Some(Command {
         control,
-        value: (tail != "default").then_some(tail),
+        value: (!tail.eq_ignore_ascii_case("default")).then_some(tail),
     })
 }
 
@@ -122,6 +129,13 @@ mod tests {
             Some(Command {
                 control: Control::Route,
                 value: None
+            })
+        );
+        assert_eq!(
+            c("SET pgwarden.tenant = 'Acme'"),
+            Some(Command {
+                control: Control::Tenant,
+                value: Some("Acme".into())
             })
         );
         assert_eq!(c("SET search_path = x"), None);
