@@ -21,6 +21,7 @@ use crate::error::ProxyError;
 use crate::net::{MessageStream, NetError};
 use crate::pool::{Pool, PoolError, PoolKey};
 use crate::server::{ServerError, ServerTarget};
+use crate::state::parse::options;
 use crate::wire::backend as be;
 use crate::wire::startup::{decode_startup, StartupError, StartupPacket};
 
@@ -301,11 +302,19 @@ fn tenant_of(
         .database(database)
         .map(|d| d.residency.clone())
         .unwrap_or_default();
+    // As its own parameter, or in `options=-c pgwarden.tenant=...`.
     let param = || {
-        tracked
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("pgwarden.tenant"))
-            .map(|(_, v)| v.clone())
+        tracked.iter().rev().find_map(|(k, v)| {
+            if k.eq_ignore_ascii_case("pgwarden.tenant") {
+                return Some(v.clone());
+            }
+            let options = k.eq_ignore_ascii_case("options").then(|| options(v))?;
+            options
+                .into_iter()
+                .rev()
+                .find(|(k, _)| k.eq_ignore_ascii_case("pgwarden.tenant"))
+                .map(|(_, v)| v)
+        })
     };
     let tenant = match settings.tenant_from {
         TenantFrom::User => Some(user.to_owned()),

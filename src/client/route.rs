@@ -585,6 +585,21 @@ impl RouteState {
     }
 }
 
+/// Whether `buf` starts with a whole `SET`/`RESET pgwarden.*` Query, which
+/// pgwarden answers itself: pipelined behind other work, it waits for that
+/// work to end instead of reaching PostgreSQL (which would take it as a
+/// placeholder setting and change nothing).
+pub fn starts_with_control(buf: &[u8]) -> bool {
+    let Some((tag, body, _)) = message_at(buf, 0) else {
+        return false;
+    };
+    let sql = &body[..body.len().saturating_sub(1)];
+    let first = sql.iter().find(|b| !b.is_ascii_whitespace());
+    tag == fe::QUERY
+        && matches!(first, Some(b's' | b'S' | b'r' | b'R'))
+        && control::parse(sql).is_some()
+}
+
 /// Refuses the unit at the start of `buf` with `e`, skipping it when its
 /// length is known (else the session ends); waits for the rest of a unit
 /// that has not all arrived.

@@ -23,7 +23,7 @@ use tokio_util::io::poll_read_buf;
 
 use super::cancel::CancelTarget;
 use super::handshake::{pool_error, Login};
-use super::route::{Attached, RouteState};
+use super::route::{starts_with_control, Attached, RouteState};
 use super::tenancy::Tenancy;
 use crate::app::Shared;
 use crate::config::PoolMode;
@@ -368,6 +368,7 @@ impl Session {
     /// Forwards what the client sent, borrowing a server first if needed.
     async fn on_client_data(&mut self) -> Result<(), End> {
         self.touch();
+        self.check_pinned_region()?;
         // Rewriting statements needs to know the server's statements, so
         // the server comes first (unless the client is only saying goodbye).
         while self.server.is_none() && self.cbuf.first().is_some_and(|&t| t != fe::TERMINATE) {
@@ -422,6 +423,15 @@ impl Session {
                 // write, or end the read-only transaction, and then belongs
                 // on the primary.
                 self.held = pos < self.cbuf.len();
+                return Ok((pos, false));
+            }
+            if self.pending > 0
+                && !self.open_batch
+                && self.route.is_some()
+                && self.cscan.at_boundary()
+                && starts_with_control(&self.cbuf[pos..])
+            {
+                self.held = true;
                 return Ok((pos, false));
             }
             let (tag, body, used) =
@@ -656,18 +666,7 @@ impl Session {
         self.count_pinned(pinned);
         if pinned {
             // LISTEN, a session advisory lock, a temp table...: the client
-            // keeps this server until that state is gone, unless a reload
-            // took its node from its tenant (the state cannot move).
-            if let Some(r) = self.route.as_mut() {
-                let loaded = self.shared.config.load();
-                if !r.still_allowed(&loaded, &self.shared.audit) {
-                    let e = r.lost_region(&self.shared.audit);
-                    if let Some(mut guard) = self.detach() {
-                        guard.set_reusable(false);
-                    }
-                    return Err(End::Error(e));
-                }
-            }
+            // keeps this server until that state is gone.
             return Ok(());
         }
         match self.login.mode {
@@ -689,6 +688,27 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// A pinned session starting a transaction on a node a reload took
+    /// from its tenant ends (its session state cannot move) rather than
+    /// being served there.
+    fn check_pinned_region(&mut self) -> Result<(), End> {
+        if !self.pin_counted || self.tx_status != be::TX_IDLE || !self.streams_quiet() {
+            return Ok(());
+        }
+        let Some(r) = self.route.as_mut() else {
+            return Ok(());
+        };
+        let loaded = self.shared.config.load();
+        if r.still_allowed(&loaded, &self.shared.audit) {
+            return Ok(());
+        }
+        let e = r.lost_region(&self.shared.audit);
+        if let Some(mut guard) = self.detach() {
+            guard.set_reusable(false);
+        }
+        Err(End::Error(e))
     }
 
     /// Keeps the pool's count of pinned clients.

@@ -92,6 +92,9 @@ pub struct Cluster {
     /// Password of the `postgres` superuser over TCP.
     pub superuser_password: String,
     as_postgres: bool,
+    /// More `postgresql.conf` lines for a new cluster (e.g. a
+    /// `shared_preload_libraries` a test needs); replicas inherit them.
+    pub extra_conf: String,
 }
 
 pub const SUPERUSER_PASSWORD: &str = "postgres";
@@ -119,6 +122,7 @@ impl Cluster {
                 .collect(),
             superuser_password: SUPERUSER_PASSWORD.into(),
             as_postgres,
+            extra_conf: String::new(),
         })
     }
 
@@ -223,8 +227,9 @@ impl Cluster {
         let conf = format!(
             "\n# added by pgwarden\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              wal_level = replica\nmax_wal_senders = 10\nhot_standby = on\nmax_connections = 400\n\
-             fsync = off\nfull_page_writes = off\nlogging_collector = off\n",
-            self.root.display()
+             fsync = off\nfull_page_writes = off\nlogging_collector = off\n{}\n",
+            self.root.display(),
+            self.extra_conf
         );
         append(&self.primary.data.join("postgresql.conf"), &conf)?;
         let hba = "local all all trust\n\

@@ -12,7 +12,7 @@
 //! `DISCARD ALL` before anyone else's transaction: state may be lost for
 //! the client that made it, but never leaks to another.
 
-mod parse;
+pub mod parse;
 pub mod pins;
 
 use std::sync::LazyLock;

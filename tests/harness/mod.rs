@@ -177,13 +177,19 @@ pub async fn direct_to(c: &Cluster, port: u16, db: &str) -> tokio_postgres::Clie
 /// stopped and removed when the test binary exits.
 pub fn fresh_cluster(replicas: usize) -> Cluster {
     let _ = cluster();
+    fresh_cluster_with(replicas, "")
+}
+
+/// [`fresh_cluster`] with more `postgresql.conf` lines.
+pub fn fresh_cluster_with(replicas: usize, conf: &str) -> Cluster {
     let root = tempfile::Builder::new()
         .prefix("pgwarden-failover-")
         .tempdir()
         .expect("temp dir")
         .keep();
     let base = pgwarden::localpg::free_port_range(1 + replicas as u16).expect("free ports");
-    let c = Cluster::new(&root, base, replicas).expect("PostgreSQL binaries");
+    let mut c = Cluster::new(&root, base, replicas).expect("PostgreSQL binaries");
+    c.extra_conf = conf.to_owned();
     c.stop_when_gone(std::process::id(), true).expect("watcher");
     c.start().expect("start cluster");
     c
