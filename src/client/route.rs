@@ -21,8 +21,8 @@ use crate::error::ProxyError;
 use crate::pool::{Pool, PoolError, ServerGuard};
 use crate::prepared::Tracker;
 use crate::routing::control::{self, Control};
-use crate::routing::residency::{contains, ALL};
-use crate::routing::select::{choose_read, ReadChoice, ReadNeeds};
+use crate::routing::residency::ALL;
+use crate::routing::select::{choose_read, choose_write, ReadChoice, ReadNeeds, WriteChoice};
 use crate::routing::unit::{first_unit, message_at, Scan};
 use crate::routing::{classify, Classified, Hint, Intent};
 use crate::server::ServerError;
@@ -548,9 +548,9 @@ impl RouteState {
         let wait = Duration::from_millis(ctx.settings.failover_wait_ms);
         let deadline = Instant::now() + wait;
         loop {
-            let writer = topo.snapshot().writer;
-            match writer {
-                Writer::SplitBrain(a, b) => {
+            let choice = choose_write(&topo.snapshot(), mask);
+            match choice {
+                WriteChoice::SplitBrain(a, b) => {
                     return Err(ProxyError::SplitBrain {
                         db: topo.db.clone(),
                         a: topo.nodes[a].addr.clone(),
@@ -558,16 +558,13 @@ impl RouteState {
                     }
                     .into())
                 }
-                Writer::Node(w) if !contains(mask, w) => return Err(Miss::Region),
-                Writer::Node(w) => match checkout(&ctx.pools[w]).await {
+                WriteChoice::OutOfBounds => return Err(Miss::Region),
+                WriteChoice::Node(w) => match checkout(&ctx.pools[w]).await {
                     Ok(g) => return Ok((g, w)),
                     Err(e) if unreachable(&e) => topo.report_failure(w),
                     Err(e) => return Err(pool_error(e, &ctx.pools[w].key.user).into()),
                 },
-                Writer::None if mask != ALL && !super::tenancy::any_up(topo, mask) => {
-                    return Err(Miss::Region)
-                }
-                Writer::None => {}
+                WriteChoice::Wait => {}
             }
             let now = Instant::now();
             if now >= deadline {

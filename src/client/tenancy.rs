@@ -15,6 +15,7 @@ use crate::config::residency::{Policy, TenantFrom};
 use crate::config::Loaded;
 use crate::error::ProxyError;
 use crate::routing::residency::{self, allowed_regions, choose_cluster, ClusterRegions, Refusal};
+use crate::routing::select;
 use crate::topology::{NodeId, Topology};
 
 /// Where one transaction may go.
@@ -288,12 +289,7 @@ fn node_regions<'a>(loaded: &'a Loaded, topology: &Topology) -> Vec<Option<&'a s
         .collect()
 }
 
-/// Whether any node in `mask` was up at the last check.
-pub fn any_up(topology: &Topology, mask: u32) -> bool {
-    topology
-        .snapshot()
-        .nodes
-        .iter()
-        .enumerate()
-        .any(|(id, v)| v.up && residency::contains(mask, id))
+/// Whether any node of `topology` in `mask` was up at the last check.
+fn any_up(topology: &Topology, mask: u32) -> bool {
+    select::any_up(&topology.snapshot(), mask)
 }

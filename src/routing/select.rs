@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::residency::contains;
+use super::residency::{contains, ALL};
 use crate::config::{
     Consistency, PrimaryReads, ReplicaFallback, ReplicaSelection, RoutingSettings,
 };
@@ -36,6 +36,37 @@ pub enum ReadChoice {
     Fallback,
     /// No replica qualifies and the primary may not serve reads.
     Nowhere,
+}
+
+/// Where a write (or a read the primary serves) may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteChoice {
+    Node(NodeId),
+    /// No writer now, but a node the session may use is up: a failover
+    /// may bring one.
+    Wait,
+    /// The writer is outside the session's nodes, or none of them is up.
+    OutOfBounds,
+    SplitBrain(NodeId, NodeId),
+}
+
+/// Chooses the node for a write among the `allowed` nodes.
+pub fn choose_write(snap: &Snapshot, allowed: u32) -> WriteChoice {
+    match snap.writer {
+        Writer::SplitBrain(a, b) => WriteChoice::SplitBrain(a, b),
+        Writer::Node(w) if contains(allowed, w) => WriteChoice::Node(w),
+        Writer::Node(_) => WriteChoice::OutOfBounds,
+        Writer::None if allowed != ALL && !any_up(snap, allowed) => WriteChoice::OutOfBounds,
+        Writer::None => WriteChoice::Wait,
+    }
+}
+
+/// Whether any node in `mask` was up at the last check.
+pub fn any_up(snap: &Snapshot, mask: u32) -> bool {
+    snap.nodes
+        .iter()
+        .enumerate()
+        .any(|(id, v)| v.up && contains(mask, id))
 }
 
 /// Chooses the node for a read.

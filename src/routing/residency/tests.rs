@@ -3,7 +3,7 @@ use crate::config::residency::TenantFrom;
 use crate::config::{
     Consistency, PrimaryReads, ReplicaFallback, ReplicaSelection, RoutingSettings,
 };
-use crate::routing::select::{choose_read, ReadChoice, ReadNeeds};
+use crate::routing::select::{choose_read, choose_write, ReadChoice, ReadNeeds, WriteChoice};
 use crate::topology::{NodeView, Role, Snapshot, Topology, Writer};
 use proptest::prelude::*;
 use std::time::Instant;
@@ -174,13 +174,29 @@ proptest! {
     #[test]
     fn strict_never_leaves_the_tenants_regions(
         nodes in prop::collection::vec(drawn(), 1..8),
-        allowed in prop::collection::btree_set(0..REGIONS.len(), 1..3),
+        map in prop::collection::vec(prop::collection::btree_set(0..REGIONS.len(), 1..3), 1..4),
+        tenant in 0usize..5,
         local in 0..REGIONS.len(),
         knobs in any::<u8>(),
         min_lsn in 0u64..1000,
         random in any::<u32>(),
     ) {
-        let allowed: Vec<String> = allowed.iter().map(|&r| REGIONS[r].to_owned()).collect();
+        // A random tenant map; the tenant may be missing from it.
+        let map: TenantMap = map
+            .iter()
+            .enumerate()
+            .map(|(i, regions)| {
+                (format!("t{i}"), regions.iter().map(|&r| REGIONS[r].to_owned()).collect())
+            })
+            .collect();
+        let allowed = match allowed_regions(&strict(), &map, Some(&format!("t{tenant}"))) {
+            Ok(Some(regions)) => regions,
+            Ok(None) => return Err(TestCaseError::fail("strict always has rules")),
+            Err(refusal) => {
+                prop_assert!(tenant >= map.len(), "{refusal:?}");
+                return Ok(());
+            }
+        };
         let topology = Topology::new(
             "db",
             nodes.iter().enumerate()
@@ -214,9 +230,11 @@ proptest! {
             allowed: m,
             local,
         };
-        // The write path and a read's fallback both go to the writer, which
-        // the session checks against the same mask.
-        let writer_target = writer.filter(|&w| contains(m, w));
+        // The write path and a read's fallback both go to the writer.
+        let writer_target = match choose_write(&snap, m) {
+            WriteChoice::Node(id) => Some(id),
+            _ => None,
+        };
         let read_target = match choose_read(&snap, &topology, &settings, needs, random) {
             ReadChoice::Node(id) | ReadChoice::CatchUp(id) => Some(id),
             ReadChoice::Fallback => writer_target,
