@@ -24,7 +24,7 @@ POOL=${BENCH_POOL_SIZE:-20}
 IDLE=${IDLE_CLIENTS:-10000}
 SCALE=${BENCH_SCALE:-10}
 PGPORT=${BENCH_PG_PORT:-24432}
-WPORT=$((PGPORT + 10)); BPORT=$((PGPORT + 20)); QSPORT=$((PGPORT + 30)); SPORT=$((PGPORT + 40)); MPORT=$((PGPORT + 50))
+WPORT=$((PGPORT + 10)); BPORT=$((PGPORT + 20)); QSPORT=$((PGPORT + 30)); SPORT=$((PGPORT + 40)); MPORT=$((PGPORT + 50)); RPORT=$((PGPORT + 60))
 
 cargo build --release --locked --bin pgwarden --example idle_clients >&2
 BIN=$PWD/target/release/pgwarden
@@ -86,6 +86,19 @@ sed -e "s/^listen = .*/listen = \"127.0.0.1:$MPORT\"/" "$WORK/split.toml" >"$WOR
 echo 'ryw_commit_lsn = "monitor"' >>"$WORK/monitor.toml"
 RUST_LOG=warn "$BIN" run --config "$WORK/monitor.toml" >"$WORK/monitor.log" 2>&1 &
 M_PID=$!; pids+=($M_PID)
+# And with strict data residency: every node in one region, the tenant
+# (the user) bound to it, so every transaction is checked and counted.
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$RPORT\"/" \
+    -e "s/^primary = .*/&\nregion = \"eu-west-1\"/" "$WORK/split.toml" >"$WORK/residency.toml"
+cat >>"$WORK/residency.toml" <<TOML
+[databases.app.residency]
+policy = "strict"
+tenant_from = "user"
+[tenants]
+app = ["eu-west-1"]
+TOML
+RUST_LOG=warn "$BIN" run --config "$WORK/residency.toml" >"$WORK/residency.log" 2>&1 &
+R_PID=$!; pids+=($R_PID)
 
 echo '"app" "app"' >"$WORK/userlist.txt"
 cat >"$WORK/pgbouncer.ini" <<INI
@@ -234,6 +247,7 @@ split_row "pgwarden, primary only" "$WPORT" "$W_PID" -c 100 -S -M simple
 split_row "pgwarden, split over primary + 2 replicas" "$SPORT" "$S_PID" -c 100 -S -M simple
 split_row "PgBouncer, primary only" "$BPORT" "$B_PID" -c 100 -S -M simple
 split_row "pgwarden split, -M extended" "$SPORT" "$S_PID" -c 100 -S -M extended
+split_row "pgwarden split + strict residency" "$RPORT" "$R_PID" -c 100 -S -M simple
 
 # Read-your-writes with ryw_commit_lsn = "query" costs one extra round trip
 # after each write transaction (SELECT pg_current_wal_lsn() on the same

@@ -591,10 +591,16 @@ pub fn starts_with_control(buf: &[u8]) -> bool {
         return false;
     };
     let sql = &body[..body.len().saturating_sub(1)];
-    let first = sql.iter().find(|b| !b.is_ascii_whitespace());
-    tag == fe::QUERY
-        && matches!(first, Some(b's' | b'S' | b'r' | b'R'))
-        && control::parse(sql).is_some()
+    let start = sql
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    let word = |w: &[u8]| {
+        sql.get(start..start + w.len() + 1).is_some_and(|s| {
+            s[..w.len()].eq_ignore_ascii_case(w) && s[w.len()].is_ascii_whitespace()
+        })
+    };
+    tag == fe::QUERY && (word(b"set") || word(b"reset")) && control::parse(sql).is_some()
 }
 
 /// Refuses the unit at the start of `buf` with `e`, skipping it when its
