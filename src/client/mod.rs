@@ -6,6 +6,8 @@
 
 pub mod cancel;
 pub mod handshake;
+pub mod members;
+pub mod prefs;
 pub mod route;
 pub mod session;
 pub mod tenancy;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::handshake::pool_error;
+use super::prefs::Prefs;
 use super::tenancy::{Plan, Tenancy};
 use crate::audit::Audit;
 use crate::config::{CommitLsn, Consistency, Loaded, RoutingSettings};
@@ -61,16 +62,6 @@ impl From<ProxyError> for Miss {
     }
 }
 
-/// The session's routing preferences, from its settings.
-#[derive(Debug, Clone, Copy)]
-struct Prefs {
-    route: Option<Hint>,
-    consistency: Consistency,
-    max_staleness_ms: u64,
-    /// `default_transaction_read_only` is on: PostgreSQL refuses writes anyway.
-    read_only: bool,
-}
-
 /// A session's routing state; boxed, only routed sessions have one.
 pub struct RouteState {
     /// The cluster the current (or last) transaction used.
@@ -83,7 +74,6 @@ pub struct RouteState {
     /// Read/write splitting applies (transaction or statement mode).
     split: bool,
     prefs: Prefs,
-    prefs_version: Option<u32>,
     /// The node the attached server is on, counted in its `outstanding`.
     node: Option<NodeId>,
     /// The attached server is a replica: only whole read units may go to it.
@@ -95,10 +85,6 @@ pub struct RouteState {
     wrote_since: Option<Instant>,
     /// Record where the write ended before giving the server back.
     pub fetch_lsn: bool,
-    /// `SET pgwarden.*` by the session, over its startup parameters.
-    set_route: Option<Option<Hint>>,
-    set_consistency: Option<Consistency>,
-    set_staleness: Option<u64>,
 }
 
 /// What [`RouteState::attach`] did.
@@ -116,12 +102,7 @@ pub enum Attached {
 impl RouteState {
     pub fn new(members: Members, tenancy: Box<Tenancy>, pooled: bool) -> Option<Box<Self>> {
         let ctx = members.first()?.clone();
-        let prefs = Prefs {
-            route: None,
-            consistency: ctx.settings.consistency,
-            max_staleness_ms: ctx.settings.max_staleness_ms,
-            read_only: false,
-        };
+        let prefs = Prefs::new(&ctx.settings);
         Some(Box::new(Self {
             split: pooled && ctx.settings.read_write_split,
             ctx,
@@ -134,15 +115,11 @@ impl RouteState {
                 spill: false,
             },
             prefs,
-            prefs_version: None,
             node: None,
             on_replica: false,
             last_write_lsn: 0,
             wrote_since: None,
             fetch_lsn: false,
-            set_route: None,
-            set_consistency: None,
-            set_staleness: None,
         }))
     }
 
@@ -164,7 +141,7 @@ impl RouteState {
             }
             Err(e) => return refuse(buf, e, None),
         }
-        self.refresh_prefs(tracker);
+        self.prefs.refresh(tracker, &self.ctx.settings);
         let ctx = self.ctx.clone();
         let (class, len) = match (self.split, self.prefs.route) {
             (false, _) | (_, Some(Hint::Primary)) => (Classified::WRITE, None),
@@ -314,117 +291,22 @@ impl RouteState {
         let sql = &body[..body.len().saturating_sub(1)];
         let command = control::parse(sql)?;
         let mut out = BytesMut::new();
-        let value = command.value.as_deref();
-        if command.control == Control::Tenant {
-            match self.tenancy.set(loaded, command.value.clone()) {
-                Ok(()) => {
-                    be::command_complete(&mut out, if value.is_some() { "SET" } else { "RESET" })
-                }
-                Err(e) => e.encode(&mut out),
-            }
-            be::ready_for_query(&mut out, be::TX_IDLE);
-            return Some((out, len));
-        }
-        let ok = match command.control {
-            Control::Tenant => false,
-            Control::Route => match value {
-                None | Some("auto") => {
-                    self.set_route = command.value.as_ref().map(|_| None);
-                    true
-                }
-                Some("primary") => {
-                    self.set_route = Some(Some(Hint::Primary));
-                    true
-                }
-                Some("replica") => {
-                    self.set_route = Some(Some(Hint::Replica));
-                    true
-                }
-                Some(_) => false,
-            },
-            Control::Consistency => match value.map(Consistency::parse) {
-                None => {
-                    self.set_consistency = None;
-                    true
-                }
-                Some(Some(c)) => {
-                    self.set_consistency = Some(c);
-                    true
-                }
-                Some(None) => false,
-            },
-            Control::MaxStalenessMs => match value.map(str::parse::<u64>) {
-                None => {
-                    self.set_staleness = None;
-                    true
-                }
-                Some(Ok(ms)) => {
-                    self.set_staleness = Some(ms);
-                    true
-                }
-                Some(Err(_)) => false,
-            },
-        };
-        if ok {
-            let tag = if command.value.is_some() {
-                "SET"
-            } else {
-                "RESET"
-            };
-            be::command_complete(&mut out, tag);
-        } else {
-            be::error_response(
-                &mut out,
-                be::Severity::Error,
-                "22023",
-                &format!(
-                    "invalid value for a pgwarden routing setting: {}",
-                    value.unwrap_or_default()
+        match command.control {
+            Control::Tenant => match self.tenancy.set(loaded, command.value.clone()) {
+                Ok(()) => be::command_complete(
+                    &mut out,
+                    if command.value.is_some() {
+                        "SET"
+                    } else {
+                        "RESET"
+                    },
                 ),
-                None,
-            );
+                Err(e) => e.encode(&mut out),
+            },
+            _ => self.prefs.set(&command, &mut out),
         }
         be::ready_for_query(&mut out, be::TX_IDLE);
-        // Applied on top of the settings at the next refresh.
-        self.prefs_version = None;
         Some((out, len))
-    }
-
-    fn refresh_prefs(&mut self, tracker: &Tracker) {
-        let params = tracker.params();
-        if self.prefs_version == Some(params.version()) {
-            return;
-        }
-        self.prefs_version = Some(params.version());
-        let s = &self.ctx.settings;
-        let lower = |name: &str| params.get(name).map(str::to_ascii_lowercase);
-        self.prefs = Prefs {
-            route: match lower("pgwarden.route").as_deref() {
-                Some("primary") => Some(Hint::Primary),
-                Some("replica") => Some(Hint::Replica),
-                _ => None,
-            },
-            consistency: lower("pgwarden.consistency")
-                .and_then(|c| Consistency::parse(&c))
-                .unwrap_or(s.consistency),
-            max_staleness_ms: params
-                .get("pgwarden.max_staleness_ms")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(s.max_staleness_ms),
-            read_only: matches!(
-                lower("default_transaction_read_only").as_deref(),
-                Some("on" | "true" | "1" | "yes")
-            ),
-        };
-        if let Some(route) = self.set_route {
-            self.prefs.route = route;
-        }
-        if let Some(c) = self.set_consistency {
-            self.prefs.consistency = c;
-        }
-        if let Some(ms) = self.set_staleness {
-            self.prefs.max_staleness_ms = ms;
-        }
     }
 
     /// A server for a read: a qualifying replica, else as configured.

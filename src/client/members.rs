@@ -1,0 +1,133 @@
+//! Where a login's transactions may go: the per-node pools of its database
+//! (or of each of its regional clusters), its tenant, and the node whose
+//! server parameters greet it.
+//!
+//! Owns: the shared [`RouteCtx`] per (database, server user). Must not:
+//! route a transaction (that is [`super::route`]).
+
+use std::sync::Arc;
+
+use super::route::{Members, RouteCtx};
+use super::tenancy::{Plan, Tenancy};
+use crate::app::Shared;
+use crate::config::residency::{Policy, TenantFrom};
+use crate::config::Loaded;
+use crate::error::ProxyError;
+use crate::pool::{Pool, PoolKey};
+use crate::routing::residency::{contains, ALL};
+use crate::server::ServerTarget;
+use crate::state::parse::options;
+use crate::topology::Writer;
+
+/// The session's tenant from its configured source; where the tenant's
+/// first transaction would go, when the tenant is known at login (an
+/// unknown tenant is refused here).
+pub fn tenant_of(
+    loaded: &Loaded,
+    shared: &Shared,
+    members: &Members,
+    database: &str,
+    user: &str,
+    tracked: &[(String, String)],
+) -> Result<(Box<Tenancy>, Option<Plan>), ProxyError> {
+    let settings = loaded
+        .database(database)
+        .map(|d| d.residency.clone())
+        .unwrap_or_default();
+    // As its own parameter, or in `options=-c pgwarden.tenant=...`.
+    let param = || {
+        tracked.iter().rev().find_map(|(k, v)| {
+            if k.eq_ignore_ascii_case("pgwarden.tenant") {
+                return Some(v.clone());
+            }
+            let options = k.eq_ignore_ascii_case("options").then(|| options(v))?;
+            options
+                .into_iter()
+                .rev()
+                .find(|(k, _)| k.eq_ignore_ascii_case("pgwarden.tenant"))
+                .map(|(_, v)| v)
+        })
+    };
+    let tenant = match settings.tenant_from {
+        TenantFrom::User => Some(user.to_owned()),
+        TenantFrom::Database => Some(database.to_owned()),
+        TenantFrom::Startup | TenantFrom::Set => param(),
+    };
+    let later = tenant.is_none() && settings.tenant_from == TenantFrom::Set;
+    let mut tenancy = Tenancy::new(database, tenant);
+    if later && settings.policy != Policy::Off {
+        return Ok((tenancy, None));
+    }
+    let plan = tenancy.plan(loaded, members, &shared.audit)?;
+    Ok((tenancy, Some(plan)))
+}
+
+/// Where the welcome's server parameters come from: the writer of the
+/// tenant's cluster, else a node the tenant may use (a cached welcome
+/// first: it needs no server). `None`: no node the tenant may use is up.
+pub fn welcome_pool(members: &Members, plan: Option<Plan>) -> Option<Arc<Pool>> {
+    let plan = plan.unwrap_or(Plan {
+        member: 0,
+        mask: ALL,
+        local: ALL,
+        spill: false,
+    });
+    let ctx = members.get(plan.member)?;
+    let snap = ctx.topology.snapshot();
+    let writer = match snap.writer {
+        Writer::Node(w) => Some(w),
+        _ => None,
+    };
+    let allowed = |id: usize| plan.spill || contains(plan.mask, id);
+    let candidates: Vec<usize> = writer
+        .into_iter()
+        .chain((0..ctx.pools.len()).filter(|&id| snap.nodes.get(id).is_some_and(|v| v.up)))
+        .filter(|&id| allowed(id))
+        .collect();
+    let cached = candidates
+        .iter()
+        .find(|&&id| ctx.pools[id].welcome().is_some());
+    cached
+        .or(candidates.first())
+        .map(|&id| ctx.pools[id].clone())
+}
+
+/// The pools on every node for `key`, shared by its sessions; `None` for a
+/// database without a topology.
+pub fn route_ctx(
+    shared: &Arc<Shared>,
+    loaded: &Loaded,
+    key: &PoolKey,
+    target: &ServerTarget,
+) -> Option<Arc<RouteCtx>> {
+    let topology = shared.topology(&key.db)?.clone();
+    let mut routes = shared.routes.lock().unwrap_or_else(|p| p.into_inner());
+    let id = (key.db.clone(), key.user.clone());
+    if let Some(r) = routes.get(&id) {
+        return Some(r.clone());
+    }
+    let settings = loaded.database(&key.db)?.routing.clone();
+    let pools = topology
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let node_key = PoolKey {
+                node: i,
+                ..key.clone()
+            };
+            let node_target = ServerTarget {
+                addr: node.addr.clone(),
+                ..target.clone()
+            };
+            shared.pools.get_or_create(&node_key, loaded, node_target)
+        })
+        .collect();
+    let ctx = Arc::new(RouteCtx {
+        topology,
+        pools,
+        settings,
+    });
+    routes.insert(id, ctx.clone());
+    Some(ctx)
+}

@@ -1,0 +1,143 @@
+//! A session's routing preferences: its startup parameters
+//! (`pgwarden.route`, `pgwarden.consistency`, `pgwarden.max_staleness_ms`,
+//! `default_transaction_read_only`) under its own `SET pgwarden.*`, over the
+//! database's `[routing]` defaults.
+//!
+//! Owns: those preferences, refreshed only when the session's parameters
+//! changed. The `SET`s are answered by pgwarden ([`crate::routing::control`]).
+
+use bytes::BytesMut;
+
+use crate::config::{Consistency, RoutingSettings};
+use crate::prepared::Tracker;
+use crate::routing::control::{Command, Control};
+use crate::routing::Hint;
+use crate::wire::backend as be;
+
+/// What the session asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Prefs {
+    pub route: Option<Hint>,
+    pub consistency: Consistency,
+    pub max_staleness_ms: u64,
+    /// `default_transaction_read_only` is on: PostgreSQL refuses writes anyway.
+    pub read_only: bool,
+    /// The parameters' version these were made from (`None`: make again).
+    version: Option<u32>,
+    /// `SET pgwarden.*` by the session, over its startup parameters.
+    set_route: Option<Option<Hint>>,
+    set_consistency: Option<Consistency>,
+    set_staleness: Option<u64>,
+}
+
+impl Prefs {
+    pub fn new(settings: &RoutingSettings) -> Self {
+        Self {
+            route: None,
+            consistency: settings.consistency,
+            max_staleness_ms: settings.max_staleness_ms,
+            read_only: false,
+            version: None,
+            set_route: None,
+            set_consistency: None,
+            set_staleness: None,
+        }
+    }
+
+    /// Applies a `SET`/`RESET` of a routing preference, writing its answer
+    /// (CommandComplete, or 22023 for a bad value) to `out`.
+    pub fn set(&mut self, command: &Command, out: &mut BytesMut) {
+        let value = command.value.as_deref();
+        let ok = match command.control {
+            Control::Tenant => false,
+            Control::Route => match value {
+                None | Some("auto") => {
+                    self.set_route = value.map(|_| None);
+                    true
+                }
+                Some("primary") => {
+                    self.set_route = Some(Some(Hint::Primary));
+                    true
+                }
+                Some("replica") => {
+                    self.set_route = Some(Some(Hint::Replica));
+                    true
+                }
+                Some(_) => false,
+            },
+            Control::Consistency => match value.map(Consistency::parse) {
+                None => {
+                    self.set_consistency = None;
+                    true
+                }
+                Some(Some(c)) => {
+                    self.set_consistency = Some(c);
+                    true
+                }
+                Some(None) => false,
+            },
+            Control::MaxStalenessMs => match value.map(str::parse::<u64>) {
+                None => {
+                    self.set_staleness = None;
+                    true
+                }
+                Some(Ok(ms)) => {
+                    self.set_staleness = Some(ms);
+                    true
+                }
+                Some(Err(_)) => false,
+            },
+        };
+        if ok {
+            be::command_complete(out, if value.is_some() { "SET" } else { "RESET" });
+        } else {
+            be::error_response(
+                out,
+                be::Severity::Error,
+                "22023",
+                &format!(
+                    "invalid value for a pgwarden routing setting: {}",
+                    value.unwrap_or_default()
+                ),
+                None,
+            );
+        }
+        // Applied on top of the parameters at the next refresh.
+        self.version = None;
+    }
+
+    /// Makes the preferences again if the session's parameters changed.
+    pub fn refresh(&mut self, tracker: &Tracker, settings: &RoutingSettings) {
+        let params = tracker.params();
+        if self.version == Some(params.version()) {
+            return;
+        }
+        self.version = Some(params.version());
+        let lower = |name: &str| params.get(name).map(str::to_ascii_lowercase);
+        self.route = match lower("pgwarden.route").as_deref() {
+            Some("primary") => Some(Hint::Primary),
+            Some("replica") => Some(Hint::Replica),
+            _ => None,
+        };
+        self.consistency = lower("pgwarden.consistency")
+            .and_then(|c| Consistency::parse(&c))
+            .unwrap_or(settings.consistency);
+        self.max_staleness_ms = params
+            .get("pgwarden.max_staleness_ms")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(settings.max_staleness_ms);
+        self.read_only = matches!(
+            lower("default_transaction_read_only").as_deref(),
+            Some("on" | "true" | "1" | "yes")
+        );
+        if let Some(route) = self.set_route {
+            self.route = route;
+        }
+        if let Some(c) = self.set_consistency {
+            self.consistency = c;
+        }
+        if let Some(ms) = self.set_staleness {
+            self.max_staleness_ms = ms;
+        }
+    }
+}
