@@ -51,6 +51,11 @@ impl Shared {
         self.topologies.get(db)
     }
 
+    /// Every database's topology, by name.
+    pub fn topologies(&self) -> impl Iterator<Item = (&String, &Arc<Topology>)> {
+        self.topologies.iter()
+    }
+
     /// Stops accepting and asks every idle session to end (57P01); busy
     /// ones end when their transaction does.
     pub fn begin_shutdown(&self) {

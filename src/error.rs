@@ -75,6 +75,23 @@ pub enum ProxyError {
     TenantNotSet,
     #[error("the tenant of this session cannot be changed ({0})")]
     TenantFixed(&'static str),
+    /// Admin console (see `src/admin/`).
+    #[error("user \"{0}\" may not use the admin console (not in admin_users or stats_users)")]
+    AdminNotAllowed(String),
+    #[error("permission denied: {0} needs a user in admin_users")]
+    AdminReadOnly(String),
+    #[error("syntax error in admin command: {0} (see SHOW HELP)")]
+    AdminSyntax(String),
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    AdminUnknownSetting(String),
+    #[error("invalid value for parameter \"{key}\": {why}")]
+    AdminBadValue { key: String, why: String },
+    #[error("parameter \"{0}\" cannot be changed without restarting pgwarden")]
+    AdminRestartOnly(String),
+    #[error("{0}")]
+    AdminNotYet(String),
+    #[error("configuration file error, the running configuration is kept: {0}")]
+    ConfigRefused(String),
     #[error("internal error")]
     Internal,
     /// A server's refusal when pgwarden opened a connection for the client,
@@ -106,6 +123,14 @@ impl ProxyError {
             TenantFixed(_) => "RZ004",
             ServerUnavailable => "08001",
             Shutdown => "57P01",
+            AdminNotAllowed(_) => "28000",
+            AdminReadOnly(_) => "42501",
+            AdminSyntax(_) => "42601",
+            AdminUnknownSetting(_) => "42704",
+            AdminBadValue { .. } => "22023",
+            AdminRestartOnly(_) => "55P02",
+            AdminNotYet(_) => "0A000",
+            ConfigRefused(_) => "F0000",
             Internal => "XX000",
         }
     }
@@ -120,7 +145,14 @@ impl ProxyError {
             | ProxyError::NoNodeInRegion { .. }
             | ProxyError::UnknownTenant(_)
             | ProxyError::TenantNotSet
-            | ProxyError::TenantFixed(_) => Severity::Error,
+            | ProxyError::TenantFixed(_)
+            | ProxyError::AdminReadOnly(_)
+            | ProxyError::AdminSyntax(_)
+            | ProxyError::AdminUnknownSetting(_)
+            | ProxyError::AdminBadValue { .. }
+            | ProxyError::AdminRestartOnly(_)
+            | ProxyError::AdminNotYet(_)
+            | ProxyError::ConfigRefused(_) => Severity::Error,
             _ => Severity::Fatal,
         }
     }
@@ -152,6 +184,14 @@ impl ProxyError {
             UnknownTenant(_) => "residency_unknown_tenant",
             TenantNotSet => "residency_tenant_not_set",
             TenantFixed(_) => "residency_tenant_fixed",
+            AdminNotAllowed(_) => "admin_not_allowed",
+            AdminReadOnly(_) => "admin_read_only",
+            AdminSyntax(_) => "admin_syntax",
+            AdminUnknownSetting(_) => "admin_unknown_setting",
+            AdminBadValue { .. } => "admin_bad_value",
+            AdminRestartOnly(_) => "admin_restart_only",
+            AdminNotYet(_) => "admin_not_yet",
+            ConfigRefused(_) => "config_refused",
             Internal => "internal",
             Server { .. } => "server_refused",
         }

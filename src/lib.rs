@@ -4,6 +4,7 @@
 //! [`pool`], which opens connections through [`server`]; [`wire`] and
 //! [`auth`] are pure protocol code used by both halves.
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;

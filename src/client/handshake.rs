@@ -11,6 +11,7 @@ use super::cancel::Registration;
 use super::members::{route_ctx, tenant_of, welcome_pool};
 use super::route::Members;
 use super::tenancy::Tenancy;
+use crate::admin::Access;
 use crate::app::Shared;
 use crate::auth::backend::{BackendAuthError, BackendSecret};
 use crate::auth::frontend::authenticate;
@@ -74,6 +75,11 @@ pub struct Login {
 /// What the first packets asked for.
 pub enum Outcome {
     Login(Login),
+    /// A user of the admin console, logged in and greeted.
+    Console {
+        access: Access,
+        user: String,
+    },
     /// A CancelRequest was handled; close the socket.
     Cancelled,
 }
@@ -140,6 +146,11 @@ pub async fn handshake(
     let database = database
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| user.clone());
+    if crate::admin::DATABASES.contains(&database.as_str()) && loaded.database(&database).is_none()
+    {
+        stream.write_all(&out).await.map_err(lost)?;
+        return console_login(stream, &loaded, user, &tracked).await;
+    }
     let db_settings = loaded
         .database(&database)
         .ok_or_else(|| ProxyError::UnknownDatabase(database.clone()))?
@@ -284,6 +295,42 @@ pub async fn handshake(
         registration,
         params: tracked,
     }))
+}
+
+/// Logs a user in to the admin console: the same authentication as any
+/// client (its secret from `auth_file`/`[users]`), then its access.
+async fn console_login(
+    stream: &mut MessageStream<TcpStream>,
+    loaded: &Loaded,
+    user: String,
+    tracked: &[(String, String)],
+) -> Result<Outcome, ProxyError> {
+    let secret = loaded.users.get(&user);
+    authenticate(stream, &user, secret, loaded.config.proxy.auth_type).await?;
+    let access = Access::of(&loaded.config.proxy, &user)
+        .ok_or_else(|| ProxyError::AdminNotAllowed(user.clone()))?;
+    let mut out = BytesMut::new();
+    let version = format!("15.0 (pgwarden {})", env!("CARGO_PKG_VERSION"));
+    let app = tracked
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("application_name"))
+        .map_or("", |(_, v)| v.as_str());
+    for (name, value) in [
+        ("server_version", version.as_str()),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO"),
+        ("TimeZone", "UTC"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+        ("application_name", app),
+    ] {
+        be::parameter_status(&mut out, name, value);
+    }
+    be::backend_key_data(&mut out, 0, 0);
+    be::ready_for_query(&mut out, be::TX_IDLE);
+    stream.write_all(&out).await.map_err(lost)?;
+    Ok(Outcome::Console { access, user })
 }
 
 /// The user's secret: `auth_file`/`[users]` first, then `auth_query`.

@@ -50,6 +50,12 @@ pub async fn login(socket: TcpStream, shared: Arc<Shared>) -> Option<Box<session
             Some(session::Session::new(io, rbuf, login, shared))
         }
         Ok(Outcome::Cancelled) => None,
+        Ok(Outcome::Console { access, user }) => {
+            let MessageStream { io, rbuf } = stream;
+            // Boxed: a rare path that should not enlarge every login.
+            Box::pin(crate::admin::serve(io, rbuf, shared, access, user)).await;
+            None
+        }
         Err(e) => {
             tracing::info!(kind = e.kind(), "login refused: {e}");
             reject(&mut stream.io, &e).await;

@@ -151,6 +151,11 @@ impl Session {
         let max_packet = p.max_packet_size;
         let track_max = p.max_prepared_statements;
         drop(cfg);
+        login
+            .pool
+            .stats
+            .clients
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Box::new(Self {
             client,
             cbuf,
@@ -830,6 +835,13 @@ impl Session {
 
     fn at_rest_without(&self, guard: &mut ServerGuard) -> bool {
         self.streams_quiet() && guard.conn().stream.rbuf.is_empty()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let clients = &self.login.pool.stats.clients;
+        clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

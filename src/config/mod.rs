@@ -15,9 +15,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    AuthType, CommitLsn, Config, Consistency, DatabaseSettings, NodeSpec, PoolMode, PrimaryReads,
-    ProxySettings, ReplicaFallback, ReplicaSelection, RoutingSettings, SessionFeatures,
-    UserSettings,
+    AuthType, CommitLsn, Config, Consistency, DatabaseSettings, NameList, NodeSpec, PoolMode,
+    PrimaryReads, ProxySettings, ReplicaFallback, ReplicaSelection, RoutingSettings,
+    SessionFeatures, UserSettings,
 };
 
 use crate::auth::secret::Secret;

@@ -114,6 +114,10 @@ pub struct ProxySettings {
     pub auth_user: Option<String>,
     pub auth_query: String,
     pub shutdown_timeout: Secs,
+    /// Users with the full admin console (database `pgwarden` or `pgbouncer`).
+    pub admin_users: NameList,
+    /// Users with the read-only console (`SHOW` commands only).
+    pub stats_users: NameList,
     /// Where this proxy runs: nodes in this region are preferred.
     pub region: Option<String>,
     /// More `[tenants]` entries, in a TOML file of `tenant = ["region", ...]`
@@ -157,6 +161,8 @@ impl Default for ProxySettings {
             auth_user: None,
             auth_query: "SELECT usename, passwd FROM pg_shadow WHERE usename=$1".into(),
             shutdown_timeout: Secs::from_secs(30),
+            admin_users: NameList::default(),
+            stats_users: NameList::default(),
             region: None,
             tenants_file: None,
         }

@@ -27,7 +27,9 @@ pub fn check(config: &mut Config, base: &Path, problem: &mut impl FnMut(&str, St
         match read_tenants(&path) {
             Ok(more) => {
                 for (tenant, regions) in more {
-                    if config.tenants.contains_key(&tenant) {
+                    // The same entry twice is a config validated again
+                    // after its file was merged (a live SET).
+                    if config.tenants.get(&tenant).is_some_and(|r| *r != regions) {
                         problem(
                             "proxy.tenants_file",
                             format!("tenant {tenant:?} is also in [tenants]"),

@@ -75,6 +75,8 @@ pub struct PoolStats {
     pub wait_micros: AtomicU64,
     /// Clients pinned to their server by a session-only feature.
     pub pinned: AtomicUsize,
+    /// Clients logged in to this pool (their login's pool).
+    pub clients: AtomicUsize,
 }
 
 struct State {

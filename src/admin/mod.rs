@@ -1,0 +1,113 @@
+//! The admin console: a virtual database (`pgwarden`, or `pgbouncer` for
+//! PgBouncer's tools) where `admin_users` tune the proxy live and
+//! `stats_users` read its state, in PgBouncer's commands and columns.
+//!
+//! Owns: the console's sessions. pgwarden's own handshake logs the user in
+//! (same auth as any client) and greets it; from the first query on,
+//! `pgwire`'s server API speaks the protocol (simple and extended query),
+//! with [`handler::Console`] answering. Commands are parsed in [`command`],
+//! tables built in [`show`], live changes made in [`live`].
+
+pub mod command;
+pub mod handler;
+pub mod live;
+pub mod show;
+pub mod table;
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use futures::StreamExt;
+use pgwire::api::{ClientInfo, DefaultClient, NoopHandler, PgWireConnectionState};
+use pgwire::error::PgWireError;
+use pgwire::messages::PgWireFrontendMessage;
+use pgwire::tokio::server::{process_error, process_message, PgWireMessageServerCodec};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, FramedParts};
+
+use crate::app::Shared;
+use crate::config::ProxySettings;
+
+/// The database names that reach the console (unless configured as real ones).
+pub const DATABASES: [&str; 2] = ["pgwarden", "pgbouncer"];
+
+/// What a console user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `admin_users`: everything.
+    Admin,
+    /// `stats_users`: `SHOW` only.
+    Stats,
+}
+
+impl Access {
+    /// The user's access, `None` when it has none.
+    pub fn of(settings: &ProxySettings, user: &str) -> Option<Access> {
+        if settings.admin_users.contains_ignore_case(user) {
+            Some(Access::Admin)
+        } else if settings.stats_users.contains_ignore_case(user) {
+            Some(Access::Stats)
+        } else {
+            None
+        }
+    }
+}
+
+/// Serves a logged-in console user until it leaves. `rbuf` holds what it
+/// sent after its startup packet.
+pub async fn serve(
+    socket: TcpStream,
+    rbuf: BytesMut,
+    shared: Arc<Shared>,
+    access: Access,
+    user: String,
+) {
+    let addr = socket
+        .peer_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let codec = PgWireMessageServerCodec::new(DefaultClient::new(addr, false));
+    let mut parts = FramedParts::new(socket, codec);
+    parts.read_buf.put_slice(&rbuf);
+    let mut framed = Framed::from_parts(parts);
+    framed.set_state(PgWireConnectionState::ReadyForQuery);
+    let console = Arc::new(handler::Console::new(shared, access, user));
+    let noop = Arc::new(NoopHandler);
+    while let Some(Ok(message)) = framed.next().await {
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            break;
+        }
+        let extended = message.is_extended_query();
+        let result = process_message(
+            message,
+            &mut framed,
+            noop.clone(),
+            console.clone(),
+            console.clone(),
+            noop.clone(),
+            noop.clone(),
+        )
+        .await;
+        if let Err(e) = result {
+            let fatal = e.is_fatal();
+            if process_error(&mut framed, e, extended).await.is_err() || fatal {
+                break;
+            }
+        }
+        if console.should_close() {
+            break;
+        }
+    }
+}
+
+/// A pgwarden error as the console's client sees it.
+pub fn to_pgwire(e: &crate::error::ProxyError) -> PgWireError {
+    let severity = match e.severity() {
+        crate::wire::backend::Severity::Fatal => "FATAL",
+        _ => "ERROR",
+    };
+    PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
+        severity.to_owned(),
+        e.sqlstate().to_owned(),
+        e.to_string(),
+    )))
+}

@@ -1,0 +1,298 @@
+//! The admin console against a running proxy: PgBouncer's `SHOW` tables
+//! with their columns and types, through psql and tokio-postgres (simple
+//! and extended protocol), access rules, live `SET` and `RELOAD`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+use pgwarden::app::Proxy;
+use pgwarden::config::NameList;
+use tokio_postgres::SimpleQueryMessage;
+
+fn admins(cfg: &mut pgwarden::config::Config) {
+    cfg.proxy.admin_users = NameList(vec![SCRAM_USER.into()]);
+    cfg.proxy.stats_users = NameList(vec![MD5_USER.into()]);
+}
+
+async fn console(proxy: &Proxy, user: &str, db: &str) -> tokio_postgres::Client {
+    connect_url(&url(proxy, user, PASSWORD, db))
+        .await
+        .expect("console login")
+}
+
+/// Column names and rows (as text) of a simple-protocol query.
+async fn table(c: &tokio_postgres::Client, sql: &str) -> (Vec<String>, Vec<Vec<Option<String>>>) {
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    for m in c.simple_query(sql).await.expect(sql) {
+        match m {
+            SimpleQueryMessage::RowDescription(cols) => {
+                columns = cols.iter().map(|c| c.name().to_owned()).collect();
+            }
+            SimpleQueryMessage::Row(r) => {
+                rows.push((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect());
+            }
+            _ => {}
+        }
+    }
+    (columns, rows)
+}
+
+fn column<'a>(cols: &[String], row: &'a [Option<String>], name: &str) -> &'a str {
+    let i = cols.iter().position(|c| c == name).expect(name);
+    row[i].as_deref().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_tables_with_their_columns() {
+    let proxy = proxy(|cfg| {
+        admins(cfg);
+        with_replicas(cfg);
+    })
+    .await;
+    assert!(replicas_ready(&proxy).await);
+    // Five clients of pgw: one inside a transaction, four idle.
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(connect(&proxy, SCRAM_USER).await.unwrap());
+    }
+    clients[0].batch_execute("BEGIN; SELECT 1").await.unwrap();
+    for c in &clients[1..] {
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+    let admin = console(&proxy, SCRAM_USER, "pgbouncer").await;
+
+    let (cols, rows) = table(&admin, "SHOW POOLS").await;
+    assert_eq!(
+        cols,
+        [
+            "database",
+            "user",
+            "cl_active",
+            "cl_waiting",
+            "cl_active_cancel_req",
+            "cl_waiting_cancel_req",
+            "sv_active",
+            "sv_active_cancel",
+            "sv_being_canceled",
+            "sv_idle",
+            "sv_used",
+            "sv_tested",
+            "sv_login",
+            "maxwait",
+            "maxwait_us",
+            "pool_mode"
+        ]
+    );
+    let pool = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some(DB) && r[1].as_deref() == Some(SCRAM_USER))
+        .expect("the pgw pool");
+    assert_eq!(column(&cols, pool, "cl_active"), "5");
+    assert_eq!(column(&cols, pool, "cl_waiting"), "0");
+    assert_eq!(
+        column(&cols, pool, "sv_active"),
+        "1",
+        "the open transaction's server"
+    );
+    assert_eq!(column(&cols, pool, "pool_mode"), "transaction");
+
+    let expect = [
+        ("SHOW DATABASES", "name,host,port,database,force_user,pool_size,min_pool_size,reserve_pool,pool_mode,max_connections,current_connections,paused,disabled"),
+        ("SHOW USERS", "name,pool_mode"),
+        ("SHOW CONFIG", "key,value,default,changeable"),
+        ("SHOW LISTS", "list,items"),
+        ("SHOW MEM", "name,size,used,free,memtotal"),
+        ("SHOW VERSION", "version"),
+        ("SHOW STATE", "key,value"),
+        ("SHOW NODES", "database,node,role,region,state,lag_bytes,lag_ms,replay_lsn,latency_us,outstanding,reads,writes,fallbacks,ryw_waits,check_failures"),
+        ("SHOW ROUTING", "database,writer,reads,writes,replica_reads,fallbacks,ryw_waits,ryw_primary_reads,state_changes"),
+        ("SHOW TENANTS", "tenant,region,allowed_regions,routed,out_of_region,refused"),
+    ];
+    for (sql, columns) in expect {
+        let (cols, rows) = table(&admin, sql).await;
+        assert_eq!(cols.join(","), columns, "{sql}");
+        if sql != "SHOW TENANTS" {
+            assert!(!rows.is_empty(), "{sql} has rows");
+        }
+    }
+    let (cols, rows) = table(&admin, "SHOW NODES").await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(column(&cols, &rows[0], "state"), "writer");
+    assert!(rows[1..]
+        .iter()
+        .all(|r| column(&cols, r, "state") == "in_rotation"));
+    let (cols, rows) = table(&admin, "SHOW CONFIG").await;
+    let listen = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some("listen"))
+        .unwrap();
+    assert_eq!(column(&cols, listen, "changeable"), "no");
+
+    // The extended protocol, typed as PgBouncer types them.
+    let rows = admin.query("SHOW POOLS", &[]).await.unwrap();
+    let pool = rows
+        .iter()
+        .find(|r| r.get::<_, &str>("database") == DB && r.get::<_, &str>("user") == SCRAM_USER)
+        .unwrap();
+    assert_eq!(pool.get::<_, i32>("cl_active"), 5);
+    let version: String = admin.query_one("SHOW VERSION", &[]).await.unwrap().get(0);
+    assert!(version.starts_with("pgwarden "), "{version}");
+
+    // Mistakes get PostgreSQL's codes and the session goes on.
+    let e = admin.simple_query("SELEKT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42601"), "{e}");
+    let e = admin
+        .simple_query("SET no_such_thing = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42704"), "{e}");
+    let e = admin
+        .simple_query("SET default_pool_size = lots")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("22023"), "{e}");
+    let e = admin
+        .simple_query("SET listen = '127.0.0.1:1'")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("55P02"), "{e}");
+    assert_eq!(table(&admin, "SHOW VERSION").await.1.len(), 1);
+    clients[0].batch_execute("COMMIT").await.unwrap();
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_rules() {
+    let proxy = proxy(admins).await;
+    // stats_users: SHOW only.
+    let stats = console(&proxy, MD5_USER, "pgwarden").await;
+    assert_eq!(table(&stats, "SHOW POOLS").await.0.len(), 16);
+    for sql in ["SET default_pool_size = 5", "PAUSE", "RELOAD", "SHUTDOWN"] {
+        let e = stats.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
+    }
+    // Anyone else: refused at login, as pg_hba would.
+    let e = connect_err(&url(&proxy, PLAIN_USER, PASSWORD, "pgwarden")).await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("28000"), "{e}");
+    // A wrong password is a wrong password.
+    let e = connect_err(&url(&proxy, SCRAM_USER, "wrong", "pgwarden")).await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e}");
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_sees_the_console() {
+    let proxy = proxy(admins).await;
+    let out = std::process::Command::new(pg_tool("psql"))
+        .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p"])
+        .arg(proxy.addr.port().to_string())
+        .args([
+            "-U",
+            SCRAM_USER,
+            "-d",
+            "pgbouncer",
+            "-c",
+            "SHOW HELP",
+            "-c",
+            "SHOW VERSION",
+        ])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("SHOW HELP|CONFIG") && text.contains("pgwarden "),
+        "{text}"
+    );
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_applies_at_once_and_reload_keeps_a_good_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    let c = cluster();
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_users = \"{SCRAM_USER}\"\ndefault_pool_size = 10\n\
+         [databases.{DB}]\nprimary = \"{}\"\n\
+         [users.{SCRAM_USER}]\npassword = \"{PASSWORD}\"\n",
+        c.primary.addr()
+    );
+    std::fs::write(&file, &text).unwrap();
+    let loaded = pgwarden::config::load(&file).unwrap();
+    let proxy = Proxy::start(loaded).await.unwrap();
+    let admin = console(&proxy, SCRAM_USER, "pgwarden").await;
+
+    admin
+        .simple_query("SET default_pool_size = 2")
+        .await
+        .unwrap();
+    let (cols, rows) = table(&admin, "SHOW CONFIG").await;
+    let size = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some("default_pool_size"))
+        .unwrap();
+    assert_eq!(column(&cols, size, "value"), "2");
+    // Six sleepers through a pool now capped at 2 servers.
+    let mut sleepers = Vec::new();
+    for _ in 0..6 {
+        let client = connect(&proxy, SCRAM_USER).await.unwrap();
+        sleepers.push(tokio::spawn(async move {
+            client
+                .simple_query("SELECT pg_sleep(0.3)")
+                .await
+                .map(|_| ())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (cols, rows) = table(&admin, "SHOW POOLS").await;
+    let pool = rows.iter().find(|r| r[0].as_deref() == Some(DB)).unwrap();
+    let servers: i32 = column(&cols, pool, "sv_active").parse::<i32>().unwrap()
+        + column(&cols, pool, "sv_idle").parse::<i32>().unwrap();
+    assert!(servers <= 2, "{servers} servers with default_pool_size = 2");
+    assert!(column(&cols, pool, "cl_waiting").parse::<i32>().unwrap() >= 1);
+    for s in sleepers {
+        s.await.unwrap().unwrap();
+    }
+
+    // A broken file is refused whole; the running config stays.
+    std::fs::write(&file, "[proxy]\ndefault_pool_size = \"many\"\n").unwrap();
+    let e = admin.simple_query("RELOAD").await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("F0000"), "{e}");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("line 2") && message.contains("\"many\""),
+        "{message}"
+    );
+    let (cols, rows) = table(&admin, "SHOW CONFIG").await;
+    let size = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some("default_pool_size"))
+        .unwrap();
+    assert_eq!(column(&cols, size, "value"), "2");
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+
+    // A good file applies, SET values give way to it.
+    std::fs::write(&file, &text).unwrap();
+    admin.simple_query("RELOAD").await.unwrap();
+    let (cols, rows) = table(&admin, "SHOW CONFIG").await;
+    let size = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some("default_pool_size"))
+        .unwrap();
+    assert_eq!(column(&cols, size, "value"), "10");
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
