@@ -30,6 +30,8 @@ pub struct Shared {
     pub cancels: Arc<CancelRegistry>,
     /// Residency counters per tenant and region.
     pub audit: crate::audit::Audit,
+    /// The previous stats period, for `SHOW STATS` averages.
+    pub stats: crate::admin::stats::Window,
     /// Connected clients, for `max_client_conn`.
     pub clients: AtomicUsize,
     /// One per database with replicas, residency rules or a place in a
@@ -88,6 +90,7 @@ impl Shared {
             statements: Default::default(),
             cancels: Arc::new(CancelRegistry::default()),
             audit: Default::default(),
+            stats: Default::default(),
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             stopping: AtomicBool::new(false),
@@ -300,6 +303,7 @@ async fn maintain_loop(shared: Arc<Shared>) {
             _ = tick.tick() => {}
             _ = shared.shutdown.cancelled() => return,
         }
+        shared.stats.tick(&shared.pools);
         for pool in shared.pools.all() {
             for slot in pool.maintain() {
                 let pool = pool.clone();

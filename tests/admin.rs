@@ -132,6 +132,36 @@ async fn pgbouncer_tables_with_their_columns() {
         .unwrap();
     assert_eq!(column(&cols, listen, "changeable"), "no");
 
+    // Traffic: 4 auto-commit SELECTs, one open transaction of 2 statements
+    // (its COMMIT comes later), all through pgw.
+    let (cols, rows) = table(&admin, "SHOW STATS").await;
+    assert_eq!(
+        cols.join(","),
+        "database,total_xact_count,total_query_count,total_received,total_sent,total_xact_time,\
+         total_query_time,total_wait_time,avg_xact_count,avg_query_count,avg_recv,avg_sent,\
+         avg_xact_time,avg_query_time,avg_wait_time"
+    );
+    let stats = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some(DB))
+        .expect("pgw stats");
+    let n = |name: &str| column(&cols, stats, name).parse::<u64>().unwrap();
+    assert!(n("total_xact_count") >= 4, "{stats:?}");
+    assert!(n("total_query_count") >= 4, "{stats:?}");
+    assert!(n("total_received") > 0 && n("total_sent") > 0, "{stats:?}");
+    assert!(
+        n("total_query_time") > 0 && n("total_xact_time") > 0,
+        "{stats:?}"
+    );
+    for (sql, columns) in [
+        ("SHOW STATS_TOTALS", "database,xact_count,query_count,bytes_received,bytes_sent,xact_time,query_time,wait_time"),
+        ("SHOW STATS_AVERAGES", "database,xact_count,query_count,bytes_received,bytes_sent,xact_time,query_time,wait_time"),
+    ] {
+        assert_eq!(table(&admin, sql).await.0.join(","), columns, "{sql}");
+    }
+    let rows = admin.query("SHOW STATS_TOTALS", &[]).await.unwrap();
+    assert!(!rows.is_empty(), "numeric columns in binary format decode");
+
     // The extended protocol, typed as PgBouncer types them.
     let rows = admin.query("SHOW POOLS", &[]).await.unwrap();
     let pool = rows

@@ -12,6 +12,7 @@ pub mod command;
 pub mod handler;
 pub mod live;
 pub mod show;
+pub mod stats;
 pub mod table;
 
 use std::sync::Arc;

@@ -38,13 +38,14 @@ pub fn show(shared: &Shared, what: &str) -> Result<Table, ProxyError> {
         "nodes" => Ok(nodes(shared)),
         "routing" => Ok(routing(shared)),
         "tenants" => Ok(tenants(shared)),
-        "stats" | "stats_totals" | "stats_averages" | "servers" | "clients" | "sockets"
-        | "active_sockets" | "fds" | "totals" | "latency" | "queries" => {
-            Err(ProxyError::AdminNotYet(format!(
-                "SHOW {} is not available in this build yet",
-                what.to_ascii_uppercase()
-            )))
+        "stats" | "stats_totals" | "stats_averages" => {
+            Ok(super::stats::table(what, &shared.pools, &shared.stats))
         }
+        "servers" | "clients" | "sockets" | "active_sockets" | "fds" | "totals" | "latency"
+        | "queries" => Err(ProxyError::AdminNotYet(format!(
+            "SHOW {} is not available in this build yet",
+            what.to_ascii_uppercase()
+        ))),
         other => Err(ProxyError::AdminSyntax(format!(
             "unknown SHOW {:?}",
             other.to_ascii_uppercase()

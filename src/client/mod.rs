@@ -11,6 +11,7 @@ pub mod prefs;
 pub mod route;
 pub mod session;
 pub mod tenancy;
+pub mod traffic;
 
 use std::sync::Arc;
 

@@ -25,6 +25,7 @@ use super::cancel::CancelTarget;
 use super::handshake::{pool_error, Login};
 use super::route::{starts_with_control, Attached, RouteState};
 use super::tenancy::Tenancy;
+use super::traffic::Traffic;
 use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::error::ProxyError;
@@ -89,6 +90,8 @@ pub struct Session {
     /// Client bytes wait in `cbuf` for the replica to answer the unit
     /// before them (or for the next transaction's routing).
     held: bool,
+    /// Requests, bytes and times for `SHOW STATS`.
+    traffic: Traffic,
     /// Read/write routing, for databases with replicas (boxed: made at the
     /// first transaction, absent otherwise).
     route: Option<Box<RouteState>>,
@@ -173,6 +176,7 @@ impl Session {
             pin_counted: false,
             held: false,
             route: None,
+            traffic: Traffic::default(),
             track_max,
             login,
             shared,
@@ -394,6 +398,7 @@ impl Session {
                     Some(t) => t.to_server.finish(&self.cbuf, forward),
                     None => &self.cbuf[..forward],
                 };
+                self.traffic.received(bytes.len());
                 if guard.conn().stream.io.write_all(bytes).await.is_err() {
                     self.cbuf.advance(forward);
                     return self.on_server_lost();
@@ -468,6 +473,7 @@ impl Session {
             }
             match tag {
                 fe::QUERY | fe::SYNC | fe::FUNCTION_CALL => {
+                    self.traffic.request(self.pending == 0);
                     if self.pending == 0 && self.timeouts.query_ms != 0 {
                         self.request_since = Some(self.last_activity);
                         self.cancel_sent = false;
@@ -592,6 +598,8 @@ impl Session {
         let conn = guard.conn();
         let rbuf = &mut conn.stream.rbuf;
         let mut tracker = self.tracker.as_deref_mut();
+        // All requests answered in this read: Some(whether no transaction is open).
+        let mut answered = None;
         let mut pos = 0;
         loop {
             // pgwarden's own queries are answered in small messages, read
@@ -645,6 +653,7 @@ impl Session {
                 self.tx_status = status;
                 if self.pending == 0 {
                     self.request_since = None;
+                    answered = Some(status == be::TX_IDLE);
                 }
             }
             pos += used;
@@ -654,11 +663,15 @@ impl Session {
                 Some(t) => t.to_client.finish(rbuf, pos),
                 None => &rbuf[..pos],
             };
+            self.traffic.sent(bytes.len());
             if self.client.write_all(bytes).await.is_err() {
                 rbuf.advance(pos);
                 return Err(End::ClientLeft);
             }
             rbuf.advance(pos);
+        }
+        if let Some(idle) = answered {
+            self.traffic.answered(idle, &self.login.pool.stats);
         }
         self.after_server_data().await
     }
@@ -840,6 +853,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        self.traffic.flush(&self.login.pool.stats);
         let clients = &self.login.pool.stats.clients;
         clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }

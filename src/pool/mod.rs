@@ -77,6 +77,13 @@ pub struct PoolStats {
     pub pinned: AtomicUsize,
     /// Clients logged in to this pool (their login's pool).
     pub clients: AtomicUsize,
+    /// Their traffic, for `SHOW STATS` (see `client::traffic`).
+    pub xacts: AtomicU64,
+    pub queries: AtomicU64,
+    pub recv_bytes: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub xact_micros: AtomicU64,
+    pub query_micros: AtomicU64,
 }
 
 struct State {
