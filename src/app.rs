@@ -32,6 +32,8 @@ pub struct Shared {
     pub audit: crate::audit::Audit,
     /// The previous stats period, for `SHOW STATS` averages.
     pub stats: crate::admin::stats::Window,
+    /// `PAUSE`/`RESUME`, `DISABLE`/`ENABLE`.
+    pub gates: crate::pool::gates::Gates,
     /// Connected clients, for `max_client_conn`.
     pub clients: AtomicUsize,
     /// One per database with replicas, residency rules or a place in a
@@ -91,6 +93,7 @@ impl Shared {
             cancels: Arc::new(CancelRegistry::default()),
             audit: Default::default(),
             stats: Default::default(),
+            gates: Default::default(),
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             stopping: AtomicBool::new(false),

@@ -75,6 +75,8 @@ pub enum ProxyError {
     TenantNotSet,
     #[error("the tenant of this session cannot be changed ({0})")]
     TenantFixed(&'static str),
+    #[error("database \"{0}\" is disabled (DISABLE from the admin console)")]
+    DatabaseDisabled(String),
     /// Admin console (see `src/admin/`).
     #[error("user \"{0}\" may not use the admin console (not in admin_users or stats_users)")]
     AdminNotAllowed(String),
@@ -123,6 +125,7 @@ impl ProxyError {
             TenantFixed(_) => "RZ004",
             ServerUnavailable => "08001",
             Shutdown => "57P01",
+            DatabaseDisabled(_) => "57P03",
             AdminNotAllowed(_) => "28000",
             AdminReadOnly(_) => "42501",
             AdminSyntax(_) => "42601",
@@ -184,6 +187,7 @@ impl ProxyError {
             UnknownTenant(_) => "residency_unknown_tenant",
             TenantNotSet => "residency_tenant_not_set",
             TenantFixed(_) => "residency_tenant_fixed",
+            DatabaseDisabled(_) => "database_disabled",
             AdminNotAllowed(_) => "admin_not_allowed",
             AdminReadOnly(_) => "admin_read_only",
             AdminSyntax(_) => "admin_syntax",

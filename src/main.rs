@@ -142,6 +142,8 @@ async fn serve(loaded: Loaded, on_ready: Option<OnReady>) -> Result<()> {
             _ = term.recv() => break shutdown_timeout,
             _ = int.recv() => break Duration::ZERO,
             _ = hup.recv() => reload(&proxy),
+            // SHUTDOWN from the admin console.
+            _ = proxy.shared.shutdown.cancelled() => break shutdown_timeout,
         }
     };
     tracing::info!(clients = proxy.client_count(), "shutting down");

@@ -326,3 +326,92 @@ async fn set_applies_at_once_and_reload_keeps_a_good_config() {
     assert_eq!(column(&cols, size, "value"), "10");
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_under_pgbench_loses_nothing() {
+    let proxy = proxy(admins).await;
+    let admin = console(&proxy, SCRAM_USER, "pgwarden").await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("tx.sql");
+    std::fs::write(
+        &script,
+        "BEGIN;\nSELECT 1;\nSELECT pg_sleep(0.001);\nEND;\n",
+    )
+    .unwrap();
+    let port = proxy.addr.port();
+    let script_arg = script.display().to_string();
+    let bench = std::thread::spawn(move || {
+        pgbench(
+            port,
+            &["-n", "-c", "8", "-j", "2", "-T", "4", "-f", &script_arg],
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    admin.simple_query(&format!("PAUSE {DB}")).await.unwrap();
+    let xacts = |rows: Vec<Vec<Option<String>>>, cols: Vec<String>| -> u64 {
+        let row = rows.iter().find(|r| r[0].as_deref() == Some(DB)).unwrap();
+        column(&cols, row, "xact_count").parse().unwrap()
+    };
+    let (cols, rows) = table(&admin, "SHOW STATS_TOTALS").await;
+    let paused_at = xacts(rows, cols);
+    let (cols, rows) = table(&admin, "SHOW DATABASES").await;
+    let db = rows.iter().find(|r| r[0].as_deref() == Some(DB)).unwrap();
+    assert_eq!(column(&cols, db, "paused"), "1");
+    let (cols, rows) = table(&admin, "SHOW POOLS").await;
+    let pool = rows.iter().find(|r| r[0].as_deref() == Some(DB)).unwrap();
+    assert_eq!(
+        column(&cols, pool, "sv_active"),
+        "0",
+        "PAUSE returned with servers busy"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (cols, rows) = table(&admin, "SHOW STATS_TOTALS").await;
+    assert_eq!(
+        xacts(rows, cols),
+        paused_at,
+        "transactions ran while paused"
+    );
+
+    admin.simple_query("RESUME").await.unwrap();
+    let (ok, out) = bench.join().unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("number of failed transactions: 0"), "{out}");
+    let (cols, rows) = table(&admin, "SHOW STATS_TOTALS").await;
+    assert!(xacts(rows, cols) > paused_at, "work went on after RESUME");
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_reconnect_and_shutdown() {
+    let proxy = proxy(admins).await;
+    let admin = console(&proxy, SCRAM_USER, "pgwarden").await;
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    let before = backend_pid(&client).await;
+
+    admin.simple_query(&format!("DISABLE {DB}")).await.unwrap();
+    let e = connect(&proxy, SCRAM_USER).await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("57P03"), "{e}");
+    client
+        .simple_query("SELECT 1")
+        .await
+        .expect("connected clients stay");
+    admin.simple_query(&format!("ENABLE {DB}")).await.unwrap();
+    connect(&proxy, SCRAM_USER).await.expect("enabled again");
+
+    admin
+        .simple_query(&format!("RECONNECT {DB}"))
+        .await
+        .unwrap();
+    assert_ne!(
+        backend_pid(&client).await,
+        before,
+        "a fresh server after RECONNECT"
+    );
+    let e = admin.simple_query("PAUSE nosuchdb").await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("3D000"), "{e}");
+
+    let _ = admin.simple_query("SHUTDOWN").await;
+    assert!(proxy.shared.is_stopping());
+    assert!(proxy.shutdown(Duration::from_secs(5)).await);
+}

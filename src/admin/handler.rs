@@ -20,7 +20,7 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::command::{self, Command};
 use super::table::Table;
-use super::{live, show, to_pgwire, Access};
+use super::{live, ops, show, to_pgwire, Access};
 use crate::app::Shared;
 use crate::error::ProxyError;
 
@@ -56,7 +56,7 @@ impl Console {
         self.close.load(Ordering::Relaxed)
     }
 
-    fn run(&self, sql: &str) -> Result<Reply, ProxyError> {
+    async fn run(&self, sql: &str) -> Result<Reply, ProxyError> {
         let command = command::parse(sql).map_err(ProxyError::AdminSyntax)?;
         if self.access == Access::Stats && !command.read_only() {
             return Err(ProxyError::AdminReadOnly(command.tag().to_owned()));
@@ -71,6 +71,27 @@ impl Console {
                 Ok(Reply::Done(tag))
             }
             Command::Reload => live::reload(&self.shared).map(|()| Reply::Done(tag)),
+            Command::Pause(db) => {
+                ops::pause(&self.shared, db.as_deref()).await?;
+                Ok(Reply::Done(tag))
+            }
+            Command::Resume(db) => {
+                ops::resume(&self.shared, db.as_deref()).map(|()| Reply::Done(tag))
+            }
+            Command::Disable(db) => {
+                ops::set_disabled(&self.shared, &db, true).map(|()| Reply::Done(tag))
+            }
+            Command::Enable(db) => {
+                ops::set_disabled(&self.shared, &db, false).map(|()| Reply::Done(tag))
+            }
+            Command::Reconnect(db) => {
+                ops::reconnect(&self.shared, db.as_deref()).map(|()| Reply::Done(tag))
+            }
+            Command::Shutdown => {
+                ops::shutdown(&self.shared);
+                self.close.store(true, Ordering::Relaxed);
+                Ok(Reply::Done(tag))
+            }
             _ => Err(ProxyError::AdminNotYet(format!(
                 "{tag} is not available in this build yet"
             ))),
@@ -93,7 +114,7 @@ impl Console {
         C: Sink<PgWireBackendMessage> + Unpin + Send,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self.run(sql) {
+        match self.run(sql).await {
             Ok(Reply::Table(t)) => Ok(Response::Query(t.response(formats)?)),
             Ok(Reply::Done(tag)) => Ok(Response::Execution(Tag::new(tag))),
             Ok(Reply::Help) => {

@@ -11,6 +11,7 @@
 pub mod command;
 pub mod handler;
 pub mod live;
+pub mod ops;
 pub mod show;
 pub mod stats;
 pub mod table;
@@ -100,14 +101,11 @@ pub async fn serve(
     }
 }
 
-/// A pgwarden error as the console's client sees it.
+/// A pgwarden error as the console's client sees it: always `ERROR`, the
+/// console session goes on.
 pub fn to_pgwire(e: &crate::error::ProxyError) -> PgWireError {
-    let severity = match e.severity() {
-        crate::wire::backend::Severity::Fatal => "FATAL",
-        _ => "ERROR",
-    };
     PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
-        severity.to_owned(),
+        "ERROR".to_owned(),
         e.sqlstate().to_owned(),
         e.to_string(),
     )))

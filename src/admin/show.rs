@@ -19,7 +19,13 @@ pub const HELP: &str = "\
 \tSHOW HELP|CONFIG|DATABASES|POOLS|USERS|VERSION|STATE|LISTS|MEM
 \tSHOW NODES|ROUTING|TENANTS
 \tSET key = arg
-\tRELOAD";
+\tRELOAD
+\tPAUSE [<db>]
+\tRESUME [<db>]
+\tDISABLE <db>
+\tENABLE <db>
+\tRECONNECT [<db>]
+\tSHUTDOWN";
 
 /// The table for `SHOW what`.
 ///
@@ -65,7 +71,7 @@ fn state(shared: &Shared) -> Table {
     let mut t = Table::new(&[("key", Text), ("value", Text)]);
     let yes_no = |b: bool| Cell::from(if b { "yes" } else { "no" });
     t.push(vec!["active".into(), yes_no(!shared.is_stopping())]);
-    t.push(vec!["paused".into(), yes_no(false)]);
+    t.push(vec!["paused".into(), yes_no(shared.gates.paused(None))]);
     t.push(vec!["suspended".into(), yes_no(false)]);
     t
 }
@@ -179,8 +185,8 @@ fn databases(shared: &Shared) -> Table {
             d.pool_mode.map(|m| m.as_str().to_owned()).into(),
             d.max_db_connections.unwrap_or(p.max_db_connections).into(),
             current.into(),
-            0.into(),
-            0.into(),
+            i32::from(shared.gates.paused(Some(name))).into(),
+            i32::from(shared.gates.is_disabled(name)).into(),
         ]);
     }
     t

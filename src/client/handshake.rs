@@ -155,6 +155,9 @@ pub async fn handshake(
         .database(&database)
         .ok_or_else(|| ProxyError::UnknownDatabase(database.clone()))?
         .clone();
+    if shared.gates.is_disabled(&database) {
+        return Err(ProxyError::DatabaseDisabled(database));
+    }
     if !out.is_empty() {
         stream.write_all(&out).await.map_err(lost)?;
         out.clear();

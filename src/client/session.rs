@@ -494,6 +494,10 @@ impl Session {
     /// when none was attached: the unit must wait for more bytes
     /// (`held` set), or was refused and answered (and dropped from `cbuf`).
     async fn attach(&mut self) -> Result<bool, End> {
+        if self.shared.gates.is_paused(&self.login.database) {
+            // PAUSE: the transaction starts once the database is resumed.
+            Box::pin(self.shared.gates.wait_open(&self.login.database)).await;
+        }
         self.ensure_tracker();
         if self.route.is_none() {
             if let Some(members) = self.login.route.clone() {

@@ -9,6 +9,7 @@
 //! Idle servers are reused last-in first-out, like PgBouncer's default, so a
 //! quiet period lets the surplus age out through `server_idle_timeout`.
 
+pub mod gates;
 mod guard;
 mod limit;
 mod registry;
@@ -55,6 +56,8 @@ pub struct PoolSettings {
     pub check_delay: Duration,
     /// Refuse session-only features instead of pinning.
     pub refuse_session_features: bool,
+    /// `RECONNECT`: servers opened before this close when next idle.
+    pub retire_before: Option<Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,8 +154,38 @@ impl Pool {
         self.settings.load_full()
     }
 
-    pub fn set_settings(&self, s: PoolSettings) {
+    /// New settings; a pending `RECONNECT` carries over.
+    pub fn set_settings(&self, mut s: PoolSettings) {
+        s.retire_before = s.retire_before.or(self.settings.load().retire_before);
         self.settings.store(Arc::new(s));
+    }
+
+    /// `RECONNECT`: every server open now is closed once it is idle (those
+    /// idle now at once), new ones open as needed.
+    pub fn reconnect(self: &Arc<Self>) {
+        let mut s = (*self.settings()).clone();
+        s.retire_before = Some(Instant::now());
+        self.settings.store(Arc::new(s));
+        self.close_idle();
+    }
+
+    /// Closes every idle server (`PAUSE`, `RECONNECT`).
+    pub fn close_idle(self: &Arc<Self>) {
+        let idle = {
+            let mut st = self.lock();
+            let idle = std::mem::take(&mut st.idle);
+            st.total -= idle.len().min(st.total);
+            idle
+        };
+        for conn in idle {
+            self.retire(*conn);
+        }
+    }
+
+    /// Servers lent out now.
+    pub fn busy(&self) -> usize {
+        let st = self.lock();
+        st.total.saturating_sub(st.idle.len())
     }
 
     /// Replaces the credentials used for new servers (e.g. SCRAM keys
@@ -464,10 +497,7 @@ impl Pool {
     pub(crate) fn checkin(self: &Arc<Self>, mut conn: Box<ServerConn>) {
         conn.last_used = Instant::now();
         let settings = self.settings.load();
-        if settings
-            .lifetime
-            .is_some_and(|l| conn.created.elapsed() >= l)
-        {
+        if expired(&conn, &settings) {
             self.discard(*conn);
             return;
         }
@@ -539,7 +569,7 @@ impl Pool {
     /// to open to reach `min_pool_size`.
     pub fn maintain(self: &Arc<Self>) -> Vec<SlotGuard> {
         let s = self.settings.load_full();
-        let mut expired = Vec::new();
+        let mut retired = Vec::new();
         let mut slots = Vec::new();
         {
             let mut st = self.lock();
@@ -547,14 +577,14 @@ impl Pool {
             let mut total = st.total;
             // Oldest-used first, so the surplus that ages out is the idle tail.
             for conn in std::mem::take(&mut st.idle) {
-                let too_old = s.lifetime.is_some_and(|l| conn.created.elapsed() >= l);
+                let too_old = expired(&conn, &s);
                 let too_idle = s
                     .idle_timeout
                     .is_some_and(|t| conn.last_used.elapsed() >= t)
                     && total > s.min_size;
                 if too_old || too_idle {
                     total -= 1;
-                    expired.push(conn);
+                    retired.push(conn);
                 } else {
                     keep.push(conn);
                 }
@@ -564,14 +594,14 @@ impl Pool {
                 .login_failure
                 .as_ref()
                 .is_some_and(|(at, _)| at.elapsed() < s.login_retry);
-            let mut open_now = st.total - expired.len();
+            let mut open_now = st.total - retired.len();
             while !failing && open_now < s.min_size && self.acquire_limits(&s) {
                 open_now += 1;
                 slots.push(());
             }
             st.total = open_now;
         }
-        for conn in expired {
+        for conn in retired {
             self.retire(*conn);
         }
         slots
@@ -593,7 +623,7 @@ impl Pool {
 /// Not past `server_lifetime` and, if idle for a while, not closed by the
 /// server meanwhile.
 fn still_usable(conn: &ServerConn, s: &PoolSettings) -> bool {
-    let expired = s.lifetime.is_some_and(|l| conn.created.elapsed() >= l);
+    let expired = expired(conn, s);
     // A server reused within moments cannot have been closed unnoticed for
     // long; skip the probe's syscall on the busy path.
     let probe = conn.last_used.elapsed() >= STALE_PROBE_AFTER;
@@ -611,4 +641,10 @@ fn pop_live(waiters: &mut VecDeque<oneshot::Sender<Handoff>>) -> Option<oneshot:
         }
     }
     None
+}
+
+/// Past `server_lifetime`, or opened before a `RECONNECT`.
+fn expired(conn: &ServerConn, s: &PoolSettings) -> bool {
+    s.lifetime.is_some_and(|l| conn.created.elapsed() >= l)
+        || s.retire_before.is_some_and(|t| conn.created <= t)
 }

@@ -64,6 +64,7 @@ impl PoolSettings {
                 .databases
                 .get(&key.db)
                 .is_some_and(|d| d.session_features == crate::config::SessionFeatures::Refuse),
+            retire_before: None,
         }
     }
 }

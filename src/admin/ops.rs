@@ -1,0 +1,94 @@
+//! Console commands that act on traffic: `PAUSE`/`RESUME`, `DISABLE`/
+//! `ENABLE`, `RECONNECT`, `SHUTDOWN`.
+
+use std::time::Duration;
+
+use crate::app::Shared;
+use crate::error::ProxyError;
+
+/// How often `PAUSE` looks whether the last transactions have ended.
+const PAUSE_POLL: Duration = Duration::from_millis(10);
+
+/// `PAUSE [db]`: new transactions wait; returns once every server of the
+/// database(s) is back in its pool, then closes them (as PgBouncer does,
+/// e.g. before a server restart). Sessions holding a server (session mode,
+/// pinned) keep it, and PAUSE waits for them.
+///
+/// # Errors
+/// `db` is not configured.
+pub async fn pause(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {
+    known(shared, db)?;
+    shared.gates.pause(db);
+    let affected = |key_db: &str| db.is_none_or(|d| d == key_db);
+    loop {
+        let pools: Vec<_> = shared
+            .pools
+            .all()
+            .into_iter()
+            .filter(|p| affected(&p.key.db))
+            .collect();
+        if pools.iter().all(|p| p.busy() == 0) {
+            for p in &pools {
+                p.close_idle();
+            }
+            return Ok(());
+        }
+        if !shared.gates.paused(db) {
+            // Resumed by another console meanwhile.
+            return Ok(());
+        }
+        tokio::time::sleep(PAUSE_POLL).await;
+    }
+}
+
+/// `RESUME [db]`.
+///
+/// # Errors
+/// `db` is not configured.
+pub fn resume(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {
+    known(shared, db)?;
+    shared.gates.resume(db);
+    Ok(())
+}
+
+/// `DISABLE db` / `ENABLE db`: new logins to it are refused (57P03) or
+/// allowed again; connected clients stay.
+///
+/// # Errors
+/// `db` is not configured.
+pub fn set_disabled(shared: &Shared, db: &str, disabled: bool) -> Result<(), ProxyError> {
+    known(shared, Some(db))?;
+    shared.gates.set_disabled(db, disabled);
+    Ok(())
+}
+
+/// `RECONNECT [db]`: every server of the database(s) is closed once idle,
+/// so that the next transactions get fresh ones (after a DNS or
+/// `pg_hba.conf` change, say).
+///
+/// # Errors
+/// `db` is not configured.
+pub fn reconnect(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {
+    known(shared, db)?;
+    for pool in shared.pools.all() {
+        if db.is_none_or(|d| d == pool.key.db) {
+            pool.reconnect();
+        }
+    }
+    Ok(())
+}
+
+/// `SHUTDOWN`: as SIGTERM.
+pub fn shutdown(shared: &Shared) {
+    tracing::info!("SHUTDOWN from the admin console");
+    shared.begin_shutdown();
+}
+
+fn known(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {
+    match db {
+        Some(d) if shared.config.load().database(d).is_none() => {
+            Err(ProxyError::UnknownDatabase(d.to_owned()))
+        }
+        _ => Ok(()),
+    }
+}
