@@ -125,12 +125,8 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         gates.resume(None);
-        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
-            .await
-            .map(|r| r.is_ok())
-            .unwrap_or(false)
-            .then_some(())
-            .unwrap_or_else(|| panic!("still waiting after RESUME"));
+        let done = tokio::time::timeout(std::time::Duration::from_secs(1), waiter).await;
+        assert!(matches!(done, Ok(Ok(()))), "still waiting after RESUME");
         gates.pause(None);
         assert!(gates.is_paused("b") && gates.paused(None));
         gates.resume(None);
