@@ -34,6 +34,8 @@ pub struct Shared {
     pub stats: crate::admin::stats::Window,
     /// `PAUSE`/`RESUME`, `DISABLE`/`ENABLE`.
     pub gates: crate::pool::gates::Gates,
+    /// Errors sent to clients, by SQLSTATE (for `/metrics`).
+    pub errors: crate::metrics::ErrorCounts,
     /// Connected clients, for `max_client_conn`.
     pub clients: AtomicUsize,
     /// One per database with replicas, residency rules or a place in a
@@ -94,6 +96,7 @@ impl Shared {
             audit: Default::default(),
             stats: Default::default(),
             gates: Default::default(),
+            errors: Default::default(),
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             stopping: AtomicBool::new(false),
@@ -154,6 +157,8 @@ impl Shared {
 /// A running proxy.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The HTTP endpoints' address, with `admin_listen`.
+    pub admin_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     tracker: TaskTracker,
 }
@@ -166,14 +171,23 @@ impl Proxy {
     pub async fn start(loaded: Loaded) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind(&loaded.config.proxy.listen).await?;
         let addr = listener.local_addr()?;
+        let http = match &loaded.config.proxy.admin_listen {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        let admin_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
         let shared = Shared::new(loaded);
         let tracker = TaskTracker::new();
         tracker.spawn(accept_loop(listener, shared.clone(), tracker.clone()));
         tokio::spawn(maintain_loop(shared.clone()));
         start_monitors(&shared);
+        if let Some(http) = http {
+            tokio::spawn(crate::metrics::http::serve(http, shared.clone()));
+        }
         tracing::info!(%addr, "pgwarden listening");
         Ok(Proxy {
             addr,
+            admin_addr,
             shared,
             tracker,
         })
@@ -227,6 +241,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
         let sessions = tracker.clone();
         tracker.spawn(async move {
             if n >= max {
+                shared.errors.count(&ProxyError::TooManyClients);
                 refuse(socket).await;
             } else if let Some(session) = client::login(socket, shared).await {
                 sessions.spawn(async move {

@@ -415,3 +415,125 @@ async fn disable_reconnect_and_shutdown() {
     assert!(proxy.shared.is_stopping());
     assert!(proxy.shutdown(Duration::from_secs(5)).await);
 }
+
+/// GET `path` from the proxy's HTTP side: (status, body).
+async fn http_get(proxy: &Proxy, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = proxy.admin_addr.expect("admin_listen set");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_metrics_health_ready_pools() {
+    let proxy = proxy(|cfg| {
+        admins(cfg);
+        with_replicas(cfg);
+        cfg.proxy.admin_listen = Some("127.0.0.1:0".into());
+    })
+    .await;
+    assert!(replicas_ready(&proxy).await);
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    for _ in 0..10 {
+        client.simple_query("SELECT 1").await.unwrap();
+    }
+    let _ = connect_err(&url(&proxy, SCRAM_USER, "wrong", DB)).await;
+
+    let (status, text) = http_get(&proxy, "/metrics").await;
+    assert_eq!(status, 200);
+    // Prometheus text: `# HELP`/`# TYPE` lines, and `name{labels} value`.
+    let mut names = std::collections::BTreeSet::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("value of {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty(),
+            "{line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "{line}"
+            );
+        }
+        names.insert(name.to_owned());
+    }
+    for expected in [
+        "pgwarden_clients",
+        "pgwarden_pool_clients",
+        "pgwarden_pool_waiting_clients",
+        "pgwarden_pool_active_servers",
+        "pgwarden_pool_wait_microseconds_total",
+        "pgwarden_transactions_total",
+        "pgwarden_queries_total",
+        "pgwarden_received_bytes_total",
+        "pgwarden_node_up",
+        "pgwarden_node_lag_bytes",
+        "pgwarden_node_transactions_total",
+        "pgwarden_errors_total",
+    ] {
+        assert!(names.contains(expected), "{expected} missing from:\n{text}");
+    }
+    assert!(
+        text.contains("pgwarden_errors_total{sqlstate=\"28P01\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD));
+
+    assert_eq!(http_get(&proxy, "/health").await, (200, "ok\n".into()));
+    let (status, ready) = http_get(&proxy, "/ready").await;
+    assert_eq!(status, 200, "{ready}");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["databases"][DB]["ready"], true, "{ready}");
+    let (status, pools) = http_get(&proxy, "/pools").await;
+    assert_eq!(status, 200);
+    let pools: serde_json::Value = serde_json::from_str(&pools).unwrap();
+    assert!(
+        pools["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["database"] == DB && p["clients"] == 1),
+        "{pools}"
+    );
+    assert!(!pools.to_string().contains(PASSWORD));
+    assert_eq!(http_get(&proxy, "/nope").await.0, 404);
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_503_without_a_primary() {
+    // A monitored database whose primary does not answer.
+    let proxy = proxy(|cfg| {
+        cfg.proxy.admin_listen = Some("127.0.0.1:0".into());
+        let db = cfg.databases.get_mut(DB).unwrap();
+        db.primary = "127.0.0.1:1".into();
+        db.replicas = vec!["127.0.0.1:2".to_owned().into()];
+        db.routing.monitor_user = Some(SCRAM_USER.into());
+        db.routing.monitor_password = Some(PASSWORD.into());
+    })
+    .await;
+    let not_ready = eventually(Duration::from_secs(10), || async {
+        http_get(&proxy, "/ready").await.0 == 503
+    })
+    .await;
+    assert!(not_ready, "{:?}", http_get(&proxy, "/ready").await);
+    assert_eq!(http_get(&proxy, "/health").await.0, 200);
+    proxy.shutdown(Duration::from_secs(5)).await;
+}

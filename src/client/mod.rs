@@ -58,6 +58,7 @@ pub async fn login(socket: TcpStream, shared: Arc<Shared>) -> Option<Box<session
             None
         }
         Err(e) => {
+            shared.errors.count(&e);
             tracing::info!(kind = e.kind(), "login refused: {e}");
             reject(&mut stream.io, &e).await;
             None

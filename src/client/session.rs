@@ -199,6 +199,7 @@ impl Session {
     /// Tells the client why it is being let go, then leaves the server clean.
     async fn finish(&mut self, end: End) {
         if let End::Error(e) = end {
+            self.shared.errors.count(&e);
             tracing::debug!(pool = %self.login.pool.key, kind = e.kind(), "session ended: {e}");
             let mut out = BytesMut::new();
             e.encode(&mut out);
@@ -524,6 +525,7 @@ impl Session {
                 }
                 Attached::Answered(out, len) => self.answer_unit(&out, len).await,
                 Attached::Refused(e, Some(len)) => {
+                    self.shared.errors.count(&e);
                     // The unit is skipped and answered as PostgreSQL answers
                     // a failed one; the session goes on.
                     let mut out = BytesMut::new();

@@ -114,6 +114,9 @@ pub struct ProxySettings {
     pub auth_user: Option<String>,
     pub auth_query: String,
     pub shutdown_timeout: Secs,
+    /// HTTP `/metrics`, `/health`, `/ready` and `/pools`, e.g. "127.0.0.1:9127"
+    /// (off when unset).
+    pub admin_listen: Option<String>,
     /// Users with the full admin console (database `pgwarden` or `pgbouncer`).
     pub admin_users: NameList,
     /// Users with the read-only console (`SHOW` commands only).
@@ -161,6 +164,7 @@ impl Default for ProxySettings {
             auth_user: None,
             auth_query: "SELECT usename, passwd FROM pg_shadow WHERE usename=$1".into(),
             shutdown_timeout: Secs::from_secs(30),
+            admin_listen: None,
             admin_users: NameList::default(),
             stats_users: NameList::default(),
             region: None,
