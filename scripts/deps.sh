@@ -23,6 +23,15 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# Debian's PgBouncer exporter, which the console test points at pgwarden.
+# Best effort: the test says it is skipped without it.
+if [ "${1:-}" != "--bench" ] && [ ! -x /usr/bin/prometheus-pgbouncer-exporter ] && command -v apt-get >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus-pgbouncer-exporter; } >/dev/null 2>&1 \
+    || echo "note: could not install prometheus-pgbouncer-exporter; the exporter test will be skipped" >&2
+fi
+
 # Python drivers for the driver tests (asyncpg, psycopg 3), in a venv under
 # target/ so nothing system-wide changes. Best effort: without Python or the
 # package registry those tests say they are skipped.

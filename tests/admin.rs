@@ -139,7 +139,7 @@ async fn pgbouncer_tables_with_their_columns() {
         cols.join(","),
         "database,total_xact_count,total_query_count,total_received,total_sent,total_xact_time,\
          total_query_time,total_wait_time,avg_xact_count,avg_query_count,avg_recv,avg_sent,\
-         avg_xact_time,avg_query_time,avg_wait_time"
+         avg_xact_time,avg_query_time,avg_wait_time,total_requests"
     );
     let stats = rows
         .iter()
@@ -535,5 +535,67 @@ async fn ready_is_503_without_a_primary() {
     .await;
     assert!(not_ready, "{:?}", http_get(&proxy, "/ready").await);
     assert_eq!(http_get(&proxy, "/health").await.0, 200);
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Debian's `prometheus-pgbouncer-exporter`, pointed at the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debian_pgbouncer_exporter_reads_the_console() {
+    let exporter = std::path::Path::new("/usr/bin/prometheus-pgbouncer-exporter");
+    if !exporter.exists() {
+        eprintln!(
+            "skipped: prometheus-pgbouncer-exporter is not installed (scripts/deps.sh installs it)"
+        );
+        return;
+    }
+    let proxy = proxy(admins).await;
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+    let port = pgwarden::localpg::free_port_range(1).expect("a free port");
+    let mut child = std::process::Command::new(exporter)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--pgbouncer-host", "127.0.0.1", "--pgbouncer-port"])
+        .arg(proxy.addr.port().to_string())
+        .args(["--pgbouncer-user", MD5_USER])
+        .env("PGPASSWORD", PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scrape = || async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        Some(out)
+    };
+    let mut text = None;
+    for _ in 0..100 {
+        if let Some(t) = scrape().await {
+            text = Some(t);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let text = text.unwrap_or_else(|| panic!("the exporter never answered:\n{log}"));
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}\n{log}"
+    );
+    for series in [
+        format!("pgbouncer_active_clients{{database=\"{DB}\",user=\"{SCRAM_USER}\"}} 1.0"),
+        format!("pgbouncer_requests_total{{database=\"{DB}\"}}"),
+        "pgbouncer_used_clients".to_owned(),
+        format!("pgbouncer_pool_size{{database=\"{DB}\"}} 10.0"),
+    ] {
+        assert!(text.contains(&series), "{series} missing:\n{text}\n{log}");
+    }
+    assert!(!log.contains("Traceback"), "{log}");
     proxy.shutdown(Duration::from_secs(5)).await;
 }

@@ -160,6 +160,9 @@ pub fn table(what: &str, pools: &Pools, window: &Window) -> Table {
                 "avg_xact_time",
                 "avg_query_time",
                 "avg_wait_time",
+                // PgBouncer before 1.8 called query counts requests; the
+                // exporter Debian ships still reads this column.
+                "total_requests",
             ]
             .map(|c| (c, Kind::Numeric)),
         );
@@ -174,6 +177,9 @@ pub fn table(what: &str, pools: &Pools, window: &Window) -> Table {
         }
         if with_avgs {
             row.extend(cells(&window.averages(&db)).map(Into::into));
+        }
+        if what == "stats" {
+            row.push(totals.queries.into());
         }
         t.push(row);
     }
