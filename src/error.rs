@@ -88,6 +88,10 @@ pub enum ProxyError {
     AdminUnknownSetting(String),
     #[error("invalid value for parameter \"{key}\": {why}")]
     AdminBadValue { key: String, why: String },
+    #[error("no node \"{0}\" in any database (see SHOW NODES)")]
+    UnknownNode(String),
+    #[error("node {node} is the primary of database \"{db}\": move writes first (SWITCHOVER)")]
+    NodeIsWriter { node: String, db: String },
     #[error("parameter \"{0}\" cannot be changed without restarting pgwarden")]
     AdminRestartOnly(String),
     #[error("{0}")]
@@ -132,6 +136,8 @@ impl ProxyError {
             AdminUnknownSetting(_) => "42704",
             AdminBadValue { .. } => "22023",
             AdminRestartOnly(_) => "55P02",
+            UnknownNode(_) => "42704",
+            NodeIsWriter { .. } => "55000",
             AdminNotYet(_) => "0A000",
             ConfigRefused(_) => "F0000",
             Internal => "XX000",
@@ -154,6 +160,8 @@ impl ProxyError {
             | ProxyError::AdminUnknownSetting(_)
             | ProxyError::AdminBadValue { .. }
             | ProxyError::AdminRestartOnly(_)
+            | ProxyError::UnknownNode(_)
+            | ProxyError::NodeIsWriter { .. }
             | ProxyError::AdminNotYet(_)
             | ProxyError::ConfigRefused(_) => Severity::Error,
             _ => Severity::Fatal,
@@ -194,6 +202,8 @@ impl ProxyError {
             AdminUnknownSetting(_) => "admin_unknown_setting",
             AdminBadValue { .. } => "admin_bad_value",
             AdminRestartOnly(_) => "admin_restart_only",
+            UnknownNode(_) => "admin_unknown_node",
+            NodeIsWriter { .. } => "admin_node_is_writer",
             AdminNotYet(_) => "admin_not_yet",
             ConfigRefused(_) => "config_refused",
             Internal => "internal",

@@ -599,3 +599,69 @@ async fn debian_pgbouncer_exporter_reads_the_console() {
     assert!(!log.contains("Traceback"), "{log}");
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_node_takes_it_out_of_rotation() {
+    let proxy = proxy(|cfg| {
+        admins(cfg);
+        with_replicas(cfg);
+    })
+    .await;
+    assert!(replicas_ready(&proxy).await);
+    let admin = console(&proxy, SCRAM_USER, "pgwarden").await;
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    let c = cluster();
+    let (r1, r2) = (c.replicas[0].port, c.replicas[1].port);
+    let ports = |n: usize| {
+        let client = &client;
+        async move {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..n {
+                let row = client
+                    .query_one("SELECT inet_server_port()", &[])
+                    .await
+                    .unwrap();
+                seen.insert(row.get::<_, i32>(0) as u16);
+            }
+            seen
+        }
+    };
+    assert!(
+        ports(40).await.contains(&r1),
+        "reads reach replica 1 before"
+    );
+
+    admin
+        .simple_query(&format!("DRAIN NODE 127.0.0.1:{r1}"))
+        .await
+        .unwrap();
+    let seen = ports(40).await;
+    assert!(!seen.contains(&r1) && seen.contains(&r2), "{seen:?}");
+    let (cols, rows) = table(&admin, "SHOW NODES").await;
+    let node = rows
+        .iter()
+        .find(|r| r[1].as_deref() == Some(format!("127.0.0.1:{r1}").as_str()))
+        .unwrap();
+    assert_eq!(column(&cols, node, "state"), "drained");
+
+    let e = admin
+        .simple_query(&format!("DRAIN NODE {}", c.primary.addr()))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("55000"), "{e}");
+    let e = admin
+        .simple_query("DRAIN NODE 127.0.0.1:1")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42704"), "{e}");
+
+    admin
+        .simple_query(&format!("UNDRAIN NODE 127.0.0.1:{r1}"))
+        .await
+        .unwrap();
+    assert!(
+        ports(40).await.contains(&r1),
+        "back in rotation after UNDRAIN"
+    );
+    proxy.shutdown(Duration::from_secs(5)).await;
+}

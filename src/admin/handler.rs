@@ -87,6 +87,12 @@ impl Console {
             Command::Reconnect(db) => {
                 ops::reconnect(&self.shared, db.as_deref()).map(|()| Reply::Done(tag))
             }
+            Command::DrainNode(node) => {
+                ops::drain(&self.shared, &node, true).map(|()| Reply::Done(tag))
+            }
+            Command::UndrainNode(node) => {
+                ops::drain(&self.shared, &node, false).map(|()| Reply::Done(tag))
+            }
             Command::Shutdown => {
                 ops::shutdown(&self.shared);
                 self.close.store(true, Ordering::Relaxed);

@@ -78,6 +78,40 @@ pub fn reconnect(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// `DRAIN NODE addr` / `UNDRAIN NODE addr`: new transactions avoid the
+/// node (in every database it serves) or may use it again; transactions
+/// running there finish, pinned sessions keep their server.
+///
+/// # Errors
+/// No such node (42704), or it is a database's writer (55000): writes
+/// cannot go elsewhere until a switchover.
+pub fn drain(shared: &Shared, node: &str, drained: bool) -> Result<(), ProxyError> {
+    let mut found = false;
+    for (db, topo) in shared.topologies() {
+        let Some(id) = topo.nodes.iter().position(|n| n.addr == node) else {
+            continue;
+        };
+        found = true;
+        if drained && topo.snapshot().writer == crate::topology::Writer::Node(id) {
+            return Err(ProxyError::NodeIsWriter {
+                node: node.to_owned(),
+                db: db.clone(),
+            });
+        }
+    }
+    if !found {
+        return Err(ProxyError::UnknownNode(node.to_owned()));
+    }
+    for (_, topo) in shared.topologies() {
+        for n in topo.nodes.iter().filter(|n| n.addr == node) {
+            n.drained
+                .store(drained, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    tracing::info!(node, drained, "node drain changed from the admin console");
+    Ok(())
+}
+
 /// `SHUTDOWN`: as SIGTERM.
 pub fn shutdown(shared: &Shared) {
     tracing::info!("SHUTDOWN from the admin console");

@@ -18,6 +18,8 @@ use Kind::{Int4, Numeric, Text};
 pub const HELP: &str = "\
 \tSHOW HELP|CONFIG|DATABASES|POOLS|USERS|VERSION|STATE|LISTS|MEM
 \tSHOW NODES|ROUTING|TENANTS
+\tDRAIN NODE <addr>
+\tUNDRAIN NODE <addr>
 \tSET key = arg
 \tRELOAD
 \tPAUSE [<db>]
@@ -347,8 +349,10 @@ fn nodes(shared: &Shared) -> Table {
                 .get(id)
                 .copied()
                 .unwrap_or(crate::topology::NodeView::UNKNOWN);
+            let drained = node.drained.load(Ordering::Relaxed);
             let state = match (view.up, view.readable, snap.writer == Writer::Node(id)) {
                 (false, _, _) => "down",
+                (true, _, false) if drained => "drained",
                 (true, _, true) => "writer",
                 (true, true, false) => "in_rotation",
                 (true, false, false) => "out_of_rotation",

@@ -87,7 +87,10 @@ pub fn choose_read(
     let mut n_behind = 0;
     for (id, view) in snap.nodes.iter().enumerate().take(32) {
         let primary_ok = settings.primary_reads == PrimaryReads::Always && Some(id) == writer;
-        if !(view.readable || primary_ok) || !contains(needs.allowed, id) {
+        if !(view.readable || primary_ok)
+            || !contains(needs.allowed, id)
+            || topology.nodes[id].drained.load(Ordering::Relaxed)
+        {
             continue;
         }
         let fresh = match needs.consistency {

@@ -112,6 +112,8 @@ pub struct Node {
     seen_lsn: AtomicU64,
     /// A session failed to reach it: the monitor checks it at once.
     suspect: AtomicBool,
+    /// `DRAIN NODE`: no new transaction goes here.
+    pub drained: AtomicBool,
 }
 
 impl Node {
@@ -158,6 +160,7 @@ impl Topology {
                 stats: NodeStats::default(),
                 seen_lsn: AtomicU64::new(0),
                 suspect: AtomicBool::new(false),
+                drained: AtomicBool::new(false),
             })
             .collect();
         let mut views = vec![NodeView::UNKNOWN; n];
