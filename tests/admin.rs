@@ -111,6 +111,7 @@ async fn pgbouncer_tables_with_their_columns() {
         ("SHOW NODES", "database,node,role,region,state,lag_bytes,lag_ms,replay_lsn,latency_us,outstanding,reads,writes,fallbacks,ryw_waits,check_failures"),
         ("SHOW ROUTING", "database,writer,reads,writes,replica_reads,fallbacks,ryw_waits,ryw_primary_reads,state_changes"),
         ("SHOW TENANTS", "tenant,region,allowed_regions,routed,out_of_region,refused"),
+        ("SHOW LATENCY", "scope,database,user,node,count,p50_us,p95_us,p99_us,max_us"),
     ];
     for (sql, columns) in expect {
         let (cols, rows) = table(&admin, sql).await;
@@ -159,6 +160,19 @@ async fn pgbouncer_tables_with_their_columns() {
     ] {
         assert_eq!(table(&admin, sql).await.0.join(","), columns, "{sql}");
     }
+    let (cols, rows) = table(&admin, "SHOW LATENCY").await;
+    let node = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some("node") && r[1].as_deref() == Some(DB))
+        .expect("a node row for pgw");
+    assert!(
+        column(&cols, node, "count").parse::<u64>().unwrap() >= 4,
+        "{node:?}"
+    );
+    assert!(
+        column(&cols, node, "p50_us").parse::<u64>().unwrap() > 0,
+        "{node:?}"
+    );
     let rows = admin.query("SHOW STATS_TOTALS", &[]).await.unwrap();
     assert!(!rows.is_empty(), "numeric columns in binary format decode");
 
@@ -487,6 +501,7 @@ async fn http_metrics_health_ready_pools() {
         "pgwarden_node_lag_bytes",
         "pgwarden_node_transactions_total",
         "pgwarden_errors_total",
+        "pgwarden_query_latency_microseconds",
     ] {
         assert!(names.contains(expected), "{expected} missing from:\n{text}");
     }

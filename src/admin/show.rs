@@ -17,7 +17,7 @@ use Kind::{Int4, Numeric, Text};
 /// The console's usage, sent as a notice by `SHOW HELP`.
 pub const HELP: &str = "\
 \tSHOW HELP|CONFIG|DATABASES|POOLS|USERS|VERSION|STATE|LISTS|MEM
-\tSHOW NODES|ROUTING|TENANTS
+\tSHOW NODES|ROUTING|TENANTS|LATENCY
 \tDRAIN NODE <addr>
 \tUNDRAIN NODE <addr>
 \tSET key = arg
@@ -49,11 +49,13 @@ pub fn show(shared: &Shared, what: &str) -> Result<Table, ProxyError> {
         "stats" | "stats_totals" | "stats_averages" => {
             Ok(super::stats::table(what, &shared.pools, &shared.stats))
         }
-        "servers" | "clients" | "sockets" | "active_sockets" | "fds" | "totals" | "latency"
-        | "queries" => Err(ProxyError::AdminNotYet(format!(
-            "SHOW {} is not available in this build yet",
-            what.to_ascii_uppercase()
-        ))),
+        "latency" => Ok(latency(shared)),
+        "servers" | "clients" | "sockets" | "active_sockets" | "fds" | "totals" | "queries" => {
+            Err(ProxyError::AdminNotYet(format!(
+                "SHOW {} is not available in this build yet",
+                what.to_ascii_uppercase()
+            )))
+        }
         other => Err(ProxyError::AdminSyntax(format!(
             "unknown SHOW {:?}",
             other.to_ascii_uppercase()
@@ -377,6 +379,64 @@ fn nodes(shared: &Shared) -> Table {
                 load(&s.check_failures),
             ]);
         }
+    }
+    t
+}
+
+/// pgwarden's own: query latency percentiles (µs) per pool and per node
+/// (all users of a node together).
+fn latency(shared: &Shared) -> Table {
+    use crate::pool::latency::percentiles;
+    let mut t = Table::new(&[
+        ("scope", Text),
+        ("database", Text),
+        ("user", Text),
+        ("node", Text),
+        ("count", Numeric),
+        ("p50_us", Numeric),
+        ("p95_us", Numeric),
+        ("p99_us", Numeric),
+        ("max_us", Numeric),
+    ]);
+    fn row(
+        t: &mut Table,
+        scope: &str,
+        db: &str,
+        user: Option<&str>,
+        node: &str,
+        h: &Option<hdrhistogram::Histogram<u32>>,
+    ) {
+        let p = percentiles(h);
+        t.push(vec![
+            scope.into(),
+            db.into(),
+            user.map(str::to_owned).into(),
+            node.into(),
+            p.count.into(),
+            p.p50.into(),
+            p.p95.into(),
+            p.p99.into(),
+            p.max.into(),
+        ]);
+    }
+    let mut by_node = BTreeMap::new();
+    for pool in shared.pools.all() {
+        let addr = pool.target().addr;
+        let mut h = None;
+        pool.stats.latency.merge_into(&mut h);
+        row(
+            &mut t,
+            "pool",
+            &pool.key.db,
+            Some(&pool.key.user),
+            &addr,
+            &h,
+        );
+        let node = by_node.entry((pool.key.db.clone(), addr)).or_insert(None);
+        pool.stats.latency.merge_into(node);
+    }
+    for ((db, addr), h) in &by_node {
+        row(&mut t, "node", db, None, addr, h);
     }
     t
 }

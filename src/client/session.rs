@@ -677,7 +677,9 @@ impl Session {
             rbuf.advance(pos);
         }
         if let Some(idle) = answered {
-            self.traffic.answered(idle, &self.login.pool.stats);
+            let latency = self.server.as_ref().map(|g| &g.pool().stats.latency);
+            let latency = latency.unwrap_or(&self.login.pool.stats.latency);
+            self.traffic.answered(idle, &self.login.pool.stats, latency);
         }
         self.after_server_data().await
     }

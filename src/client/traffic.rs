@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::pool::latency::Latency;
 use crate::pool::PoolStats;
 
 #[derive(Debug, Default)]
@@ -41,11 +42,14 @@ impl Traffic {
     }
 
     /// Every request is answered; `idle` when no transaction is open, which
-    /// ends the transaction and flushes into `stats`.
-    pub fn answered(&mut self, idle: bool, stats: &PoolStats) {
+    /// ends the transaction and flushes into `stats`. The requests' time
+    /// goes to `latency` (the server's pool).
+    pub fn answered(&mut self, idle: bool, stats: &PoolStats, latency: &Latency) {
         let now = Instant::now();
         if let Some(start) = self.query_start.take() {
-            self.query_us += micros(now - start);
+            let us = micros(now - start);
+            self.query_us += us;
+            latency.record(us);
         }
         if !idle {
             return;

@@ -47,6 +47,7 @@ fn record(shared: &Shared) {
     gauge!("pgwarden_clients").set(shared.clients.load(Ordering::Relaxed) as f64);
     pools(shared);
     traffic(shared);
+    latency(shared);
     nodes(shared);
     for row in shared.audit.rows() {
         for (outcome, n) in [
@@ -83,6 +84,32 @@ fn pools(shared: &Shared) {
             .absolute(pool.stats.wait_micros.load(Ordering::Relaxed));
         counter!("pgwarden_pool_servers_opened_total", &labels)
             .absolute(pool.stats.servers_opened.load(Ordering::Relaxed));
+    }
+}
+
+/// Query latency per database and node, as quantile gauges (a summary).
+fn latency(shared: &Shared) {
+    let mut by_node = BTreeMap::new();
+    for pool in shared.pools.all() {
+        let node = by_node
+            .entry((pool.key.db.clone(), pool.target().addr))
+            .or_insert(None);
+        pool.stats.latency.merge_into(node);
+    }
+    for ((db, node), h) in by_node {
+        let p = crate::pool::latency::percentiles(&h);
+        let labels = [("database", db), ("node", node)];
+        for (q, v) in [
+            ("0.5", p.p50),
+            ("0.95", p.p95),
+            ("0.99", p.p99),
+            ("1", p.max),
+        ] {
+            let mut l = labels.to_vec();
+            l.push(("quantile", q.to_owned()));
+            gauge!("pgwarden_query_latency_microseconds", &l).set(v as f64);
+        }
+        counter!("pgwarden_query_latency_microseconds_count", &labels).absolute(p.count);
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod gates;
 mod guard;
+pub mod latency;
 mod limit;
 mod registry;
 
@@ -80,6 +81,8 @@ pub struct PoolStats {
     pub pinned: AtomicUsize,
     /// Clients logged in to this pool (their login's pool).
     pub clients: AtomicUsize,
+    /// Query latency on this pool's servers.
+    pub latency: latency::Latency,
     /// Their traffic, for `SHOW STATS` (see `client::traffic`).
     pub xacts: AtomicU64,
     pub queries: AtomicU64,
