@@ -36,6 +36,8 @@ pub struct Shared {
     pub gates: crate::pool::gates::Gates,
     /// Errors sent to clients, by SQLSTATE (for `/metrics`).
     pub errors: crate::metrics::ErrorCounts,
+    /// The console's `SET`s not yet written by `SAVE CONFIG`.
+    pub unsaved: crate::admin::live::Unsaved,
     /// Connected clients, for `max_client_conn`.
     pub clients: AtomicUsize,
     /// One per database with replicas, residency rules or a place in a
@@ -97,20 +99,32 @@ impl Shared {
             stats: Default::default(),
             gates: Default::default(),
             errors: Default::default(),
+            unsaved: Default::default(),
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             stopping: AtomicBool::new(false),
         })
     }
 
-    /// Applies a reloaded config: pool settings at once, tenants, regions
-    /// and residency policies from each session's next transaction.
+    /// Applies the config file read again (SIGHUP, `RELOAD`): as
+    /// [`Shared::apply`], and the console's unsaved `SET`s are gone.
+    ///
+    /// # Errors
+    /// As [`Shared::apply`].
+    pub fn reload(&self, new: Loaded) -> Result<(), String> {
+        self.apply(new)?;
+        self.unsaved.clear();
+        Ok(())
+    }
+
+    /// Applies a new config: pool settings at once, tenants, regions and
+    /// residency policies from each session's next transaction.
     ///
     /// # Errors
     /// The new config asks for residency or regional clusters on a database
     /// that has no topology (one is made at start only): applying it would
     /// promise a guarantee the running proxy cannot keep.
-    pub fn reload(&self, new: Loaded) -> Result<(), String> {
+    pub fn apply(&self, new: Loaded) -> Result<(), String> {
         let needs_restart: Vec<&str> = new
             .config
             .databases

@@ -267,7 +267,7 @@ async fn set_applies_at_once_and_reload_keeps_a_good_config() {
     let file = dir.path().join("proxy.toml");
     let c = cluster();
     let text = format!(
-        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_users = \"{SCRAM_USER}\"\ndefault_pool_size = 10\n\
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_users = \"{SCRAM_USER}\"\n# tuned live\ndefault_pool_size = 10\n\
          [databases.{DB}]\nprimary = \"{}\"\n\
          [users.{SCRAM_USER}]\npassword = \"{PASSWORD}\"\n",
         c.primary.addr()
@@ -339,7 +339,44 @@ async fn set_applies_at_once_and_reload_keeps_a_good_config() {
         .find(|r| r[0].as_deref() == Some("default_pool_size"))
         .unwrap();
     assert_eq!(column(&cols, size, "value"), "10");
+
+    // SAVE CONFIG writes the SETs into the file, comments kept; a restart
+    // from it has them.
+    admin
+        .simple_query("SET default_pool_size = 7")
+        .await
+        .unwrap();
+    admin
+        .simple_query(&format!("SET databases.{DB}.pool_size = 3"))
+        .await
+        .unwrap();
+    let (cols, rows) = table(&admin, "SHOW DATABASES").await;
+    let db = rows.iter().find(|r| r[0].as_deref() == Some(DB)).unwrap();
+    assert_eq!(column(&cols, db, "pool_size"), "3");
+    let e = admin
+        .simple_query(&format!("SET databases.{DB}.primary = '127.0.0.1:1'"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("55P02"), "{e}");
+    admin.simple_query("SAVE CONFIG").await.unwrap();
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        saved.contains("# tuned live\ndefault_pool_size = 7"),
+        "{saved}"
+    );
+    assert!(saved.contains("pool_size = 3"), "{saved}");
     proxy.shutdown(Duration::from_secs(5)).await;
+    let restarted = Proxy::start(pgwarden::config::load(&file).unwrap())
+        .await
+        .unwrap();
+    let admin = console(&restarted, SCRAM_USER, "pgwarden").await;
+    let (cols, rows) = table(&admin, "SHOW CONFIG").await;
+    let size = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some("default_pool_size"))
+        .unwrap();
+    assert_eq!(column(&cols, size, "value"), "7");
+    restarted.shutdown(Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,6 +71,7 @@ impl Console {
                 Ok(Reply::Done(tag))
             }
             Command::Reload => live::reload(&self.shared).map(|()| Reply::Done(tag)),
+            Command::SaveConfig => live::save(&self.shared).map(|()| Reply::Done(tag)),
             Command::Pause(db) => {
                 ops::pause(&self.shared, db.as_deref()).await?;
                 Ok(Reply::Done(tag))

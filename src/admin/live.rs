@@ -1,90 +1,258 @@
-//! Live changes from the console: `SET key = value` on the running config
-//! and `RELOAD` of the file, each validated in full before it applies, the
-//! running config kept on any error.
+//! Live changes from the console: `SET key = value` on the running config,
+//! `RELOAD` of the file and `SAVE CONFIG` back to it, each validated in full
+//! before it applies, the running config kept on any error.
 //!
-//! A `SET` changes the running config only; `RELOAD` goes back to the file.
+//! Keys: a `[proxy]` setting (`default_pool_size`), or a database's or a
+//! user's (`databases.app.pool_size`, `users.alice.pool_mode`). A `SET`
+//! changes the running config and is remembered until `SAVE CONFIG` writes
+//! it into the file (comments and layout kept) or `RELOAD` drops it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::app::Shared;
-use crate::config::{self, Loaded, ProxySettings};
+use crate::config::{self, Loaded};
 use crate::error::ProxyError;
 
 /// `[proxy]` keys read at start only.
-const RESTART_ONLY: &[&str] = &["listen", "workers"];
+const RESTART_ONLY: &[&str] = &["listen", "workers", "admin_listen"];
+/// Database keys that apply live (the rest shape nodes, monitors and
+/// server logins, made at start).
+const DATABASE_LIVE: &[&str] = &[
+    "pool_size",
+    "min_pool_size",
+    "reserve_pool_size",
+    "max_db_connections",
+    "pool_mode",
+    "session_features",
+    "region",
+];
 
 /// Whether `SET key` applies without a restart.
 pub fn changeable(key: &str) -> bool {
-    !RESTART_ONLY.contains(&key)
+    match split(key).as_slice() {
+        [k] => !RESTART_ONLY.contains(&k.as_str()),
+        [t, _, k] if t == "databases" => DATABASE_LIVE.contains(&k.as_str()),
+        [t, _, _] => t == "users",
+        _ => false,
+    }
 }
 
-/// `SET key = value` for a `[proxy]` setting.
+/// `SET`s not yet saved to the file, as (TOML path, value).
+#[derive(Debug, Default)]
+pub struct Unsaved(Mutex<Vec<(Vec<String>, toml::Value)>>);
+
+impl Unsaved {
+    fn push(&self, path: Vec<String>, value: toml::Value) {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        v.retain(|(p, _)| *p != path);
+        v.push((path, value));
+    }
+
+    fn take(&self) -> Vec<(Vec<String>, toml::Value)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn list(&self) -> Vec<(Vec<String>, toml::Value)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The file was read again: what was set is gone.
+    pub fn clear(&self) {
+        self.take();
+    }
+}
+
+/// `SET key = value`.
 ///
 /// # Errors
 /// Unknown key (42704), a restart-only key (55P02), a bad value (22023), or
-/// a config the full validation refuses (F0000).
+/// a config the full validation refuses (22023, with its problems).
 pub fn set(shared: &Shared, key: &str, value: &str) -> Result<(), ProxyError> {
+    let path = split(key);
+    let current = shared.config.load_full();
+    let mut cfg = current.config.clone();
+    let value = parse_value(value);
+    let bad = |why: String| ProxyError::AdminBadValue {
+        key: key.to_owned(),
+        why,
+    };
+    match path.as_slice() {
+        [k] => cfg.proxy = with_key(&cfg.proxy, k, value.clone(), key)?,
+        [t, name, k] if t == "databases" => {
+            let db = cfg
+                .databases
+                .get(name.as_str())
+                .ok_or_else(|| ProxyError::UnknownDatabase(name.clone()))?;
+            let db = with_key(db, k, value.clone(), key)?;
+            cfg.databases.insert(name.clone(), db);
+        }
+        [t, name, k] if t == "users" => {
+            let user = cfg
+                .users
+                .get(name.as_str())
+                .ok_or_else(|| ProxyError::AdminUnknownSetting(key.to_owned()))?;
+            let user = with_key(user, k, value.clone(), key)?;
+            cfg.users.insert(name.clone(), user);
+        }
+        _ => return Err(ProxyError::AdminUnknownSetting(key.to_owned())),
+    }
     if !changeable(key) {
         return Err(ProxyError::AdminRestartOnly(key.to_owned()));
     }
-    let current = shared.config.load_full();
-    let Ok(toml::Value::Table(mut table)) = toml::Value::try_from(&current.config.proxy) else {
-        return Err(ProxyError::Internal);
-    };
-    table.insert(key.to_owned(), parse_value(value));
-    let proxy = ProxySettings::deserialize(toml::Value::Table(table)).map_err(|e| {
-        let why = e.to_string();
-        if why.contains("unknown field") {
-            ProxyError::AdminUnknownSetting(key.to_owned())
-        } else {
-            ProxyError::AdminBadValue {
-                key: key.to_owned(),
-                why: why.lines().next().unwrap_or_default().to_owned(),
-            }
-        }
+    let mut next = config::from_config(cfg, base(&current)).map_err(|problems| {
+        bad(problems
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.what))
+            .collect::<Vec<_>>()
+            .join("; "))
     })?;
-    let mut cfg = current.config.clone();
-    cfg.proxy = proxy;
-    let base = current
-        .path
-        .as_deref()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."));
-    let mut next =
-        config::from_config(cfg, base).map_err(|problems| ProxyError::AdminBadValue {
-            key: key.to_owned(),
-            why: problems
-                .iter()
-                .map(|p| format!("{}: {}", p.key, p.what))
-                .collect::<Vec<_>>()
-                .join("; "),
-        })?;
     next.path = current.path.clone();
-    apply(shared, next)
+    shared.apply(next).map_err(ProxyError::ConfigRefused)?;
+    let mut toml_path = path;
+    if toml_path.len() == 1 {
+        toml_path.insert(0, "proxy".into());
+    }
+    shared.unsaved.push(toml_path, value);
+    tracing::info!(key, "configuration changed from the admin console");
+    Ok(())
 }
 
-/// `RELOAD`: the config file again, validated in full.
+/// `RELOAD`: the config file again, validated in full; unsaved `SET`s are
+/// dropped.
 ///
 /// # Errors
 /// The proxy was started without a file, or the file is refused (F0000,
 /// with every problem).
 pub fn reload(shared: &Shared) -> Result<(), ProxyError> {
-    let current = shared.config.load_full();
-    let Some(path) = current.path.clone() else {
-        return Err(ProxyError::ConfigRefused(
-            "pgwarden was started without a config file".into(),
-        ));
-    };
+    let path = file(shared)?;
     let next = config::load(&path).map_err(|e| ProxyError::ConfigRefused(e.to_string()))?;
-    apply(shared, next)
+    shared.reload(next).map_err(ProxyError::ConfigRefused)
 }
 
-fn apply(shared: &Shared, next: Loaded) -> Result<(), ProxyError> {
-    shared.reload(next).map_err(ProxyError::ConfigRefused)?;
-    tracing::info!("configuration changed from the admin console");
+/// `SAVE CONFIG`: the unsaved `SET`s written into the config file, the rest
+/// of it (comments, order, other keys) as it is; atomically (a new file
+/// renamed over the old one), and only if the result loads.
+///
+/// # Errors
+/// No file, it cannot be read or written, or the result would not load
+/// (F0000).
+pub fn save(shared: &Shared) -> Result<(), ProxyError> {
+    let path = file(shared)?;
+    let refused = |e: String| ProxyError::ConfigRefused(format!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).map_err(|e| refused(e.to_string()))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| refused(e.to_string()))?;
+    for (keys, value) in shared.unsaved.list() {
+        set_in(&mut doc, &keys, &value).map_err(refused)?;
+    }
+    let out = doc.to_string();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    config::from_str(&out, dir).map_err(|problems| {
+        refused(
+            problems
+                .iter()
+                .map(|p| format!("{}: {}", p.key, p.what))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.pgwarden-save",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("config")
+    ));
+    std::fs::write(&tmp, out.as_bytes())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            refused(e.to_string())
+        })?;
+    shared.unsaved.clear();
+    tracing::info!(file = %path.display(), "configuration saved from the admin console");
     Ok(())
+}
+
+fn file(shared: &Shared) -> Result<PathBuf, ProxyError> {
+    shared.config.load().path.clone().ok_or_else(|| {
+        ProxyError::ConfigRefused("pgwarden was started without a config file".into())
+    })
+}
+
+fn base(loaded: &Loaded) -> &Path {
+    loaded
+        .path
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."))
+}
+
+/// `settings` with `key` set to `value`, through its serde form (so the
+/// file's rules and types apply).
+fn with_key<T: Serialize + DeserializeOwned>(
+    settings: &T,
+    key: &str,
+    value: toml::Value,
+    full_key: &str,
+) -> Result<T, ProxyError> {
+    let Ok(toml::Value::Table(mut table)) = toml::Value::try_from(settings) else {
+        return Err(ProxyError::Internal);
+    };
+    table.insert(key.to_owned(), value);
+    T::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let why = e.to_string();
+        if why.contains("unknown field") {
+            ProxyError::AdminUnknownSetting(full_key.to_owned())
+        } else {
+            ProxyError::AdminBadValue {
+                key: full_key.to_owned(),
+                why: why.lines().next().unwrap_or_default().to_owned(),
+            }
+        }
+    })
+}
+
+/// Sets `keys` (tables, then a key) in the document, making tables as needed.
+fn set_in(
+    doc: &mut toml_edit::DocumentMut,
+    keys: &[String],
+    value: &toml::Value,
+) -> Result<(), String> {
+    let Some((last, tables)) = keys.split_last() else {
+        return Err("empty key".into());
+    };
+    let mut table = doc.as_table_mut();
+    for k in tables {
+        let item = table.entry(k).or_insert(toml_edit::table());
+        table = item
+            .as_table_mut()
+            .ok_or_else(|| format!("{k} is not a table"))?;
+    }
+    let value: toml_edit::Value = value
+        .to_string()
+        .parse()
+        .map_err(|e: toml_edit::TomlError| e.to_string())?;
+    match table.get_mut(last).and_then(toml_edit::Item::as_value_mut) {
+        // Keep the old value's comments and spacing.
+        Some(old) => {
+            let decor = old.decor().clone();
+            *old = value;
+            *old.decor_mut() = decor;
+        }
+        None => {
+            table.insert(last, toml_edit::Item::Value(value));
+        }
+    }
+    Ok(())
+}
+
+fn split(key: &str) -> Vec<String> {
+    key.split('.').map(str::to_owned).collect()
 }
 
 /// A console value as TOML: a number, boolean or array when it reads as
@@ -95,5 +263,42 @@ fn parse_value(value: &str) -> toml::Value {
             .remove("v")
             .unwrap_or_else(|| toml::Value::String(value.to_owned())),
         Err(_) => toml::Value::String(value.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_keeps_comments_and_other_keys() {
+        let mut doc: toml_edit::DocumentMut =
+            "# top\n[proxy]\n# the size\ndefault_pool_size = 20 # inline\nlisten = \"x:1\"\n"
+                .parse()
+                .unwrap_or_default();
+        let path = vec!["proxy".to_owned(), "default_pool_size".to_owned()];
+        assert!(set_in(&mut doc, &path, &toml::Value::Integer(40)).is_ok());
+        let db = vec!["databases".into(), "app".into(), "pool_size".into()];
+        assert!(set_in(&mut doc, &db, &toml::Value::Integer(5)).is_ok());
+        let out = doc.to_string();
+        assert!(
+            out.contains("# the size\ndefault_pool_size = 40 # inline"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# top") && out.contains("listen = \"x:1\""),
+            "{out}"
+        );
+        assert!(out.contains("[databases.app]\npool_size = 5"), "{out}");
+    }
+
+    #[test]
+    fn which_keys_apply_live() {
+        assert!(changeable("default_pool_size"));
+        assert!(!changeable("listen"));
+        assert!(changeable("databases.app.pool_size"));
+        assert!(!changeable("databases.app.primary"));
+        assert!(changeable("users.alice.pool_mode"));
+        assert!(!changeable("nonsense.a.b.c"));
     }
 }

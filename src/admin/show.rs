@@ -21,6 +21,7 @@ pub const HELP: &str = "\
 \tDRAIN NODE <addr>
 \tUNDRAIN NODE <addr>
 \tSET key = arg
+\tSAVE CONFIG
 \tRELOAD
 \tPAUSE [<db>]
 \tRESUME [<db>]
