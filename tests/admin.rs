@@ -120,6 +120,38 @@ async fn pgbouncer_tables_with_their_columns() {
             assert!(!rows.is_empty(), "{sql} has rows");
         }
     }
+    // SHOW CLIENTS: the five clients; SHOW SERVERS: the open transaction's
+    // server, linked to its client, and idle ones.
+    let (cols, rows) = table(&admin, "SHOW CLIENTS").await;
+    assert_eq!(cols.len(), 18);
+    let ours: Vec<_> = rows
+        .iter()
+        .filter(|r| r[2].as_deref() == Some(DB))
+        .collect();
+    assert_eq!(ours.len(), 5, "{rows:?}");
+    assert!(ours.iter().all(|r| column(&cols, r, "type") == "C"
+        && column(&cols, r, "addr") == "127.0.0.1"
+        && column(&cols, r, "connect_time").ends_with(" UTC")));
+    let linked: Vec<_> = ours
+        .iter()
+        .filter(|r| !column(&cols, r, "link").is_empty())
+        .collect();
+    assert_eq!(linked.len(), 1, "only the open transaction holds a server");
+    let (cols, rows) = table(&admin, "SHOW SERVERS").await;
+    let active: Vec<_> = rows
+        .iter()
+        .filter(|r| column(&cols, r, "state") == "active")
+        .collect();
+    assert_eq!(active.len(), 1, "{rows:?}");
+    assert_eq!(
+        column(&cols, active[0], "link"),
+        column(&cols, linked[0], "ptr")
+    );
+    assert!(
+        rows.iter().any(|r| column(&cols, r, "state") == "idle"),
+        "{rows:?}"
+    );
+
     let (cols, rows) = table(&admin, "SHOW NODES").await;
     assert_eq!(rows.len(), 3);
     assert_eq!(column(&cols, &rows[0], "state"), "writer");

@@ -13,6 +13,7 @@ pub mod handler;
 pub mod live;
 pub mod ops;
 pub mod show;
+pub mod sockets;
 pub mod stats;
 pub mod table;
 

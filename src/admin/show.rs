@@ -16,7 +16,7 @@ use Kind::{Int4, Numeric, Text};
 
 /// The console's usage, sent as a notice by `SHOW HELP`.
 pub const HELP: &str = "\
-\tSHOW HELP|CONFIG|DATABASES|POOLS|USERS|VERSION|STATE|LISTS|MEM
+\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE|LISTS|MEM
 \tSHOW NODES|ROUTING|TENANTS|LATENCY
 \tDRAIN NODE <addr>
 \tUNDRAIN NODE <addr>
@@ -51,7 +51,9 @@ pub fn show(shared: &Shared, what: &str) -> Result<Table, ProxyError> {
             Ok(super::stats::table(what, &shared.pools, &shared.stats))
         }
         "latency" => Ok(latency(shared)),
-        "servers" | "clients" | "sockets" | "active_sockets" | "fds" | "totals" | "queries" => {
+        "clients" => Ok(super::sockets::clients(shared)),
+        "servers" => Ok(super::sockets::servers(shared)),
+        "sockets" | "active_sockets" | "fds" | "totals" | "queries" => {
             Err(ProxyError::AdminNotYet(format!(
                 "SHOW {} is not available in this build yet",
                 what.to_ascii_uppercase()

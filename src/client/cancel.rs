@@ -47,6 +47,19 @@ pub struct SessionControl {
     inner: Mutex<ControlInner>,
     /// Set at shutdown; the session ends at its next idle point.
     stop: AtomicBool,
+    /// Who it is, for `SHOW CLIENTS` (set once logged in).
+    pub info: std::sync::OnceLock<ClientInfo>,
+}
+
+/// A logged-in client as the console shows it.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub user: String,
+    pub database: String,
+    pub addr: Option<std::net::SocketAddr>,
+    pub local: Option<std::net::SocketAddr>,
+    pub connected: std::time::SystemTime,
+    pub application_name: String,
 }
 
 #[derive(Default)]
@@ -68,7 +81,8 @@ impl SessionControl {
         self.lock().target = target;
     }
 
-    fn target(&self) -> Option<CancelTarget> {
+    /// The server it is using now, if any.
+    pub fn target(&self) -> Option<CancelTarget> {
         self.lock().target
     }
 
@@ -174,6 +188,17 @@ impl CancelRegistry {
             return;
         };
         self.cancel_target(&target).await;
+    }
+
+    /// Every logged-in session, with its key (for the console).
+    pub fn sessions(&self) -> Vec<(i32, CancelSlot)> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            all.extend(shard.iter().map(|(pid, (_, c))| (*pid, c.clone())));
+        }
+        all.sort_by_key(|(pid, _)| *pid);
+        all
     }
 
     /// Tells every logged-in session to end at its next idle point.

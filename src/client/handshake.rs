@@ -285,6 +285,18 @@ pub async fn handshake(
         be::parameter_status(&mut out, name, value);
     }
     let registration = shared.cancels.register();
+    let _ = registration.control.info.set(super::cancel::ClientInfo {
+        user: user.clone(),
+        database: database.clone(),
+        addr: stream.io.peer_addr().ok(),
+        local: stream.io.local_addr().ok(),
+        connected: std::time::SystemTime::now(),
+        application_name: tracked
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("application_name"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+    });
     be::backend_key_data(&mut out, registration.process_id, registration.secret_key);
     be::ready_for_query(&mut out, be::TX_IDLE);
     stream.write_all(&out).await.map_err(lost)?;

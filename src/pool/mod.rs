@@ -104,6 +104,16 @@ struct State {
     login_failure: Option<(Instant, Arc<ServerError>)>,
 }
 
+/// An idle server as the console shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleServer {
+    pub process_id: i32,
+    pub addr: std::net::SocketAddr,
+    pub local: Option<std::net::SocketAddr>,
+    pub opened: Instant,
+    pub used: Instant,
+}
+
 pub struct Pool {
     pub key: PoolKey,
     settings: ArcSwap<PoolSettings>,
@@ -183,6 +193,22 @@ impl Pool {
         for conn in idle {
             self.retire(*conn);
         }
+    }
+
+    /// The idle servers: (backend pid, address, local address, opened,
+    /// last used), for `SHOW SERVERS`.
+    pub fn idle_servers(&self) -> Vec<IdleServer> {
+        let st = self.lock();
+        st.idle
+            .iter()
+            .map(|c| IdleServer {
+                process_id: c.process_id,
+                addr: c.addr,
+                local: c.stream.io.local_addr().ok(),
+                opened: c.created,
+                used: c.last_used,
+            })
+            .collect()
     }
 
     /// Servers lent out now.
