@@ -17,6 +17,17 @@ fn admins(cfg: &mut pgwarden::config::Config) {
     cfg.proxy.stats_users = NameList(vec![MD5_USER.into()]);
 }
 
+/// A proxy with the console users and pgw's replicas in rotation.
+async fn admin_proxy_with_replicas() -> Proxy {
+    let proxy = proxy(|cfg| {
+        admins(cfg);
+        with_replicas(cfg);
+    })
+    .await;
+    assert!(replicas_ready(&proxy).await);
+    proxy
+}
+
 async fn console(proxy: &Proxy, user: &str, db: &str) -> tokio_postgres::Client {
     connect_url(&url(proxy, user, PASSWORD, db))
         .await
@@ -48,12 +59,7 @@ fn column<'a>(cols: &[String], row: &'a [Option<String>], name: &str) -> &'a str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbouncer_tables_with_their_columns() {
-    let proxy = proxy(|cfg| {
-        admins(cfg);
-        with_replicas(cfg);
-    })
-    .await;
-    assert!(replicas_ready(&proxy).await);
+    let proxy = admin_proxy_with_replicas().await;
     // Five clients of pgw: one inside a transaction, four idle.
     let mut clients = Vec::new();
     for _ in 0..5 {
@@ -687,12 +693,7 @@ async fn debian_pgbouncer_exporter_reads_the_console() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_node_takes_it_out_of_rotation() {
-    let proxy = proxy(|cfg| {
-        admins(cfg);
-        with_replicas(cfg);
-    })
-    .await;
-    assert!(replicas_ready(&proxy).await);
+    let proxy = admin_proxy_with_replicas().await;
     let admin = console(&proxy, SCRAM_USER, "pgwarden").await;
     let client = connect(&proxy, SCRAM_USER).await.unwrap();
     let c = cluster();

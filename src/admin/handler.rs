@@ -62,47 +62,32 @@ impl Console {
             return Err(ProxyError::AdminReadOnly(command.tag().to_owned()));
         }
         let tag = command.tag();
-        match command {
-            Command::Show(what) if what == "help" => Ok(Reply::Help),
-            Command::Show(what) => show::show(&self.shared, &what).map(Reply::Table),
-            Command::Set { key, value } => {
-                live::set(&self.shared, &key, &value)?;
+        let shared = &self.shared;
+        let done = match command {
+            Command::Show(what) if what == "help" => return Ok(Reply::Help),
+            Command::Show(what) => return show::show(shared, &what).map(Reply::Table),
+            Command::Set { key, value } => live::set(shared, &key, &value).inspect(|()| {
                 tracing::info!(user = %self.user, key = %key, "SET from the admin console");
-                Ok(Reply::Done(tag))
-            }
-            Command::Reload => live::reload(&self.shared).map(|()| Reply::Done(tag)),
-            Command::SaveConfig => live::save(&self.shared).map(|()| Reply::Done(tag)),
-            Command::Pause(db) => {
-                ops::pause(&self.shared, db.as_deref()).await?;
-                Ok(Reply::Done(tag))
-            }
-            Command::Resume(db) => {
-                ops::resume(&self.shared, db.as_deref()).map(|()| Reply::Done(tag))
-            }
-            Command::Disable(db) => {
-                ops::set_disabled(&self.shared, &db, true).map(|()| Reply::Done(tag))
-            }
-            Command::Enable(db) => {
-                ops::set_disabled(&self.shared, &db, false).map(|()| Reply::Done(tag))
-            }
-            Command::Reconnect(db) => {
-                ops::reconnect(&self.shared, db.as_deref()).map(|()| Reply::Done(tag))
-            }
-            Command::DrainNode(node) => {
-                ops::drain(&self.shared, &node, true).map(|()| Reply::Done(tag))
-            }
-            Command::UndrainNode(node) => {
-                ops::drain(&self.shared, &node, false).map(|()| Reply::Done(tag))
-            }
+            }),
+            Command::Reload => live::reload(shared),
+            Command::SaveConfig => live::save(shared),
+            Command::Pause(db) => ops::pause(shared, db.as_deref()).await,
+            Command::Resume(db) => ops::resume(shared, db.as_deref()),
+            Command::Disable(db) => ops::set_disabled(shared, &db, true),
+            Command::Enable(db) => ops::set_disabled(shared, &db, false),
+            Command::Reconnect(db) => ops::reconnect(shared, db.as_deref()),
+            Command::DrainNode(node) => ops::drain(shared, &node, true),
+            Command::UndrainNode(node) => ops::drain(shared, &node, false),
             Command::Shutdown => {
-                ops::shutdown(&self.shared);
+                ops::shutdown(shared);
                 self.close.store(true, Ordering::Relaxed);
-                Ok(Reply::Done(tag))
+                Ok(())
             }
             _ => Err(ProxyError::AdminNotYet(format!(
                 "{tag} is not available in this build yet"
             ))),
-        }
+        };
+        done.map(|()| Reply::Done(tag))
     }
 
     /// The columns a command will answer with (for Describe): a `SHOW` is
