@@ -751,3 +751,47 @@ async fn drain_node_takes_it_out_of_rotation() {
     );
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_ends_a_databases_clients_until_resume() {
+    let proxy = proxy(admins).await;
+    let admin = console(&proxy, SCRAM_USER, "pgwarden").await;
+    let idle = connect(&proxy, SCRAM_USER).await.unwrap();
+    idle.simple_query("SELECT 1").await.unwrap();
+    let busy = connect(&proxy, SCRAM_USER).await.unwrap();
+    let sleeping = tokio::spawn(async move { busy.simple_query("SELECT pg_sleep(5)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    admin.simple_query(&format!("KILL {DB}")).await.unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_secs(3), sleeping)
+        .await
+        .expect("the running query ends at once")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        sqlstate(&cancelled).as_deref(),
+        Some("57014"),
+        "{cancelled}"
+    );
+    let gone = eventually(Duration::from_secs(3), || async {
+        idle.simple_query("SELECT 1").await.is_err()
+    })
+    .await;
+    assert!(gone, "the idle client was not ended");
+
+    // New clients log in but wait for RESUME.
+    let late = connect(&proxy, SCRAM_USER).await.unwrap();
+    let waiting = tokio::spawn(async move { late.simple_query("SELECT 1").await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a killed database serves nothing before RESUME"
+    );
+    admin.simple_query(&format!("RESUME {DB}")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .expect("served after RESUME")
+        .unwrap()
+        .unwrap();
+    proxy.shutdown(Duration::from_secs(5)).await;
+}

@@ -73,6 +73,7 @@ impl Console {
             Command::SaveConfig => live::save(shared),
             Command::Pause(db) => ops::pause(shared, db.as_deref()).await,
             Command::Resume(db) => ops::resume(shared, db.as_deref()),
+            Command::Kill(db) => ops::kill(shared, &db).await,
             Command::Disable(db) => ops::set_disabled(shared, &db, true),
             Command::Enable(db) => ops::set_disabled(shared, &db, false),
             Command::Reconnect(db) => ops::reconnect(shared, db.as_deref()),

@@ -41,6 +41,34 @@ pub async fn pause(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> 
     }
 }
 
+/// `KILL db`: the database is paused (new logins' transactions wait for
+/// `RESUME`), every client of it is told to end (57P01) and its running
+/// query is cancelled so that it ends now rather than at its transaction's
+/// end, and idle servers are closed.
+///
+/// # Errors
+/// `db` is not configured.
+pub async fn kill(shared: &Shared, db: &str) -> Result<(), ProxyError> {
+    known(shared, Some(db))?;
+    shared.gates.pause(Some(db));
+    for (_, control) in shared.cancels.sessions() {
+        if control.info.get().is_none_or(|i| i.database != db) {
+            continue;
+        }
+        control.request_stop();
+        if let Some(target) = control.target() {
+            shared.cancels.cancel_target(&target).await;
+        }
+    }
+    for pool in shared.pools.all() {
+        if pool.key.db == db {
+            pool.close_idle();
+        }
+    }
+    tracing::info!(db, "KILL from the admin console");
+    Ok(())
+}
+
 /// `RESUME [db]`.
 ///
 /// # Errors

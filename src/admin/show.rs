@@ -28,6 +28,7 @@ pub const HELP: &str = "\
 \tDISABLE <db>
 \tENABLE <db>
 \tRECONNECT [<db>]
+\tKILL <db>
 \tSHUTDOWN";
 
 /// The table for `SHOW what`.

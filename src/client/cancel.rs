@@ -106,7 +106,8 @@ impl SessionControl {
         Poll::Pending
     }
 
-    fn request_stop(&self) {
+    /// Asks the session to end at its next idle point (`KILL`, shutdown).
+    pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
         let waker = self.lock().waker.take();
         if let Some(w) = waker {
