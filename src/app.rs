@@ -38,6 +38,8 @@ pub struct Shared {
     pub errors: crate::metrics::ErrorCounts,
     /// The console's `SET`s not yet written by `SAVE CONFIG`.
     pub unsaved: crate::admin::live::Unsaved,
+    /// `SHOW QUERIES` (when `query_stats` is on).
+    pub queries: crate::metrics::queries::QueryStats,
     /// Connected clients, for `max_client_conn`.
     pub clients: AtomicUsize,
     /// One per database with replicas, residency rules or a place in a
@@ -74,6 +76,9 @@ impl Shared {
     }
 
     pub fn new(loaded: Loaded) -> Arc<Self> {
+        let queries = crate::metrics::queries::QueryStats::default();
+        let p = &loaded.config.proxy;
+        queries.configure(p.query_stats, p.query_stats_max);
         let topologies = loaded
             .config
             .databases
@@ -100,6 +105,7 @@ impl Shared {
             gates: Default::default(),
             errors: Default::default(),
             unsaved: Default::default(),
+            queries,
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             stopping: AtomicBool::new(false),
@@ -158,6 +164,8 @@ impl Shared {
             }
         }
         drop(current);
+        let p = &new.config.proxy;
+        self.queries.configure(p.query_stats, p.query_stats_max);
         self.config.store(Arc::new(new));
         Ok(())
     }

@@ -795,3 +795,44 @@ async fn kill_ends_a_databases_clients_until_resume() {
         .unwrap();
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_queries_groups_by_fingerprint_when_enabled() {
+    let proxy = proxy(admins).await;
+    let admin = console(&proxy, SCRAM_USER, "pgwarden").await;
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+    assert!(
+        table(&admin, "SHOW QUERIES").await.1.is_empty(),
+        "off by default"
+    );
+
+    admin.simple_query("SET query_stats = true").await.unwrap();
+    for i in 0..20 {
+        client
+            .simple_query(&format!("SELECT {i} AS n, 'tag{i}'"))
+            .await
+            .unwrap();
+    }
+    let stmt = client.prepare("SELECT $1::int + 1").await.unwrap();
+    for i in 0..7 {
+        client.query(&stmt, &[&i]).await.unwrap();
+    }
+    let (cols, rows) = table(&admin, "SHOW QUERIES").await;
+    assert_eq!(
+        cols.join(","),
+        "fingerprint,query,calls,total_us,mean_us,p50_us,p95_us,p99_us"
+    );
+    let simple = rows
+        .iter()
+        .find(|r| column(&cols, r, "query") == "select ? as n, ?")
+        .unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!(column(&cols, simple, "calls"), "20");
+    assert!(column(&cols, simple, "p99_us").parse::<u64>().unwrap() > 0);
+    let prepared = rows
+        .iter()
+        .find(|r| column(&cols, r, "query") == "select ?::int + ?")
+        .unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!(column(&cols, prepared, "calls"), "7");
+    proxy.shutdown(Duration::from_secs(5)).await;
+}

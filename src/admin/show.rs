@@ -17,7 +17,7 @@ use Kind::{Int4, Numeric, Text};
 /// The console's usage, sent as a notice by `SHOW HELP`.
 pub const HELP: &str = "\
 \tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE|LISTS|MEM
-\tSHOW NODES|ROUTING|TENANTS|LATENCY
+\tSHOW NODES|ROUTING|TENANTS|LATENCY|QUERIES
 \tDRAIN NODE <addr>
 \tUNDRAIN NODE <addr>
 \tSET key = arg
@@ -54,12 +54,11 @@ pub fn show(shared: &Shared, what: &str) -> Result<Table, ProxyError> {
         "latency" => Ok(latency(shared)),
         "clients" => Ok(super::sockets::clients(shared)),
         "servers" => Ok(super::sockets::servers(shared)),
-        "sockets" | "active_sockets" | "fds" | "totals" | "queries" => {
-            Err(ProxyError::AdminNotYet(format!(
-                "SHOW {} is not available in this build yet",
-                what.to_ascii_uppercase()
-            )))
-        }
+        "queries" => Ok(queries(shared)),
+        "sockets" | "active_sockets" | "fds" | "totals" => Err(ProxyError::AdminNotYet(format!(
+            "SHOW {} is not available in this build yet",
+            what.to_ascii_uppercase()
+        ))),
         other => Err(ProxyError::AdminSyntax(format!(
             "unknown SHOW {:?}",
             other.to_ascii_uppercase()
@@ -441,6 +440,34 @@ fn latency(shared: &Shared) -> Table {
     }
     for ((db, addr), h) in &by_node {
         row(&mut t, "node", db, None, addr, h);
+    }
+    t
+}
+
+/// pgwarden's own: query fingerprints, most total time first (empty
+/// unless `query_stats` is on).
+fn queries(shared: &Shared) -> Table {
+    let mut t = Table::new(&[
+        ("fingerprint", Text),
+        ("query", Text),
+        ("calls", Numeric),
+        ("total_us", Numeric),
+        ("mean_us", Numeric),
+        ("p50_us", Numeric),
+        ("p95_us", Numeric),
+        ("p99_us", Numeric),
+    ]);
+    for r in shared.queries.rows() {
+        t.push(vec![
+            format!("{:016x}", r.fingerprint).into(),
+            r.query.into(),
+            r.calls.into(),
+            r.total_us.into(),
+            (r.total_us / r.calls.max(1)).into(),
+            r.p50.into(),
+            r.p95.into(),
+            r.p99.into(),
+        ]);
     }
     t
 }

@@ -25,7 +25,7 @@ use super::cancel::CancelTarget;
 use super::handshake::{pool_error, Login};
 use super::route::{starts_with_control, Attached, RouteState};
 use super::tenancy::Tenancy;
-use super::traffic::Traffic;
+use super::traffic::{QueryText, Traffic};
 use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::error::ProxyError;
@@ -472,6 +472,11 @@ impl Session {
                     pos + used,
                 );
             }
+            if self.shared.queries.enabled() {
+                if let Some(sql) = query_text(tag, body, self.tracker.as_deref()) {
+                    self.traffic.query(&self.shared.queries, sql);
+                }
+            }
             match tag {
                 fe::QUERY | fe::SYNC | fe::FUNCTION_CALL => {
                     self.traffic.request(self.pending == 0);
@@ -679,7 +684,9 @@ impl Session {
         if let Some(idle) = answered {
             let latency = self.server.as_ref().map(|g| &g.pool().stats.latency);
             let latency = latency.unwrap_or(&self.login.pool.stats.latency);
-            self.traffic.answered(idle, &self.login.pool.stats, latency);
+            let queries = &self.shared.queries;
+            self.traffic
+                .answered(idle, &self.login.pool.stats, latency, queries);
         }
         self.after_server_data().await
     }
@@ -864,6 +871,33 @@ impl Drop for Session {
         self.traffic.flush(&self.login.pool.stats);
         let clients = &self.login.pool.stats.clients;
         clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The SQL a client message runs or prepares, for `SHOW QUERIES`.
+fn query_text<'a>(tag: u8, body: &'a [u8], tracker: Option<&'a Tracker>) -> Option<QueryText<'a>> {
+    let cstr = |b: &'a [u8]| {
+        b.iter()
+            .position(|&c| c == 0)
+            .map(|end| (&b[..end], &b[end + 1..]))
+    };
+    match tag {
+        fe::QUERY => cstr(body).map(|(sql, _)| QueryText::Runs(sql)),
+        fe::PARSE => {
+            let (name, rest) = cstr(body)?;
+            let (sql, _) = cstr(rest)?;
+            // A named statement counts when a Bind runs it.
+            name.is_empty().then_some(QueryText::Parses(sql))
+        }
+        fe::BIND => {
+            let (_, rest) = cstr(body)?;
+            let (name, _) = cstr(rest)?;
+            if name.is_empty() {
+                return Some(QueryText::RunsParsed);
+            }
+            tracker?.statement(name).map(|s| QueryText::Runs(s.query()))
+        }
+        _ => None,
     }
 }
 

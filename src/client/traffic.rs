@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::metrics::queries::QueryStats;
 use crate::pool::latency::Latency;
 use crate::pool::PoolStats;
 
@@ -19,6 +20,21 @@ pub struct Traffic {
     /// The oldest request the server has not answered yet.
     query_start: Option<Instant>,
     query_us: u64,
+    /// The current request's query fingerprint (`query_stats`).
+    fingerprint: Option<u64>,
+    /// The last unnamed statement parsed: its Bind runs it.
+    parsed: Option<u64>,
+}
+
+/// What a client message says about the query it runs (`query_stats`).
+#[derive(Debug, Clone, Copy)]
+pub enum QueryText<'a> {
+    /// A Query, or a Bind of a named statement: runs this SQL.
+    Runs(&'a [u8]),
+    /// A Parse of the unnamed statement: its Bind will run it.
+    Parses(&'a [u8]),
+    /// A Bind of the unnamed statement.
+    RunsParsed,
 }
 
 impl Traffic {
@@ -41,15 +57,41 @@ impl Traffic {
         self.sent += bytes as u64;
     }
 
+    /// What the current request runs (its first query counts), for
+    /// `SHOW QUERIES`; a prepare alone is not a call.
+    pub fn query(&mut self, queries: &QueryStats, text: QueryText<'_>) {
+        let runs = match text {
+            QueryText::Parses(sql) => {
+                self.parsed = Some(queries.note(sql));
+                return;
+            }
+            QueryText::Runs(sql) if !sql.is_empty() => Some(queries.note(sql)),
+            QueryText::Runs(_) => None,
+            QueryText::RunsParsed => self.parsed,
+        };
+        if self.fingerprint.is_none() {
+            self.fingerprint = runs;
+        }
+    }
+
     /// Every request is answered; `idle` when no transaction is open, which
     /// ends the transaction and flushes into `stats`. The requests' time
-    /// goes to `latency` (the server's pool).
-    pub fn answered(&mut self, idle: bool, stats: &PoolStats, latency: &Latency) {
+    /// goes to `latency` (the server's pool) and to its query's fingerprint.
+    pub fn answered(
+        &mut self,
+        idle: bool,
+        stats: &PoolStats,
+        latency: &Latency,
+        queries: &QueryStats,
+    ) {
         let now = Instant::now();
         if let Some(start) = self.query_start.take() {
             let us = micros(now - start);
             self.query_us += us;
             latency.record(us);
+            if let Some(fp) = self.fingerprint.take() {
+                queries.record(fp, us);
+            }
         }
         if !idle {
             return;
@@ -74,9 +116,11 @@ impl Traffic {
         add(&stats.recv_bytes, self.recv);
         add(&stats.sent_bytes, self.sent);
         add(&stats.query_micros, self.query_us);
-        let xact_start = self.xact_start;
+        let (xact_start, fingerprint, parsed) = (self.xact_start, self.fingerprint, self.parsed);
         *self = Traffic {
             xact_start,
+            fingerprint,
+            parsed,
             ..Traffic::default()
         };
     }

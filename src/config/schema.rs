@@ -114,6 +114,10 @@ pub struct ProxySettings {
     pub auth_user: Option<String>,
     pub auth_query: String,
     pub shutdown_timeout: Secs,
+    /// `SHOW QUERIES`: keep calls and latency per query fingerprint.
+    pub query_stats: bool,
+    /// At most this many fingerprints (the rest count as "(other)").
+    pub query_stats_max: usize,
     /// HTTP `/metrics`, `/health`, `/ready` and `/pools`, e.g. "127.0.0.1:9127"
     /// (off when unset).
     pub admin_listen: Option<String>,
@@ -164,6 +168,8 @@ impl Default for ProxySettings {
             auth_user: None,
             auth_query: "SELECT usename, passwd FROM pg_shadow WHERE usename=$1".into(),
             shutdown_timeout: Secs::from_secs(30),
+            query_stats: false,
+            query_stats_max: 1000,
             admin_listen: None,
             admin_users: NameList::default(),
             stats_users: NameList::default(),

@@ -8,6 +8,7 @@
 //! reads are the ones the console shows.
 
 pub mod http;
+pub mod queries;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
