@@ -103,7 +103,7 @@ impl QueryStats {
                 }
             })
             .collect();
-        rows.sort_by(|a, b| b.total_us.cmp(&a.total_us));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.total_us));
         rows
     }
 }
