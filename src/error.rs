@@ -92,6 +92,8 @@ pub enum ProxyError {
     UnknownNode(String),
     #[error("node {node} is the primary of database \"{db}\": move writes first (SWITCHOVER)")]
     NodeIsWriter { node: String, db: String },
+    #[error("switchover not done: {0}")]
+    SwitchoverFailed(String),
     #[error("parameter \"{0}\" cannot be changed without restarting pgwarden")]
     AdminRestartOnly(String),
     #[error("{0}")]
@@ -137,7 +139,7 @@ impl ProxyError {
             AdminBadValue { .. } => "22023",
             AdminRestartOnly(_) => "55P02",
             UnknownNode(_) => "42704",
-            NodeIsWriter { .. } => "55000",
+            NodeIsWriter { .. } | SwitchoverFailed(_) => "55000",
             AdminNotYet(_) => "0A000",
             ConfigRefused(_) => "F0000",
             Internal => "XX000",
@@ -162,6 +164,7 @@ impl ProxyError {
             | ProxyError::AdminRestartOnly(_)
             | ProxyError::UnknownNode(_)
             | ProxyError::NodeIsWriter { .. }
+            | ProxyError::SwitchoverFailed(_)
             | ProxyError::AdminNotYet(_)
             | ProxyError::ConfigRefused(_) => Severity::Error,
             _ => Severity::Fatal,
@@ -204,6 +207,7 @@ impl ProxyError {
             AdminRestartOnly(_) => "admin_restart_only",
             UnknownNode(_) => "admin_unknown_node",
             NodeIsWriter { .. } => "admin_node_is_writer",
+            SwitchoverFailed(_) => "admin_switchover_failed",
             AdminNotYet(_) => "admin_not_yet",
             ConfigRefused(_) => "config_refused",
             Internal => "internal",

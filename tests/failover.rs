@@ -271,3 +271,102 @@ async fn two_primaries_refuse_writes() {
     .await;
     assert!(healed, "writes did not resume on the remaining primary");
 }
+
+/// SWITCHOVER under pgbench writes: no failed transaction, no lost row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_under_load_fails_nothing() {
+    let c = fresh_cluster(1);
+    c.psql(
+        "postgres",
+        "CREATE TABLE sw (id bigserial PRIMARY KEY, v int)",
+    )
+    .unwrap();
+    let proxy = start(&c, |cfg| {
+        cfg.proxy.admin_users = pgwarden::config::NameList(vec!["postgres".into()]);
+        let r = &mut cfg.databases.get_mut(DB).unwrap().routing;
+        r.switchover_promote = true;
+        r.failover_wait_ms = 20_000;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("w.sql");
+    std::fs::write(
+        &script,
+        "BEGIN;\nINSERT INTO sw (v) VALUES (1);\nSELECT count(*) FROM sw WHERE id < 10;\nEND;\n",
+    )
+    .unwrap();
+    let (port, pw, script) = (
+        proxy.addr.port(),
+        c.superuser_password.clone(),
+        script.clone(),
+    );
+    let bench = std::thread::spawn(move || {
+        let out = std::process::Command::new(pg_tool("pgbench"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+            .args(["-n", "-c", "8", "-j", "2", "-T", "6", "-f"])
+            .arg(&script)
+            .arg(DB)
+            .env("PGPASSWORD", pw)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let admin_url = url(&proxy, "postgres", &c.superuser_password, "pgwarden");
+    let admin = connect_url(&admin_url).await.unwrap();
+    let target = c.replicas[0].addr();
+    let started = Instant::now();
+    admin
+        .simple_query(&format!("SWITCHOVER {DB} TO {target}"))
+        .await
+        .expect("switchover");
+    let took = started.elapsed();
+
+    let (ok, out) = bench.join().unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("number of failed transactions: 0"), "{out}");
+    let processed: i64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|n| n.split('/').next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect("pgbench's count");
+    // Every committed insert is on the new primary.
+    let new_primary = direct_to(&c, c.replicas[0].port, "postgres").await;
+    let in_recovery: bool = new_primary
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!in_recovery, "the target was promoted");
+    let rows: i64 = new_primary
+        .query_one("SELECT count(*) FROM sw", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        rows, processed,
+        "rows on the new primary = committed transactions"
+    );
+    let topo = proxy.shared.topology(DB).unwrap();
+    assert_eq!(topo.snapshot().writer, pgwarden::topology::Writer::Node(1));
+    eprintln!("switchover took {took:?}; {processed} transactions, none failed");
+    // Back to the old primary: it is fenced, not a replica yet.
+    let e = admin
+        .simple_query(&format!("SWITCHOVER {DB} TO {}", c.primary.addr()))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("55000"), "{e}");
+    let e = admin
+        .simple_query(&format!("SWITCHOVER {DB} TO 127.0.0.1:1"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42704"), "{e}");
+    proxy.shutdown(Duration::from_secs(5)).await;
+}

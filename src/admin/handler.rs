@@ -74,6 +74,9 @@ impl Console {
             Command::Pause(db) => ops::pause(shared, db.as_deref()).await,
             Command::Resume(db) => ops::resume(shared, db.as_deref()),
             Command::Kill(db) => ops::kill(shared, &db).await,
+            Command::Switchover { db, node } => {
+                super::switchover::switchover(shared, &db, &node).await
+            }
             Command::Disable(db) => ops::set_disabled(shared, &db, true),
             Command::Enable(db) => ops::set_disabled(shared, &db, false),
             Command::Reconnect(db) => ops::reconnect(shared, db.as_deref()),

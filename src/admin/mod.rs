@@ -15,6 +15,7 @@ pub mod ops;
 pub mod show;
 pub mod sockets;
 pub mod stats;
+pub mod switchover;
 pub mod table;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@ pub const HELP: &str = "\
 \tSHOW NODES|ROUTING|TENANTS|LATENCY|QUERIES
 \tDRAIN NODE <addr>
 \tUNDRAIN NODE <addr>
+\tSWITCHOVER <db> TO <addr>
 \tSET key = arg
 \tSAVE CONFIG
 \tRELOAD

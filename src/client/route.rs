@@ -430,7 +430,11 @@ impl RouteState {
         let wait = Duration::from_millis(ctx.settings.failover_wait_ms);
         let deadline = Instant::now() + wait;
         loop {
-            let choice = choose_write(&topo.snapshot(), mask);
+            let choice = match topo.holding_writes.load(Ordering::Acquire) {
+                // A switchover: wait for the new primary.
+                true => WriteChoice::Wait,
+                false => choose_write(&topo.snapshot(), mask),
+            };
             match choice {
                 WriteChoice::SplitBrain(a, b) => {
                     return Err(ProxyError::SplitBrain {

@@ -377,6 +377,9 @@ pub struct RoutingSettings {
     pub ryw_commit_lsn: CommitLsn,
     /// How long a write waits for a primary when there is none (failover).
     pub failover_wait_ms: u64,
+    /// `SWITCHOVER` may promote the target itself (`pg_promote()`); when
+    /// off it waits for an operator to promote it.
+    pub switchover_promote: bool,
     /// Functions (lower-case, optionally schema-qualified) that do not
     /// write, so that a `SELECT` calling them may go to a replica.
     pub read_only_functions: NameList,
@@ -406,6 +409,7 @@ impl Default for RoutingSettings {
             ryw_wait_ms: 50,
             ryw_commit_lsn: CommitLsn::default(),
             failover_wait_ms: 5000,
+            switchover_promote: false,
             read_only_functions: NameList::default(),
             monitor_interval: Secs::from_millis(250),
             monitor_timeout: Secs::from_secs(1),

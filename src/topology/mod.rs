@@ -142,6 +142,8 @@ pub struct Topology {
     pub cursor: AtomicUsize,
     /// Operator's pick in a split brain, for the monitor to apply.
     confirm: AtomicUsize,
+    /// `SWITCHOVER` in progress: new writes wait (as during a failover).
+    pub holding_writes: AtomicBool,
 }
 
 /// No confirmation pending.
@@ -183,6 +185,7 @@ impl Topology {
             wake: tokio::sync::Notify::new(),
             cursor: AtomicUsize::new(0),
             confirm: AtomicUsize::new(NO_NODE),
+            holding_writes: AtomicBool::new(false),
         })
     }
 
@@ -226,6 +229,15 @@ impl Topology {
             self.publish(next);
         }
         self.wake.notify_one();
+    }
+
+    /// Starts or ends holding new writes (`SWITCHOVER`); waiting writers
+    /// look again when it ends.
+    pub fn hold_writes(&self, hold: bool) {
+        self.holding_writes.store(hold, Ordering::Release);
+        if !hold {
+            self.published.notify_waiters();
+        }
     }
 
     /// An operator says `node` is the primary to trust in a split brain.
