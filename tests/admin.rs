@@ -489,15 +489,46 @@ async fn disable_reconnect_and_shutdown() {
     admin.simple_query(&format!("ENABLE {DB}")).await.unwrap();
     connect(&proxy, SCRAM_USER).await.expect("enabled again");
 
+    // RECONNECT while a transaction holds a server: WAIT_CLOSE returns
+    // once that server has come back and been closed.
+    client.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(backend_pid(&client).await, before);
     admin
         .simple_query(&format!("RECONNECT {DB}"))
         .await
+        .unwrap();
+    let waiter = {
+        let url = url(&proxy, SCRAM_USER, PASSWORD, "pgwarden");
+        tokio::spawn(async move {
+            let admin = connect_url(&url).await.unwrap();
+            admin.simple_query("WAIT_CLOSE").await.map(|_| ())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiter.is_finished(),
+        "WAIT_CLOSE returned with an old server open"
+    );
+    client.batch_execute("COMMIT").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(3), waiter)
+        .await
+        .expect("WAIT_CLOSE returns once the server is closed")
+        .unwrap()
         .unwrap();
     assert_ne!(
         backend_pid(&client).await,
         before,
         "a fresh server after RECONNECT"
     );
+    admin.simple_query("SUSPEND").await.unwrap();
+    let (cols, rows) = table(&admin, "SHOW STATE").await;
+    let suspended = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some("suspended"))
+        .unwrap();
+    assert_eq!(column(&cols, suspended, "value"), "yes");
+    admin.simple_query("RESUME").await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
     let e = admin.simple_query("PAUSE nosuchdb").await.unwrap_err();
     assert_eq!(sqlstate(&e).as_deref(), Some("3D000"), "{e}");
 

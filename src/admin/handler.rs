@@ -74,6 +74,8 @@ impl Console {
             Command::Pause(db) => ops::pause(shared, db.as_deref()).await,
             Command::Resume(db) => ops::resume(shared, db.as_deref()),
             Command::Kill(db) => ops::kill(shared, &db).await,
+            Command::WaitClose(db) => ops::wait_close(shared, db.as_deref()).await,
+            Command::Suspend => ops::suspend(shared).await,
             Command::Switchover { db, node } => {
                 super::switchover::switchover(shared, &db, &node).await
             }
@@ -87,9 +89,6 @@ impl Console {
                 self.close.store(true, Ordering::Relaxed);
                 Ok(())
             }
-            _ => Err(ProxyError::AdminNotYet(format!(
-                "{tag} is not available in this build yet"
-            ))),
         };
         done.map(|()| Reply::Done(tag))
     }

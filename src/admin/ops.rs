@@ -140,6 +140,35 @@ pub fn drain(shared: &Shared, node: &str, drained: bool) -> Result<(), ProxyErro
     Ok(())
 }
 
+/// `WAIT_CLOSE [db]`: returns once every server open at the last
+/// `RECONNECT` has closed (none is lent out any more, or each has come
+/// back and been closed).
+///
+/// # Errors
+/// `db` is not configured.
+pub async fn wait_close(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {
+    known(shared, db)?;
+    loop {
+        let done = shared
+            .pools
+            .all()
+            .iter()
+            .filter(|p| db.is_none_or(|d| d == p.key.db))
+            .all(|p| p.close_needed() == 0 || p.busy() == 0);
+        if done {
+            return Ok(());
+        }
+        tokio::time::sleep(PAUSE_POLL).await;
+    }
+}
+
+/// `SUSPEND`: as `PAUSE` of everything (new transactions wait, returns once
+/// every server is back); `RESUME` ends it. pgwarden has no online restart
+/// to hand sockets to, so nothing more is stopped.
+pub async fn suspend(shared: &Shared) -> Result<(), ProxyError> {
+    pause(shared, None).await
+}
+
 /// `SHUTDOWN`: as SIGTERM.
 pub fn shutdown(shared: &Shared) {
     tracing::info!("SHUTDOWN from the admin console");

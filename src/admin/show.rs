@@ -29,6 +29,8 @@ pub const HELP: &str = "\
 \tDISABLE <db>
 \tENABLE <db>
 \tRECONNECT [<db>]
+\tWAIT_CLOSE [<db>]
+\tSUSPEND
 \tKILL <db>
 \tSHUTDOWN";
 
@@ -80,7 +82,7 @@ fn state(shared: &Shared) -> Table {
     let yes_no = |b: bool| Cell::from(if b { "yes" } else { "no" });
     t.push(vec!["active".into(), yes_no(!shared.is_stopping())]);
     t.push(vec!["paused".into(), yes_no(shared.gates.paused(None))]);
-    t.push(vec!["suspended".into(), yes_no(false)]);
+    t.push(vec!["suspended".into(), yes_no(shared.gates.paused(None))]);
     t
 }
 

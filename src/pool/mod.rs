@@ -117,6 +117,8 @@ pub struct IdleServer {
 pub struct Pool {
     pub key: PoolKey,
     settings: ArcSwap<PoolSettings>,
+    /// Servers a `RECONNECT` is waiting to see closed.
+    close_needed: AtomicUsize,
     target: Mutex<ServerTarget>,
     state: Mutex<State>,
     db_limit: Arc<Limit>,
@@ -143,6 +145,7 @@ impl Pool {
         Arc::new(Self {
             key,
             settings: ArcSwap::from_pointee(settings),
+            close_needed: AtomicUsize::new(0),
             target: Mutex::new(target),
             state: Mutex::new(State {
                 idle: Vec::new(),
@@ -178,6 +181,8 @@ impl Pool {
     pub fn reconnect(self: &Arc<Self>) {
         let mut s = (*self.settings()).clone();
         s.retire_before = Some(Instant::now());
+        let total = self.lock().total;
+        self.close_needed.store(total, Ordering::Relaxed);
         self.settings.store(Arc::new(s));
         self.close_idle();
     }
@@ -209,6 +214,25 @@ impl Pool {
                 used: c.last_used,
             })
             .collect()
+    }
+
+    /// A server closes: one fewer a `RECONNECT` waits for, if it was one.
+    fn closing(&self, conn: &ServerConn) {
+        let old = self
+            .settings
+            .load()
+            .retire_before
+            .is_some_and(|t| conn.created <= t);
+        if old {
+            let _ = self
+                .close_needed
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Servers opened before the last `RECONNECT` still open (`WAIT_CLOSE`).
+    pub fn close_needed(&self) -> usize {
+        self.close_needed.load(Ordering::Relaxed)
     }
 
     /// Servers lent out now.
@@ -459,6 +483,7 @@ impl Pool {
 
     /// Closes a server whose slot is already counted down.
     fn retire(&self, conn: ServerConn) {
+        self.closing(&conn);
         self.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
         conn.close();
         self.release_limits();
@@ -551,6 +576,7 @@ impl Pool {
 
     /// Closes a server and passes its slot on to a waiter, if any.
     pub(crate) fn discard(self: &Arc<Self>, conn: ServerConn) {
+        self.closing(&conn);
         self.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(pool = %self.key, pid = conn.process_id, "server closed");
         conn.close();
