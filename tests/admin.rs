@@ -867,3 +867,73 @@ async fn show_queries_groups_by_fingerprint_when_enabled() {
     assert_eq!(column(&cols, prepared, "calls"), "7");
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Every SHOW, through both protocols, while pgbench runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_show_under_pgbench_load() {
+    let proxy = proxy(|cfg| {
+        admins(cfg);
+        with_replicas(cfg);
+        cfg.proxy.query_stats = true;
+    })
+    .await;
+    assert!(replicas_ready(&proxy).await);
+    let port = proxy.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("read.sql");
+    std::fs::write(&script, "\\set x random(1, 1000)\nSELECT :x::int + 1;\n").unwrap();
+    let script = script.display().to_string();
+    let bench = std::thread::spawn(move || {
+        pgbench(
+            port,
+            &[
+                "-n", "-c", "8", "-j", "2", "-T", "3", "-M", "extended", "-f", &script,
+            ],
+        )
+    });
+    let admin = console(&proxy, SCRAM_USER, "pgwarden").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let shows = [
+        "POOLS",
+        "STATS",
+        "STATS_TOTALS",
+        "STATS_AVERAGES",
+        "DATABASES",
+        "SERVERS",
+        "CLIENTS",
+        "USERS",
+        "CONFIG",
+        "LISTS",
+        "MEM",
+        "VERSION",
+        "STATE",
+        "NODES",
+        "ROUTING",
+        "TENANTS",
+        "LATENCY",
+        "QUERIES",
+    ];
+    for round in 0..3 {
+        for what in shows {
+            let sql = format!("SHOW {what}");
+            let simple = table(&admin, &sql).await;
+            assert!(!simple.0.is_empty(), "{sql}: no columns");
+            let typed = admin
+                .query(&sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            if what != "TENANTS" && round > 0 {
+                assert!(
+                    !typed.is_empty() || what == "QUERIES",
+                    "{sql}: no rows under load"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (ok, out) = bench.join().unwrap();
+    assert!(ok, "{out}");
+    let (cols, rows) = table(&admin, "SHOW CLIENTS").await;
+    assert!(rows.iter().all(|r| column(&cols, r, "type") == "C"));
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
