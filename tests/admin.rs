@@ -343,6 +343,10 @@ async fn set_applies_at_once_and_reload_keeps_a_good_config() {
         + column(&cols, pool, "sv_idle").parse::<i32>().unwrap();
     assert!(servers <= 2, "{servers} servers with default_pool_size = 2");
     assert!(column(&cols, pool, "cl_waiting").parse::<i32>().unwrap() >= 1);
+    assert!(
+        column(&cols, pool, "maxwait_us").parse::<i32>().unwrap() > 0,
+        "the waiting clients' wait shows: {pool:?}"
+    );
     for s in sleepers {
         s.await.unwrap().unwrap();
     }

@@ -113,6 +113,7 @@ fn pools(shared: &Shared) -> Table {
         waiting: usize,
         idle: usize,
         total: usize,
+        max_wait: std::time::Duration,
     }
     let mut sums: BTreeMap<(String, String), Sums> = BTreeMap::new();
     for pool in shared.pools.all() {
@@ -124,6 +125,7 @@ fn pools(shared: &Shared) -> Table {
         s.waiting += waiting;
         s.idle += idle;
         s.total += total;
+        s.max_wait = s.max_wait.max(pool.max_wait());
     }
     for ((db, user), s) in sums {
         let mode = loaded.pool_mode(&db, &user);
@@ -141,8 +143,10 @@ fn pools(shared: &Shared) -> Table {
             0.into(),
             0.into(),
             0.into(),
-            0.into(),
-            0.into(),
+            i64::try_from(s.max_wait.as_secs())
+                .unwrap_or(i64::MAX)
+                .into(),
+            i64::from(s.max_wait.subsec_micros()).into(),
             mode.as_str().into(),
         ]);
     }

@@ -75,6 +75,7 @@ fn pools(shared: &Shared) {
         gauge!("pgwarden_pool_clients", &labels)
             .set(pool.stats.clients.load(Ordering::Relaxed) as f64);
         gauge!("pgwarden_pool_waiting_clients", &labels).set(waiting as f64);
+        gauge!("pgwarden_pool_max_wait_seconds", &labels).set(pool.max_wait().as_secs_f64());
         gauge!("pgwarden_pool_active_servers", &labels).set(total.saturating_sub(idle) as f64);
         gauge!("pgwarden_pool_idle_servers", &labels).set(idle as f64);
         gauge!("pgwarden_pool_pinned_clients", &labels)

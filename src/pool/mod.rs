@@ -99,7 +99,8 @@ struct State {
     idle: Vec<Box<ServerConn>>,
     /// Servers open or being opened, idle or lent out.
     total: usize,
-    waiters: VecDeque<oneshot::Sender<Handoff>>,
+    /// Clients in line, with when they joined it (for `maxwait`).
+    waiters: VecDeque<(Instant, oneshot::Sender<Handoff>)>,
     /// The last failed login, which fails new logins fast for `login_retry`.
     login_failure: Option<(Instant, Arc<ServerError>)>,
 }
@@ -268,8 +269,17 @@ impl Pool {
         (
             st.idle.len(),
             st.total,
-            st.waiters.iter().filter(|w| !w.is_closed()).count(),
+            st.waiters.iter().filter(|(_, w)| !w.is_closed()).count(),
         )
+    }
+
+    /// How long the oldest client in line has waited (`maxwait`).
+    pub fn max_wait(&self) -> Duration {
+        let st = self.lock();
+        st.waiters
+            .iter()
+            .find(|(_, w)| !w.is_closed())
+            .map_or(Duration::ZERO, |(since, _)| since.elapsed())
     }
 
     /// Lends a server, waiting in line up to `query_wait_timeout`.
@@ -323,7 +333,7 @@ impl Pool {
             return Attempt::Open(SlotGuard::new(self.clone()));
         }
         let (tx, rx) = oneshot::channel();
-        st.waiters.push_back(tx);
+        st.waiters.push_back((Instant::now(), tx));
         Attempt::Wait(rx)
     }
 
@@ -689,8 +699,10 @@ fn needs_check_query(s: &PoolSettings, conn: &ServerConn) -> bool {
     !s.check_query.is_empty() && conn.last_used.elapsed() >= s.check_delay
 }
 
-fn pop_live(waiters: &mut VecDeque<oneshot::Sender<Handoff>>) -> Option<oneshot::Sender<Handoff>> {
-    while let Some(w) = waiters.pop_front() {
+fn pop_live(
+    waiters: &mut VecDeque<(Instant, oneshot::Sender<Handoff>)>,
+) -> Option<oneshot::Sender<Handoff>> {
+    while let Some((_, w)) = waiters.pop_front() {
         if !w.is_closed() {
             return Some(w);
         }
