@@ -12,6 +12,7 @@ pub mod command;
 pub mod handler;
 pub mod live;
 pub mod ops;
+pub mod own;
 pub mod show;
 pub mod sockets;
 pub mod stats;
