@@ -270,28 +270,23 @@ async fn access_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_sees_the_console() {
     let proxy = proxy(admins).await;
-    let out = std::process::Command::new(pg_tool("psql"))
-        .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p"])
-        .arg(proxy.addr.port().to_string())
-        .args([
-            "-U",
-            SCRAM_USER,
-            "-d",
-            "pgbouncer",
-            "-c",
-            "SHOW HELP",
-            "-c",
-            "SHOW VERSION",
-        ])
-        .env("PGPASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = run_tool(
+        std::process::Command::new(pg_tool("psql"))
+            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p"])
+            .arg(proxy.addr.port().to_string())
+            .args([
+                "-U",
+                SCRAM_USER,
+                "-d",
+                "pgbouncer",
+                "-c",
+                "SHOW HELP",
+                "-c",
+                "SHOW VERSION",
+            ])
+            .env("PGPASSWORD", PASSWORD),
     );
-    assert!(out.status.success(), "{text}");
+    assert!(ok, "{text}");
     assert!(
         text.contains("SHOW HELP|CONFIG") && text.contains("pgwarden "),
         "{text}"

@@ -301,20 +301,14 @@ async fn switchover_under_load_fails_nothing() {
         script.clone(),
     );
     let bench = std::thread::spawn(move || {
-        let out = std::process::Command::new(pg_tool("pgbench"))
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-            .args(["-n", "-c", "8", "-j", "2", "-T", "6", "-f"])
-            .arg(&script)
-            .arg(DB)
-            .env("PGPASSWORD", pw)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        run_tool(
+            std::process::Command::new(pg_tool("pgbench"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+                .args(["-n", "-c", "8", "-j", "2", "-T", "6", "-f"])
+                .arg(&script)
+                .arg(DB)
+                .env("PGPASSWORD", pw),
+        )
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
 

@@ -268,28 +268,33 @@ pub async fn connect_err(url: &str) -> tokio_postgres::Error {
     }
 }
 
-/// Runs pgbench against the proxy as the SCRAM user; (success, output).
-pub fn pgbench(proxy_port: u16, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(pg_tool("pgbench"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &proxy_port.to_string(),
-            "-U",
-            SCRAM_USER,
-        ])
-        .args(args)
-        .arg(DB)
-        .env("PGPASSWORD", PASSWORD)
-        .output()
-        .expect("pgbench runs");
+/// Runs a command to its end; (success, stdout and stderr together).
+pub fn run_tool(cmd: &mut std::process::Command) -> (bool, String) {
+    let out = cmd.output().expect("the tool runs");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// Runs pgbench against the proxy as the SCRAM user; (success, output).
+pub fn pgbench(proxy_port: u16, args: &[&str]) -> (bool, String) {
+    run_tool(
+        std::process::Command::new(pg_tool("pgbench"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &proxy_port.to_string(),
+                "-U",
+                SCRAM_USER,
+            ])
+            .args(args)
+            .arg(DB)
+            .env("PGPASSWORD", PASSWORD),
+    )
 }
 
 /// The PostgreSQL backend serving this client's current transaction.
