@@ -27,12 +27,19 @@ pub enum ProxyError {
     Protocol(String),
     #[error("unsupported startup parameter: {0}")]
     UnsupportedParameter(String),
+    /// The `options` startup parameter, refused as PostgreSQL refuses it.
+    #[error("{0}")]
+    StartupOption(String),
     #[error("{0} is not supported by pgwarden")]
     Unsupported(&'static str),
     #[error("query_wait_timeout: no server connection became free in time")]
     QueryWaitTimeout,
     #[error("canceling statement due to query_timeout")]
     QueryTimeout,
+    /// A cancel request reached the client while it waited for a server:
+    /// its request never ran. PostgreSQL's own text for a cancel.
+    #[error("canceling statement due to user request")]
+    Cancelled,
     #[error(
         "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)"
     )]
@@ -82,7 +89,9 @@ pub enum ProxyError {
     AdminNotAllowed(String),
     #[error("permission denied: {0} needs a user in admin_users")]
     AdminReadOnly(String),
-    #[error("syntax error in admin command: {0} (see SHOW HELP)")]
+    /// A console command pgwarden does not know or cannot parse: 08P01, as
+    /// PgBouncer answers every console error.
+    #[error("{0}")]
     AdminSyntax(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     AdminUnknownSetting(String),
@@ -118,8 +127,9 @@ impl ProxyError {
             UnknownRole(_) | NoUser | NoServerPassword(_) => "28000",
             UnknownDatabase(_) => "3D000",
             Protocol(_) | UnsupportedParameter(_) | LoginTimeout => "08P01",
+            StartupOption(_) => crate::state::options::OptionsError::SQLSTATE,
             Unsupported(_) | TransactionInStatementMode => "0A000",
-            QueryWaitTimeout | QueryTimeout => "57014",
+            QueryWaitTimeout | QueryTimeout | Cancelled => "57014",
             IdleTransactionTimeout => "25P03",
             ClientIdleTimeout => "57P05",
             ServerLost | NoPrimary { .. } => "08006",
@@ -134,7 +144,7 @@ impl ProxyError {
             DatabaseDisabled(_) => "57P03",
             AdminNotAllowed(_) => "28000",
             AdminReadOnly(_) => "42501",
-            AdminSyntax(_) => "42601",
+            AdminSyntax(_) => "08P01",
             AdminUnknownSetting(_) => "42704",
             AdminBadValue { .. } => "22023",
             AdminRestartOnly(_) => "55P02",
@@ -149,6 +159,7 @@ impl ProxyError {
     pub fn severity(&self) -> Severity {
         match self {
             ProxyError::QueryTimeout
+            | ProxyError::Cancelled
             | ProxyError::TransactionInStatementMode
             | ProxyError::NoPrimary { .. }
             | ProxyError::SplitBrain { .. }
@@ -179,10 +190,11 @@ impl ProxyError {
             BadPassword(_) => "bad_password",
             UnknownRole(_) | NoUser => "unknown_role",
             UnknownDatabase(_) => "unknown_database",
-            Protocol(_) | UnsupportedParameter(_) => "protocol",
+            Protocol(_) | UnsupportedParameter(_) | StartupOption(_) => "protocol",
             Unsupported(_) => "unsupported",
             QueryWaitTimeout => "query_wait_timeout",
             QueryTimeout => "query_timeout",
+            Cancelled => "cancelled",
             IdleTransactionTimeout => "idle_transaction_timeout",
             ClientIdleTimeout => "client_idle_timeout",
             LoginTimeout => "client_login_timeout",

@@ -226,8 +226,15 @@ async fn pgbouncer_tables_with_their_columns() {
     assert!(version.starts_with("pgwarden "), "{version}");
 
     // Mistakes get PostgreSQL's codes and the session goes on.
-    let e = admin.simple_query("SELEKT 1").await.unwrap_err();
-    assert_eq!(sqlstate(&e).as_deref(), Some("42601"), "{e}");
+    // As PgBouncer answers (pgcli and others detect a pooler console by
+    // it): 08P01, "invalid command".
+    for sql in ["SELEKT 1", "SELECT 1", "SHOW NOTHING"] {
+        let e = admin.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("08P01"), "{sql}: {e}");
+        let msg = e.as_db_error().unwrap().message().to_owned();
+        assert!(msg.starts_with("invalid command '"), "{sql}: {msg}");
+        assert!(msg.ends_with("use SHOW HELP;"), "{sql}: {msg}");
+    }
     let e = admin
         .simple_query("SET no_such_thing = 1")
         .await
@@ -461,6 +468,19 @@ async fn pause_resume_under_pgbench_loses_nothing() {
         paused_at,
         "transactions ran while paused"
     );
+    // The clients PAUSE holds are waiting, with their wait time.
+    let (cols, rows) = table(&admin, "SHOW CLIENTS").await;
+    let held: Vec<_> = rows
+        .iter()
+        .filter(|r| r[2].as_deref() == Some(DB))
+        .filter(|r| column(&cols, r, "state") == "waiting")
+        .collect();
+    assert!(!held.is_empty(), "no client shows as waiting: {rows:?}");
+    for r in &held {
+        let waited_us = column(&cols, r, "wait").parse::<i64>().unwrap() * 1_000_000
+            + column(&cols, r, "wait_us").parse::<i64>().unwrap();
+        assert!(waited_us >= 400_000, "a held client's wait: {r:?}");
+    }
 
     admin.simple_query("RESUME").await.unwrap();
     let (ok, out) = bench.join().unwrap();
@@ -664,9 +684,7 @@ async fn ready_is_503_without_a_primary() {
 async fn debian_pgbouncer_exporter_reads_the_console() {
     let exporter = std::path::Path::new("/usr/bin/prometheus-pgbouncer-exporter");
     if !exporter.exists() {
-        eprintln!(
-            "skipped: prometheus-pgbouncer-exporter is not installed (scripts/deps.sh installs it)"
-        );
+        missing_dependency("prometheus-pgbouncer-exporter");
         return;
     }
     let proxy = proxy(admins).await;

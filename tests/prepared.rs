@@ -166,23 +166,10 @@ async fn pgbench_prepared_mode_runs_without_errors() {
     );
 }
 
-/// The Python interpreter that has asyncpg and psycopg: the venv
-/// `scripts/deps.sh` makes under `target/pyenv`, or the system's.
-fn python_with_drivers() -> Option<std::path::PathBuf> {
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
-    let candidates = [venv, "python3".into()];
-    candidates.into_iter().find(|py| {
-        std::process::Command::new(py)
-            .args(["-c", "import asyncpg, psycopg"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asyncpg_and_psycopg_with_prepared_statements() {
     let Some(python) = python_with_drivers() else {
-        eprintln!("SKIPPED: no Python with asyncpg and psycopg (scripts/deps.sh installs them)");
+        missing_dependency("Python with asyncpg and psycopg");
         return;
     };
     run_driver_script(python, "python_drivers.py", &[]).await;
@@ -319,7 +306,7 @@ async fn node_postgres_named_queries() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_node || !modules.join("pg").exists() {
-        eprintln!("SKIPPED: no node or no node-postgres (scripts/deps.sh installs it)");
+        missing_dependency("node with node-postgres");
         return;
     }
     run_driver_script("node".into(), "node_pg.js", &[("NODE_PATH", modules)]).await;

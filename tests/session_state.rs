@@ -261,3 +261,49 @@ async fn session_mode_applies_startup_parameters_too() {
     let b = connect(&proxy, SCRAM_USER).await.unwrap();
     assert_eq!(show(&b, "lock_timeout").await, "0");
 }
+
+/// A startup setting PostgreSQL would refuse is refused at login with
+/// PostgreSQL's own error, and never leaves the client on a server that
+/// still has the previous client's settings (it once saw them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_startup_settings_are_refused_and_leak_nothing() {
+    let proxy = proxy(|c| {
+        c.proxy.default_pool_size = 1;
+        c.proxy.ignore_startup_parameters =
+            pgwarden::config::NameList(vec!["statement_timeout".into()]);
+    })
+    .await;
+    let base = url(&proxy, PLAIN_USER, PASSWORD, DB);
+    let with = |options: &str| format!("{base} options='{options}'");
+    let a = connect_url(&with("-c timezone=America/New_York"))
+        .await
+        .unwrap();
+    assert_eq!(show(&a, "TimeZone").await, "America/New_York");
+
+    for (options, code) in [
+        ("-c datestyle=Bogus", "22023"),
+        ("-c timezone=Nowhere/Bogus", "22023"),
+        ("-c no_such_setting.x=1 -c work_mem=-5", "22023"),
+        ("-c work_mem", "42601"),
+        ("--work_mem", "42601"),
+        ("-d 5", "42601"),
+    ] {
+        let e = connect_err(&with(options)).await;
+        assert_eq!(sqlstate(&e).as_deref(), Some(code), "{options}: {e}");
+    }
+    // libpq's escaping: one value with a space in it.
+    let c = connect_url(&with(
+        r"-c datestyle=German,\\ YMD --search-path=pg_catalog",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(show(&c, "DateStyle").await, "German, YMD");
+    assert_eq!(show(&c, "search_path").await, "pg_catalog");
+    assert_ne!(show(&c, "TimeZone").await, "America/New_York");
+    // ignore_startup_parameters applies inside options too.
+    let d = connect_url(&with("-c statement_timeout=1ms"))
+        .await
+        .unwrap();
+    assert_eq!(show(&d, "statement_timeout").await, "0");
+    assert_eq!(show(&a, "TimeZone").await, "America/New_York");
+}

@@ -116,7 +116,9 @@ pub fn parse(sql: &str) -> Result<Command, String> {
             arity(2).map(|()| Command::SaveConfig)?
         }
         "" => return Err("empty command".into()),
-        _ => return Err(format!("unknown command {:?}", words[0])),
+        // PgBouncer's words: tools (pgcli, drivers' pooler checks) look
+        // for them, and for 08P01, to tell a pooler console from a server.
+        _ => return Err(format!("invalid command '{text}', use SHOW HELP;")),
     };
     if matches!(
         &command,

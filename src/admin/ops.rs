@@ -56,9 +56,7 @@ pub async fn kill(shared: &Shared, db: &str) -> Result<(), ProxyError> {
             continue;
         }
         control.request_stop();
-        if let Some(target) = control.target() {
-            shared.cancels.cancel_target(&target).await;
-        }
+        crate::client::cancel::forward_cancel(&control).await;
     }
     for pool in shared.pools.all() {
         if pool.key.db == db {

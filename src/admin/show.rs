@@ -62,7 +62,7 @@ pub fn show(shared: &Shared, what: &str) -> Result<Table, ProxyError> {
             what.to_ascii_uppercase()
         ))),
         other => Err(ProxyError::AdminSyntax(format!(
-            "unknown SHOW {:?}",
+            "invalid command 'SHOW {}', use SHOW HELP;",
             other.to_ascii_uppercase()
         ))),
     }

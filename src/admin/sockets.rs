@@ -46,19 +46,30 @@ pub fn clients(shared: &Shared) -> Table {
         let (addr, port) = host(info.addr);
         let (local, local_port) = host(info.local);
         let connected = format_time(info.connected);
+        // Waiting for a server (in line, behind PAUSE, or for a failover),
+        // with PgBouncer's wait in seconds and the microseconds beyond.
+        let waited = control.waiting_since().map(|t| t.elapsed());
+        let (state, wait, wait_us) = match waited {
+            Some(d) => (
+                "waiting",
+                i32::try_from(d.as_secs()).unwrap_or(i32::MAX),
+                d.subsec_micros() as i32,
+            ),
+            None => ("active", 0, 0),
+        };
         t.push(vec![
             "C".into(),
             info.user.clone().into(),
             info.database.clone().into(),
-            "active".into(),
+            state.into(),
             addr,
             port,
             local,
             local_port,
             connected.clone().into(),
             connected.into(),
-            0.into(),
-            0.into(),
+            wait.into(),
+            wait_us.into(),
             0.into(),
             format!("{key:#x}").into(),
             target

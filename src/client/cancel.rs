@@ -2,6 +2,18 @@
 //! pgwarden; a CancelRequest carrying it is forwarded, with the server's own
 //! key, to the server that client is using at that moment and to no other.
 //!
+//! A cancel must only ever hit the requesting client's own query:
+//! - it is forwarded only while the client holds a server with a request
+//!   sent to it ([`SessionControl::assign`] happens after the request is
+//!   written), and the check and the count of cancels in flight happen under
+//!   the lock that giving the server back also takes;
+//! - a server with cancels in flight goes back to the pool only once each
+//!   of them has been answered by PostgreSQL (its postmaster has signalled
+//!   the backend by then, and a backend that is idle when the signal lands
+//!   ignores it), as PgBouncer does;
+//! - a client still waiting for a server has its request dropped and
+//!   answered with `57014` instead ([`SessionControl::poll_cancelled`]).
+//!
 //! The registry is sharded and touched only at login, logout, cancel and
 //! shutdown; per transaction a session only updates its own
 //! [`SessionControl`]. The same registry is how shutdown reaches idle
@@ -9,17 +21,22 @@
 //! proxy-wide lock between transactions.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rand::Rng;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::wire::frontend;
 
 const SHARDS: usize = 16;
+/// How long a forwarded cancel may take to be answered; a server whose
+/// cancel is not answered by then is closed rather than lent again.
+pub const CANCEL_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The server a client's cancel request must reach.
 ///
@@ -49,6 +66,8 @@ pub struct SessionControl {
     stop: AtomicBool,
     /// Who it is, for `SHOW CLIENTS` (set once logged in).
     pub info: std::sync::OnceLock<ClientInfo>,
+    /// Cancels forwarded to its server and not yet answered.
+    in_flight: AtomicU32,
 }
 
 /// A logged-in client as the console shows it.
@@ -66,10 +85,15 @@ pub struct ClientInfo {
 struct ControlInner {
     /// The server it is using now, if any (for cancel requests).
     target: Option<CancelTarget>,
-    /// Wakes the session when it waits idle, so that `stop` reaches it.
+    /// Wakes the session when it waits idle, so that `stop` reaches it,
+    /// or waits for a server, so that a cancel does.
     /// A plain slot rather than a `Notify`: the waiting side then needs no
     /// future of its own, which keeps every idle client's task small.
     waker: Option<Waker>,
+    /// Since when the client has a request that no server has yet.
+    waiting_since: Option<Instant>,
+    /// A cancel request arrived while it waited.
+    cancelled: bool,
 }
 
 impl SessionControl {
@@ -77,13 +101,101 @@ impl SessionControl {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn set_target(&self, target: Option<CancelTarget>) {
-        self.lock().target = target;
+    /// The client has a request for which it has no server yet (it may
+    /// wait in line, behind `PAUSE`, or for a failover).
+    pub fn begin_wait(&self) {
+        let mut inner = self.lock();
+        if inner.waiting_since.is_none() {
+            inner.waiting_since = Some(Instant::now());
+            inner.cancelled = false;
+        }
+    }
+
+    /// It stopped waiting without a server (its request was answered by
+    /// pgwarden, or refused).
+    pub fn end_wait(&self) {
+        let mut inner = self.lock();
+        inner.waiting_since = None;
+        inner.cancelled = false;
+    }
+
+    /// Ready once a cancel request arrived while the client waited.
+    pub fn poll_cancelled(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.lock();
+        if inner.cancelled {
+            return Poll::Ready(());
+        }
+        match &inner.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => inner.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Runs `fut` unless a cancel request for this client arrives first.
+    pub async fn unless_cancelled<F: Future>(&self, fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            self.poll_cancelled(cx).map(|()| None)
+        })
+        .await
+    }
+
+    /// Whether a cancel arrived while it waited (it then stops waiting).
+    pub fn take_cancelled(&self) -> bool {
+        let mut inner = self.lock();
+        let cancelled = std::mem::take(&mut inner.cancelled);
+        if cancelled {
+            inner.waiting_since = None;
+        }
+        cancelled
+    }
+
+    /// Its request was written to the server `target`: cancels go there
+    /// from now on. True if one arrived since [`Self::take_cancelled`] was
+    /// last asked; the caller forwards it ([`forward_cancel`]).
+    pub fn assign(&self, target: CancelTarget) -> bool {
+        let mut inner = self.lock();
+        inner.target = Some(target);
+        inner.waiting_since = None;
+        std::mem::take(&mut inner.cancelled)
+    }
+
+    /// Its server is being given back: no cancel is forwarded from now on.
+    /// True while cancels already forwarded to it are unanswered (the
+    /// server must not be lent to anyone else until they are).
+    pub fn unassign(&self) -> bool {
+        let mut inner = self.lock();
+        inner.target = None;
+        inner.waiting_since = None;
+        inner.cancelled = false;
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Waits (up to [`CANCEL_ANSWER_TIMEOUT`]) until every forwarded cancel
+    /// was answered; false if one was not.
+    pub async fn cancels_answered(&self) -> bool {
+        let deadline = Instant::now() + CANCEL_ANSWER_TIMEOUT;
+        while self.in_flight.load(Ordering::Acquire) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        true
     }
 
     /// The server it is using now, if any.
     pub fn target(&self) -> Option<CancelTarget> {
         self.lock().target
+    }
+
+    /// Since when it waits for a server, if it does.
+    pub fn waiting_since(&self) -> Option<Instant> {
+        self.lock().waiting_since
     }
 
     /// Ready once the session has been asked to stop.
@@ -174,21 +286,20 @@ impl CancelRegistry {
         }
     }
 
-    /// Forwards a cancel request if the key is known and its client is
-    /// using a server; otherwise does nothing, as PostgreSQL does.
+    /// Carries out a client's cancel request: see [`forward_cancel`].
+    /// An unknown key is ignored, as PostgreSQL does.
     pub async fn cancel(&self, process_id: i32, secret_key: i32) {
-        let target = {
+        let control = {
             let shard = self.shard(process_id);
             match shard.get(&process_id) {
-                Some((key, control)) if *key == secret_key => control.target(),
+                Some((key, control)) if *key == secret_key => Some(control.clone()),
                 _ => None,
             }
         };
-        let Some(target) = target else {
-            tracing::debug!("cancel request for unknown key or idle client ignored");
-            return;
-        };
-        self.cancel_target(&target).await;
+        match control {
+            Some(control) => forward_cancel(&control).await,
+            None => tracing::debug!("cancel request for an unknown key ignored"),
+        }
     }
 
     /// Every logged-in session, with its key (for the console).
@@ -213,16 +324,57 @@ impl CancelRegistry {
         }
     }
 
-    /// Sends a CancelRequest for `target` to its server.
+    /// Sends a CancelRequest for `target` to its server, without
+    /// counting it: for servers that are being closed anyway.
     pub async fn cancel_target(&self, target: &CancelTarget) {
-        let mut buf = BytesMut::new();
-        frontend::cancel_request(&mut buf, target.process_id, target.secret_key);
-        match tokio::net::TcpStream::connect(target.addr).await {
-            Ok(mut sock) => {
-                let _ = sock.write_all(&buf).await;
-                let _ = sock.shutdown().await;
+        send_cancel(target).await;
+    }
+}
+
+/// Cancels what the session of `control` runs: forwarded to its server if
+/// it has sent a request to one (counted until answered), or its wait for
+/// a server ended with `57014`; nothing when it is idle (PostgreSQL too
+/// ignores a cancel that finds no query running).
+pub async fn forward_cancel(control: &SessionControl) {
+    let target = {
+        let mut inner = control.lock();
+        if inner.waiting_since.is_some() {
+            inner.cancelled = true;
+            if let Some(w) = inner.waker.take() {
+                w.wake();
             }
-            Err(e) => tracing::warn!(error = %e, "could not send cancel request to server"),
+            return;
         }
+        match inner.target {
+            Some(t) => {
+                control.in_flight.fetch_add(1, Ordering::AcqRel);
+                t
+            }
+            None => {
+                tracing::debug!("cancel request for an idle client ignored");
+                return;
+            }
+        }
+    };
+    send_cancel(&target).await;
+    control.in_flight.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Sends a CancelRequest and waits (bounded) for PostgreSQL to close the
+/// connection, which it does once it has signalled the backend.
+async fn send_cancel(target: &CancelTarget) {
+    let mut buf = BytesMut::new();
+    frontend::cancel_request(&mut buf, target.process_id, target.secret_key);
+    let exchange = async {
+        let mut sock = tokio::net::TcpStream::connect(target.addr).await?;
+        sock.write_all(&buf).await?;
+        let mut sink = [0u8; 64];
+        while sock.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    };
+    match tokio::time::timeout(CANCEL_ANSWER_TIMEOUT, exchange).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not send cancel request to server"),
+        Err(_) => tracing::warn!("cancel request not answered by the server in time"),
     }
 }

@@ -142,6 +142,7 @@ pub async fn handshake(
             k => return Err(ProxyError::UnsupportedParameter(k.to_owned())),
         }
     }
+    let tracked = expand_options(tracked, &loaded)?;
     let user = user.filter(|u| !u.is_empty()).ok_or(ProxyError::NoUser)?;
     let database = database
         .filter(|d| !d.is_empty())
@@ -262,6 +263,7 @@ pub async fn handshake(
         },
         None => pool.clone(),
     };
+    super::validate::check_settings(&welcome_pool, &tracked).await?;
     let welcome = match welcome_pool.welcome() {
         Some(w) => w,
         None => {
@@ -424,4 +426,29 @@ pub fn pool_error(e: PoolError, user: &str) -> ProxyError {
 
 fn lost(_: NetError) -> ProxyError {
     ProxyError::Protocol("connection lost during login".into())
+}
+
+/// Replaces `options` with the settings it carries, as PostgreSQL reads it
+/// ([`crate::state::options`]), minus those `ignore_startup_parameters`
+/// lists (as PgBouncer ignores them as parameters of their own).
+fn expand_options(
+    tracked: Vec<(String, String)>,
+    loaded: &Loaded,
+) -> Result<Vec<(String, String)>, ProxyError> {
+    let ignored = &loaded.config.proxy.ignore_startup_parameters;
+    let mut out = Vec::with_capacity(tracked.len());
+    for (k, v) in tracked {
+        if !k.eq_ignore_ascii_case("options") {
+            out.push((k, v));
+            continue;
+        }
+        let settings = crate::state::options::parse(&v)
+            .map_err(|e| ProxyError::StartupOption(e.to_string()))?;
+        out.extend(
+            settings
+                .into_iter()
+                .filter(|(name, _)| !ignored.contains_ignore_case(name)),
+        );
+    }
+    Ok(out)
 }

@@ -16,7 +16,7 @@ use crate::error::ProxyError;
 use crate::pool::{Pool, PoolKey};
 use crate::routing::residency::{contains, ALL};
 use crate::server::ServerTarget;
-use crate::state::parse::options;
+use crate::state::options;
 use crate::topology::Writer;
 
 /// The session's tenant from its configured source; where the tenant's
@@ -40,7 +40,9 @@ pub fn tenant_of(
             if k.eq_ignore_ascii_case("pgwarden.tenant") {
                 return Some(v.clone());
             }
-            let options = k.eq_ignore_ascii_case("options").then(|| options(v))?;
+            let options = k
+                .eq_ignore_ascii_case("options")
+                .then(|| options::parse(v).unwrap_or_default())?;
             options
                 .into_iter()
                 .rev()

@@ -12,6 +12,7 @@ pub mod route;
 pub mod session;
 pub mod tenancy;
 pub mod traffic;
+pub mod validate;
 
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use super::cancel::SessionControl;
 use super::handshake::pool_error;
 use super::prefs::Prefs;
 use super::tenancy::{Plan, Tenancy};
@@ -27,7 +28,7 @@ use crate::routing::select::{choose_read, choose_write, ReadChoice, ReadNeeds, W
 use crate::routing::unit::{first_unit, message_at, Scan};
 use crate::routing::{classify, Classified, Hint, Intent};
 use crate::server::ServerError;
-use crate::topology::lag::parse_lsn;
+use crate::topology::lag::{insert_lsn_as_replayed, parse_lsn, PRIMARY_LSN_SQL};
 use crate::topology::{NodeId, Topology, Writer};
 use crate::wire::backend as be;
 use crate::wire::frontend as fe;
@@ -83,8 +84,11 @@ pub struct RouteState {
     /// The client's last write ended at this time, its position not known
     /// yet (`ryw_commit_lsn = "monitor"`).
     wrote_since: Option<Instant>,
-    /// Record where the write ended before giving the server back.
+    /// The lending may have written: record where its writes ended
+    /// before giving the server back.
     pub fetch_lsn: bool,
+    /// Requests (Query, Sync, FunctionCall) sent on the attached server.
+    requests: u32,
 }
 
 /// What [`RouteState::attach`] did.
@@ -120,6 +124,7 @@ impl RouteState {
             last_write_lsn: 0,
             wrote_since: None,
             fetch_lsn: false,
+            requests: 0,
         }))
     }
 
@@ -130,6 +135,7 @@ impl RouteState {
         tracker: &Tracker,
         loaded: &Loaded,
         audit: &Audit,
+        cancel: &SessionControl,
     ) -> Attached {
         if let Some((answer, len)) = self.control(buf, loaded) {
             return Attached::Answered(answer, len);
@@ -169,14 +175,12 @@ impl RouteState {
             (_, Intent::Read) => true,
             (_, Intent::Uncertain) => trusted,
         };
-        self.fetch_lsn = !read
-            && self.split
-            && self.prefs.route != Some(Hint::Primary)
-            && self.prefs.consistency == Consistency::ReadYourWrites;
-        let mut routed = self.route(read, self.plan.mask).await;
+        self.fetch_lsn = !read && self.split;
+        self.requests = 0;
+        let mut routed = self.route(read, self.plan.mask, cancel).await;
         if matches!(routed, Err(Miss::Region)) && self.plan.spill {
             // `preferred`: none of the tenant's nodes can serve; any may.
-            routed = self.route(read, ALL).await;
+            routed = self.route(read, ALL, cancel).await;
         }
         match routed {
             Ok((guard, node, on_replica)) => {
@@ -206,11 +210,16 @@ impl RouteState {
     }
 
     /// Borrows a server for a read (`read`) or a write among `mask`'s nodes.
-    async fn route(&mut self, read: bool, mask: u32) -> Result<(ServerGuard, NodeId, bool), Miss> {
+    async fn route(
+        &mut self,
+        read: bool,
+        mask: u32,
+        cancel: &SessionControl,
+    ) -> Result<(ServerGuard, NodeId, bool), Miss> {
         if self.split && read {
-            self.reader(mask).await
+            self.reader(mask, cancel).await
         } else {
-            self.writer(mask).await.map(|(g, n)| (g, n, false))
+            self.writer(mask, cancel).await.map(|(g, n)| (g, n, false))
         }
     }
 
@@ -256,28 +265,46 @@ impl RouteState {
         self.on_replica = false;
     }
 
+    /// The client sent a request on the attached server. A unit pipelined
+    /// behind the first rides the same server without being classified:
+    /// on the primary it may write, so its position is recorded too.
+    pub fn requested(&mut self) {
+        self.requests = self.requests.saturating_add(1);
+        if self.requests > 1 && self.split && !self.on_replica {
+            self.fetch_lsn = true;
+        }
+    }
+
     /// After a write: the primary's WAL position now covers the client's
     /// commit, so its reads wait for replicas that have replayed that far.
+    ///
+    /// Asked on the same server (one round trip) only when a
+    /// read-your-writes read may follow on a replica; otherwise the
+    /// monitor's next check of the primary gives the position for free, and
+    /// until it has, reads that need it go to the primary.
     pub async fn record_write(&mut self, guard: &mut ServerGuard) {
         self.fetch_lsn = false;
-        if self.ctx.settings.ryw_commit_lsn == CommitLsn::Monitor {
+        let ask = self.ctx.settings.ryw_commit_lsn == CommitLsn::Query
+            && self.prefs.consistency == Consistency::ReadYourWrites
+            && self.prefs.route != Some(Hint::Primary);
+        if !ask {
             self.wrote_since = Some(Instant::now());
             return;
         }
-        let lsn = match guard
-            .conn()
-            .query_value("SELECT pg_current_wal_lsn()")
-            .await
-        {
+        let lsn = match guard.conn().query_value(PRIMARY_LSN_SQL).await {
             Ok(Some(text)) => parse_lsn(&text),
             _ => None,
         };
         match lsn {
-            Some(lsn) => self.last_write_lsn = self.last_write_lsn.max(lsn),
+            Some(lsn) => {
+                let lsn = insert_lsn_as_replayed(lsn);
+                self.last_write_lsn = self.last_write_lsn.max(lsn);
+            }
             None => {
-                // Unknown: only the primary is safe until the next write.
+                // Unknown: reads go to the primary until the monitor has
+                // seen it after this moment.
                 guard.set_reusable(false);
-                self.last_write_lsn = u64::MAX;
+                self.wrote_since = Some(Instant::now());
             }
         }
     }
@@ -310,11 +337,15 @@ impl RouteState {
     }
 
     /// A server for a read: a qualifying replica, else as configured.
-    async fn reader(&mut self, mask: u32) -> Result<(ServerGuard, NodeId, bool), Miss> {
+    async fn reader(
+        &mut self,
+        mask: u32,
+        cancel: &SessionControl,
+    ) -> Result<(ServerGuard, NodeId, bool), Miss> {
         let ctx = self.ctx.clone();
         let topo = &ctx.topology;
         if !self.write_position_known() {
-            return self.writer(mask).await.map(|(g, n)| (g, n, false));
+            return self.writer(mask, cancel).await.map(|(g, n)| (g, n, false));
         }
         let needs = ReadNeeds {
             consistency: self.prefs.consistency,
@@ -322,6 +353,7 @@ impl RouteState {
             max_staleness_ms: self.prefs.max_staleness_ms,
             allowed: mask,
             local: self.plan.local,
+            now: Instant::now(),
         };
         for _ in 0..topo.nodes.len() {
             let snap = topo.snapshot_full();
@@ -343,7 +375,7 @@ impl RouteState {
                 }
                 ReadChoice::Nowhere => return Err(ProxyError::NoReplica(topo.db.clone()).into()),
             };
-            let mut guard = match checkout(&ctx.pools[id]).await {
+            let mut guard = match checkout(&ctx.pools[id], cancel).await? {
                 Ok(g) => g,
                 Err(e) if unreachable(&e) => {
                     topo.report_failure(id);
@@ -360,7 +392,7 @@ impl RouteState {
             }
             return Ok((guard, id, Some(id) != writer));
         }
-        self.writer(mask).await.map(|(g, n)| (g, n, false))
+        self.writer(mask, cancel).await.map(|(g, n)| (g, n, false))
     }
 
     /// With `ryw_commit_lsn = "monitor"`: whether the client's last write
@@ -424,7 +456,11 @@ impl RouteState {
     /// when there is none or it cannot be reached. A writer outside `mask`
     /// is never used; with none of `mask`'s nodes up there is nothing to
     /// wait for.
-    async fn writer(&mut self, mask: u32) -> Result<(ServerGuard, NodeId), Miss> {
+    async fn writer(
+        &mut self,
+        mask: u32,
+        cancel: &SessionControl,
+    ) -> Result<(ServerGuard, NodeId), Miss> {
         let ctx = self.ctx.clone();
         let topo = &ctx.topology;
         let wait = Duration::from_millis(ctx.settings.failover_wait_ms);
@@ -445,7 +481,7 @@ impl RouteState {
                     .into())
                 }
                 WriteChoice::OutOfBounds => return Err(Miss::Region),
-                WriteChoice::Node(w) => match checkout(&ctx.pools[w]).await {
+                WriteChoice::Node(w) => match checkout(&ctx.pools[w], cancel).await? {
                     Ok(g) => return Ok((g, w)),
                     Err(e) if unreachable(&e) => topo.report_failure(w),
                     Err(e) => return Err(pool_error(e, &ctx.pools[w].key.user).into()),
@@ -463,7 +499,10 @@ impl RouteState {
             // A new snapshot may name a writer; the timeout covers a
             // snapshot published between the check above and this wait.
             let step = (deadline - now).min(Duration::from_millis(100));
-            let _ = tokio::time::timeout(step, topo.changed()).await;
+            let changed = tokio::time::timeout(step, topo.changed());
+            if cancel.unless_cancelled(changed).await.is_none() {
+                return Err(ProxyError::Cancelled.into());
+            }
         }
     }
 }
@@ -502,10 +541,18 @@ fn refuse(buf: &[u8], e: ProxyError, len: Option<usize>) -> Attached {
     }
 }
 
-async fn checkout(pool: &Arc<Pool>) -> Result<ServerGuard, PoolError> {
-    match pool.try_checkout() {
-        Some(g) => Ok(g),
-        None => Box::pin(pool.checkout()).await,
+/// A server from `pool`; a cancel request while waiting for one ends the
+/// wait with [`ProxyError::Cancelled`].
+async fn checkout(
+    pool: &Arc<Pool>,
+    cancel: &SessionControl,
+) -> Result<Result<ServerGuard, PoolError>, Miss> {
+    if let Some(g) = pool.try_checkout() {
+        return Ok(Ok(g));
+    }
+    match cancel.unless_cancelled(Box::pin(pool.checkout())).await {
+        Some(r) => Ok(r),
+        None => Err(ProxyError::Cancelled.into()),
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 
-use super::cancel::CancelTarget;
+use super::cancel::{forward_cancel, CancelTarget, SessionControl};
 use super::handshake::{pool_error, Login};
 use super::route::{starts_with_control, Attached, RouteState};
 use super::tenancy::Tenancy;
@@ -32,6 +32,7 @@ use crate::error::ProxyError;
 use crate::net::{give_buffer, take_buffer, BUF_SIZE};
 use crate::pool::ServerGuard;
 use crate::prepared::{self, Tracker};
+use crate::routing::unit::{first_unit, Scan};
 use crate::wire::backend::{self as be};
 use crate::wire::codec::{FrameError, Item, Scanner, Step, TagSet};
 use crate::wire::frontend as fe;
@@ -90,6 +91,9 @@ pub struct Session {
     /// Client bytes wait in `cbuf` for the replica to answer the unit
     /// before them (or for the next transaction's routing).
     held: bool,
+    /// A server is attached but the client's request is not written to it
+    /// yet: cancels are not forwarded to it until it is.
+    unassigned: bool,
     /// Requests, bytes and times for `SHOW STATS`.
     traffic: Traffic,
     /// Read/write routing, for databases with replicas (boxed: made at the
@@ -175,6 +179,7 @@ impl Session {
             tracker: None,
             pin_counted: false,
             held: false,
+            unassigned: false,
             route: None,
             traffic: Traffic::default(),
             track_max,
@@ -357,10 +362,8 @@ impl Session {
             // query_timeout: let the server cancel the statement; its own
             // 57014 error then reaches the client and the session goes on.
             self.cancel_sent = true;
-            if let Some(target) = self.current_cancel_target() {
-                let registry = self.shared.cancels.clone();
-                tokio::spawn(async move { registry.cancel_target(&target).await });
-            }
+            let control = self.login.registration.control.clone();
+            tokio::spawn(async move { forward_cancel(&control).await });
             return Ok(());
         }
         // Idle in a transaction for too long: the server is closed, which
@@ -369,10 +372,6 @@ impl Session {
             guard.set_reusable(false);
         }
         Err(End::Error(ProxyError::IdleTransactionTimeout))
-    }
-
-    fn current_cancel_target(&mut self) -> Option<CancelTarget> {
-        self.server.as_mut().map(|g| CancelTarget::of(g.conn()))
     }
 
     /// Forwards what the client sent, borrowing a server first if needed.
@@ -403,6 +402,15 @@ impl Session {
                 if guard.conn().stream.io.write_all(bytes).await.is_err() {
                     self.cbuf.advance(forward);
                     return self.on_server_lost();
+                }
+                if std::mem::take(&mut self.unassigned) {
+                    let control = &self.login.registration.control;
+                    if control.assign(CancelTarget::of(guard.conn())) {
+                        // Cancelled between taking the server and sending
+                        // the request: the request is there now.
+                        let control = control.clone();
+                        tokio::spawn(async move { forward_cancel(&control).await });
+                    }
                 }
             }
             self.cbuf.advance(forward);
@@ -479,6 +487,9 @@ impl Session {
             }
             match tag {
                 fe::QUERY | fe::SYNC | fe::FUNCTION_CALL => {
+                    if let Some(r) = self.route.as_mut() {
+                        r.requested();
+                    }
                     self.traffic.request(self.pending == 0);
                     if self.pending == 0 && self.timeouts.query_ms != 0 {
                         self.request_since = Some(self.last_activity);
@@ -500,9 +511,22 @@ impl Session {
     /// when none was attached: the unit must wait for more bytes
     /// (`held` set), or was refused and answered (and dropped from `cbuf`).
     async fn attach(&mut self) -> Result<bool, End> {
+        let control = self.login.registration.control.clone();
+        control.begin_wait();
+        let attached = self.attach_or_wait(&control).await;
+        if !matches!(attached, Ok(true)) {
+            control.end_wait();
+        }
+        attached
+    }
+
+    async fn attach_or_wait(&mut self, control: &Arc<SessionControl>) -> Result<bool, End> {
         if self.shared.gates.is_paused(&self.login.database) {
             // PAUSE: the transaction starts once the database is resumed.
-            Box::pin(self.shared.gates.wait_open(&self.login.database)).await;
+            let open = self.shared.gates.wait_open(&self.login.database);
+            if control.unless_cancelled(Box::pin(open)).await.is_none() {
+                return self.answer_cancelled().await;
+            }
         }
         self.ensure_tracker();
         if self.route.is_none() {
@@ -521,8 +545,12 @@ impl Session {
                 return Err(End::Error(ProxyError::Internal));
             };
             let loaded = self.shared.config.load_full();
-            let attached = state.attach(&self.cbuf, tracker, &loaded, &self.shared.audit);
+            let attached = state.attach(&self.cbuf, tracker, &loaded, &self.shared.audit, control);
             return match Box::pin(attached).await {
+                Attached::Server(guard) if control.take_cancelled() => {
+                    drop(guard);
+                    self.answer_cancelled().await
+                }
                 Attached::Server(guard) => self.adopt(guard).await.map(|()| true),
                 Attached::Wait => {
                     self.held = true;
@@ -546,11 +574,36 @@ impl Session {
             Some(guard) => guard,
             // Boxed: waiting in line or opening a server is the rare path,
             // and its futures would otherwise enlarge every session's task.
-            None => Box::pin(pool.checkout())
-                .await
-                .map_err(|e| End::Error(pool_error(e, &pool.key.user)))?,
+            None => match control.unless_cancelled(Box::pin(pool.checkout())).await {
+                Some(r) => r.map_err(|e| End::Error(pool_error(e, &pool.key.user)))?,
+                None => return self.answer_cancelled().await,
+            },
         };
+        if control.take_cancelled() {
+            drop(guard);
+            return self.answer_cancelled().await;
+        }
         self.adopt(guard).await.map(|()| true)
+    }
+
+    /// A cancel request ended the wait for a server: the request at the
+    /// start of `cbuf` is dropped and answered as PostgreSQL answers a
+    /// cancelled statement. A request not all received yet keeps waiting.
+    async fn answer_cancelled(&mut self) -> Result<bool, End> {
+        match first_unit(&self.cbuf, usize::MAX, &[], |_| None) {
+            Scan::Unit { len: Some(len), .. } => {
+                let e = ProxyError::Cancelled;
+                self.shared.errors.count(&e);
+                let mut out = BytesMut::new();
+                e.encode(&mut out);
+                be::ready_for_query(&mut out, be::TX_IDLE);
+                self.answer_unit(&out, len).await
+            }
+            _ => {
+                self.held = true;
+                Ok(false)
+            }
+        }
     }
 
     /// Drops the unit of `len` bytes pgwarden answered itself, sending `out`.
@@ -574,8 +627,7 @@ impl Session {
 
     /// Makes a borrowed server this session's: cancel target, settings.
     async fn adopt(&mut self, mut guard: ServerGuard) -> Result<(), End> {
-        let target = CancelTarget::of(guard.conn());
-        self.login.registration.control.set_target(Some(target));
+        self.unassigned = true;
         if let Some(tracker) = self.tracker.as_mut() {
             if let Some(sync) = tracker.attached(guard.conn()) {
                 // The client's settings go first; their answers are dropped.
@@ -780,12 +832,27 @@ impl Session {
         let Some(mut guard) = self.detach() else {
             return;
         };
-        self.login.registration.control.set_target(None);
+        let cancels = self.login.registration.control.unassign();
         if let Some(r) = self.route.as_mut().filter(|r| r.fetch_lsn) {
             Box::pin(r.record_write(&mut guard)).await;
         }
         let ok = !self.timeouts.reset_always || Box::pin(self.reset(&mut guard)).await;
-        guard.set_reusable(ok);
+        self.give_back(guard, ok, cancels);
+    }
+
+    /// Puts a clean server back in its pool (or closes it if `ok` is
+    /// false), once every cancel forwarded to it has been answered: one
+    /// landing later would hit the next client's query.
+    fn give_back(&self, mut guard: ServerGuard, ok: bool, cancels: bool) {
+        if !ok || !cancels {
+            guard.set_reusable(ok);
+            return;
+        }
+        let control = self.login.registration.control.clone();
+        tokio::spawn(async move {
+            let answered = control.cancels_answered().await;
+            guard.set_reusable(answered);
+        });
     }
 
     async fn reset(&self, guard: &mut ServerGuard) -> bool {
@@ -830,7 +897,7 @@ impl Session {
         let Some(mut guard) = self.detach() else {
             return;
         };
-        self.login.registration.control.set_target(None);
+        let cancels = self.login.registration.control.unassign();
         if self.tracker.as_ref().is_some_and(|t| t.pinned()) {
             // Its LISTENs, locks or temp tables die with the connection.
             guard.set_reusable(false);
@@ -858,7 +925,7 @@ impl Session {
         if ok && (self.login.mode == PoolMode::Session || self.timeouts.reset_always) {
             ok = self.reset(&mut guard).await;
         }
-        guard.set_reusable(ok);
+        self.give_back(guard, ok, cancels);
     }
 
     fn at_rest_without(&self, guard: &mut ServerGuard) -> bool {

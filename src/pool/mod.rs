@@ -9,6 +9,7 @@
 //! Idle servers are reused last-in first-out, like PgBouncer's default, so a
 //! quiet period lets the surplus age out through `server_idle_timeout`.
 
+pub mod accepted;
 pub mod gates;
 mod guard;
 pub mod latency;
@@ -126,6 +127,8 @@ pub struct Pool {
     user_limit: Arc<Limit>,
     /// ParameterStatus values of the first server, sent to clients at login.
     welcome: Mutex<Option<Welcome>>,
+    /// Startup settings its servers have accepted (`client::validate`).
+    pub accepted_settings: accepted::Accepted,
     pub stats: PoolStats,
 }
 
@@ -157,6 +160,7 @@ impl Pool {
             db_limit,
             user_limit,
             welcome: Mutex::new(None),
+            accepted_settings: Default::default(),
             stats: PoolStats::default(),
         })
     }
@@ -301,12 +305,10 @@ impl Pool {
                 Attempt::Idle(conn) => Handoff::Server(ServerGuard::new(conn, self.clone())),
                 Attempt::Open(slot) => Handoff::Slot(slot),
                 Attempt::Wait(rx) => {
-                    self.stats.waiting.fetch_add(1, Ordering::Relaxed);
-                    let r = self.wait(rx, &settings, started, deadline).await;
-                    self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
-                    let waited = started.elapsed().as_micros() as u64;
-                    self.stats.wait_micros.fetch_add(waited, Ordering::Relaxed);
-                    r?
+                    // Counted by a guard: a waiter's request may be
+                    // cancelled, dropping this future mid-wait.
+                    let _waiting = WaitCount::new(&self.stats, started);
+                    self.wait(rx, &settings, started, deadline).await?
                 }
             };
             match handoff {
@@ -714,4 +716,26 @@ fn pop_live(
 fn expired(conn: &ServerConn, s: &PoolSettings) -> bool {
     s.lifetime.is_some_and(|l| conn.created.elapsed() >= l)
         || s.retire_before.is_some_and(|t| conn.created <= t)
+}
+
+/// One client waiting in a pool's line, for its counters: counted while
+/// it exists, its wait added when it ends (however the wait ends).
+struct WaitCount<'a> {
+    stats: &'a PoolStats,
+    started: Instant,
+}
+
+impl<'a> WaitCount<'a> {
+    fn new(stats: &'a PoolStats, started: Instant) -> Self {
+        stats.waiting.fetch_add(1, Ordering::Relaxed);
+        Self { stats, started }
+    }
+}
+
+impl Drop for WaitCount<'_> {
+    fn drop(&mut self) {
+        self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+        let waited = self.started.elapsed().as_micros() as u64;
+        self.stats.wait_micros.fetch_add(waited, Ordering::Relaxed);
+    }
 }

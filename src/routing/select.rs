@@ -3,6 +3,7 @@
 //! an error, as `replica_fallback` and `primary_reads` say.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::residency::{contains, ALL};
 use crate::config::{
@@ -16,8 +17,11 @@ pub struct ReadNeeds {
     pub consistency: Consistency,
     /// Read-your-writes: the replica must have replayed this far (0: no write yet).
     pub min_lsn: u64,
-    /// Bounded staleness limit.
+    /// Bounded staleness limit: a replica qualifies only if it provably
+    /// held, this long ago, every commit the primary had.
     pub max_staleness_ms: u64,
+    /// The moment the read is routed (staleness is measured to it).
+    pub now: Instant,
     /// The nodes the session's tenant may use ([`super::residency::mask`]);
     /// no other is ever chosen.
     pub allowed: u32,
@@ -95,7 +99,13 @@ pub fn choose_read(
         }
         let fresh = match needs.consistency {
             Consistency::Eventual => true,
-            Consistency::Bounded => primary_ok || view.lag_ms <= needs.max_staleness_ms,
+            Consistency::Bounded => {
+                let bound = Duration::from_millis(needs.max_staleness_ms);
+                primary_ok
+                    || view
+                        .fresh_at
+                        .is_some_and(|t| needs.now.saturating_duration_since(t) <= bound)
+            }
             Consistency::ReadYourWrites => {
                 primary_ok || topology.nodes[id].lsn(view) >= needs.min_lsn
             }
@@ -205,7 +215,6 @@ mod tests {
     use super::*;
     use crate::routing::residency::ALL;
     use crate::topology::{NodeView, Role};
-    use std::time::Instant;
 
     fn view(role: Role, readable: bool, lsn: u64, lag_ms: u64) -> NodeView {
         NodeView {
@@ -217,6 +226,7 @@ mod tests {
             lag_ms,
             latency_us: 100,
             asked: None,
+            fresh_at: Instant::now().checked_sub(Duration::from_millis(lag_ms)),
         }
     }
 
@@ -240,13 +250,16 @@ mod tests {
         (t, snap)
     }
 
-    const EVENTUAL: ReadNeeds = ReadNeeds {
-        consistency: Consistency::Eventual,
-        min_lsn: 0,
-        max_staleness_ms: 0,
-        allowed: ALL,
-        local: ALL,
-    };
+    fn eventual() -> ReadNeeds {
+        ReadNeeds {
+            consistency: Consistency::Eventual,
+            min_lsn: 0,
+            max_staleness_ms: 0,
+            allowed: ALL,
+            local: ALL,
+            now: Instant::now(),
+        }
+    }
 
     #[test]
     fn consistency_filters() {
@@ -258,6 +271,7 @@ mod tests {
             max_staleness_ms: 0,
             allowed: ALL,
             local: ALL,
+            now: Instant::now(),
         };
         assert_eq!(choose_read(&snap, &t, &s, ryw(350), 0), ReadChoice::Node(1));
         assert_eq!(
@@ -272,8 +286,23 @@ mod tests {
             max_staleness_ms: 100,
             allowed: ALL,
             local: ALL,
+            now: Instant::now(),
         };
         assert_eq!(choose_read(&snap, &t, &s, bounded, 0), ReadChoice::Node(1));
+        // Proven fresh when the snapshot was taken, stale by now.
+        let later = ReadNeeds {
+            now: Instant::now() + Duration::from_millis(200),
+            ..bounded
+        };
+        assert_eq!(choose_read(&snap, &t, &s, later, 0), ReadChoice::Fallback);
+        // Never proven: never chosen.
+        let mut unproven = snap.clone();
+        unproven.nodes[1].fresh_at = None;
+        unproven.nodes[2].fresh_at = None;
+        assert_eq!(
+            choose_read(&unproven, &t, &s, bounded, 0),
+            ReadChoice::Fallback
+        );
     }
 
     #[test]
@@ -283,13 +312,19 @@ mod tests {
         snap.nodes[2].readable = false;
         let mut s = RoutingSettings::default();
         assert_eq!(
-            choose_read(&snap, &t, &s, EVENTUAL, 0),
+            choose_read(&snap, &t, &s, eventual(), 0),
             ReadChoice::Fallback
         );
         s.replica_fallback = ReplicaFallback::Error;
-        assert_eq!(choose_read(&snap, &t, &s, EVENTUAL, 0), ReadChoice::Nowhere);
+        assert_eq!(
+            choose_read(&snap, &t, &s, eventual(), 0),
+            ReadChoice::Nowhere
+        );
         s.primary_reads = PrimaryReads::Always;
-        assert_eq!(choose_read(&snap, &t, &s, EVENTUAL, 0), ReadChoice::Node(0));
+        assert_eq!(
+            choose_read(&snap, &t, &s, eventual(), 0),
+            ReadChoice::Node(0)
+        );
     }
 
     #[test]
@@ -307,7 +342,7 @@ mod tests {
             };
             for r in 0..100u32 {
                 if let ReadChoice::Node(id) =
-                    choose_read(&snap, &t, &s, EVENTUAL, r.wrapping_mul(2_654_435_761))
+                    choose_read(&snap, &t, &s, eventual(), r.wrapping_mul(2_654_435_761))
                 {
                     counts[id] += 1;
                 }
@@ -317,14 +352,17 @@ mod tests {
         assert!(counts[1] > 50 && counts[2] > 50, "{counts:?}");
         t.nodes[1].stats.outstanding.store(5, Ordering::Relaxed);
         let s = RoutingSettings::default();
-        assert_eq!(choose_read(&snap, &t, &s, EVENTUAL, 0), ReadChoice::Node(2));
+        assert_eq!(
+            choose_read(&snap, &t, &s, eventual(), 0),
+            ReadChoice::Node(2)
+        );
         let w = RoutingSettings {
             replica_selection: ReplicaSelection::WeightedRandom,
             ..Default::default()
         };
         let heavy = (0..1000u32)
             .filter(|r| {
-                choose_read(&snap, &t, &w, EVENTUAL, r.wrapping_mul(2_654_435_761))
+                choose_read(&snap, &t, &w, eventual(), r.wrapping_mul(2_654_435_761))
                     == ReadChoice::Node(2)
             })
             .count();

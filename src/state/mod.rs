@@ -12,6 +12,7 @@
 //! `DISCARD ALL` before anyone else's transaction: state may be lost for
 //! the client that made it, but never leaks to another.
 
+pub mod options;
 pub mod parse;
 pub mod pins;
 
@@ -69,7 +70,8 @@ impl ClientParams {
         let mut values = Params::new();
         for (k, v) in params {
             if k.eq_ignore_ascii_case("options") {
-                for (name, value) in parse::options(v) {
+                // Refused at login when malformed (`client::validate`).
+                for (name, value) in options::parse(v).unwrap_or_default() {
                     values.insert(name, quote(&value));
                 }
             } else {
@@ -168,6 +170,17 @@ fn apply(values: &mut Params, change: &Change) {
         Change::ResetAll => values.clear(),
         Change::None | Change::Untrackable => {}
     }
+}
+
+/// One Query that checks startup settings as PostgreSQL would at login,
+/// leaving the server as it was: each `SET LOCAL` is validated and applied,
+/// then undone when the (implicit) transaction ends.
+pub fn set_local_sql<'a>(settings: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut sql = String::new();
+    for (name, value) in settings {
+        sql.push_str(&format!("SET LOCAL {} = {};", ident(name), quote(value)));
+    }
+    sql
 }
 
 /// A parameter name as an SQL identifier.

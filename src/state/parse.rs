@@ -153,23 +153,6 @@ fn first_word(lower: &str) -> &str {
         .unwrap_or("")
 }
 
-/// `-c name=value` pairs from the `options` startup parameter.
-pub fn options(opts: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut words = opts.split_whitespace();
-    while let Some(w) = words.next() {
-        let kv = if w == "-c" {
-            words.next()
-        } else {
-            w.strip_prefix("-c").or_else(|| w.strip_prefix("--"))
-        };
-        if let Some((k, v)) = kv.and_then(|kv| kv.split_once('=')) {
-            out.push((k.replace('-', "_").to_ascii_lowercase(), v.to_string()));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,17 +209,6 @@ mod tests {
         assert_eq!(
             classify(b"SELECT set_config('search_path', 'x', false)"),
             Change::Untrackable
-        );
-    }
-
-    #[test]
-    fn options_parsing() {
-        assert_eq!(
-            options("-c search_path=x --statement-timeout=5s"),
-            vec![
-                ("search_path".into(), "x".into()),
-                ("statement_timeout".into(), "5s".into())
-            ]
         );
     }
 }

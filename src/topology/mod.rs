@@ -48,7 +48,7 @@ pub struct NodeView {
     pub role: Role,
     /// A replica that may serve reads: up, in recovery, within the lag limits.
     pub readable: bool,
-    /// Replayed (replica) or written (primary) WAL position.
+    /// Replayed (replica) or inserted (primary) WAL position.
     pub lsn: u64,
     pub lag_bytes: u64,
     pub lag_ms: u64,
@@ -57,6 +57,9 @@ pub struct NodeView {
     /// When the check that saw `lsn` was sent: a position asked after a
     /// commit returned covers that commit.
     pub asked: Option<Instant>,
+    /// A replica holds every commit made on the primary before this moment
+    /// ([`lag::LsnHistory::fresh_at`]); `None`: not proven for any moment.
+    pub fresh_at: Option<Instant>,
 }
 
 impl NodeView {
@@ -70,6 +73,7 @@ impl NodeView {
         lag_ms: 0,
         latency_us: 0,
         asked: None,
+        fresh_at: None,
     };
 }
 

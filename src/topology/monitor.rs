@@ -1,8 +1,9 @@
 //! The topology monitor: one task per database, one tokio-postgres
 //! connection per node, a check of every node each `monitor_interval`.
 //!
-//! A check asks `pg_is_in_recovery()` and the node's WAL position (written
-//! on a primary, replayed on a replica) in one simple query, within
+//! A check asks `pg_is_in_recovery()` and the node's WAL position (inserted
+//! on a primary, see [`super::lag::PRIMARY_LSN_SQL`]; replayed on a replica)
+//! in one simple query, within
 //! `monitor_timeout`. After each round the monitor elects the writer,
 //! measures each replica's lag against the writer, applies the lag limits
 //! with hysteresis, and publishes a new snapshot.
@@ -16,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::election::{Claim, Election};
 use super::health::Health;
-use super::lag::{parse_lsn, LsnHistory};
+use super::lag::{insert_lsn_as_replayed, parse_lsn, LsnHistory};
 use super::{NodeId, NodeView, Role, Snapshot, Topology, Writer, NO_NODE};
 
 const CHECK_SQL: &str = "SELECT pg_is_in_recovery(), \
-     CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END";
+     CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END";
 
 /// What the monitor needs from the config.
 #[derive(Clone, Debug)]
@@ -42,6 +43,7 @@ struct Probe {
     lsn: u64,
     latency: Duration,
     asked: Instant,
+    answered: Instant,
 }
 
 struct NodeState {
@@ -126,8 +128,8 @@ pub async fn run(topology: Arc<Topology>, settings: MonitorSettings, stop: Cance
         }
         let taken = Instant::now();
         if let Writer::Node(w) = writer {
-            if let Some(p) = states[w].last {
-                history.record(taken, p.lsn);
+            if let Some(p) = states[w].last.filter(|p| !p.in_recovery) {
+                history.record(p.asked, p.answered, p.lsn);
             }
         }
         let views = states
@@ -181,12 +183,13 @@ fn view_of(
     } else {
         Role::Primary
     };
-    let (lag_bytes, lag_ms) = match (role, history.latest()) {
+    let (lag_bytes, lag_ms, fresh_at) = match (role, history.latest()) {
         (Role::Replica, Some(primary)) => (
             primary.saturating_sub(p.lsn),
             history.lag(p.lsn, now).as_millis() as u64,
+            history.fresh_at(p.lsn),
         ),
-        _ => (0, 0),
+        _ => (0, 0, None),
     };
     let over = |v: u64, max: u64| max > 0 && v > max;
     let under_half = |v: u64, max: u64| max == 0 || v <= max / 2;
@@ -212,6 +215,7 @@ fn view_of(
         lag_ms,
         latency_us: s.latency_us as u64,
         asked: Some(p.asked),
+        fresh_at,
     }
 }
 
@@ -268,14 +272,22 @@ async fn check(
             return (None, None);
         }
     };
-    let latency = started.elapsed();
+    let answered = Instant::now();
     let probe = rows.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => Some(Probe {
-            in_recovery: row.get(0) == Some("t"),
-            lsn: row.get(1).and_then(parse_lsn).unwrap_or(0),
-            latency,
-            asked: started,
-        }),
+        SimpleQueryMessage::Row(row) => {
+            let in_recovery = row.get(0) == Some("t");
+            let lsn = row.get(1).and_then(parse_lsn).unwrap_or(0);
+            Some(Probe {
+                in_recovery,
+                lsn: match in_recovery {
+                    true => lsn,
+                    false => insert_lsn_as_replayed(lsn),
+                },
+                latency: answered - started,
+                asked: started,
+                answered,
+            })
+        }
         _ => None,
     });
     (Some(client), probe)

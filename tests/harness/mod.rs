@@ -342,3 +342,43 @@ pub async fn raw_login(proxy: &pgwarden::app::Proxy) -> tokio::net::TcpStream {
         }
     }
 }
+
+/// A dependency a test needs is missing: with `CI=true` the test fails
+/// (CI must not pass by skipping), elsewhere it says it is skipped.
+pub fn missing_dependency(what: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| matches!(v.as_str(), "true" | "1" | "yes"));
+    assert!(
+        !ci,
+        "{what} is missing and CI=true (scripts/deps.sh installs it)"
+    );
+    eprintln!("SKIPPED: {what} is missing (scripts/deps.sh installs it)");
+}
+
+/// The Python interpreter that has asyncpg and psycopg: the venv
+/// `scripts/deps.sh` makes under `target/pyenv`, or the system's.
+pub fn python_with_drivers() -> Option<std::path::PathBuf> {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
+    let candidates = [venv, "python3".into()];
+    candidates.into_iter().find(|py| {
+        std::process::Command::new(py)
+            .args(["-c", "import asyncpg, psycopg"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// A test's file under `tests/drivers/`.
+pub fn driver_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/drivers")
+        .join(name)
+}
+
+/// Sets a `postgresql.conf` setting on one node and reloads it.
+pub async fn set_node_setting(c: &Cluster, port: u16, name: &str, value: &str) {
+    let node = direct_to(c, port, "postgres").await;
+    node.simple_query(&format!("ALTER SYSTEM SET {name} = '{value}'"))
+        .await
+        .unwrap();
+    node.simple_query("SELECT pg_reload_conf()").await.unwrap();
+}

@@ -218,6 +218,7 @@ proptest! {
                 lag_ms: n.lsn / 2,
                 latency_us: n.lsn,
                 asked: None,
+                fresh_at: Instant::now().checked_sub(std::time::Duration::from_millis(n.lsn / 2)),
             }).collect(),
             round: 1,
             taken: Instant::now(),
@@ -229,6 +230,7 @@ proptest! {
             max_staleness_ms: 300,
             allowed: m,
             local,
+            now: Instant::now(),
         };
         // The write path and a read's fallback both go to the writer.
         let writer_target = match choose_write(&snap, m) {

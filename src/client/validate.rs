@@ -1,0 +1,68 @@
+//! Startup settings checked as PostgreSQL checks them at login.
+//!
+//! A pooled client's settings are applied to whichever server it borrows,
+//! per transaction. A value PostgreSQL would refuse (`DateStyle=Bogus`)
+//! would make that sync fail on a server mid-session, where the client's
+//! query then runs with the previous client's settings. So a login carrying
+//! a value no server has accepted yet is checked first, on a server, with
+//! `SET LOCAL` (validated like a login's settings, undone at the end of the
+//! statement), and refused with PostgreSQL's own error if it fails.
+//!
+//! Accepted `name=value` pairs are remembered per pool, so that the usual
+//! logins (drivers send the same few settings) cost no round trip.
+
+use std::sync::Arc;
+
+use super::handshake::pool_error;
+use crate::error::ProxyError;
+use crate::pool::Pool;
+use crate::server::ServerError;
+use crate::state::set_local_sql;
+
+/// Checks the client's startup settings (`options` already expanded into
+/// `settings`) on a server of `pool` unless each was accepted before.
+///
+/// # Errors
+/// The server's refusal (as a FATAL with its SQLSTATE, as PostgreSQL
+/// refuses such a login), or why no server could be had.
+pub async fn check_settings(
+    pool: &Arc<Pool>,
+    settings: &[(String, String)],
+) -> Result<(), ProxyError> {
+    let unknown: Vec<(&str, &str)> = {
+        let accepted = &pool.accepted_settings;
+        settings
+            .iter()
+            // pgwarden's own are placeholders to PostgreSQL: any value goes.
+            .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("pgwarden."))
+            .filter(|(k, v)| !accepted.contains(k, v))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    };
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let mut guard = match pool.try_checkout() {
+        Some(g) => g,
+        None => Box::pin(pool.checkout())
+            .await
+            .map_err(|e| pool_error(e, &pool.key.user))?,
+    };
+    let sql = set_local_sql(unknown.iter().copied());
+    match guard.conn().run(&sql).await {
+        Ok(()) => {
+            pool.accepted_settings.add(&unknown);
+            Ok(())
+        }
+        // The failed statement changed nothing; the server stays usable.
+        Err(ServerError::Refused(e)) => Err(ProxyError::Server {
+            code: e.code,
+            message: e.message,
+        }),
+        Err(e) => {
+            guard.set_reusable(false);
+            tracing::warn!(pool = %pool.key, error = %e, "server lost while checking startup settings");
+            Err(ProxyError::ServerUnavailable)
+        }
+    }
+}
