@@ -954,3 +954,53 @@ async fn every_show_under_pgbench_load() {
     assert!(rows.iter().all(|r| column(&cols, r, "type") == "C"));
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+/// `SET max_prepared_statements` applies to clients already connected: a
+/// server's statement cache keeps to the new size from the next statement
+/// (PgBouncer's `test_evict_statement_cache`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_max_prepared_statements_applies_to_connected_clients() {
+    let proxy = proxy(|c| {
+        admins(c);
+        c.proxy.default_pool_size = 1;
+    })
+    .await;
+    let admin = console(&proxy, SCRAM_USER, "pgwarden").await;
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    let count = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> i64 {
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse().ok(),
+                _ => None,
+            })
+            .unwrap()
+    };
+    for i in 0..5 {
+        let s = client.prepare(&format!("SELECT {i}")).await.unwrap();
+        client.query(&s, &[]).await.unwrap();
+    }
+    let before = count(
+        client
+            .simple_query("SELECT count(*) FROM pg_prepared_statements")
+            .await
+            .unwrap(),
+    );
+    assert!(before >= 5, "{before} statements on the server");
+    admin
+        .simple_query("SET max_prepared_statements = 2")
+        .await
+        .unwrap();
+    let s = client.prepare("SELECT 'after'").await.unwrap();
+    client.query(&s, &[]).await.unwrap();
+    let after = count(
+        client
+            .simple_query("SELECT count(*) FROM pg_prepared_statements")
+            .await
+            .unwrap(),
+    );
+    assert!(
+        after <= 2,
+        "{after} statements on the server after SET max_prepared_statements = 2"
+    );
+    proxy.shutdown(Duration::from_secs(5)).await;
+}

@@ -99,8 +99,6 @@ pub struct Session {
     /// Read/write routing, for databases with replicas (boxed: made at the
     /// first transaction, absent otherwise).
     route: Option<Box<RouteState>>,
-    /// `max_prepared_statements`.
-    track_max: usize,
     login: Login,
     shared: Arc<Shared>,
     max_packet: usize,
@@ -156,7 +154,6 @@ impl Session {
             reset_always: p.server_reset_query_always,
         };
         let max_packet = p.max_packet_size;
-        let track_max = p.max_prepared_statements;
         drop(cfg);
         login
             .pool
@@ -182,7 +179,6 @@ impl Session {
             unassigned: false,
             route: None,
             traffic: Traffic::default(),
-            track_max,
             login,
             shared,
             max_packet,
@@ -615,14 +611,24 @@ impl Session {
         Ok(false)
     }
 
-    /// The tracker follows settings in every mode, and statements when pooled.
+    /// The tracker follows settings in every mode, and statements when
+    /// pooled, with the `max_prepared_statements` in force now.
     fn ensure_tracker(&mut self) {
-        let (max, login) = (self.track_max, &self.login);
-        self.tracker.get_or_insert_with(|| {
-            let pooled = login.mode != PoolMode::Session;
-            let refuse = login.pool.settings().refuse_session_features;
-            Box::new(Tracker::new(max, &login.params, refuse, pooled))
-        });
+        let max = self
+            .shared
+            .config
+            .load()
+            .config
+            .proxy
+            .max_prepared_statements;
+        let login = &self.login;
+        self.tracker
+            .get_or_insert_with(|| {
+                let pooled = login.mode != PoolMode::Session;
+                let refuse = login.pool.settings().refuse_session_features;
+                Box::new(Tracker::new(max, &login.params, refuse, pooled))
+            })
+            .set_max(max);
     }
 
     /// Makes a borrowed server this session's: cancel target, settings.

@@ -65,6 +65,16 @@ impl Tracker {
         &self.params
     }
 
+    /// `max_prepared_statements` changed live (console `SET`, reload): the
+    /// server caches keep to the new size from the next statement prepared.
+    /// Turning the feature on or off (0) applies to new clients only: this
+    /// client's statements are already carried one way or the other.
+    pub fn set_max(&mut self, max: usize) {
+        if self.max != 0 && max != 0 {
+            self.max = max;
+        }
+    }
+
     /// A server was attached for a new transaction. Returns the Query that
     /// makes its session settings the client's, when they differ; its
     /// answers are dropped.
