@@ -979,12 +979,11 @@ async fn set_max_prepared_statements_applies_to_connected_clients() {
         let s = client.prepare(&format!("SELECT {i}")).await.unwrap();
         client.query(&s, &[]).await.unwrap();
     }
-    let before = count(
-        client
-            .simple_query("SELECT count(*) FROM pg_prepared_statements")
-            .await
-            .unwrap(),
-    );
+    let on_server = || async {
+        let sql = "SELECT count(*) FROM pg_prepared_statements";
+        count(client.simple_query(sql).await.unwrap())
+    };
+    let before = on_server().await;
     assert!(before >= 5, "{before} statements on the server");
     admin
         .simple_query("SET max_prepared_statements = 2")
@@ -992,12 +991,7 @@ async fn set_max_prepared_statements_applies_to_connected_clients() {
         .unwrap();
     let s = client.prepare("SELECT 'after'").await.unwrap();
     client.query(&s, &[]).await.unwrap();
-    let after = count(
-        client
-            .simple_query("SELECT count(*) FROM pg_prepared_statements")
-            .await
-            .unwrap(),
-    );
+    let after = on_server().await;
     assert!(
         after <= 2,
         "{after} statements on the server after SET max_prepared_statements = 2"
