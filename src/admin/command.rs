@@ -63,8 +63,37 @@ impl Command {
 ///
 /// # Errors
 /// Not a console command, or its arguments are missing or extra.
+/// Parses one console command; the error is the client's text: PgBouncer's
+/// `invalid command` for a command it does not know (tools such as pgcli
+/// look for it, and for 08P01, to tell a pooler console from a server),
+/// else what is wrong with a known one.
 pub fn parse(sql: &str) -> Result<Command, String> {
     let text = sql.trim().trim_end_matches(';').trim();
+    parse_text(text).map_err(|e| match e {
+        Bad::Unknown => format!("invalid command '{text}', use SHOW HELP;"),
+        Bad::Syntax(e) => format!("syntax error in console command: {e} (see SHOW HELP)"),
+    })
+}
+
+/// Why a console command did not parse.
+enum Bad {
+    Unknown,
+    Syntax(String),
+}
+
+impl From<String> for Bad {
+    fn from(e: String) -> Self {
+        Bad::Syntax(e)
+    }
+}
+
+impl From<&str> for Bad {
+    fn from(e: &str) -> Self {
+        Bad::Syntax(e.to_owned())
+    }
+}
+
+fn parse_text(text: &str) -> Result<Command, Bad> {
     let words = split(text)?;
     let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
     let name = |i: usize| words.get(i).cloned();
@@ -82,7 +111,7 @@ pub fn parse(sql: &str) -> Result<Command, String> {
             arity(2)?;
             Command::Show(lower.get(1).cloned().ok_or("SHOW what?")?)
         }
-        "set" => return parse_set(text),
+        "set" => return parse_set(text).map_err(Bad::Syntax),
         "reload" => arity(1).map(|()| Command::Reload)?,
         "suspend" => arity(1).map(|()| Command::Suspend)?,
         "shutdown" => arity(1).map(|()| Command::Shutdown)?,
@@ -116,9 +145,7 @@ pub fn parse(sql: &str) -> Result<Command, String> {
             arity(2).map(|()| Command::SaveConfig)?
         }
         "" => return Err("empty command".into()),
-        // PgBouncer's words: tools (pgcli, drivers' pooler checks) look
-        // for them, and for 08P01, to tell a pooler console from a server.
-        _ => return Err(format!("invalid command '{text}', use SHOW HELP;")),
+        _ => return Err(Bad::Unknown),
     };
     if matches!(
         &command,

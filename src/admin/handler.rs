@@ -57,12 +57,7 @@ impl Console {
     }
 
     async fn run(&self, sql: &str) -> Result<Reply, ProxyError> {
-        let command = command::parse(sql).map_err(|e| match e.starts_with("invalid command") {
-            true => ProxyError::AdminSyntax(e),
-            false => ProxyError::AdminSyntax(format!(
-                "syntax error in console command: {e} (see SHOW HELP)"
-            )),
-        })?;
+        let command = command::parse(sql).map_err(ProxyError::AdminSyntax)?;
         if self.access == Access::Stats && !command.read_only() {
             return Err(ProxyError::AdminReadOnly(command.tag().to_owned()));
         }

@@ -12,7 +12,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::app::Shared;
 use crate::error::ProxyError;
-use crate::topology::lag::{insert_lsn_as_replayed, parse_lsn};
+use crate::topology::lag::{insert_lsn_as_replayed, parse_lsn, PRIMARY_LSN_SQL};
 use crate::topology::{Role, Topology, Writer};
 
 /// How long open transactions on the old primary may take to finish.
@@ -114,7 +114,7 @@ async fn steps(
     let replica = connect(&topo.nodes[target].addr, login).await?;
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
     loop {
-        let lsn = insert_lsn_as_replayed(value(&primary, PRIMARY_LSN_TEXT).await?);
+        let lsn = insert_lsn_as_replayed(value(&primary, PRIMARY_LSN_SQL).await?);
         let left = deadline.saturating_duration_since(Instant::now());
         wait_for(left, "the target to replay the primary's WAL", || {
             let replica = &replica;
@@ -125,7 +125,7 @@ async fn steps(
             }
         })
         .await?;
-        let still = insert_lsn_as_replayed(value(&primary, PRIMARY_LSN_TEXT).await?);
+        let still = insert_lsn_as_replayed(value(&primary, PRIMARY_LSN_SQL).await?);
         if still == lsn && old_pools.iter().all(|p| p.busy() == 0) {
             break;
         }
@@ -191,10 +191,6 @@ async fn connect(addr: &str, login: &Login<'_>) -> Result<Client, String> {
 }
 
 /// A WAL position as a number, from a query answering one `pg_lsn` text.
-/// Everything the primary inserted, commits made with
-/// `synchronous_commit = off` included ([`crate::topology::lag::PRIMARY_LSN_SQL`]).
-const PRIMARY_LSN_TEXT: &str = "SELECT pg_current_wal_insert_lsn()::text";
-
 async fn value(client: &Client, sql: &str) -> Result<u64, String> {
     let row = client
         .query_one(sql, &[])

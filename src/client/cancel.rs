@@ -96,6 +96,16 @@ struct ControlInner {
     cancelled: bool,
 }
 
+impl ControlInner {
+    /// Keeps the session's waker, for a stop or a cancel to wake it.
+    fn park(&mut self, cx: &Context<'_>) {
+        match &self.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => self.waker = Some(cx.waker().clone()),
+        }
+    }
+}
+
 impl SessionControl {
     fn lock(&self) -> std::sync::MutexGuard<'_, ControlInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -125,10 +135,7 @@ impl SessionControl {
         if inner.cancelled {
             return Poll::Ready(());
         }
-        match &inner.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => inner.waker = Some(cx.waker().clone()),
-        }
+        inner.park(cx);
         Poll::Pending
     }
 
@@ -203,13 +210,7 @@ impl SessionControl {
         if self.stop.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        {
-            let mut inner = self.lock();
-            match &inner.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => inner.waker = Some(cx.waker().clone()),
-            }
-        }
+        self.lock().park(cx);
         // Checked again after the waker is in place, so a stop between the
         // two cannot be missed.
         if self.stop.load(Ordering::Acquire) {

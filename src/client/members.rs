@@ -16,7 +16,6 @@ use crate::error::ProxyError;
 use crate::pool::{Pool, PoolKey};
 use crate::routing::residency::{contains, ALL};
 use crate::server::ServerTarget;
-use crate::state::options;
 use crate::topology::Writer;
 
 /// The session's tenant from its configured source; where the tenant's
@@ -34,21 +33,14 @@ pub fn tenant_of(
         .database(database)
         .map(|d| d.residency.clone())
         .unwrap_or_default();
-    // As its own parameter, or in `options=-c pgwarden.tenant=...`.
+    // As its own parameter, or from `options=-c pgwarden.tenant=...`
+    // (the handshake expands `options` into parameters of their own).
     let param = || {
-        tracked.iter().rev().find_map(|(k, v)| {
-            if k.eq_ignore_ascii_case("pgwarden.tenant") {
-                return Some(v.clone());
-            }
-            let options = k
-                .eq_ignore_ascii_case("options")
-                .then(|| options::parse(v).unwrap_or_default())?;
-            options
-                .into_iter()
-                .rev()
-                .find(|(k, _)| k.eq_ignore_ascii_case("pgwarden.tenant"))
-                .map(|(_, v)| v)
-        })
+        tracked
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case("pgwarden.tenant"))
+            .map(|(_, v)| v.clone())
     };
     let tenant = match settings.tenant_from {
         TenantFrom::User => Some(user.to_owned()),

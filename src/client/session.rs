@@ -553,15 +553,7 @@ impl Session {
                     Ok(false)
                 }
                 Attached::Answered(out, len) => self.answer_unit(&out, len).await,
-                Attached::Refused(e, Some(len)) => {
-                    self.shared.errors.count(&e);
-                    // The unit is skipped and answered as PostgreSQL answers
-                    // a failed one; the session goes on.
-                    let mut out = BytesMut::new();
-                    e.encode(&mut out);
-                    be::ready_for_query(&mut out, be::TX_IDLE);
-                    self.answer_unit(&out, len).await
-                }
+                Attached::Refused(e, Some(len)) => self.answer_error(e, len).await,
                 Attached::Refused(e, None) => Err(End::Error(e)),
             };
         }
@@ -588,18 +580,23 @@ impl Session {
     async fn answer_cancelled(&mut self) -> Result<bool, End> {
         match first_unit(&self.cbuf, usize::MAX, &[], |_| None) {
             Scan::Unit { len: Some(len), .. } => {
-                let e = ProxyError::Cancelled;
-                self.shared.errors.count(&e);
-                let mut out = BytesMut::new();
-                e.encode(&mut out);
-                be::ready_for_query(&mut out, be::TX_IDLE);
-                self.answer_unit(&out, len).await
+                self.answer_error(ProxyError::Cancelled, len).await
             }
             _ => {
                 self.held = true;
                 Ok(false)
             }
         }
+    }
+
+    /// Skips the unit of `len` bytes and answers it with `e` as PostgreSQL
+    /// answers a failed one; the session goes on.
+    async fn answer_error(&mut self, e: ProxyError, len: usize) -> Result<bool, End> {
+        self.shared.errors.count(&e);
+        let mut out = BytesMut::new();
+        e.encode(&mut out);
+        be::ready_for_query(&mut out, be::TX_IDLE);
+        self.answer_unit(&out, len).await
     }
 
     /// Drops the unit of `len` bytes pgwarden answered itself, sending `out`.

@@ -34,7 +34,10 @@ pub async fn check_settings(
         settings
             .iter()
             // pgwarden's own are placeholders to PostgreSQL: any value goes.
-            .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("pgwarden."))
+            .filter(|(k, _)| {
+                !k.get(..9)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("pgwarden."))
+            })
             .filter(|(k, v)| !accepted.contains(k, v))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()

@@ -70,7 +70,8 @@ impl ClientParams {
         let mut values = Params::new();
         for (k, v) in params {
             if k.eq_ignore_ascii_case("options") {
-                // Refused at login when malformed (`client::validate`).
+                // The handshake refuses a malformed one and expands it
+                // before sessions see it; raw startup params may still hold it.
                 for (name, value) in options::parse(v).unwrap_or_default() {
                     values.insert(name, quote(&value));
                 }

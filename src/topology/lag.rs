@@ -33,7 +33,8 @@ pub fn format_lsn(lsn: u64) -> String {
 /// *written* position, which trails a commit made with
 /// `synchronous_commit = off` until the WAL writer catches up, so a replica
 /// can have replayed it and still lack the commit.
-pub const PRIMARY_LSN_SQL: &str = "SELECT pg_current_wal_insert_lsn()";
+/// Answered as text, whichever protocol asks.
+pub const PRIMARY_LSN_SQL: &str = "SELECT pg_current_wal_insert_lsn()::text";
 
 /// A position read with [`PRIMARY_LSN_SQL`], as a replica's replay
 /// position will show it once it holds everything before it.
