@@ -208,13 +208,49 @@ mod raw {
         msg(out, b'C', &[b"S", name.as_bytes(), b"\0"].concat());
     }
 
+    pub fn query(out: &mut BytesMut, sql: &str) {
+        msg(out, b'Q', &[sql.as_bytes(), b"\0"].concat());
+    }
+
+    pub fn describe_statement(out: &mut BytesMut, name: &str) {
+        msg(out, b'D', &[b"S", name.as_bytes(), b"\0"].concat());
+    }
+
+    /// One message of a [`batch`].
+    #[derive(Debug)]
+    pub enum Msg {
+        Parse(&'static str, &'static str),
+        BindExecute(&'static str),
+        Query(&'static str),
+        Sync,
+    }
+
+    pub fn batch(msgs: &[Msg]) -> BytesMut {
+        let mut out = BytesMut::new();
+        for m in msgs {
+            match m {
+                Msg::Parse(name, sql) => parse(&mut out, name, sql),
+                Msg::BindExecute(name) => bind_execute(&mut out, name),
+                Msg::Query(sql) => query(&mut out, sql),
+                Msg::Sync => sync(&mut out),
+            }
+        }
+        out
+    }
+
     pub fn sync(out: &mut BytesMut) {
         msg(out, b'S', b"");
     }
 
     /// Sends `out` and reads the answers up to ReadyForQuery, as a string
-    /// of tags, with each DataRow's first column in brackets.
+    /// of tags, with each DataRow's first column and each error's SQLSTATE
+    /// in brackets.
     pub async fn exchange(sock: &mut TcpStream, out: &BytesMut) -> String {
+        exchange_until(sock, out, 1).await
+    }
+
+    /// [`exchange`] up to the `n`th ReadyForQuery.
+    pub async fn exchange_until(sock: &mut TcpStream, out: &BytesMut, mut zs: usize) -> String {
         sock.write_all(out).await.unwrap();
         let mut buf = Vec::new();
         let mut seen = String::new();
@@ -229,12 +265,23 @@ mod raw {
             {
                 pos += used;
                 seen.push(tag as char);
+                if tag == b'E' {
+                    // The SQLSTATE field.
+                    let code = body
+                        .split(|&b| b == 0)
+                        .find(|f| f.first() == Some(&b'C'))
+                        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
+                    seen.push_str(&format!("[{}]", code.unwrap_or_default()));
+                }
                 if tag == b'D' {
                     let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]) as usize;
                     seen.push_str(&format!("[{}]", String::from_utf8_lossy(&body[6..6 + len])));
                 }
                 if tag == b'Z' {
-                    return seen;
+                    zs -= 1;
+                    if zs == 0 {
+                        return seen;
+                    }
                 }
             }
             buf.drain(..pos);
@@ -275,26 +322,294 @@ async fn close_then_reparse_same_name_with_other_text_in_one_pipeline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sql_prepare_is_refused_with_a_clear_error() {
-    let proxy = proxy(|_| {}).await;
-    let client = connect(&proxy, SCRAM_USER).await.unwrap();
-    let err = client
-        .simple_query("PREPARE p AS SELECT 1")
+async fn second_parse_of_a_name_is_refused_and_the_first_kept() {
+    use raw::Msg::{BindExecute as BE, Parse as P, Query as Q, Sync as S};
+    let proxy = proxy(|c| {
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+        c.proxy.default_pool_size = 2;
+    })
+    .await;
+    let mut sock = raw_login(&proxy).await;
+    let steps: &[(&[raw::Msg], &str)] = &[
+        (&[P("s", "SELECT 'one'"), S], "1Z"),
+        // PostgreSQL: 42P05, and the rest of the batch skipped to its Sync.
+        (&[P("s", "SELECT 'two'"), BE("s"), S], "E[42P05]Z"),
+        // Even the same text again is a duplicate.
+        (&[P("s", "SELECT 'one'"), S], "E[42P05]Z"),
+        (&[BE("s"), S], "2D[one]CZ"),
+        // A Parse the server refuses makes no name: the name is free again.
+        (&[P("t", "SELEC 1"), S], "E[42601]Z"),
+        (&[P("t", "SELECT 't'"), BE("t"), S], "12D[t]CZ"),
+        // In a transaction block the duplicate fails the transaction, as
+        // PostgreSQL's own error does.
+        (&[Q("BEGIN")], "CZ"),
+        (&[P("s", "SELECT 'three'"), S], "E[42P05]Z"),
+        (&[Q("SELECT 1")], "E[25P02]Z"),
+        (&[Q("ROLLBACK")], "CZ"),
+    ];
+    for (msgs, want) in steps {
+        let got = raw::exchange(&mut sock, &raw::batch(msgs)).await;
+        assert_eq!(&got, want, "{msgs:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_retry_after_a_failed_prepare_is_not_a_duplicate() {
+    let proxy = proxy(|c| {
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+        c.proxy.default_pool_size = 2;
+    })
+    .await;
+    let mut sock = raw_login(&proxy).await;
+    for round in 0..20 {
+        // All sent at once, as a pipelining driver does: PostgreSQL runs
+        // them in order, so the retry finds the name free.
+        let mut out = bytes::BytesMut::new();
+        raw::query(&mut out, &format!("PREPARE r{round} AS SELEC 1"));
+        raw::query(&mut out, &format!("PREPARE r{round} AS SELECT 'ok'"));
+        raw::query(&mut out, &format!("EXECUTE r{round}"));
+        raw::parse(&mut out, &format!("p{round}"), "SELEC 2");
+        raw::sync(&mut out);
+        raw::parse(&mut out, &format!("p{round}"), "SELECT 'p'");
+        raw::bind_execute(&mut out, &format!("p{round}"));
+        raw::sync(&mut out);
+        assert_eq!(
+            raw::exchange_until(&mut sock, &out, 5).await,
+            "E[42601]ZCZTD[ok]CZE[42601]Z12D[p]CZ",
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_names_are_never_reachable_by_a_client() {
+    let proxy = proxy(|c| {
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+        c.proxy.default_pool_size = 1;
+    })
+    .await;
+    let mut a = raw_login(&proxy).await;
+    let mut out = bytes::BytesMut::new();
+    raw::parse(&mut out, "mine", "SELECT 'a secret'");
+    raw::query(&mut out, "PREPARE sqlmine AS SELECT 'another secret'");
+    assert_eq!(raw::exchange(&mut a, &out).await, "1CZ");
+    // One server: b runs on the server that has a's statements, and tries
+    // their server-side names every way a client can name a statement.
+    let mut b = raw_login(&proxy).await;
+    for n in 1..=20 {
+        let name = format!("pgw_{n}");
+        let mut out = bytes::BytesMut::new();
+        raw::bind_execute(&mut out, &name);
+        raw::sync(&mut out);
+        assert_eq!(raw::exchange(&mut b, &out).await, "E[26000]Z", "{name}");
+        let mut out = bytes::BytesMut::new();
+        raw::query(&mut out, &format!("EXECUTE {name}"));
+        assert_eq!(raw::exchange(&mut b, &out).await, "E[26000]Z", "{name}");
+        let mut out = bytes::BytesMut::new();
+        raw::describe_statement(&mut out, &name);
+        raw::sync(&mut out);
+        assert_eq!(raw::exchange(&mut b, &out).await, "E[26000]Z", "{name}");
+    }
+    let mut out = bytes::BytesMut::new();
+    raw::query(&mut out, "EXECUTE mine");
+    assert_eq!(raw::exchange(&mut b, &out).await, "E[26000]Z");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_prepare_execute_deallocate_follow_the_client_across_servers() {
+    let proxy = proxy(|c| c.proxy.default_pool_size = 2).await;
+    let a = connect(&proxy, SCRAM_USER).await.unwrap();
+    let b = connect(&proxy, SCRAM_USER).await.unwrap();
+    a.simple_query("PREPARE Double (int) AS SELECT $1 * 2;")
+        .await
+        .unwrap();
+    assert_eq!(
+        one(&a, "EXECUTE double(21)").await.unwrap().as_deref(),
+        Some("42")
+    );
+    // b holds a's last server in a transaction: a's next EXECUTE runs on the
+    // other server, which has never seen the statement.
+    b.batch_execute("BEGIN").await.unwrap();
+    let b_pid = backend_pid(&b).await;
+    let a_pid = backend_pid(&a).await;
+    assert_ne!(a_pid, b_pid);
+    assert_eq!(
+        one(&a, "/* moved */ EXECUTE \"double\" (5)")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("10")
+    );
+    // b cannot see a's statement, even on the server where it is prepared.
+    let err = one(&b, "EXECUTE double(1)").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("26000"));
+    b.batch_execute("ROLLBACK").await.unwrap();
+    // PREPARE of a taken name: 42P05, the first statement kept.
+    let err = one(&a, "PREPARE double AS SELECT 'other'")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42P05"));
+    assert!(err
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("\"double\" already exists"));
+    assert_eq!(
+        one(&a, "EXECUTE double(2)").await.unwrap().as_deref(),
+        Some("4")
+    );
+    // b may use the same name for its own statement.
+    b.simple_query("PREPARE double AS SELECT 'b'")
+        .await
+        .unwrap();
+    assert_eq!(
+        one(&b, "EXECUTE double").await.unwrap().as_deref(),
+        Some("b")
+    );
+    assert_eq!(
+        one(&a, "EXECUTE double(3)").await.unwrap().as_deref(),
+        Some("6")
+    );
+    // A PREPARE the server refuses makes no name.
+    let err = one(&a, "PREPARE broken AS SELEC 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42601"));
+    a.simple_query("PREPARE broken AS SELECT 'fixed'")
+        .await
+        .unwrap();
+    assert_eq!(
+        one(&a, "EXECUTE broken").await.unwrap().as_deref(),
+        Some("fixed")
+    );
+    // Prepared inside a transaction that fails, it stays (as PostgreSQL's do),
+    // and a PREPARE in the failed transaction fails with it.
+    a.batch_execute("BEGIN").await.unwrap();
+    a.simple_query("PREPARE in_tx AS SELECT 'kept'")
+        .await
+        .unwrap();
+    assert!(a.simple_query("SELECT 1/0").await.is_err());
+    let err = one(&a, "PREPARE too_late AS SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        one(&a, "EXECUTE in_tx").await.unwrap().as_deref(),
+        Some("kept")
+    );
+    a.simple_query("PREPARE too_late AS SELECT 'now'")
+        .await
+        .unwrap();
+    // Several statements in one query cannot be carried: a clear refusal.
+    let err = one(&a, "PREPARE x AS SELECT 1; EXECUTE x")
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("0A000"));
-    let db = err.as_db_error().unwrap();
-    assert!(db.message().contains("SQL PREPARE"), "{}", db.message());
-    assert!(db.hint().unwrap_or("").contains("pool_mode = session"));
-    // Inside a transaction it fails the transaction, as any error would.
-    client.batch_execute("BEGIN").await.unwrap();
-    assert!(client.simple_query("prepare q as select 2").await.is_err());
-    let err = client.simple_query("SELECT 1").await.unwrap_err();
-    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
-    client.batch_execute("ROLLBACK").await.unwrap();
-    // DEALLOCATE and EXECUTE pass through to PostgreSQL's own answers.
-    let err = client.simple_query("EXECUTE p").await.unwrap_err();
+    // DEALLOCATE and DEALLOCATE ALL.
+    a.simple_query("DEALLOCATE double").await.unwrap();
+    let err = one(&a, "EXECUTE double(1)").await.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("26000"));
+    let err = one(&a, "DEALLOCATE double").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("26000"));
+    assert_eq!(
+        one(&b, "EXECUTE double").await.unwrap().as_deref(),
+        Some("b")
+    );
+    a.simple_query("DEALLOCATE ALL").await.unwrap();
+    let err = one(&a, "EXECUTE in_tx").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("26000"));
+    // A client that left leaves nothing another can run.
+    drop(b);
+    let c = connect(&proxy, SCRAM_USER).await.unwrap();
+    let err = one(&c, "EXECUTE double").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("26000"));
+    c.simple_query("PREPARE double AS SELECT 'c'")
+        .await
+        .unwrap();
+    assert_eq!(
+        one(&c, "EXECUTE double").await.unwrap().as_deref(),
+        Some("c")
+    );
+}
+
+/// The first column of the first row a simple query returns.
+async fn one(
+    c: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let rows = c.simple_query(sql).await?;
+    Ok(rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_prepared_statements_survive_eviction() {
+    let proxy = proxy(|c| {
+        c.proxy.default_pool_size = 2;
+        c.proxy.max_prepared_statements = 2;
+    })
+    .await;
+    let clients = clients_of(&proxy, 3).await;
+    for (i, c) in clients.iter().enumerate() {
+        for k in 0..4 {
+            c.simple_query(&format!("PREPARE s{k} AS SELECT {k} + {i} * 10"))
+                .await
+                .unwrap();
+        }
+    }
+    for round in 0..5 {
+        for (i, c) in clients.iter().enumerate() {
+            for k in 0..4 {
+                let v = one(c, &format!("EXECUTE s{k}")).await.unwrap();
+                let want = (k + i * 10).to_string();
+                assert_eq!(v.as_deref(), Some(want.as_str()), "round {round}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_shows_the_command_tags_of_sql_prepare() {
+    let proxy = proxy(|c| c.proxy.default_pool_size = 2).await;
+    let script = "PREPARE p (int) AS SELECT $1 + 1;\n\
+                  EXECUTE p(41);\n\
+                  PREPARE p AS SELECT 2;\n\
+                  DEALLOCATE p;\n\
+                  PREPARE q AS SELECT 'q';\n\
+                  DEALLOCATE ALL;\n\
+                  EXECUTE q;\n";
+    let mut child = std::process::Command::new(pg_tool("psql"))
+        .args(["-X", "-a", "-h", "127.0.0.1", "-p"])
+        .arg(proxy.addr.port().to_string())
+        .args(["-U", SCRAM_USER, "-d", DB])
+        .env("PGPASSWORD", PASSWORD)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "PREPARE\n",
+        "42\n",
+        "prepared statement \"p\" already exists",
+        "DEALLOCATE\n",
+        "DEALLOCATE ALL\n",
+        "prepared statement \"q\" does not exist",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -466,6 +466,14 @@ impl Session {
                 return Ok((pos, true));
             }
             if let (Some(t), Some(g)) = (self.tracker.as_mut(), self.server.as_mut()) {
+                if !self.open_batch && t.must_wait(tag, body) {
+                    // Resumed when the server has answered what is in flight
+                    // (all of it ends in a Sync or Query: it will answer).
+                    // Within one batch the server's skip-to-Sync already
+                    // orders a Parse after a failed one.
+                    self.held = true;
+                    return Ok((pos, false));
+                }
                 t.client_message(
                     &self.shared.statements,
                     g.conn(),
@@ -671,7 +679,7 @@ impl Session {
             // pgwarden's own queries are answered in small messages, read
             // whole so that they can be dropped.
             let whole = match tracker.as_ref() {
-                Some(t) if t.swallowing() => &TagSet::ALL,
+                Some(t) if t.reads_whole() => &TagSet::ALL,
                 _ => &SERVER_WHOLE,
             };
             let (tag, body, used, complete) =

@@ -1,4 +1,4 @@
-//! Protocol-level prepared statements in transaction mode.
+//! Prepared statements in transaction mode, protocol-level and SQL-level.
 //!
 //! A client's named statement lives on whichever server ran its Parse; in
 //! transaction mode its next Bind may land on another server. pgwarden
@@ -10,19 +10,23 @@
 //! messages on the way through ([`rewrite`]): a Parse the server already
 //! has is answered by pgwarden, a Bind or Describe of a statement the
 //! server lacks gets a Parse sent before it, a Close is answered by
-//! pgwarden.
+//! pgwarden. SQL `PREPARE`/`EXECUTE`/`DEALLOCATE` name the same statements
+//! and are carried the same way ([`commands`]).
 //!
 //! Answering and injecting change the server's response stream, so the
 //! session keeps the queue of responses the server owes ([`Outstanding`])
 //! and knows which server message to drop and where to insert its own.
 
+mod commands;
+mod inject;
 mod outstanding;
 mod registry;
 pub mod rewrite;
 mod server;
 mod tracker;
 
-pub use outstanding::{Action, Expect, Outstanding, QueryEnd, Seen};
+pub use inject::Unnamed;
+pub use outstanding::{Action, Expect, Outstanding, QueryEnd, Retag, Seen};
 pub use registry::{Registry, Statement};
 pub use server::ServerStatements;
 pub use tracker::Tracker;
@@ -34,6 +38,9 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct ClientStatements {
     by_name: HashMap<Box<[u8]>, Arc<Statement>>,
+    /// Statements whose text is SQL `EXECUTE <target>`, with their target:
+    /// PostgreSQL looks the target up each time one runs.
+    targets: HashMap<Box<[u8]>, Box<[u8]>>,
 }
 
 impl ClientStatements {
@@ -45,11 +52,26 @@ impl ClientStatements {
         self.by_name.insert(name.into(), stmt);
     }
 
+    /// Inserts a statement that runs SQL `EXECUTE target`.
+    pub fn insert_running(&mut self, name: &[u8], stmt: Arc<Statement>, target: &[u8]) {
+        self.targets.insert(name.into(), target.into());
+        self.insert(name, stmt);
+    }
+
+    /// The statement an `EXECUTE` statement runs, by the client's name.
+    pub fn target(&self, name: &[u8]) -> Option<&[u8]> {
+        self.targets.get(name).map(|t| &t[..])
+    }
+
     pub fn remove(&mut self, name: &[u8]) {
         self.by_name.remove(name);
+        if !self.targets.is_empty() {
+            self.targets.remove(name);
+        }
     }
 
     pub fn clear(&mut self) {
         self.by_name.clear();
+        self.targets.clear();
     }
 }

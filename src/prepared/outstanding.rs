@@ -36,15 +36,43 @@ pub enum Action {
     Answer,
 }
 
+/// The command tag a client must see in place of the server's, for
+/// statements pgwarden ran in place of the client's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retag {
+    Prepare,
+    Deallocate,
+    DeallocateAll,
+    /// The CommandComplete of a statement pgwarden put before the client's.
+    Drop,
+}
+
+impl Retag {
+    /// The CommandComplete the client gets (nothing for `Drop`).
+    pub fn message(self) -> &'static [u8] {
+        match self {
+            Retag::Prepare => b"C\0\0\0\x0cPREPARE\0",
+            Retag::Deallocate => b"C\0\0\0\x0fDEALLOCATE\0",
+            Retag::DeallocateAll => b"C\0\0\0\x13DEALLOCATE ALL\0",
+            Retag::Drop => b"",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     expect: Expect,
     action: Action,
-    /// For a Parse: the statement it prepares. For a swallowed Close: the
-    /// statement it closes.
+    /// For a Parse (or a Query or Execute that runs SQL `PREPARE`): the
+    /// statement it prepares. For a swallowed Close: the statement it closes.
     stmt: Option<u64>,
     /// A Query that changes session settings: its outcome is reported.
     changes_settings: bool,
+    /// The first CommandComplete of the answer is replaced.
+    retag: Option<Retag>,
+    /// The client's statement name this message created is in `names`:
+    /// forgotten if the message fails.
+    named: bool,
 }
 
 /// How a settings-changing Query ended.
@@ -64,6 +92,16 @@ pub struct Seen {
     pub keep: bool,
     /// A settings-changing Query (or pgwarden's own settings sync) ended.
     pub ended: Option<QueryEnd>,
+    /// The message is a CommandComplete the client gets retagged.
+    pub retag: Option<Retag>,
+}
+
+impl Seen {
+    const KEEP: Seen = Seen {
+        keep: true,
+        ended: None,
+        retag: None,
+    };
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +109,12 @@ pub struct Outstanding {
     queue: VecDeque<Entry>,
     /// The Query at the head has had an ErrorResponse.
     head_failed: bool,
+    /// ... and a CommandComplete.
+    head_completed: bool,
+    /// Client statement names created by `named` entries, in queue order.
+    names: VecDeque<(Box<[u8]>, u64)>,
+    /// Names whose creating message failed, for the tracker to drop.
+    forgotten: Vec<(Box<[u8]>, u64)>,
 }
 
 impl Outstanding {
@@ -80,6 +124,8 @@ impl Outstanding {
             action,
             stmt,
             changes_settings: false,
+            retag: None,
+            named: false,
         });
     }
 
@@ -92,39 +138,91 @@ impl Outstanding {
             action,
             stmt: None,
             changes_settings: true,
+            retag: None,
+            named: false,
         });
     }
 
-    /// True while every server message belongs to a Query pgwarden sent
-    /// itself (so each is read whole and dropped).
-    pub fn swallowing(&self) -> bool {
+    /// True while server messages must be read whole: they answer a
+    /// message pgwarden sent itself (and are dropped), or a CommandComplete
+    /// due is retagged.
+    pub fn reads_whole(&self) -> bool {
         self.queue
             .front()
-            .is_some_and(|e| e.expect == Expect::Query && e.action == Action::Swallow)
+            .is_some_and(|e| e.action == Action::Swallow || e.retag.is_some())
     }
 
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
+    /// The message pushed last created the client's statement `name`
+    /// (statement `id`): if it fails, the name is [forgotten](Self::take_forgotten).
+    pub fn name_last(&mut self, name: &[u8], id: u64) {
+        if let Some(e) = self.queue.back_mut() {
+            e.named = true;
+            self.names.push_back((name.into(), id));
+        }
+    }
+
+    /// The answer to the message pushed last gets `retag` as its first
+    /// CommandComplete.
+    pub fn retag_last(&mut self, retag: Retag) {
+        if let Some(e) = self.queue.back_mut() {
+            e.retag = Some(retag);
+        }
+    }
+
+    /// True while the server has not yet answered the message that
+    /// created the client's statement `name`.
+    pub fn creating(&self, name: &[u8]) -> bool {
+        self.names.iter().any(|(n, _)| &n[..] == name)
+    }
+
+    /// True while any client statement's creation is unanswered.
+    pub fn creating_any(&self) -> bool {
+        !self.names.is_empty()
+    }
+
+    /// Client statement names (and ids) whose creating message failed.
+    pub fn take_forgotten(&mut self) -> Option<std::vec::Drain<'_, (Box<[u8]>, u64)>> {
+        (!self.forgotten.is_empty()).then(|| self.forgotten.drain(..))
+    }
+
     /// A server message arrived (`status` is ReadyForQuery's status byte).
     pub fn on_message(&mut self, tag: u8, status: u8, server: &mut ServerStatements) -> Seen {
-        let Some(head) = self.queue.front().copied() else {
-            return Seen {
-                keep: true,
-                ended: None,
-            };
+        let Some(head) = self.queue.front_mut() else {
+            return Seen::KEEP;
         };
+        // Only the first CommandComplete is retagged.
+        let retag = match tag {
+            b'C' => head.retag.take(),
+            _ => None,
+        };
+        let head = *head;
         if head.expect == Expect::Query {
             let keep = head.action != Action::Swallow;
-            if tag == b'E' {
-                self.head_failed = true;
+            match tag {
+                b'E' => self.head_failed = true,
+                b'C' => self.head_completed = true,
+                _ => {}
             }
             if tag != b'Z' {
-                return Seen { keep, ended: None };
+                return Seen {
+                    keep,
+                    ended: None,
+                    retag,
+                };
             }
             self.queue.pop_front();
             let failed = std::mem::take(&mut self.head_failed);
+            if failed && !std::mem::take(&mut self.head_completed) {
+                // Failed before its first statement completed: a `PREPARE`
+                // leading the query made nothing.
+                undo(&head, server);
+            }
+            self.head_completed = false;
+            self.finish(&head, failed);
             let ended = head.changes_settings.then_some(if failed {
                 QueryEnd::Failed
             } else if status == b'I' {
@@ -132,11 +230,12 @@ impl Outstanding {
             } else {
                 QueryEnd::InTransaction
             });
-            return Seen { keep, ended };
+            return Seen { keep, ended, retag };
         }
         Seen {
             keep: self.on_extended(head, tag, server),
             ended: None,
+            retag,
         }
     }
 
@@ -145,6 +244,7 @@ impl Outstanding {
             // The message failed; the server skips what follows until Sync.
             self.queue.pop_front();
             undo(&head, server);
+            self.finish(&head, true);
             while let Some(e) = self.queue.front() {
                 if e.expect == Expect::Sync {
                     break;
@@ -152,6 +252,7 @@ impl Outstanding {
                 let e = *e;
                 self.queue.pop_front();
                 undo(&e, server);
+                self.finish(&e, true);
             }
             return true;
         }
@@ -159,7 +260,21 @@ impl Outstanding {
             return true;
         }
         self.queue.pop_front();
+        self.finish(&head, false);
         head.action != Action::Swallow
+    }
+
+    /// An entry left the queue: a client statement it created is kept, or
+    /// forgotten when the message failed.
+    fn finish(&mut self, e: &Entry, failed: bool) {
+        if !e.named {
+            return;
+        }
+        if let Some(name) = self.names.pop_front() {
+            if failed {
+                self.forgotten.push(name);
+            }
+        }
     }
 
     /// Appends pgwarden's own answers that are now due (the head of the queue).
@@ -176,7 +291,9 @@ impl Outstanding {
             };
             out.put_u8(tag);
             out.put_u32(4);
-            self.queue.pop_front();
+            if let Some(e) = self.queue.pop_front() {
+                self.finish(&e, false);
+            }
         }
     }
 }
@@ -196,6 +313,8 @@ fn completes(expect: Expect, tag: u8) -> bool {
 fn undo(e: &Entry, server: &mut ServerStatements) {
     match (e.expect, e.action, e.stmt) {
         (Expect::ParseComplete, Action::Forward | Action::Swallow, Some(id)) => server.remove(id),
+        // SQL `PREPARE` run as a Query or an Execute.
+        (Expect::Query | Expect::Execute, _, Some(id)) => server.remove(id),
         (Expect::CloseComplete, Action::Swallow, Some(id)) => server.touch(id),
         _ => {}
     }

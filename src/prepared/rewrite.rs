@@ -1,15 +1,19 @@
 //! Rewrites one client message for the server it is going to, and records
 //! the answer the server will owe for it.
 //!
-//! Only Parse, Bind, Describe and Close of *named* statements are
-//! rewritten; everything else passes through unchanged (unnamed statements
-//! live and die within one transaction, so they need no tracking).
+//! Only Parse, Bind, Describe and Close of *named* statements, and SQL
+//! `PREPARE`/`EXECUTE`/`DEALLOCATE`, are rewritten; everything else passes
+//! through unchanged (unnamed statements live and die within one
+//! transaction, so they need no tracking).
 
 use bytes::{BufMut, BytesMut};
 
 use std::collections::VecDeque;
 
+use super::commands;
+use super::inject::{self, Form, Unnamed};
 use super::{Action, ClientStatements, Expect, Outstanding, Registry, ServerStatements, Statement};
+use crate::routing::statements::{self, Command};
 use crate::state::{classify, pins, Change, ServerParams};
 use crate::wire::frontend as fe;
 use crate::wire::{put_cstr, put_message, take_cstr};
@@ -34,7 +38,12 @@ pub struct Ctx<'a> {
     pub refuse_pins: bool,
     /// Transaction or statement mode: servers are shared between clients.
     pub pooled: bool,
+    /// Command tags owed to the unnamed statement and portal.
+    pub unnamed: &'a mut Unnamed,
 }
+
+/// A client's extended-protocol message answered in its place.
+const EXTENDED: Form<'static> = Form::Extended { types: &[] };
 
 /// The outcome for one message.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,29 +55,55 @@ pub enum Outcome {
 }
 
 /// Tags whose bodies [`message`] needs whole.
-pub const WHOLE: &[u8] = &[fe::PARSE, fe::BIND, fe::DESCRIBE, fe::CLOSE, fe::QUERY];
+pub const WHOLE: &[u8] = &[
+    fe::PARSE,
+    fe::BIND,
+    fe::DESCRIBE,
+    fe::CLOSE,
+    fe::QUERY,
+    fe::EXECUTE,
+];
 
 /// Handles one client message. `body` is needed only for the tags in
 /// [`WHOLE`]; pass an empty slice for the others.
 pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> Outcome {
     match tag {
         fe::PARSE => parse(ctx, body, out),
-        fe::BIND if rewrites(ctx) => bind(ctx, body, out),
-        fe::BIND => forward(ctx, Expect::BindComplete),
+        fe::BIND => bind(ctx, body, out),
         fe::DESCRIBE if rewrites(ctx) => describe(ctx, body, out),
         fe::DESCRIBE if body.first() == Some(&b'S') => forward(ctx, Expect::DescribeStatement),
         fe::DESCRIBE => forward(ctx, Expect::DescribePortal),
         fe::CLOSE if rewrites(ctx) => close(ctx, body),
         fe::CLOSE => forward(ctx, Expect::CloseComplete),
-        fe::EXECUTE => forward(ctx, Expect::Execute),
+        fe::EXECUTE => {
+            forward(ctx, Expect::Execute);
+            if body.first() == Some(&0) {
+                if let Some(retag) = ctx.unnamed.portal.take() {
+                    ctx.queue.retag_last(retag);
+                }
+            }
+            Outcome::Verbatim
+        }
         fe::SYNC => forward(ctx, Expect::Sync),
-        fe::QUERY if !crate::state::may_matter(body) => forward(ctx, Expect::Query),
         fe::QUERY => {
-            if ctx.pooled && is_sql_prepare(body) {
-                // A statement left on a server outlives the transaction and
-                // would collide with another client's: refuse it, through the
-                // server so that the transaction state stays PostgreSQL's.
-                return refuse(ctx, REFUSE_SQL_PREPARE, out);
+            // A simple Query drops the unnamed statement.
+            ctx.unnamed.statement = None;
+            if !crate::state::may_matter(body) {
+                return forward(ctx, Expect::Query);
+            }
+            if ctx.pooled {
+                if let Some(cmd) = statements::read(body) {
+                    if rewrites(ctx) {
+                        return commands::run(ctx, cmd, Form::Simple, out);
+                    }
+                    if is_sql_prepare(body) {
+                        // A statement left on a server outlives the
+                        // transaction and would collide with another
+                        // client's: refuse it, through the server so that
+                        // the transaction state stays PostgreSQL's.
+                        return refuse(ctx, REFUSE_SQL_PREPARE, out);
+                    }
+                }
             }
             let pin = pins::classify(body);
             if pin.pin != 0 && ctx.refuse_pins && ctx.pooled {
@@ -123,7 +158,37 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     let Some((name, key)) = take_cstr(body) else {
         return forward(ctx, Expect::ParseComplete);
     };
+    if name.is_empty() {
+        ctx.unnamed.statement = None;
+    }
     let matters = crate::state::may_matter(key);
+    if matters && ctx.pooled {
+        let (query, types) = take_cstr(key).unwrap_or((key, &[]));
+        if let Some(cmd) = statements::read(query) {
+            let form = Form::Extended { types };
+            if rewrites(ctx) && name.is_empty() {
+                return commands::run(ctx, cmd, form, out);
+            }
+            if let (true, Command::Execute { name: target, rest }) = (rewrites(ctx), &cmd) {
+                // Drivers prepare a query they run often (psycopg after five
+                // runs), SQL EXECUTE included.
+                return commands::prepare_execute(ctx, name, target, rest, types, out);
+            }
+            if rewrites(ctx) || is_sql_prepare(query) {
+                let message = match rewrites(ctx) {
+                    true => {
+                        "PREPARE, EXECUTE and DEALLOCATE cannot be a named prepared \
+                             statement in transaction pooling (pgwarden)"
+                    }
+                    false => {
+                        "SQL PREPARE is not supported in transaction pooling \
+                              with max_prepared_statements = 0 (pgwarden)"
+                    }
+                };
+                return inject::raise(ctx, form, "feature_not_supported", message, out);
+            }
+        }
+    }
     if matters {
         // Pinned, not refused, through the extended protocol: a refused
         // Parse would fail later at its Bind with a misleading error.
@@ -137,7 +202,22 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
         }
         return forward(ctx, Expect::ParseComplete);
     }
+    if ctx.client.get(name).is_some() {
+        // PostgreSQL keeps the first statement and refuses the second.
+        return commands::duplicate(ctx, name, EXTENDED, out);
+    }
     let stmt = ctx.registry.intern(key);
+    parse_named(ctx, name, stmt, out)
+}
+
+/// The client's Parse of `name` as `stmt`: answered by pgwarden when the
+/// server has the statement, else sent under its server name.
+pub(super) fn parse_named(
+    ctx: &mut Ctx<'_>,
+    name: &[u8],
+    stmt: std::sync::Arc<Statement>,
+    out: &mut BytesMut,
+) -> Outcome {
     ctx.client.insert(name, stmt.clone());
     if ctx.server.contains(stmt.id) {
         ctx.server.touch(stmt.id);
@@ -145,6 +225,8 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     } else {
         prepare(ctx, &stmt, Action::Forward, out);
     }
+    // Forgotten again if the server refuses the statement.
+    ctx.queue.name_last(name, stmt.id);
     Outcome::Replaced
 }
 
@@ -155,8 +237,20 @@ fn bind(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     let Some((name, rest)) = take_cstr(rest) else {
         return forward(ctx, Expect::BindComplete);
     };
-    let Some(stmt) = known(ctx, name) else {
+    if portal.is_empty() {
+        // The unnamed portal answers for the unnamed statement's command.
+        ctx.unnamed.portal = match name.is_empty() {
+            true => ctx.unnamed.statement,
+            false => None,
+        };
+    }
+    if name.is_empty() || !rewrites(ctx) {
         return forward(ctx, Expect::BindComplete);
+    }
+    let stmt = match commands::resolve(ctx, name) {
+        Some(Ok(stmt)) => stmt,
+        Some(Err(target)) => return commands::missing(ctx, &target, EXTENDED, out),
+        None => return commands::missing(ctx, name, EXTENDED, out),
     };
     if stmt.changes_settings {
         // Runs a SET pgwarden does not follow: wipe the server after.
@@ -180,8 +274,13 @@ fn describe(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     if kind != b'S' {
         return forward(ctx, Expect::DescribePortal);
     }
-    let Some(stmt) = known(ctx, name) else {
+    if name.is_empty() {
         return forward(ctx, Expect::DescribeStatement);
+    }
+    let stmt = match commands::resolve(ctx, name) {
+        Some(Ok(stmt)) => stmt,
+        Some(Err(target)) => return commands::missing(ctx, &target, EXTENDED, out),
+        None => return commands::missing(ctx, name, EXTENDED, out),
     };
     ensure(ctx, &stmt, out);
     put_message(out, fe::DESCRIBE, |b| {
@@ -208,15 +307,12 @@ fn close(ctx: &mut Ctx<'_>, body: &[u8]) -> Outcome {
     Outcome::Replaced
 }
 
-fn known(ctx: &Ctx<'_>, name: &[u8]) -> Option<std::sync::Arc<Statement>> {
-    if name.is_empty() {
-        return None;
+/// Prepares `stmt` on the server first if it does not have it (and the
+/// statement it runs, if any).
+pub(super) fn ensure(ctx: &mut Ctx<'_>, stmt: &Statement, out: &mut BytesMut) {
+    if let Some(dep) = &stmt.depends {
+        ensure(ctx, dep, out);
     }
-    ctx.client.get(name).cloned()
-}
-
-/// Prepares `stmt` on the server first if it does not have it.
-fn ensure(ctx: &mut Ctx<'_>, stmt: &Statement, out: &mut BytesMut) {
     if ctx.server.contains(stmt.id) {
         ctx.server.touch(stmt.id);
     } else {
@@ -224,8 +320,28 @@ fn ensure(ctx: &mut Ctx<'_>, stmt: &Statement, out: &mut BytesMut) {
     }
 }
 
-/// Sends a Parse of `stmt` under its server name, making room first.
-fn prepare(ctx: &mut Ctx<'_>, stmt: &Statement, action: Action, out: &mut BytesMut) {
+/// Prepares `stmt` on the server under its server name, making room
+/// first: a Parse (answered as `action`), or for a statement made by SQL
+/// `PREPARE` an unnamed run of that `PREPARE` (its answer dropped).
+pub(super) fn prepare(ctx: &mut Ctx<'_>, stmt: &Statement, action: Action, out: &mut BytesMut) {
+    evict(ctx, out);
+    ctx.server.touch(stmt.id);
+    if stmt.sql {
+        inject::run_unnamed(
+            ctx,
+            &stmt.sql_prepare(),
+            Action::Swallow,
+            Some(stmt.id),
+            out,
+        );
+    } else {
+        stmt.put_parse(out);
+        ctx.queue.push(Expect::ParseComplete, action, Some(stmt.id));
+    }
+}
+
+/// Closes least recently used statements until one more fits.
+pub(super) fn evict(ctx: &mut Ctx<'_>, out: &mut BytesMut) {
     while let Some(old) = ctx.server.evict_one(ctx.max.saturating_sub(1), ctx.since) {
         put_message(out, fe::CLOSE, |b| {
             b.put_u8(b'S');
@@ -234,9 +350,6 @@ fn prepare(ctx: &mut Ctx<'_>, stmt: &Statement, action: Action, out: &mut BytesM
         ctx.queue
             .push(Expect::CloseComplete, Action::Swallow, Some(old));
     }
-    ctx.server.touch(stmt.id);
-    stmt.put_parse(out);
-    ctx.queue.push(Expect::ParseComplete, action, Some(stmt.id));
 }
 
 /// Raises, on the server, the error a client gets for SQL `PREPARE`.
@@ -305,6 +418,7 @@ mod tests {
         settings: ServerParams,
         changes: VecDeque<Change>,
         pins: u8,
+        unnamed: Unnamed,
     }
 
     impl World {
@@ -323,6 +437,7 @@ mod tests {
                 pins: &mut self.pins,
                 refuse_pins: false,
                 pooled: true,
+                unnamed: &mut self.unnamed,
             };
             let o = message(&mut ctx, tag, body, &mut out);
             (o, out)
@@ -338,6 +453,7 @@ mod tests {
             settings: ServerParams::default(),
             changes: VecDeque::new(),
             pins: 0,
+            unnamed: Unnamed::default(),
         }
     }
 
@@ -393,12 +509,65 @@ mod tests {
         assert_eq!(w.send(0, fe::CLOSE, b"P\0", 200).0, Outcome::Verbatim);
     }
 
+    fn text(out: &BytesMut) -> String {
+        String::from_utf8_lossy(out).into_owned()
+    }
+
     #[test]
-    fn sql_prepare_is_refused_through_the_server() {
+    fn sql_prepare_is_shared_by_content_and_answered_when_the_server_has_it() {
         let mut w = world();
-        let (o, out) = w.send(0, fe::QUERY, b"  prepare p AS SELECT 1\0", 200);
+        let (o, out) = w.send(0, fe::QUERY, b"PREPARE a AS SELECT 1\0", 200);
         assert_eq!(o, Outcome::Replaced);
-        assert!(out.windows(13).any(|x| x == b"RAISE EXCEPTI"));
+        assert!(
+            text(&out).contains("PREPARE pgw_1  AS SELECT 1"),
+            "{}",
+            text(&out)
+        );
+        w.queue.on_message(b'C', 0, &mut w.servers[0]);
+        w.queue.on_message(b'Z', b'I', &mut w.servers[0]);
+        // EXECUTE on a server without it prepares it in the same query.
+        let (_, out) = w.send(1, fe::QUERY, b"execute A\0", 200);
+        assert!(
+            text(&out).contains("AS SELECT 1\n;EXECUTE pgw_1 "),
+            "{}",
+            text(&out)
+        );
+        // The same text under another name on a server that has it: no-op.
+        let (_, out) = w.send(0, fe::QUERY, b"PREPARE b AS SELECT 1\0", 200);
+        assert!(text(&out).starts_with("Q") && text(&out).contains("BEGIN NULL"));
+        assert_eq!(w.client.get(b"b").map(|s| s.id), Some(1));
+    }
+
+    #[test]
+    fn sql_prepare_of_a_taken_name_raises_42p05_through_the_server() {
+        let mut w = world();
+        w.send(0, fe::PARSE, &parse_body("a", "SELECT 1"), 200);
+        let (_, out) = w.send(0, fe::QUERY, b"PREPARE A AS SELECT 2\0", 200);
+        assert!(
+            text(&out).contains("duplicate_prepared_statement"),
+            "{}",
+            text(&out)
+        );
+        let (_, out) = w.send(0, fe::PARSE, &parse_body("a", "SELECT 2"), 200);
+        assert_eq!(out[0], fe::PARSE);
+        assert!(text(&out).contains("duplicate_prepared_statement"));
+        assert_eq!(w.client.get(b"a").map(|s| s.id), Some(1), "the first kept");
+    }
+
+    #[test]
+    fn unknown_names_never_reach_the_server() {
+        let mut w = world();
+        w.send(0, fe::PARSE, &parse_body("a", "SELECT 1"), 200);
+        // Another client binding the server-side name gets PostgreSQL's error.
+        let (_, out) = w.send(0, fe::BIND, &bind_body("pgw_1"), 200);
+        assert!(text(&out).contains("invalid_sql_statement_name"));
+        let (_, out) = w.send(0, fe::QUERY, b"EXECUTE pgw_1\0", 200);
+        assert!(text(&out).contains("invalid_sql_statement_name"));
+    }
+
+    #[test]
+    fn two_phase_commit_and_lookalikes_pass_through() {
+        let mut w = world();
         assert_eq!(
             w.send(0, fe::QUERY, b"PREPARED_TABLE\0", 200).0,
             Outcome::Verbatim

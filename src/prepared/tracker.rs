@@ -6,12 +6,13 @@ use std::collections::VecDeque;
 use bytes::BytesMut;
 
 use super::rewrite::{self, Ctx, Outcome};
-use super::{Action, ClientStatements, Outstanding, QueryEnd, Registry, ServerStatements};
+use super::{Action, ClientStatements, Outstanding, QueryEnd, Registry, ServerStatements, Unnamed};
+use crate::routing::statements::{self, Command};
 use crate::server::ServerConn;
 use crate::state::{Change, ClientParams, ServerParams};
 use crate::wire::frontend as fe;
 use crate::wire::splice::Splice;
-use crate::wire::{put_cstr, put_message};
+use crate::wire::{put_cstr, put_message, take_cstr};
 
 pub struct Tracker {
     statements: ClientStatements,
@@ -23,6 +24,7 @@ pub struct Tracker {
     refuse_pins: bool,
     pooled: bool,
     queue: Outstanding,
+    unnamed: Unnamed,
     max: usize,
     since: u64,
     /// Replacement for the message being rewritten.
@@ -46,6 +48,7 @@ impl Tracker {
             refuse_pins,
             pooled,
             queue: Outstanding::default(),
+            unnamed: Unnamed::default(),
             max,
             since: 0,
             repl: BytesMut::new(),
@@ -106,6 +109,33 @@ impl Tracker {
         self.queue.is_empty()
     }
 
+    /// True when this client message (whole, for the tags in
+    /// [`rewrite::WHOLE`]) depends on whether a statement the client is
+    /// still creating exists: a Parse or `PREPARE` of the same name is a
+    /// duplicate only if that creation succeeds, a `DEALLOCATE` of it fails
+    /// only if it fails. It must wait for the server's answer (PostgreSQL
+    /// runs them in order; a pipelining client sends them at once).
+    pub fn must_wait(&self, tag: u8, body: &[u8]) -> bool {
+        if !self.queue.creating_any() {
+            return false;
+        }
+        let text = match tag {
+            fe::PARSE => match take_cstr(body) {
+                Some((name, _)) if !name.is_empty() => return self.queue.creating(name),
+                Some((_, key)) => take_cstr(key).map_or(key, |(q, _)| q),
+                None => return false,
+            },
+            fe::QUERY => body,
+            _ => return false,
+        };
+        match statements::read(text) {
+            Some(Command::Prepare { name, .. }) | Some(Command::Deallocate(Some(name))) => {
+                self.queue.creating(&name)
+            }
+            _ => false,
+        }
+    }
+
     /// One whole (or, for tags it needs no body of, headed) client message
     /// at `src[start..end]`; edits `to_server` if it is rewritten.
     #[allow(clippy::too_many_arguments)]
@@ -132,6 +162,7 @@ impl Tracker {
             pins: &mut self.pins,
             refuse_pins: self.refuse_pins,
             pooled: self.pooled,
+            unnamed: &mut self.unnamed,
         };
         if rewrite::message(&mut ctx, tag, body, &mut self.repl) == Outcome::Replaced {
             self.to_server.replace(src, start, end, &self.repl);
@@ -172,6 +203,17 @@ impl Tracker {
         let seen = self.queue.on_message(tag, status, prepared);
         if !seen.keep && complete {
             self.to_client.replace(src, at, at + len, &[]);
+        } else if let Some(retag) = seen.retag.filter(|_| complete) {
+            self.to_client.replace(src, at, at + len, retag.message());
+        }
+        if let Some(names) = self.queue.take_forgotten() {
+            // The server refused what made these names: PostgreSQL would
+            // not have them (unless the client has made them again since).
+            for (name, id) in names {
+                if self.statements.get(&name).is_some_and(|s| s.id == id) {
+                    self.statements.remove(&name);
+                }
+            }
         }
         match (seen.ended, seen.keep) {
             // pgwarden's own sync failed: start clean next time.
@@ -194,10 +236,10 @@ impl Tracker {
         seen.keep || !complete
     }
 
-    /// True while the server is answering pgwarden's own Query: its
-    /// messages are read whole so that they can be dropped.
-    pub fn swallowing(&self) -> bool {
-        self.queue.swallowing()
+    /// True while server messages must be read whole, to be dropped or
+    /// retagged.
+    pub fn reads_whole(&self) -> bool {
+        self.queue.reads_whole()
     }
 
     /// Inserts at `src[at]` the answers that are due there.

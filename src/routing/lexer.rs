@@ -35,6 +35,11 @@ impl<'a> Lexer<'a> {
         Self { s, i: 0 }
     }
 
+    /// Where the next token starts (or whitespace before it).
+    pub fn offset(&self) -> usize {
+        self.i
+    }
+
     fn peek(&self, k: usize) -> Option<u8> {
         self.s.get(self.i + k).copied()
     }

@@ -7,6 +7,7 @@
 //! is sent, since nothing can move a half-run unit to the primary.
 
 use super::classify::{classify, Classified, Intent};
+use super::statements::{self, Command};
 use crate::wire::frontend as fe;
 
 /// What the buffered bytes allow.
@@ -55,13 +56,13 @@ pub fn first_unit(
             fe::QUERY => {
                 return Scan::Unit {
                     len: Some(end),
-                    class: class.and(classify(cstr(body), read_only_functions)),
+                    class: class.and(text_class(cstr(body), read_only_functions, &named)),
                 }
             }
             fe::PARSE => {
                 let name = cstr(body);
                 let query = cstr(body.get(name.len() + 1..).unwrap_or_default());
-                let c = classify(query, read_only_functions);
+                let c = text_class(query, read_only_functions, &named);
                 if name.is_empty() {
                     unnamed = Some(c);
                 }
@@ -94,6 +95,23 @@ pub fn first_unit(
         }
         pos = end;
     }
+}
+
+/// The class of a query text; SQL `EXECUTE` of a client's statement has
+/// the class of that statement.
+fn text_class(
+    sql: &[u8],
+    read_only_functions: &[String],
+    named: &impl Fn(&[u8]) -> Option<Classified>,
+) -> Classified {
+    let first = sql.iter().find(|b| !b.is_ascii_whitespace());
+    // Only a text starting with `E` or a comment can be an EXECUTE.
+    if matches!(first, Some(b'e' | b'E' | b'/' | b'-')) {
+        if let Some(Command::Execute { name, .. }) = statements::read(sql) {
+            return named(&name).unwrap_or(Classified::WRITE);
+        }
+    }
+    classify(sql, read_only_functions)
 }
 
 /// The whole message at `pos`: tag, body, and where it ends.
@@ -197,5 +215,27 @@ mod tests {
                 class: Classified::WRITE
             }
         );
+    }
+
+    #[test]
+    fn sql_execute_has_the_class_of_its_statement() {
+        let read = |n: &[u8]| {
+            (n == b"q").then_some(Classified {
+                intent: Intent::Read,
+                hint: None,
+            })
+        };
+        let mut b = BytesMut::new();
+        msg(&mut b, b'Q', b"EXECUTE Q(1)\0");
+        assert!(matches!(
+            first_unit(&b, 1 << 20, &[], read),
+            Scan::Unit { class, .. } if class.intent == Intent::Read
+        ));
+        let mut w = BytesMut::new();
+        msg(&mut w, b'Q', b"EXECUTE other\0");
+        assert!(matches!(
+            first_unit(&w, 1 << 20, &[], read),
+            Scan::Unit { class, .. } if class.intent == Intent::Write
+        ));
     }
 }

@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 use aho_corasick::AhoCorasick;
 
 /// Words without which a statement cannot change settings, pin a client,
-/// prepare or drop statements: one case-insensitive pass over the text
+/// prepare, run or drop statements: one case-insensitive pass over the text
 /// lets the common query skip every closer look.
 static TRIGGERS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
     AhoCorasick::builder()
@@ -36,6 +36,7 @@ static TRIGGERS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
             "discard",
             "deallocate",
             "prepare",
+            "execute",
         ])
         .ok()
 });
