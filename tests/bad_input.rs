@@ -251,3 +251,87 @@ async fn client_vanishing_mid_message_is_harmless() {
     drop(sock);
     still_serves(&proxy).await;
 }
+
+/// What a hostile client sends after logging in, each refused with 08P01
+/// by pgwarden itself.
+const GARBAGE: &[&[u8]] = &[
+    // A message type PostgreSQL does not have.
+    b"z\0\0\0\x04",
+    // Type 0.
+    b"\0\0\0\0\x04",
+    // A StartupMessage again, after login.
+    b"\0\0\0\x08\0\x03\0\0",
+    // A length below 4.
+    b"Q\0\0\0\x02",
+    // A valid query with garbage right behind it in the same packet.
+    b"Q\0\0\0\x0dSELECT 1\0z\0\0\0\x04",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_garbage_never_poisons_the_pool() {
+    let proxy = proxy(|c| {
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+        c.proxy.default_pool_size = 3;
+    })
+    .await;
+    // Ten well-behaved clients work while 100 hostile sessions come and go
+    // on the same three servers, some of them inside a transaction.
+    let good: Vec<_> = (0..10)
+        .map(|_| {
+            let url = url(&proxy, SCRAM_USER, PASSWORD, DB);
+            tokio::spawn(async move {
+                let c = connect_url(&url).await.unwrap();
+                for i in 0..150i64 {
+                    let v: i64 = c.query_one("SELECT $1::int8", &[&i]).await.unwrap().get(0);
+                    assert_eq!(v, i);
+                }
+            })
+        })
+        .collect();
+    for round in 0..100usize {
+        let mut sock = raw_login(&proxy).await;
+        if round % 2 == 1 {
+            // Holding a server, mid-transaction.
+            sock.write_all(b"Q\0\0\0\x0aBEGIN\0").await.unwrap();
+            let mut buf = [0u8; 256];
+            let _ = sock.read(&mut buf).await.unwrap();
+        }
+        sock.write_all(GARBAGE[round % GARBAGE.len()])
+            .await
+            .unwrap();
+        let (code, closed) = read_error(&mut sock).await;
+        assert_eq!(code.as_deref(), Some("08P01"), "round {round}");
+        assert!(closed, "round {round}: the socket is closed after a FATAL");
+    }
+    for g in good {
+        g.await.unwrap();
+    }
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_lengths_on_a_routed_database_get_08p01_not_a_hang() {
+    let proxy = proxy(|c| {
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+        with_replicas(c);
+    })
+    .await;
+    let cases: &[&[u8]] = &[
+        b"Q\0\0\0\x02",
+        b"P\0\0\0\x10\0SELECT 1\0\0\0B\0\0\0\x01",
+        // 4 GiB - 1, refused on its header.
+        b"Q\xff\xff\xff\xff",
+    ];
+    for case in cases {
+        let mut sock = raw_login(&proxy).await;
+        sock.write_all(case).await.unwrap();
+        let started = Instant::now();
+        let (code, closed) = read_error(&mut sock).await;
+        assert_eq!(code.as_deref(), Some("08P01"), "{case:?}");
+        assert!(
+            closed && started.elapsed() < Duration::from_secs(4),
+            "{case:?}"
+        );
+    }
+    still_serves(&proxy).await;
+}

@@ -38,7 +38,8 @@ use crate::wire::codec::{FrameError, Item, Scanner, Step, TagSet};
 use crate::wire::frontend as fe;
 
 /// Server messages the session reads whole: only ReadyForQuery.
-const SERVER_WHOLE: TagSet = TagSet::of(&[be::READY_FOR_QUERY]);
+/// ReadyForQuery for the transaction state, ErrorResponse for FATAL.
+const SERVER_WHOLE: TagSet = TagSet::of(&[be::READY_FOR_QUERY, be::ERROR_RESPONSE]);
 /// Client messages the session reads whole: none, headers suffice...
 const CLIENT_WHOLE: TagSet = TagSet::EMPTY;
 /// ...unless it tracks prepared statements.
@@ -374,6 +375,10 @@ impl Session {
     async fn on_client_data(&mut self) -> Result<(), End> {
         self.touch();
         self.check_pinned_region()?;
+        if self.server.is_none() {
+            // Garbage never costs a server.
+            check_header(&self.cbuf, self.max_packet).map_err(protocol_error)?;
+        }
         // Rewriting statements needs to know the server's statements, so
         // the server comes first (unless the client is only saying goodbye).
         while self.server.is_none() && self.cbuf.first().is_some_and(|&t| t != fe::TERMINATE) {
@@ -464,6 +469,10 @@ impl Session {
                 };
             if tag == fe::TERMINATE {
                 return Ok((pos, true));
+            }
+            if !fe::is_session_message(tag) {
+                // Also a StartupMessage sent again (its first byte is 0).
+                return Err(FrameError::UnknownType { tag });
             }
             if let (Some(t), Some(g)) = (self.tracker.as_mut(), self.server.as_mut()) {
                 if !self.open_batch && t.must_wait(tag, body) {
@@ -708,6 +717,11 @@ impl Session {
                 };
             let status = match tag {
                 be::READY_FOR_QUERY => body.first().copied().unwrap_or(be::TX_IDLE),
+                be::ERROR_RESPONSE if complete => {
+                    // A FATAL one: the server is going away, whoever holds it.
+                    conn.broken |= be::ends_session(body);
+                    0
+                }
                 _ => 0,
             };
             let keep = match tracker.as_mut() {
@@ -889,6 +903,7 @@ impl Session {
 
     fn on_server_lost(&mut self) -> Result<(), End> {
         if let Some(mut guard) = self.detach() {
+            guard.conn().broken = true;
             guard.set_reusable(false);
         }
         tracing::info!(pool = %self.login.pool.key, "server connection lost mid-session");
@@ -976,6 +991,30 @@ fn query_text<'a>(tag: u8, body: &'a [u8], tracker: Option<&'a Tracker>) -> Opti
             tracker?.statement(name).map(|s| QueryText::Runs(s.query()))
         }
         _ => None,
+    }
+}
+
+/// Refuses the first buffered message as soon as its header shows it is
+/// not one a logged-in client may send.
+fn check_header(buf: &[u8], max: usize) -> Result<(), FrameError> {
+    let Some(&tag) = buf.first() else {
+        return Ok(());
+    };
+    if !fe::is_session_message(tag) {
+        return Err(FrameError::UnknownType { tag });
+    }
+    let Some(len) = buf.get(1..5) else {
+        return Ok(());
+    };
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    match len {
+        0..4 => Err(FrameError::BadLength { tag, len }),
+        _ if len as usize > max => Err(FrameError::TooLarge {
+            tag,
+            len: len as usize,
+            max,
+        }),
+        _ => Ok(()),
     }
 }
 

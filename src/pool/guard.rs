@@ -8,7 +8,8 @@ use super::Pool;
 use crate::server::ServerConn;
 
 /// A server lent to one client. Dropping it returns the server to its pool
-/// if it was marked reusable, and closes it otherwise.
+/// if it was marked reusable (and is not [broken](ServerConn::broken)), and
+/// closes it otherwise.
 pub struct ServerGuard {
     /// Boxed so that a session holding (or waiting for) a server stays
     /// small, and handing a server over moves one pointer.

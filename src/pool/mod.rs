@@ -563,7 +563,7 @@ impl Pool {
     pub(crate) fn checkin(self: &Arc<Self>, mut conn: Box<ServerConn>) {
         conn.last_used = Instant::now();
         let settings = self.settings.load();
-        if expired(&conn, &settings) {
+        if conn.broken || expired(&conn, &settings) {
             self.discard(*conn);
             return;
         }

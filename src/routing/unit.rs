@@ -41,6 +41,17 @@ pub fn first_unit(
     let mut flushed = false;
     let mut pos = 0;
     loop {
+        if let Some(h) = buf.get(pos..pos + 5) {
+            let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+            if len < 4 || len >= max_wait {
+                // Malformed (the session's framing refuses it), or too long
+                // to wait for: decide now.
+                return Scan::Unit {
+                    len: None,
+                    class: Classified::WRITE.and(class),
+                };
+            }
+        }
         let Some((tag, body, end)) = message_at(buf, pos) else {
             // A client that sent Flush waits for answers before it sends
             // the rest: decide now, safely.

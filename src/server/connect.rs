@@ -110,5 +110,6 @@ async fn connect_inner(target: &ServerTarget) -> Result<ServerConn, ServerError>
         last_used: now,
         prepared: Default::default(),
         settings: Default::default(),
+        broken: false,
     })
 }

@@ -36,6 +36,9 @@ pub struct ServerConn {
     pub prepared: crate::prepared::ServerStatements,
     /// Session settings pgwarden has made here for its clients.
     pub settings: crate::state::ServerParams,
+    /// The server sent FATAL or PANIC, or its socket failed: it is closing,
+    /// and no path may give it to another client.
+    pub broken: bool,
 }
 
 impl std::fmt::Debug for ServerConn {
@@ -72,7 +75,7 @@ impl ServerConn {
             let (tag, body) = self.stream.read_message(MAX_CONTROL_MESSAGE).await?;
             match tag {
                 be::DATA_ROW if value.is_none() => value = Some(be::first_column(&body)),
-                be::ERROR_RESPONSE => failure = be::parse_error_fields(&body),
+                be::ERROR_RESPONSE => failure = self.note_error(&body),
                 be::READY_FOR_QUERY => {
                     if let Some(e) = failure {
                         return Err(ServerError::Refused(e));
@@ -97,7 +100,7 @@ impl ServerConn {
         loop {
             let (tag, body) = self.stream.read_message(MAX_CONTROL_MESSAGE).await?;
             match tag {
-                be::ERROR_RESPONSE => failure = be::parse_error_fields(&body),
+                be::ERROR_RESPONSE => failure = self.note_error(&body),
                 be::READY_FOR_QUERY => {
                     if let Some(e) = failure {
                         return Err(ServerError::Refused(e));
@@ -110,6 +113,13 @@ impl ServerConn {
                 _ => {}
             }
         }
+    }
+
+    /// Reads an ErrorResponse the server sent; a FATAL or PANIC one means
+    /// the server is closing.
+    pub fn note_error(&mut self, body: &[u8]) -> Option<ErrorFields> {
+        self.broken |= be::ends_session(body);
+        be::parse_error_fields(body)
     }
 
     /// True if the server has sent something or closed while idle: an idle

@@ -175,6 +175,16 @@ pub fn parse_error_fields(mut body: &[u8]) -> Option<ErrorFields> {
     None
 }
 
+/// True for the severities after which PostgreSQL closes the connection.
+pub fn is_fatal(severity: &str) -> bool {
+    severity == "FATAL" || severity == "PANIC"
+}
+
+/// True when an ErrorResponse body is FATAL or PANIC (or unreadable).
+pub fn ends_session(body: &[u8]) -> bool {
+    parse_error_fields(body).is_none_or(|f| is_fatal(&f.severity))
+}
+
 /// Reads a ParameterStatus body into (name, value).
 /// The first column of a DataRow body as text; `None` for NULL, no
 /// column, or a malformed row.

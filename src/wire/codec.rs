@@ -21,6 +21,9 @@ pub enum FrameError {
     BadLength { tag: u8, len: u32 },
     #[error("message of type {tag:?} is {len} bytes, over the limit of {max}", tag = *tag as char)]
     TooLarge { tag: u8, len: usize, max: usize },
+    /// PostgreSQL's wording for a message type it does not take.
+    #[error("invalid frontend message type {tag}")]
+    UnknownType { tag: u8 },
 }
 
 /// A set of message tags, as a 256-bit table so that membership is one load.

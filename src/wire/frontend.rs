@@ -22,6 +22,28 @@ pub const COPY_FAIL: u8 = b'f';
 /// PasswordMessage, SASLInitialResponse and SASLResponse share this tag.
 pub const PASSWORD: u8 = b'p';
 
+/// True for the message types PostgreSQL accepts from a logged-in client;
+/// it answers any other with FATAL 08P01, and so does pgwarden (without
+/// passing it to a server, which would close that server).
+pub fn is_session_message(tag: u8) -> bool {
+    matches!(
+        tag,
+        QUERY
+            | PARSE
+            | BIND
+            | EXECUTE
+            | DESCRIBE
+            | CLOSE
+            | SYNC
+            | FLUSH
+            | FUNCTION_CALL
+            | TERMINATE
+            | COPY_DATA
+            | COPY_DONE
+            | COPY_FAIL
+    )
+}
+
 /// Builds a StartupMessage for protocol 3.0.
 pub fn startup_message(buf: &mut BytesMut, params: &[(&str, &str)]) {
     let len_at = buf.len();
