@@ -257,7 +257,13 @@ async fn pgbouncer_tables_with_their_columns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_rules() {
-    let proxy = proxy(admins).await;
+    let proxy = proxy(|cfg| {
+        admins(cfg);
+        // Another role whose name differs only in case.
+        let twin = cfg.users[SCRAM_USER].clone();
+        cfg.users.insert(SCRAM_USER.to_uppercase(), twin);
+    })
+    .await;
     // stats_users: SHOW only.
     let stats = console(&proxy, MD5_USER, "pgwarden").await;
     assert_eq!(table(&stats, "SHOW POOLS").await.0.len(), 16);
@@ -265,9 +271,12 @@ async fn access_rules() {
         let e = stats.simple_query(sql).await.unwrap_err();
         assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
     }
-    // Anyone else: refused at login, as pg_hba would.
-    let e = connect_err(&url(&proxy, PLAIN_USER, PASSWORD, "pgwarden")).await;
-    assert_eq!(sqlstate(&e).as_deref(), Some("28000"), "{e}");
+    // Anyone else: refused at login, as pg_hba would; role names are
+    // case-sensitive, as in PgBouncer.
+    for user in [PLAIN_USER.to_owned(), SCRAM_USER.to_uppercase()] {
+        let e = connect_err(&url(&proxy, &user, PASSWORD, "pgwarden")).await;
+        assert_eq!(sqlstate(&e).as_deref(), Some("28000"), "{user}: {e}");
+    }
     // A wrong password is a wrong password.
     let e = connect_err(&url(&proxy, SCRAM_USER, "wrong", "pgwarden")).await;
     assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e}");

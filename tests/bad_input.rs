@@ -67,6 +67,12 @@ async fn login_errors_have_their_sqlstate_without_delay() {
     let (code, took) = login_error(&proxy, SCRAM_USER, PASSWORD, "no_such_db").await;
     assert_eq!(code.as_deref(), Some("3D000"));
     assert!(took < Duration::from_secs(1), "{took:?}");
+    // Only after authentication: a wrong password or an unknown user learns
+    // nothing about which databases exist.
+    for user in [SCRAM_USER, "no_such_user"] {
+        let (code, _) = login_error(&proxy, user, "wrong", "no_such_db").await;
+        assert_eq!(code.as_deref(), Some("28P01"), "{user}");
+    }
     // Unknown users fail exactly like wrong passwords: nothing tells which names exist.
     let (code, took) = login_error(&proxy, "no_such_user", PASSWORD, DB).await;
     assert_eq!(code.as_deref(), Some("28P01"));
@@ -333,5 +339,88 @@ async fn bad_lengths_on_a_routed_database_get_08p01_not_a_hang() {
             "{case:?}"
         );
     }
+    still_serves(&proxy).await;
+}
+
+/// What a client sees of authentication before proving anything: the first
+/// request, and for SCRAM the salt and iteration count of server-first.
+async fn auth_challenge(proxy: &pgwarden::app::Proxy, user: &str) -> (Vec<u8>, String) {
+    let mut sock = send_startup(proxy, &[("user", user), ("database", DB)]).await;
+    let first = read_message(&mut sock).await;
+    if first.get(5..9) != Some(&[0, 0, 0, 10]) {
+        return (first, String::new());
+    }
+    let client_first = b"n,,n=,r=fixednonce0123456789";
+    let mut out = Vec::new();
+    out.extend_from_slice(b"SCRAM-SHA-256\0");
+    out.extend_from_slice(&(client_first.len() as i32).to_be_bytes());
+    out.extend_from_slice(client_first);
+    let mut msg = vec![b'p'];
+    msg.extend_from_slice(&(out.len() as u32 + 4).to_be_bytes());
+    msg.extend_from_slice(&out);
+    sock.write_all(&msg).await.unwrap();
+    let cont = read_message(&mut sock).await;
+    let text = String::from_utf8_lossy(&cont[9..]).into_owned();
+    // r=<nonce>,s=<salt>,i=<iterations>: the nonce is fresh every time.
+    let stable = text.split(',').skip(1).collect::<Vec<_>>().join(",");
+    (first, stable)
+}
+
+/// One whole backend message, header included.
+async fn read_message(sock: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Ok(Some((_, _, used))) = decode_whole(&buf, 1 << 20) {
+            return buf[..used].to_vec();
+        }
+        let n = sock.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_names_cannot_be_enumerated_before_authentication() {
+    use pgwarden::config::AuthType;
+    for auth_type in [AuthType::Md5, AuthType::ScramSha256] {
+        let proxy = proxy(|c| c.proxy.auth_type = auth_type).await;
+        // A known user (a cleartext secret) and unknown ones: the same
+        // request, and for SCRAM a salt that does not change between
+        // attempts (md5's is random for everyone).
+        let known = auth_challenge(&proxy, SCRAM_USER).await;
+        let unknown = auth_challenge(&proxy, "no_such_user").await;
+        let kind = |m: &[u8]| m[..9].to_vec();
+        assert_eq!(kind(&known.0), kind(&unknown.0), "{auth_type:?}");
+        if auth_type == AuthType::ScramSha256 {
+            assert!(
+                unknown.1.starts_with("s=") && unknown.1.ends_with(",i=4096"),
+                "{unknown:?}"
+            );
+            assert_eq!(auth_challenge(&proxy, SCRAM_USER).await.1, known.1);
+            assert_eq!(auth_challenge(&proxy, "no_such_user").await.1, unknown.1);
+            assert_ne!(auth_challenge(&proxy, "no_such_user2").await.1, unknown.1);
+        }
+        still_serves(&proxy).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_password_is_never_accepted() {
+    let proxy = proxy(|c| {
+        c.proxy.auth_type = pgwarden::config::AuthType::Plain;
+        c.users.insert(
+            "empty_pw".into(),
+            pgwarden::config::UserSettings {
+                password: Some(String::new()),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let (code, _) = login_error(&proxy, "empty_pw", "", DB).await;
+    assert_eq!(code.as_deref(), Some("28P01"));
+    let (code, _) = login_error(&proxy, "empty_pw", "x", DB).await;
+    assert_eq!(code.as_deref(), Some("28P01"));
     still_serves(&proxy).await;
 }

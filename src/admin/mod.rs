@@ -48,9 +48,9 @@ pub enum Access {
 impl Access {
     /// The user's access, `None` when it has none.
     pub fn of(settings: &ProxySettings, user: &str) -> Option<Access> {
-        if settings.admin_users.contains_ignore_case(user) {
+        if settings.admin_users.contains(user) {
             Some(Access::Admin)
-        } else if settings.stats_users.contains_ignore_case(user) {
+        } else if settings.stats_users.contains(user) {
             Some(Access::Stats)
         } else {
             None

@@ -2,9 +2,11 @@
 //!
 //! The method follows `auth_type` and, like PgBouncer, the kind of secret
 //! known: md5 with a SCRAM secret becomes SCRAM, SCRAM with an md5 secret
-//! becomes md5. A user pgwarden does not know goes through the same exchange
-//! against a made-up secret and fails as a wrong password would, so that
-//! the answer does not reveal which user names exist.
+//! becomes md5. A user pgwarden does not know goes through the exchange
+//! `auth_type` names against a mock secret (for SCRAM, with a salt stable
+//! per name and a check that costs what a stored secret's does), and fails
+//! as a wrong password would, so that neither the messages nor their timing
+//! reveal which user names exist.
 
 use bytes::BytesMut;
 use rand::RngCore;
@@ -59,17 +61,18 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     secret: Option<&Secret>,
     auth_type: AuthType,
 ) -> Result<Authenticated, ProxyError> {
-    let method = choose(auth_type, secret);
+    let secret = secret.filter(|s| !s.is_empty_password());
     let known = secret.is_some();
-    // An unknown user is checked against a random secret that nothing matches.
+    // An unknown user is checked against a mock secret that nothing matches.
     let decoy;
     let secret = match secret {
         Some(s) => s,
         None => {
-            decoy = Secret::Plain(random_text());
+            decoy = mock_secret(user, auth_type);
             &decoy
         }
     };
+    let method = choose(auth_type, Some(secret));
     let bad = || ProxyError::BadPassword(user.to_owned());
     let mut out = BytesMut::new();
     let result = match method {
@@ -83,7 +86,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             let pw = fe::parse_password(&body)
                 .and_then(|p| std::str::from_utf8(p).ok())
                 .ok_or_else(|| ProxyError::Protocol("malformed password message".into()))?;
-            if !known || !cleartext_matches(pw, user, secret) {
+            if !known || pw.is_empty() || !cleartext_matches(pw, user, secret) {
                 return Err(bad());
             }
             Authenticated {
@@ -114,7 +117,15 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         Method::Scram => {
             let (scram_secret, from_plain) = match secret {
                 Secret::Scram(s) => (s.clone(), false),
-                Secret::Plain(pw) => (ScramSecret::generate(pw), true),
+                // The salt a user sees does not change between attempts.
+                Secret::Plain(pw) => (
+                    ScramSecret::from_password(
+                        pw,
+                        scram::mock_salt(user).to_vec(),
+                        scram::DEFAULT_ITERATIONS,
+                    ),
+                    true,
+                ),
                 Secret::Md5(_) => return Err(bad()),
             };
             let keys = scram_exchange(stream, scram_secret.clone(), &mut out)
@@ -142,6 +153,22 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     be::authentication_ok(&mut out);
     stream.write_all(&out).await.map_err(net)?;
     Ok(result)
+}
+
+/// The secret an unknown user is checked against: of the kind `auth_type`
+/// asks for, so that the exchange is the one a user with a cleartext (or
+/// md5) secret gets. (Under `md5`, users with stored SCRAM secrets get
+/// SCRAM, as in PgBouncer and PostgreSQL.)
+fn mock_secret(user: &str, auth_type: AuthType) -> Secret {
+    match auth_type {
+        AuthType::Md5 => {
+            let mut raw = [0u8; 16];
+            rand::thread_rng().fill_bytes(&mut raw);
+            let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            Secret::Md5(format!("md5{hex}"))
+        }
+        _ => Secret::Scram(ScramSecret::mock(user)),
+    }
 }
 
 enum ScramOutcome {
@@ -212,12 +239,6 @@ fn net(e: NetError) -> ProxyError {
     }
 }
 
-fn random_text() -> String {
-    let mut raw = [0u8; 24];
-    rand::thread_rng().fill_bytes(&mut raw);
-    raw.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,21 +278,39 @@ mod tests {
         let _ = decode_whole(&[], 1);
     }
 
-    #[tokio::test]
-    async fn unknown_user_fails_like_a_bad_password() {
+    /// The first authentication request pgwarden sends for `user`.
+    async fn first_request(user: &'static str, secret: Option<Secret>) -> Vec<u8> {
         let (client, server) = tokio::io::duplex(4096);
         let mut server = MessageStream::new(server);
-        let task = tokio::spawn(async move {
-            authenticate(&mut server, "ghost", None, AuthType::Md5)
-                .await
-                .map(|_| ())
+        tokio::spawn(async move {
+            let _ = authenticate(&mut server, user, secret.as_ref(), AuthType::Md5).await;
         });
         let mut client = MessageStream::new(client);
-        let _ = client.read_message(1000).await;
-        let mut out = BytesMut::new();
-        fe::password_message(&mut out, b"md5whatever");
-        let _ = client.write_all(&out).await;
-        let result = task.await.ok();
-        assert_eq!(result, Some(Err(ProxyError::BadPassword("ghost".into()))));
+        let (_, body) = client.read_message(1000).await.unwrap_or_default();
+        body.to_vec()
+    }
+
+    #[tokio::test]
+    async fn unknown_user_is_asked_what_a_known_user_is_asked() {
+        // auth_type = md5: an md5 request (its salt random every time).
+        let known = first_request("alice", Some(Secret::Plain("pw".into()))).await;
+        let unknown = first_request("ghost", None).await;
+        assert_eq!(known[..4], unknown[..4], "md5 for both");
+        assert_eq!(unknown[..4], [0, 0, 0, 5]);
+        // An empty password is no password.
+        let empty = first_request("nobody", Some(Secret::Plain(String::new()))).await;
+        assert_eq!(empty[..4], unknown[..4]);
+    }
+
+    #[test]
+    fn mock_salt_is_stable_per_user() {
+        assert_eq!(
+            ScramSecret::mock("ghost").salt,
+            ScramSecret::mock("ghost").salt
+        );
+        assert_ne!(
+            ScramSecret::mock("ghost").salt,
+            ScramSecret::mock("ghosts").salt
+        );
     }
 }

@@ -87,6 +87,36 @@ impl ScramSecret {
         rand::thread_rng().fill_bytes(&mut salt);
         Self::from_password(password, salt, DEFAULT_ITERATIONS)
     }
+
+    /// A secret for a user pgwarden does not know, as PostgreSQL makes one:
+    /// its salt is the same at every attempt for the same name (derived
+    /// from a key secret to this process), its iteration count the default,
+    /// its keys random (so nothing matches them, and no key derivation
+    /// makes it slower than a stored secret).
+    pub fn mock(user: &str) -> Self {
+        let mut stored_key = [0u8; 32];
+        let mut server_key = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut stored_key);
+        rand::thread_rng().fill_bytes(&mut server_key);
+        ScramSecret {
+            iterations: DEFAULT_ITERATIONS,
+            salt: mock_salt(user).to_vec(),
+            stored_key,
+            server_key,
+        }
+    }
+}
+
+/// A per-user salt derived from a random per-process key.
+pub fn mock_salt(user: &str) -> [u8; 16] {
+    static KEY: std::sync::LazyLock<Key> = std::sync::LazyLock::new(|| {
+        let mut key = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut key);
+        key
+    });
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&hmac(&KEY[..], user.as_bytes())[..16]);
+    salt
 }
 
 /// The two keys that let pgwarden act as the client towards a server.

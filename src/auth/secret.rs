@@ -24,6 +24,12 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
+    /// An empty password: PostgreSQL never accepts one, so neither does
+    /// pgwarden (the user fails as an unknown one would).
+    pub fn is_empty_password(&self) -> bool {
+        matches!(self, Secret::Plain(p) if p.is_empty())
+    }
+
     /// Reads a stored password in any of PostgreSQL's forms.
     pub fn parse(s: &str) -> Secret {
         if let Some(scram) = ScramSecret::parse(s) {

@@ -152,17 +152,18 @@ pub async fn handshake(
         stream.write_all(&out).await.map_err(lost)?;
         return console_login(stream, &loaded, user, &tracked).await;
     }
-    let db_settings = loaded
-        .database(&database)
-        .ok_or_else(|| ProxyError::UnknownDatabase(database.clone()))?
-        .clone();
-    if shared.gates.is_disabled(&database) {
-        return Err(ProxyError::DatabaseDisabled(database));
-    }
     if !out.is_empty() {
         stream.write_all(&out).await.map_err(lost)?;
         out.clear();
     }
+    let Some(db_settings) = loaded.database(&database).cloned() else {
+        // Only a client that proves who it is learns that a database does
+        // not exist (its secret from `auth_file`/`[users]`: there is no
+        // database to run `auth_query` in).
+        let secret = loaded.users.get(&user);
+        authenticate(stream, &user, secret, loaded.config.proxy.auth_type).await?;
+        return Err(ProxyError::UnknownDatabase(database));
+    };
 
     // A database made of clusters: the first one answers `auth_query`.
     let auth_db = db_settings.clusters.first().unwrap_or(&database).clone();
@@ -177,6 +178,9 @@ pub async fn handshake(
         loaded.config.proxy.auth_type,
     )
     .await?;
+    if shared.gates.is_disabled(&database) {
+        return Err(ProxyError::DatabaseDisabled(database));
+    }
 
     // A database with its own `user` logs every client in as that user and
     // so shares one pool among them, as in PgBouncer.

@@ -72,8 +72,14 @@ impl<'de> Deserialize<'de> for NameList {
 }
 
 impl NameList {
+    /// For names PostgreSQL folds (parameter names).
     pub fn contains_ignore_case(&self, name: &str) -> bool {
         self.0.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// For role names, which are case-sensitive: `ADMIN` is not `admin`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|n| n == name)
     }
 }
 
