@@ -117,7 +117,7 @@ impl Shared {
     ///
     /// # Errors
     /// As [`Shared::apply`].
-    pub fn reload(&self, new: Loaded) -> Result<(), String> {
+    pub fn reload(&self, new: Loaded) -> Result<(), ProxyError> {
         self.apply(new)?;
         self.unsaved.clear();
         Ok(())
@@ -127,10 +127,21 @@ impl Shared {
     /// residency policies from each session's next transaction.
     ///
     /// # Errors
-    /// The new config asks for residency or regional clusters on a database
-    /// that has no topology (one is made at start only): applying it would
-    /// promise a guarantee the running proxy cannot keep.
-    pub fn apply(&self, new: Loaded) -> Result<(), String> {
+    /// 55P02 when it changes a key read at start only (`listen`,
+    /// `admin_listen`, `workers`): nothing would listen where `SHOW CONFIG`
+    /// says. F0000 when it asks for residency or regional clusters on a
+    /// database that has no topology (one is made at start only): applying
+    /// it would promise a guarantee the running proxy cannot keep.
+    pub fn apply(&self, new: Loaded) -> Result<(), ProxyError> {
+        let restart = self
+            .config
+            .load()
+            .config
+            .proxy
+            .restart_only_changes(&new.config.proxy);
+        if !restart.is_empty() {
+            return Err(ProxyError::AdminRestartOnly(restart.join(", ")));
+        }
         let needs_restart: Vec<&str> = new
             .config
             .databases
@@ -139,10 +150,10 @@ impl Shared {
             .map(String::as_str)
             .collect();
         if !needs_restart.is_empty() {
-            return Err(format!(
+            return Err(ProxyError::ConfigRefused(format!(
                 "databases {needs_restart:?} would need a topology monitor (residency, clusters \
                  or replicas), which only a restart starts"
-            ));
+            )));
         }
         for pool in self.pools.all() {
             pool.set_settings(crate::pool::PoolSettings::from_config(&new, &pool.key));

@@ -160,7 +160,7 @@ fn reload(proxy: &Proxy) {
     };
     let applied = config::load(&path)
         .map_err(|e| e.to_string())
-        .and_then(|new| proxy.shared.reload(new));
+        .and_then(|new| proxy.shared.reload(new).map_err(|e| e.to_string()));
     match applied {
         Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
         Err(e) => tracing::error!("reload refused, keeping the running configuration:\n{e}"),

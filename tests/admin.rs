@@ -383,6 +383,24 @@ async fn set_applies_at_once_and_reload_keeps_a_good_config() {
     let client = connect(&proxy, SCRAM_USER).await.unwrap();
     client.simple_query("SELECT 1").await.unwrap();
 
+    // A file that moves the listener is refused as PostgreSQL refuses a
+    // restart-only setting: SHOW CONFIG never names an address nothing
+    // listens on.
+    for moved in [
+        text.replace("127.0.0.1:0", "127.0.0.1:1"),
+        text.replace("[proxy]\n", "[proxy]\nadmin_listen = \"127.0.0.1:0\"\n"),
+    ] {
+        std::fs::write(&file, &moved).unwrap();
+        let e = admin.simple_query("RELOAD").await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("55P02"), "{e}");
+    }
+    let (cols, rows) = table(&admin, "SHOW CONFIG").await;
+    let listen = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some("listen"))
+        .unwrap();
+    assert_eq!(column(&cols, listen, "value"), "127.0.0.1:0");
+
     // A good file applies, SET values give way to it.
     std::fs::write(&file, &text).unwrap();
     admin.simple_query("RELOAD").await.unwrap();

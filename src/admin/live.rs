@@ -14,11 +14,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::app::Shared;
-use crate::config::{self, Loaded};
+use crate::config::{self, Loaded, ProxySettings};
 use crate::error::ProxyError;
 
-/// `[proxy]` keys read at start only.
-const RESTART_ONLY: &[&str] = &["listen", "workers", "admin_listen"];
 /// Database keys that apply live (the rest shape nodes, monitors and
 /// server logins, made at start).
 const DATABASE_LIVE: &[&str] = &[
@@ -34,7 +32,7 @@ const DATABASE_LIVE: &[&str] = &[
 /// Whether `SET key` applies without a restart.
 pub fn changeable(key: &str) -> bool {
     match split(key).as_slice() {
-        [k] => !RESTART_ONLY.contains(&k.as_str()),
+        [k] => !ProxySettings::RESTART_ONLY.contains(&k.as_str()),
         [t, _, k] if t == "databases" => DATABASE_LIVE.contains(&k.as_str()),
         [t, _, _] => t == "users",
         _ => false,
@@ -111,7 +109,7 @@ pub fn set(shared: &Shared, key: &str, value: &str) -> Result<(), ProxyError> {
             .join("; "))
     })?;
     next.path = current.path.clone();
-    shared.apply(next).map_err(ProxyError::ConfigRefused)?;
+    shared.apply(next)?;
     let mut toml_path = path;
     if toml_path.len() == 1 {
         toml_path.insert(0, "proxy".into());
@@ -130,7 +128,7 @@ pub fn set(shared: &Shared, key: &str, value: &str) -> Result<(), ProxyError> {
 pub fn reload(shared: &Shared) -> Result<(), ProxyError> {
     let path = file(shared)?;
     let next = config::load(&path).map_err(|e| ProxyError::ConfigRefused(e.to_string()))?;
-    shared.reload(next).map_err(ProxyError::ConfigRefused)
+    shared.reload(next)
 }
 
 /// `SAVE CONFIG`: the unsaved `SET`s written into the config file, the rest

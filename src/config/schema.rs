@@ -71,6 +71,26 @@ impl<'de> Deserialize<'de> for NameList {
     }
 }
 
+impl ProxySettings {
+    /// `[proxy]` keys read at start only.
+    pub const RESTART_ONLY: &'static [&'static str] = &["listen", "workers", "admin_listen"];
+
+    /// The restart-only keys whose values differ in `next`.
+    pub fn restart_only_changes(&self, next: &ProxySettings) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.listen != next.listen {
+            changed.push("listen");
+        }
+        if self.workers != next.workers {
+            changed.push("workers");
+        }
+        if self.admin_listen != next.admin_listen {
+            changed.push("admin_listen");
+        }
+        changed
+    }
+}
+
 impl NameList {
     /// For names PostgreSQL folds (parameter names).
     pub fn contains_ignore_case(&self, name: &str) -> bool {
