@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::client::route::RouteCtx;
-use crate::client::{self, cancel::CancelRegistry};
+use crate::client::{self, admission, cancel::CancelRegistry};
 use crate::config::Loaded;
 use crate::error::ProxyError;
 use crate::pool::Pools;
@@ -40,8 +40,10 @@ pub struct Shared {
     pub unsaved: crate::admin::live::Unsaved,
     /// `SHOW QUERIES` (when `query_stats` is on).
     pub queries: crate::metrics::queries::QueryStats,
-    /// Connected clients, for `max_client_conn`.
+    /// Logged-in clients, for `max_client_conn`.
     pub clients: AtomicUsize,
+    /// Logins in progress, for `max_login_clients`.
+    pub logins: crate::client::admission::Logins,
     /// One per database with replicas, residency rules or a place in a
     /// database made of clusters, made at start (a reload does not change
     /// a database's nodes).
@@ -107,6 +109,7 @@ impl Shared {
             unsaved: Default::default(),
             queries,
             clients: AtomicUsize::new(0),
+            logins: Default::default(),
             shutdown: CancellationToken::new(),
             stopping: AtomicBool::new(false),
         })
@@ -242,15 +245,6 @@ impl Proxy {
     }
 }
 
-/// Counts a client for `max_client_conn` while it lives.
-struct ClientSlot(Arc<Shared>);
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
     loop {
         let accepted = tokio::select! {
@@ -267,28 +261,34 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
             }
         };
         let _ = socket.set_nodelay(true);
-        let max = shared.config.load().config.proxy.max_client_conn;
-        let n = shared.clients.fetch_add(1, Ordering::Relaxed);
-        let slot = ClientSlot(shared.clone());
+        let budget = shared.config.load().config.proxy.login_budget();
+        let ticket = admission::enter(&shared, budget);
         let shared = shared.clone();
         let sessions = tracker.clone();
         tracker.spawn(async move {
-            if n >= max {
-                shared.errors.count(&ProxyError::TooManyClients);
-                refuse(socket).await;
-            } else if let Some(session) = client::login(socket, shared).await {
-                sessions.spawn(async move {
-                    let _slot = slot;
-                    session.run().await;
-                });
+            let ticket = match ticket {
+                Ok(t) => t,
+                Err(e) => {
+                    shared.errors.count(&e);
+                    refuse(socket, &e).await;
+                    return;
+                }
+            };
+            let session = tokio::select! {
+                s = client::login(socket, shared, &ticket) => s,
+                () = ticket.evicted() => None,
+            };
+            drop(ticket);
+            if let Some(session) = session {
+                sessions.spawn(session.run());
             }
         });
     }
 }
 
-/// Answers an over-limit client with 53300 once it has sent its startup
-/// packet (an 'N' to SSLRequest first, so libpq reads the error properly).
-async fn refuse(socket: TcpStream) {
+/// Answers a client refused at the door with `e` once it has sent its
+/// startup packet (an 'N' to SSLRequest first, so libpq reads the error).
+async fn refuse(socket: TcpStream, e: &ProxyError) {
     let mut stream = crate::net::MessageStream::new(socket);
     let deadline = Duration::from_secs(5);
     let _ = tokio::time::timeout(deadline, async {
@@ -311,7 +311,7 @@ async fn refuse(socket: TcpStream) {
         }
     })
     .await;
-    client::reject(&mut stream.io, &ProxyError::TooManyClients).await;
+    client::reject(&mut stream.io, e).await;
 }
 
 /// One topology monitor per database with a topology, until shutdown.

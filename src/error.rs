@@ -15,6 +15,8 @@ use crate::wire::backend::{self, Severity};
 pub enum ProxyError {
     #[error("no more connections allowed (max_client_conn)")]
     TooManyClients,
+    #[error("too many logins in progress (max_login_clients)")]
+    TooManyLogins,
     #[error("password authentication failed for user \"{0}\"")]
     BadPassword(String),
     #[error("role \"{0}\" does not exist")]
@@ -122,7 +124,7 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             Server { code, .. } => code,
-            TooManyClients => "53300",
+            TooManyClients | TooManyLogins => "53300",
             BadPassword(_) => "28P01",
             UnknownRole(_) | NoUser | NoServerPassword(_) => "28000",
             UnknownDatabase(_) => "3D000",
@@ -186,7 +188,7 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         use ProxyError::*;
         match self {
-            TooManyClients => "too_many_clients",
+            TooManyClients | TooManyLogins => "too_many_clients",
             BadPassword(_) => "bad_password",
             UnknownRole(_) | NoUser => "unknown_role",
             UnknownDatabase(_) => "unknown_database",

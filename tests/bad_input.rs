@@ -424,3 +424,49 @@ async fn an_empty_password_is_never_accepted() {
     assert_eq!(code.as_deref(), Some("28P01"));
     still_serves(&proxy).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_cannot_lock_real_clients_out() {
+    let proxy = proxy(|c| {
+        c.proxy.max_client_conn = 20;
+        c.proxy.max_login_clients = 10;
+    })
+    .await;
+    // 200 sockets that connect and say nothing, all kept open.
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(TcpStream::connect(proxy.addr).await.unwrap());
+    }
+    // Real clients still log in: each takes a silent socket's login place.
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let c = connect(&proxy, SCRAM_USER)
+            .await
+            .unwrap_or_else(|e| panic!("client {i}: {e}"));
+        clients.push(c);
+    }
+    for c in &clients {
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+    // max_client_conn counts logged-in clients: the 21st is refused.
+    let (code, _) = login_error(&proxy, SCRAM_USER, PASSWORD, DB).await;
+    assert_eq!(code.as_deref(), Some("53300"));
+    drop(clients.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    connect(&proxy, SCRAM_USER).await.unwrap();
+    // Logins that spoke and then stall fill the login budget; a newcomer
+    // is refused (53300) rather than evicting one of them.
+    drop(silent);
+    drop(clients);
+    let mut stalled = Vec::new();
+    for _ in 0..10 {
+        let mut s = send_startup(&proxy, &[("user", SCRAM_USER), ("database", DB)]).await;
+        read_message(&mut s).await;
+        stalled.push(s);
+    }
+    let (code, _) = login_error(&proxy, SCRAM_USER, PASSWORD, DB).await;
+    assert_eq!(code.as_deref(), Some("53300"));
+    drop(stalled);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    still_serves(&proxy).await;
+}

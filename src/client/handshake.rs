@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
+use super::admission::{admit, ClientSlot, LoginTicket};
 use super::cancel::Registration;
 use super::members::{route_ctx, tenant_of, welcome_pool};
 use super::route::Members;
@@ -70,6 +71,8 @@ pub struct Login {
     pub mode: PoolMode,
     pub registration: Registration,
     pub params: Vec<(String, String)>,
+    /// Its place under `max_client_conn`.
+    pub slot: ClientSlot,
 }
 
 /// What the first packets asked for.
@@ -79,6 +82,7 @@ pub enum Outcome {
     Console {
         access: Access,
         user: String,
+        slot: ClientSlot,
     },
     /// A CancelRequest was handled; close the socket.
     Cancelled,
@@ -92,9 +96,12 @@ pub enum Outcome {
 pub async fn handshake(
     stream: &mut MessageStream<TcpStream>,
     shared: &Arc<Shared>,
+    ticket: &LoginTicket,
 ) -> Result<Outcome, ProxyError> {
     let (minor, params) = loop {
-        match read_startup(stream).await? {
+        let packet = read_startup(stream).await?;
+        ticket.spoke();
+        match packet {
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
                 // No TLS yet: 'N' tells the client to go on in cleartext.
                 stream.write_all(b"N").await.map_err(lost)?;
@@ -150,7 +157,7 @@ pub async fn handshake(
     if crate::admin::DATABASES.contains(&database.as_str()) && loaded.database(&database).is_none()
     {
         stream.write_all(&out).await.map_err(lost)?;
-        return console_login(stream, &loaded, user, &tracked).await;
+        return console_login(stream, shared, &loaded, user, &tracked).await;
     }
     if !out.is_empty() {
         stream.write_all(&out).await.map_err(lost)?;
@@ -181,6 +188,7 @@ pub async fn handshake(
     if shared.gates.is_disabled(&database) {
         return Err(ProxyError::DatabaseDisabled(database));
     }
+    let slot = admit(shared)?;
 
     // A database with its own `user` logs every client in as that user and
     // so shares one pool among them, as in PgBouncer.
@@ -315,6 +323,7 @@ pub async fn handshake(
         pool,
         registration,
         params: tracked,
+        slot,
     }))
 }
 
@@ -322,6 +331,7 @@ pub async fn handshake(
 /// client (its secret from `auth_file`/`[users]`), then its access.
 async fn console_login(
     stream: &mut MessageStream<TcpStream>,
+    shared: &Arc<Shared>,
     loaded: &Loaded,
     user: String,
     tracked: &[(String, String)],
@@ -330,6 +340,7 @@ async fn console_login(
     authenticate(stream, &user, secret, loaded.config.proxy.auth_type).await?;
     let access = Access::of(&loaded.config.proxy, &user)
         .ok_or_else(|| ProxyError::AdminNotAllowed(user.clone()))?;
+    let slot = admit(shared)?;
     let mut out = BytesMut::new();
     let version = format!("15.0 (pgwarden {})", env!("CARGO_PKG_VERSION"));
     let app = tracked
@@ -351,7 +362,7 @@ async fn console_login(
     be::backend_key_data(&mut out, 0, 0);
     be::ready_for_query(&mut out, be::TX_IDLE);
     stream.write_all(&out).await.map_err(lost)?;
-    Ok(Outcome::Console { access, user })
+    Ok(Outcome::Console { access, user, slot })
 }
 
 /// The user's secret: `auth_file`/`[users]` first, then `auth_query`.

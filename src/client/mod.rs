@@ -4,6 +4,7 @@
 //! ([`cancel`]) and the forwarding loop ([`session`]). Must not: share a
 //! server with another client, or hold a pool lock.
 
+pub mod admission;
 pub mod cancel;
 pub mod handshake;
 pub mod members;
@@ -31,7 +32,11 @@ use handshake::{handshake, Outcome};
 /// The session is returned rather than run here so that the caller can run
 /// it as a task of its own: the handshake's futures are large, and an idle
 /// client should not keep their space for its whole life.
-pub async fn login(socket: TcpStream, shared: Arc<Shared>) -> Option<Box<session::Session>> {
+pub async fn login(
+    socket: TcpStream,
+    shared: Arc<Shared>,
+    ticket: &admission::LoginTicket,
+) -> Option<Box<session::Session>> {
     let mut stream = MessageStream::new(socket);
     let login_timeout = shared
         .config
@@ -41,10 +46,10 @@ pub async fn login(socket: TcpStream, shared: Arc<Shared>) -> Option<Box<session
         .client_login_timeout
         .enabled();
     let result = match login_timeout {
-        Some(t) => tokio::time::timeout(t, handshake(&mut stream, &shared))
+        Some(t) => tokio::time::timeout(t, handshake(&mut stream, &shared, ticket))
             .await
             .unwrap_or(Err(ProxyError::LoginTimeout)),
-        None => handshake(&mut stream, &shared).await,
+        None => handshake(&mut stream, &shared, ticket).await,
     };
     match result {
         Ok(Outcome::Login(login)) => {
@@ -52,7 +57,8 @@ pub async fn login(socket: TcpStream, shared: Arc<Shared>) -> Option<Box<session
             Some(session::Session::new(io, rbuf, login, shared))
         }
         Ok(Outcome::Cancelled) => None,
-        Ok(Outcome::Console { access, user }) => {
+        Ok(Outcome::Console { access, user, slot }) => {
+            let _slot = slot;
             let MessageStream { io, rbuf } = stream;
             // Boxed: a rare path that should not enlarge every login.
             Box::pin(crate::admin::serve(io, rbuf, shared, access, user)).await;

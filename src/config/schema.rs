@@ -75,6 +75,14 @@ impl ProxySettings {
     /// `[proxy]` keys read at start only.
     pub const RESTART_ONLY: &'static [&'static str] = &["listen", "workers", "admin_listen"];
 
+    /// Logins in progress allowed at once.
+    pub fn login_budget(&self) -> usize {
+        match self.max_login_clients {
+            0 => (self.max_client_conn / 4).max(64),
+            n => n,
+        }
+    }
+
     /// The restart-only keys whose values differ in `next`.
     pub fn restart_only_changes(&self, next: &ProxySettings) -> Vec<&'static str> {
         let mut changed = Vec::new();
@@ -111,6 +119,9 @@ pub struct ProxySettings {
     pub workers: usize,
     pub pool_mode: PoolMode,
     pub max_client_conn: usize,
+    /// Logins in progress at once (0: a quarter of `max_client_conn`, at
+    /// least 64).
+    pub max_login_clients: usize,
     pub default_pool_size: usize,
     pub min_pool_size: usize,
     pub reserve_pool_size: usize,
@@ -167,6 +178,7 @@ impl Default for ProxySettings {
             workers: 0,
             pool_mode: PoolMode::Transaction,
             max_client_conn: 100,
+            max_login_clients: 0,
             default_pool_size: 20,
             min_pool_size: 0,
             reserve_pool_size: 0,
