@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod localpg;
+pub mod logline;
 pub mod metrics;
 pub mod net;
 pub mod pool;

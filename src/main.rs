@@ -52,6 +52,10 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
+        // Logs on stderr (stdout is for what a command prints, like the
+        // quickstart's DATABASE_URL); colour codes only for a terminal.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -470,3 +470,95 @@ async fn silent_sockets_cannot_lock_real_clients_out() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     still_serves(&proxy).await;
 }
+
+/// Logs in with a cleartext password over a raw socket; the SQLSTATE of
+/// the refusal, if any.
+async fn cleartext_login(addr: &str, user: &str, password: &str) -> Option<String> {
+    let mut sock = TcpStream::connect(addr).await.ok()?;
+    let mut out = bytes::BytesMut::new();
+    pgwarden::wire::frontend::startup_message(&mut out, &[("user", user), ("database", DB)]);
+    sock.write_all(&out).await.ok()?;
+    let request = read_message(&mut sock).await;
+    if request.get(5..9) == Some(&[0, 0, 0, 3]) {
+        let mut msg = vec![b'p'];
+        msg.extend_from_slice(&(password.len() as u32 + 5).to_be_bytes());
+        msg.extend_from_slice(password.as_bytes());
+        msg.push(0);
+        sock.write_all(&msg).await.ok()?;
+    }
+    read_error(&mut sock).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_cannot_forge_or_flood_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = pgwarden::localpg::free_port_range(1).unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[proxy]\nlisten = \"{addr}\"\nauth_type = \"plain\"\n\
+             [databases.{DB}]\nprimary = \"{}\"\n\
+             [users.{SCRAM_USER}]\npassword = \"{PASSWORD}\"\n",
+            cluster().primary.addr()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+        .args(["run", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let up = eventually(Duration::from_secs(10), || async {
+        TcpStream::connect(&addr).await.is_ok()
+    })
+    .await;
+    assert!(up, "pgwarden did not start");
+    // A user name carrying a forged log line.
+    let forged = "evil\n2026-12-01T00:00:00.000000Z  INFO pgwarden: FORGED admin login accepted";
+    assert_eq!(
+        cleartext_login(&addr, forged, "x").await.as_deref(),
+        Some("28P01")
+    );
+    // 2,000 wrong passwords, 20 at a time.
+    for _ in 0..100 {
+        let tries: Vec<_> = (0..20)
+            .map(|_| {
+                let addr = addr.clone();
+                tokio::spawn(async move { cleartext_login(&addr, SCRAM_USER, "wrong").await })
+            })
+            .collect();
+        for t in tries {
+            assert_eq!(t.await.unwrap().as_deref(), Some("28P01"));
+        }
+    }
+    // The next second's first refusal reports how many were left out.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    cleartext_login(&addr, SCRAM_USER, "wrong").await;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("FORGED") && !l.contains("login refused")),
+        "a forged line:\n{text}"
+    );
+    let refused = text.lines().filter(|l| l.contains("login refused")).count();
+    assert!(refused < 400, "{refused} refusal lines for 2,002 refusals");
+    let reported: u64 = text
+        .lines()
+        .filter_map(|l| l.split("suppressed=").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        refused as u64 + reported >= 2000,
+        "{refused} lines + {reported} reported left out:\n{}",
+        &text[..text.len().min(2000)]
+    );
+}

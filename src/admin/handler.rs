@@ -23,6 +23,7 @@ use super::table::Table;
 use super::{live, ops, show, to_pgwire, Access};
 use crate::app::Shared;
 use crate::error::ProxyError;
+use crate::logline::Clean;
 
 /// One console session's command runner.
 pub struct Console {
@@ -67,7 +68,7 @@ impl Console {
             Command::Show(what) if what == "help" => return Ok(Reply::Help),
             Command::Show(what) => return show::show(shared, &what).map(Reply::Table),
             Command::Set { key, value } => live::set(shared, &key, &value).inspect(|()| {
-                tracing::info!(user = %self.user, key = %key, "SET from the admin console");
+                tracing::info!(user = %Clean(&self.user), key = %Clean(&key), "SET from the admin console");
             }),
             Command::Reload => live::reload(shared),
             Command::SaveConfig => live::save(shared),

@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 
 use crate::app::Shared;
 use crate::error::ProxyError;
+use crate::logline::{Clean, Throttle};
 use crate::net::MessageStream;
 use handshake::{handshake, Outcome};
 
@@ -66,7 +67,17 @@ pub async fn login(
         }
         Err(e) => {
             shared.errors.count(&e);
-            tracing::info!(kind = e.kind(), "login refused: {e}");
+            // A client can cause this line at will: escaped and throttled.
+            static REFUSALS: Throttle = Throttle::new(20);
+            if let Some(suppressed) = REFUSALS.admit() {
+                let error = e.to_string();
+                tracing::info!(
+                    kind = e.kind(),
+                    suppressed,
+                    "login refused: {}",
+                    Clean(&error)
+                );
+            }
             reject(&mut stream.io, &e).await;
             None
         }

@@ -29,6 +29,7 @@ use super::traffic::{QueryText, Traffic};
 use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::error::ProxyError;
+use crate::logline::Clean;
 use crate::net::{give_buffer, take_buffer, BUF_SIZE};
 use crate::pool::ServerGuard;
 use crate::prepared::{self, Tracker};
@@ -202,7 +203,8 @@ impl Session {
     async fn finish(&mut self, end: End) {
         if let End::Error(e) = end {
             self.shared.errors.count(&e);
-            tracing::debug!(pool = %self.login.pool.key, kind = e.kind(), "session ended: {e}");
+            let error = e.to_string();
+            tracing::debug!(pool = %self.login.pool.key, kind = e.kind(), "session ended: {}", Clean(&error));
             let mut out = BytesMut::new();
             e.encode(&mut out);
             let _ = self.client.write_all(&out).await;
