@@ -17,6 +17,8 @@ pub enum ProxyError {
     TooManyClients,
     #[error("too many logins in progress (max_login_clients)")]
     TooManyLogins,
+    #[error("{0}")]
+    MessageTooLarge(String),
     #[error("password authentication failed for user \"{0}\"")]
     BadPassword(String),
     #[error("role \"{0}\" does not exist")]
@@ -125,6 +127,7 @@ impl ProxyError {
         match self {
             Server { code, .. } => code,
             TooManyClients | TooManyLogins => "53300",
+            MessageTooLarge(_) => "54000",
             BadPassword(_) => "28P01",
             UnknownRole(_) | NoUser | NoServerPassword(_) => "28000",
             UnknownDatabase(_) => "3D000",
@@ -193,6 +196,7 @@ impl ProxyError {
             UnknownRole(_) | NoUser => "unknown_role",
             UnknownDatabase(_) => "unknown_database",
             Protocol(_) | UnsupportedParameter(_) | StartupOption(_) => "protocol",
+            MessageTooLarge(_) => "message_too_large",
             Unsupported(_) => "unsupported",
             QueryWaitTimeout => "query_wait_timeout",
             QueryTimeout => "query_timeout",

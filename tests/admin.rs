@@ -585,10 +585,15 @@ async fn disable_reconnect_and_shutdown() {
 
 /// GET `path` from the proxy's HTTP side: (status, body).
 async fn http_get(proxy: &Proxy, path: &str) -> (u16, String) {
+    http_get_with(proxy, path, "").await
+}
+
+/// [`http_get`] with extra header lines (each ending in CRLF).
+async fn http_get_with(proxy: &Proxy, path: &str, headers: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = proxy.admin_addr.expect("admin_listen set");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = String::new();
@@ -599,6 +604,24 @@ async fn http_get(proxy: &Proxy, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bearer_token_guards_everything_but_health() {
+    let proxy = proxy(|cfg| {
+        cfg.proxy.admin_listen = Some("127.0.0.1:0".into());
+        cfg.proxy.admin_http_token = Some("t0ken-s3cret".into());
+    })
+    .await;
+    for path in ["/metrics", "/pools", "/ready"] {
+        assert_eq!(http_get(&proxy, path).await.0, 401, "{path}");
+        let wrong = "Authorization: Bearer t0ken-s3creT\r\n";
+        assert_eq!(http_get_with(&proxy, path, wrong).await.0, 401, "{path}");
+        let right = "authorization: bearer t0ken-s3cret\r\n";
+        assert_eq!(http_get_with(&proxy, path, right).await.0, 200, "{path}");
+    }
+    assert_eq!(http_get(&proxy, "/health").await.0, 200);
+    proxy.shutdown(Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

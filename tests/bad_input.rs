@@ -562,3 +562,107 @@ async fn clients_cannot_forge_or_flood_the_log() {
         &text[..text.len().min(2000)]
     );
 }
+
+/// This process's virtual memory size, in KiB.
+fn vm_size_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_lengths_are_never_allocated_and_buffering_is_capped() {
+    let proxy = proxy(|c| c.proxy.auth_type = pgwarden::config::AuthType::Trust).await;
+    let before = vm_size_kib();
+    // Messages that must be read whole, announced at 2 GB: answered with
+    // 54000 on the header, nothing reserved, the session goes on (what
+    // follows is read and dropped). At 4 GiB - 1, past max_packet_size:
+    // 08P01, and the connection is closed.
+    for case in [b"Q\x7f\xff\x00\x00", b"P\x7f\xff\x00\x00"] {
+        let mut sock = raw_login(&proxy).await;
+        sock.write_all(case).await.unwrap();
+        let reply = read_message(&mut sock).await;
+        let fields = parse_error_fields(&reply[5..]).unwrap();
+        assert_eq!(
+            (reply[0], fields.code.as_str()),
+            (b'E', "54000"),
+            "{case:?}"
+        );
+        sock.write_all(&vec![b'z'; 1 << 20]).await.unwrap();
+    }
+    let mut sock = raw_login(&proxy).await;
+    sock.write_all(b"Q\xff\xff\xff\xff").await.unwrap();
+    assert_eq!(read_error(&mut sock).await.0.as_deref(), Some("08P01"));
+    // A Bind announced at 2 GB streams: its first megabytes go through
+    // without being kept, then the client vanishes.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let mut sock = raw_login(&proxy).await;
+        let mut bind = vec![b'B'];
+        bind.extend_from_slice(&0x7fff_0000u32.to_be_bytes());
+        bind.extend_from_slice(b"\0\0\0\0\0\x01");
+        bind.extend_from_slice(&0x7ff0_0000u32.to_be_bytes());
+        sock.write_all(&bind).await.unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..4 {
+            sock.write_all(&chunk).await.unwrap();
+        }
+        clients.push(sock);
+    }
+    let grown = vm_size_kib().saturating_sub(before);
+    assert!(grown < 512 * 1024, "virtual memory grew by {grown} KiB");
+    drop(clients);
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_parameters_stream_and_large_queries_get_54000() {
+    let proxy = proxy(|c| {
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+        c.proxy.default_pool_size = 2;
+    })
+    .await;
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    // 20 MiB in one parameter, over max_client_buffer (8 MiB): the Bind
+    // streams, through a named statement carried across servers.
+    let blob = vec![7u8; 20 << 20];
+    let stmt = client.prepare("SELECT length($1::bytea)").await.unwrap();
+    for i in 0..3 {
+        let n: i32 = client.query_one(&stmt, &[&blob]).await.unwrap().get(0);
+        assert_eq!(n as usize, blob.len(), "round {i}");
+    }
+    // An unknown statement in a streaming Bind still gets PostgreSQL's error.
+    let mut sock = raw_login(&proxy).await;
+    let mut bind = vec![b'B'];
+    let body_len = 1 + 5 + 2 + 2 + 4 + (100 << 10) + 2;
+    bind.extend_from_slice(&((body_len + 4) as u32).to_be_bytes());
+    bind.extend_from_slice(b"\0nope\0\0\0\0\x01");
+    bind.extend_from_slice(&((100u32) << 10).to_be_bytes());
+    bind.extend_from_slice(&vec![b'x'; 100 << 10]);
+    bind.extend_from_slice(b"\0\0");
+    bind.extend_from_slice(b"S\0\0\0\x04");
+    sock.write_all(&bind).await.unwrap();
+    let reply = read_message(&mut sock).await;
+    assert_eq!(reply[0], b'E');
+    let fields = parse_error_fields(&reply[5..]).unwrap();
+    assert_eq!(fields.code, "26000", "{fields:?}");
+    assert_eq!(read_message(&mut sock).await[0], b'Z');
+    // A 10 MiB query text must be read whole to be routed: refused with
+    // 54000, inside a transaction as PostgreSQL's own error would; the
+    // session goes on.
+    let sql = format!("SELECT length('{}')", "y".repeat(10 << 20));
+    let err = client.simple_query(&sql).await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("54000"), "{err}");
+    client.batch_execute("BEGIN").await.unwrap();
+    let err = client.simple_query(&sql).await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("54000"), "{err}");
+    let err = client.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"), "{err}");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    let n: i32 = client.query_one(&stmt, &[&blob]).await.unwrap().get(0);
+    assert_eq!(n as usize, blob.len());
+    still_serves(&proxy).await;
+}

@@ -253,7 +253,9 @@ fn flatten(settings: &ProxySettings) -> BTreeMap<String, String> {
         .into_iter()
         .map(|(k, v)| {
             let text = match v {
-                _ if k.contains("password") || k.contains("secret") => "********".to_owned(),
+                _ if k.contains("password") || k.contains("secret") || k.contains("token") => {
+                    "********".to_owned()
+                }
                 toml::Value::String(s) => s,
                 toml::Value::Array(items) => items
                     .iter()

@@ -16,7 +16,7 @@ use crate::wire::frontend;
 const MAX_AUTH_MESSAGE: usize = 64 * 1024;
 
 /// What pgwarden can present to a server for one user.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum BackendSecret {
     Password(String),
     /// `md5...`: enough for md5 auth, not for cleartext or SCRAM.
@@ -27,6 +27,17 @@ pub enum BackendSecret {
         salt: Vec<u8>,
         iterations: u32,
     },
+}
+
+impl std::fmt::Debug for BackendSecret {
+    // The kind, never the value: a `{:?}` of a target must not leak it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendSecret::Password(_) => "BackendSecret::Password(..)",
+            BackendSecret::Md5(_) => "BackendSecret::Md5(..)",
+            BackendSecret::ScramKeys { .. } => "BackendSecret::ScramKeys(..)",
+        })
+    }
 }
 
 impl BackendSecret {
@@ -144,5 +155,28 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         stream.write_all(&out).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let shown = format!(
+            "{:?} {:?}",
+            BackendSecret::Password("hunter2".into()),
+            crate::server::ServerTarget {
+                addr: "h:1".into(),
+                dbname: "d".into(),
+                user: "u".into(),
+                secret: Some(BackendSecret::Md5("md5abcdef".into())),
+            }
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("abcdef"),
+            "{shown}"
+        );
     }
 }

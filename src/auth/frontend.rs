@@ -107,7 +107,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
                 Secret::Scram(_) => return Err(bad()),
             };
             let expected = md5::response(&stored, salt);
-            if !known || !md5::constant_time_eq(answer, expected.as_bytes()) {
+            if !known || !super::constant_time_eq(answer, expected.as_bytes()) {
                 return Err(bad());
             }
             Authenticated {
@@ -210,11 +210,11 @@ async fn scram_exchange<S: AsyncRead + AsyncWrite + Unpin>(
 
 fn cleartext_matches(pw: &str, user: &str, secret: &Secret) -> bool {
     match secret {
-        Secret::Plain(p) => md5::constant_time_eq(p.as_bytes(), pw.as_bytes()),
-        Secret::Md5(m) => md5::constant_time_eq(md5::secret(pw, user).as_bytes(), m.as_bytes()),
+        Secret::Plain(p) => super::constant_time_eq(p.as_bytes(), pw.as_bytes()),
+        Secret::Md5(m) => super::constant_time_eq(md5::secret(pw, user).as_bytes(), m.as_bytes()),
         Secret::Scram(s) => {
             let derived = ScramSecret::from_password(pw, s.salt.clone(), s.iterations);
-            md5::constant_time_eq(&derived.stored_key, &s.stored_key)
+            super::constant_time_eq(&derived.stored_key, &s.stored_key)
         }
     }
 }

@@ -12,3 +12,10 @@ pub mod query;
 pub mod scram;
 pub mod secret;
 pub mod userlist;
+
+/// Compares two secrets in time independent of where they differ (the
+/// `subtle` crate's comparison), so that timing cannot guess one byte by
+/// byte.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
+}

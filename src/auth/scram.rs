@@ -266,7 +266,7 @@ impl ScramServer {
         );
         let client_signature = hmac(&self.secret.stored_key, auth_message.as_bytes());
         let client_key = xor(&proof, &client_signature);
-        if sha256(&client_key) != self.secret.stored_key {
+        if !super::constant_time_eq(&sha256(&client_key), &self.secret.stored_key) {
             return Err(ScramError::BadProof);
         }
         let server_signature = hmac(&self.secret.server_key, auth_message.as_bytes());

@@ -104,6 +104,11 @@ pub struct Session {
     login: Login,
     shared: Arc<Shared>,
     max_packet: usize,
+    /// `max_client_buffer`: past it the client is not read from, and a
+    /// message needed whole is refused.
+    max_buffer: usize,
+    /// The body streaming through is a refused message's: dropped.
+    discarding: bool,
     timeouts: Timeouts,
 }
 
@@ -156,6 +161,7 @@ impl Session {
             reset_always: p.server_reset_query_always,
         };
         let max_packet = p.max_packet_size;
+        let max_buffer = p.max_client_buffer;
         drop(cfg);
         login
             .pool
@@ -184,6 +190,8 @@ impl Session {
             login,
             shared,
             max_packet,
+            max_buffer,
+            discarding: false,
             timeouts,
         })
     }
@@ -259,6 +267,9 @@ impl Session {
             reserve(&mut self.cbuf);
             reserve(&mut guard.conn().stream.rbuf);
         }
+        // Past max_client_buffer the client waits (TCP pushes back) until
+        // what is buffered has gone to the server.
+        let read_client = self.cbuf.len() < self.max_buffer;
         let (server, client, cbuf) = (&mut self.server, &mut self.client, &mut self.cbuf);
         let control = &self.login.registration.control;
         std::future::poll_fn(|cx| {
@@ -270,8 +281,10 @@ impl Session {
                     {
                         return Poll::Ready(Event::Server(r));
                     }
-                    if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut *client), cx, cbuf) {
-                        return Poll::Ready(Event::Client(r));
+                    if read_client {
+                        if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut *client), cx, cbuf) {
+                            return Poll::Ready(Event::Client(r));
+                        }
                     }
                 }
                 None => {
@@ -456,11 +469,31 @@ impl Session {
                 self.held = true;
                 return Ok((pos, false));
             }
+            if self.cscan.at_boundary() {
+                match self.large_message(pos, whole)? {
+                    Large::No => {}
+                    Large::NeedMore(n) => {
+                        grow_for(&mut self.cbuf, pos + n);
+                        return Ok((pos, false));
+                    }
+                    Large::Head { tag, used } => {
+                        self.note_sent(tag);
+                        pos += used;
+                        continue;
+                    }
+                }
+            }
             let (tag, body, used) =
                 match self.cscan.next(&self.cbuf[pos..], whole, self.max_packet)? {
                     Step::Item(Item::Header { tag, .. }, used) => (tag, &[][..], used),
                     Step::Item(Item::Message { tag, body }, used) => (tag, body, used),
                     Step::Item(Item::Body(_), used) => {
+                        if self.discarding {
+                            if let Some(t) = self.tracker.as_mut() {
+                                t.to_server.replace(&self.cbuf, pos, pos + used, &[]);
+                            }
+                            self.discarding = !self.cscan.at_boundary();
+                        }
                         pos += used;
                         continue;
                     }
@@ -500,26 +533,106 @@ impl Session {
                     self.traffic.query(&self.shared.queries, sql);
                 }
             }
-            match tag {
-                fe::QUERY | fe::SYNC | fe::FUNCTION_CALL => {
-                    if let Some(r) = self.route.as_mut() {
-                        r.requested();
-                    }
-                    self.traffic.request(self.pending == 0);
-                    if self.pending == 0 && self.timeouts.query_ms != 0 {
-                        self.request_since = Some(self.last_activity);
-                        self.cancel_sent = false;
-                    }
-                    self.pending += 1;
-                    self.open_batch = false;
-                }
-                fe::PARSE | fe::BIND | fe::DESCRIBE | fe::EXECUTE | fe::CLOSE | fe::FLUSH => {
-                    self.open_batch = true;
-                }
-                _ => {}
-            }
+            self.note_sent(tag);
             pos += used;
         }
+    }
+
+    /// Bookkeeping for a client message on its way: requests the server
+    /// will answer with ReadyForQuery, and extended batches left open.
+    fn note_sent(&mut self, tag: u8) {
+        match tag {
+            fe::QUERY | fe::SYNC | fe::FUNCTION_CALL => {
+                if let Some(r) = self.route.as_mut() {
+                    r.requested();
+                }
+                self.traffic.request(self.pending == 0);
+                if self.pending == 0 && self.timeouts.query_ms != 0 {
+                    self.request_since = Some(self.last_activity);
+                    self.cancel_sent = false;
+                }
+                self.pending += 1;
+                self.open_batch = false;
+            }
+            fe::PARSE | fe::BIND | fe::DESCRIBE | fe::EXECUTE | fe::CLOSE | fe::FLUSH => {
+                self.open_batch = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// A message at `cbuf[pos..]` too large to buffer: a Bind over
+    /// [`STREAM_BIND_AT`] streams once its statement name has arrived (only
+    /// that is rewritten); any other message pgwarden must read whole is,
+    /// past `max_client_buffer`, answered with 54000 by the server in its
+    /// place (so that the transaction fails as PostgreSQL's would) while its
+    /// bytes are read and dropped: the session goes on.
+    fn large_message(&mut self, pos: usize, whole: &TagSet) -> Result<Large, FrameError> {
+        let Some(head) = self.cbuf.get(pos..pos + 5) else {
+            return Ok(Large::No);
+        };
+        let tag = head[0];
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let body_len = len.saturating_sub(4);
+        if !whole.contains(tag) || len > self.max_packet {
+            return Ok(Large::No);
+        }
+        let over = body_len > self.max_buffer;
+        if tag != fe::BIND && !over || tag == fe::BIND && body_len <= STREAM_BIND_AT {
+            return Ok(Large::No);
+        }
+        let (Some(t), Some(g)) = (self.tracker.as_mut(), self.server.as_mut()) else {
+            return Err(FrameError::OverBuffer {
+                tag,
+                len,
+                max: self.max_buffer,
+            });
+        };
+        if tag != fe::BIND {
+            let why = FrameError::OverBuffer {
+                tag,
+                len,
+                max: self.max_buffer,
+            };
+            let registry = &self.shared.statements;
+            t.refuse(
+                registry,
+                g.conn(),
+                tag,
+                &why.to_string(),
+                &self.cbuf,
+                pos,
+                pos + 5,
+            );
+            self.cscan.stream(body_len);
+            self.discarding = true;
+            return Ok(Large::Head { tag, used: 5 });
+        }
+        let body = &self.cbuf[pos + 5..];
+        let Some(prefix_len) = bind_prefix_len(&body[..body.len().min(body_len)]) else {
+            if body.len() >= MAX_BIND_PREFIX {
+                return Err(FrameError::BadLength {
+                    tag,
+                    len: len as u32,
+                });
+            }
+            return Ok(Large::NeedMore(5 + MAX_BIND_PREFIX.min(body_len)));
+        };
+        let end = pos + 5 + prefix_len;
+        t.bind_head(
+            &self.shared.statements,
+            g.conn(),
+            &body[..prefix_len],
+            body_len,
+            &self.cbuf,
+            pos,
+            end,
+        );
+        self.cscan.stream(body_len - prefix_len);
+        Ok(Large::Head {
+            tag,
+            used: 5 + prefix_len,
+        })
     }
 
     /// Borrows a server for the next transaction (or the session). False
@@ -996,6 +1109,32 @@ fn query_text<'a>(tag: u8, body: &'a [u8], tracker: Option<&'a Tracker>) -> Opti
     }
 }
 
+/// Binds with bodies larger than this stream through: only their portal and
+/// statement names are read (and rewritten).
+const STREAM_BIND_AT: usize = 64 * 1024;
+
+/// The most a Bind's portal and statement names may take.
+const MAX_BIND_PREFIX: usize = 8 * 1024;
+
+/// What [`Session::large_message`] found.
+enum Large {
+    No,
+    NeedMore(usize),
+    /// The first `used` bytes of a message of type `tag` were handled; the
+    /// rest of it streams (or is dropped).
+    Head {
+        tag: u8,
+        used: usize,
+    },
+}
+
+/// The length of a Bind body's portal and statement names, with their NULs.
+fn bind_prefix_len(body: &[u8]) -> Option<usize> {
+    let portal = body.iter().position(|&b| b == 0)?;
+    let name = body[portal + 1..].iter().position(|&b| b == 0)?;
+    Some(portal + 1 + name + 1)
+}
+
 /// Refuses the first buffered message as soon as its header shows it is
 /// not one a logged-in client may send.
 fn check_header(buf: &[u8], max: usize) -> Result<(), FrameError> {
@@ -1021,7 +1160,10 @@ fn check_header(buf: &[u8], max: usize) -> Result<(), FrameError> {
 }
 
 fn protocol_error(e: FrameError) -> End {
-    End::Error(ProxyError::Protocol(e.to_string()))
+    match e {
+        FrameError::OverBuffer { .. } => End::Error(ProxyError::MessageTooLarge(e.to_string())),
+        e => End::Error(ProxyError::Protocol(e.to_string())),
+    }
 }
 
 /// Sets the timer to the nearest deadline; `None` when nothing is due.
@@ -1044,9 +1186,12 @@ fn reserve(buf: &mut BytesMut) {
     }
 }
 
-/// Makes room for a whole message of `total` bytes (already capped by max_packet_size).
+/// Makes room towards a whole message of `total` bytes: at most doubling
+/// at a time, so that an announced length is never allocated before the
+/// bytes arrive.
 fn grow_for(buf: &mut BytesMut, total: usize) {
     if total > buf.capacity() {
-        buf.reserve(total - buf.len());
+        let step = buf.capacity().max(BUF_SIZE);
+        buf.reserve((total - buf.len()).min(step));
     }
 }

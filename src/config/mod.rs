@@ -159,19 +159,30 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// Every problem found.
 pub fn from_str(text: &str, base: &Path) -> Result<Loaded, Vec<Problem>> {
     let config: Config = toml::from_str(text).map_err(|e| {
-        let key = e
-            .span()
-            .map(|s| {
-                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+        let start = e.span().map(|s| s.start.min(text.len()));
+        let key = start
+            .map(|at| {
+                let line = text[..at].matches('\n').count() + 1;
                 format!("line {line}")
             })
             .unwrap_or_else(|| "(parse)".into());
-        vec![Problem {
-            key,
-            what: e.message().to_owned(),
-        }]
+        // The message may quote the value: never a secret's.
+        let what = match start.is_some_and(|at| holds_secret(text, at)) {
+            true => "invalid value (not shown: the key holds a secret)".to_owned(),
+            false => e.message().to_owned(),
+        };
+        vec![Problem { key, what }]
     })?;
     from_config(config, base)
+}
+
+/// True when the line of `text` around byte `at` sets a key whose name
+/// says it holds a secret.
+fn holds_secret(text: &str, at: usize) -> bool {
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").to_ascii_lowercase();
+    key.contains("password") || key.contains("secret") || key.contains("token")
 }
 
 /// Validates an already-built config (used by `quickstart` and tests).
@@ -204,6 +215,13 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
                 "{} is larger than default_pool_size {}",
                 p.min_pool_size, p.default_pool_size
             ),
+        );
+    }
+    if p.max_client_buffer < 2 << 20 {
+        // A routed unit is waited for up to 1 MiB.
+        problem(
+            "proxy.max_client_buffer",
+            "must be at least 2 MiB (2097152)".into(),
         );
     }
     if p.max_packet_size < 1024 || p.max_packet_size > i32::MAX as usize {
@@ -345,6 +363,21 @@ mod tests {
         };
         assert_eq!(loaded.pool_size("app"), 20);
         assert_eq!(loaded.pool_mode("app", "x"), PoolMode::Transaction);
+    }
+
+    #[test]
+    fn type_errors_never_quote_a_secret() {
+        for text in [
+            "[users.bob]\npassword = [\"hunter2-in-a-list\"]\n",
+            "[databases.app]\nprimary = \"h:1\"\n[databases.app.routing]\nmonitor_password = { x = \"hunter2-in-a-table\" }\n",
+        ] {
+            let problems = from_str(text, Path::new(".")).err().unwrap_or_default();
+            let shown = format!("{problems:?}");
+            assert!(!problems.is_empty() && !shown.contains("hunter2"), "{shown}");
+        }
+        // Other keys keep their helpful message.
+        let problems = from_str("[proxy]\ndefault_pool_size = \"many\"\n", Path::new("."));
+        assert!(format!("{problems:?}").contains("many"));
     }
 
     #[test]

@@ -143,6 +143,10 @@ pub struct ProxySettings {
     pub server_check_delay: Secs,
     pub ignore_startup_parameters: NameList,
     pub max_packet_size: usize,
+    /// The most client bytes buffered per client: a message pgwarden must
+    /// read whole (Query, Parse...; a Bind streams), or requests pipelined
+    /// behind one it is waiting on.
+    pub max_client_buffer: usize,
     /// Named prepared statements kept per server connection in transaction
     /// and statement mode (PgBouncer 1.21+'s setting); 0 turns tracking off.
     pub max_prepared_statements: usize,
@@ -158,6 +162,9 @@ pub struct ProxySettings {
     /// HTTP `/metrics`, `/health`, `/ready` and `/pools`, e.g. "127.0.0.1:9127"
     /// (off when unset).
     pub admin_listen: Option<String>,
+    /// When set, the HTTP endpoints but `/health` want
+    /// `Authorization: Bearer <token>`.
+    pub admin_http_token: Option<String>,
     /// Users with the full admin console (database `pgwarden` or `pgbouncer`).
     pub admin_users: NameList,
     /// Users with the read-only console (`SHOW` commands only).
@@ -200,6 +207,7 @@ impl Default for ProxySettings {
             server_check_delay: Secs::from_secs(30),
             ignore_startup_parameters: NameList::default(),
             max_packet_size: i32::MAX as usize,
+            max_client_buffer: 8 << 20,
             max_prepared_statements: 200,
             auth_type: AuthType::Md5,
             auth_file: None,
@@ -209,6 +217,7 @@ impl Default for ProxySettings {
             query_stats: false,
             query_stats_max: 1000,
             admin_listen: None,
+            admin_http_token: None,
             admin_users: NameList::default(),
             stats_users: NameList::default(),
             region: None,

@@ -63,13 +63,18 @@ async fn handle(mut socket: TcpStream, shared: &Shared) {
     };
     let reason = match status {
         200 => "OK",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         503 => "Service Unavailable",
         _ => "Bad Request",
     };
+    let challenge = match status {
+        401 => "WWW-Authenticate: Bearer\r\n",
+        _ => "",
+    };
     let out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\n{challenge}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = socket.write_all(out.as_bytes()).await;
@@ -87,6 +92,12 @@ fn respond(head: &[u8], shared: &Shared) -> (u16, &'static str, String) {
         return (405, "text/plain", "GET only\n".into());
     }
     let path = target.split('?').next().unwrap_or("");
+    let token = shared.config.load().config.proxy.admin_http_token.clone();
+    if let Some(token) = token.filter(|_| path != "/health") {
+        if !bearer_matches(head, &token) {
+            return (401, "text/plain", "a bearer token is required\n".into());
+        }
+    }
     match path {
         "/metrics" => (200, "text/plain; version=0.0.4", super::render(shared)),
         "/health" => (200, "text/plain", "ok\n".into()),
@@ -101,6 +112,21 @@ fn respond(head: &[u8], shared: &Shared) -> (u16, &'static str, String) {
         "/pools" => (200, "application/json", pools(shared).to_string()),
         _ => (404, "text/plain", "not found\n".into()),
     }
+}
+
+/// True when the request carries `Authorization: Bearer <token>`.
+fn bearer_matches(head: &[u8], token: &str) -> bool {
+    let head = String::from_utf8_lossy(head);
+    head.split("\r\n").skip(1).any(|line| {
+        let Some((name, value)) = line.split_once(':') else {
+            return false;
+        };
+        let value = value.trim();
+        name.trim().eq_ignore_ascii_case("authorization")
+            && value.len() > 7
+            && value[..7].eq_ignore_ascii_case("bearer ")
+            && crate::auth::constant_time_eq(value[7..].trim().as_bytes(), token.as_bytes())
+    })
 }
 
 /// Every database with a topology needs a writer that is up; a database

@@ -137,6 +137,17 @@ pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> O
     }
 }
 
+/// A client message too large to buffer, replaced by the server's raising
+/// 54000 with `message`: as a Query for a Query, in the extended protocol's
+/// way (skip to Sync) for the others.
+pub fn refuse_oversized(ctx: &mut Ctx<'_>, tag: u8, message: &str, out: &mut BytesMut) -> Outcome {
+    let form = match tag {
+        fe::QUERY => Form::Simple,
+        _ => EXTENDED,
+    };
+    inject::raise(ctx, form, "program_limit_exceeded", message, out)
+}
+
 /// Named statements are carried across servers (else they pass through).
 fn rewrites(ctx: &Ctx<'_>) -> bool {
     ctx.pooled && ctx.max > 0
@@ -237,6 +248,45 @@ fn bind(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     let Some((name, rest)) = take_cstr(rest) else {
         return forward(ctx, Expect::BindComplete);
     };
+    bind_parts(ctx, portal, name, BindRest::Here(rest), out)
+}
+
+/// The start of a Bind too large to buffer: `head` is its header and
+/// `prefix` (portal and statement names) of a body of `body_len` bytes;
+/// the rest streams through unchanged after what is written to `out`.
+pub fn bind_head(
+    ctx: &mut Ctx<'_>,
+    head: &[u8],
+    prefix: &[u8],
+    body_len: usize,
+    out: &mut BytesMut,
+) -> Outcome {
+    let Some((portal, rest)) = take_cstr(prefix) else {
+        return forward(ctx, Expect::BindComplete);
+    };
+    let Some((name, _)) = take_cstr(rest) else {
+        return forward(ctx, Expect::BindComplete);
+    };
+    let len = body_len.saturating_sub(portal.len() + name.len() + 2);
+    bind_parts(ctx, portal, name, BindRest::Streams { len, head }, out)
+}
+
+/// What follows a Bind's statement name.
+enum BindRest<'a> {
+    /// All of it, in the buffer.
+    Here(&'a [u8]),
+    /// `len` bytes still to stream through; `head` is the message's start
+    /// as the client sent it.
+    Streams { len: usize, head: &'a [u8] },
+}
+
+fn bind_parts(
+    ctx: &mut Ctx<'_>,
+    portal: &[u8],
+    name: &[u8],
+    rest: BindRest<'_>,
+    out: &mut BytesMut,
+) -> Outcome {
     if portal.is_empty() {
         // The unnamed portal answers for the unnamed statement's command.
         ctx.unnamed.portal = match name.is_empty() {
@@ -249,21 +299,39 @@ fn bind(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     }
     let stmt = match commands::resolve(ctx, name) {
         Some(Ok(stmt)) => stmt,
-        Some(Err(target)) => return commands::missing(ctx, &target, EXTENDED, out),
-        None => return commands::missing(ctx, name, EXTENDED, out),
+        Some(Err(missing)) => return bind_missing(ctx, &missing, rest, out),
+        None => return bind_missing(ctx, name, rest, out),
     };
     if stmt.changes_settings {
         // Runs a SET pgwarden does not follow: wipe the server after.
         ctx.settings.mark_dirty();
     }
     ensure(ctx, &stmt, out);
-    put_message(out, fe::BIND, |b| {
-        put_cstr(b, portal);
-        b.put_slice(&stmt.server_name);
-        b.put_slice(rest);
-    });
+    let rest_len = match rest {
+        BindRest::Here(r) => r.len(),
+        BindRest::Streams { len, .. } => len,
+    };
+    out.put_u8(fe::BIND);
+    out.put_u32((4 + portal.len() + 1 + stmt.server_name.len() + rest_len) as u32);
+    put_cstr(out, portal);
+    out.put_slice(&stmt.server_name);
+    if let BindRest::Here(r) = rest {
+        out.put_slice(r);
+    }
     ctx.queue.push(Expect::BindComplete, Action::Forward, None);
     Outcome::Replaced
+}
+
+/// A Bind of a statement the client does not have: PostgreSQL's error,
+/// raised by the server. A streaming Bind still goes through whole after
+/// it, for the server to skip (an error skips everything to the Sync).
+fn bind_missing(ctx: &mut Ctx<'_>, name: &[u8], rest: BindRest<'_>, out: &mut BytesMut) -> Outcome {
+    let outcome = commands::missing(ctx, name, EXTENDED, out);
+    if let BindRest::Streams { head, .. } = rest {
+        out.put_slice(head);
+        ctx.queue.push(Expect::BindComplete, Action::Forward, None);
+    }
+    outcome
 }
 
 fn describe(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {

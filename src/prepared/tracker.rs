@@ -149,6 +149,57 @@ impl Tracker {
         start: usize,
         end: usize,
     ) {
+        self.rewrite(registry, conn, (src, start, end), |ctx, out| {
+            rewrite::message(ctx, tag, body, out)
+        });
+    }
+
+    /// The start of a Bind too large to buffer, at `src[start..end]`:
+    /// header and `prefix` (portal and statement names) of a body of
+    /// `body_len` bytes whose rest streams through unchanged.
+    #[allow(clippy::too_many_arguments)]
+    pub fn bind_head(
+        &mut self,
+        registry: &Registry,
+        conn: &mut ServerConn,
+        prefix: &[u8],
+        body_len: usize,
+        src: &[u8],
+        start: usize,
+        end: usize,
+    ) {
+        self.rewrite(registry, conn, (src, start, end), |ctx, out| {
+            rewrite::bind_head(ctx, &src[start..end], prefix, body_len, out)
+        });
+    }
+
+    /// A message too large to buffer, whose header is at `src[start..end]`:
+    /// the server raises 54000 with `message` in its place.
+    #[allow(clippy::too_many_arguments)]
+    pub fn refuse(
+        &mut self,
+        registry: &Registry,
+        conn: &mut ServerConn,
+        tag: u8,
+        message: &str,
+        src: &[u8],
+        start: usize,
+        end: usize,
+    ) {
+        self.rewrite(registry, conn, (src, start, end), |ctx, out| {
+            rewrite::refuse_oversized(ctx, tag, message, out)
+        });
+    }
+
+    /// Runs `f` over this client's rewriting state; what it writes replaces
+    /// `src[start..end]` on the way to the server.
+    fn rewrite(
+        &mut self,
+        registry: &Registry,
+        conn: &mut ServerConn,
+        (src, start, end): (&[u8], usize, usize),
+        f: impl FnOnce(&mut Ctx<'_>, &mut BytesMut) -> Outcome,
+    ) {
         self.repl.clear();
         let mut ctx = Ctx {
             registry,
@@ -164,7 +215,7 @@ impl Tracker {
             pooled: self.pooled,
             unnamed: &mut self.unnamed,
         };
-        if rewrite::message(&mut ctx, tag, body, &mut self.repl) == Outcome::Replaced {
+        if f(&mut ctx, &mut self.repl) == Outcome::Replaced {
             self.to_server.replace(src, start, end, &self.repl);
         }
     }

@@ -24,6 +24,9 @@ pub enum FrameError {
     /// PostgreSQL's wording for a message type it does not take.
     #[error("invalid frontend message type {tag}")]
     UnknownType { tag: u8 },
+    /// A message pgwarden must read whole is larger than it may buffer.
+    #[error("message of type {tag:?} is {len} bytes, over max_client_buffer ({max})", tag = *tag as char)]
+    OverBuffer { tag: u8, len: usize, max: usize },
 }
 
 /// A set of message tags, as a 256-bit table so that membership is one load.
@@ -89,6 +92,12 @@ impl Scanner {
     /// True when the scanner sits on a message boundary.
     pub fn at_boundary(&self) -> bool {
         self.remaining == 0
+    }
+
+    /// The caller has taken a message's first bytes itself; the next
+    /// `remaining` bytes are the rest of its body, to stream.
+    pub fn stream(&mut self, remaining: usize) {
+        self.remaining = remaining;
     }
 
     /// Reads the next item from `buf`.
