@@ -40,7 +40,12 @@ async fn every_client_method_against_every_server_method() {
         AuthType::Plain,
         AuthType::Trust,
     ] {
-        let proxy = proxy(|c| c.proxy.auth_type = auth_type).await;
+        let proxy = proxy(|c| {
+            c.proxy.auth_type = auth_type;
+            // pgw_plain's server asks for a cleartext password.
+            c.proxy.server_require_auth.0.push("password".into());
+        })
+        .await;
         for user in [MD5_USER, SCRAM_USER, PLAIN_USER] {
             login_works(&proxy, user, PASSWORD)
                 .await
@@ -51,6 +56,20 @@ async fn every_client_method_against_every_server_method() {
             assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{auth_type:?}");
         }
     }
+}
+
+/// A server that asks for a cleartext password is refused unless
+/// `server_require_auth` allows it, as libpq's `require_auth` would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_asking_for_cleartext_is_refused_by_default() {
+    let proxy = proxy(|_| {}).await;
+    let err = connect_err(&url(&proxy, PLAIN_USER, PASSWORD, DB)).await;
+    let message = err
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("server_require_auth"), "{err:?}");
+    login_works(&proxy, SCRAM_USER, PASSWORD).await.unwrap();
 }
 
 fn stored_secret(user: &str) -> String {

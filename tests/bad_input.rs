@@ -666,3 +666,13 @@ async fn large_parameters_stream_and_large_queries_get_54000() {
     assert_eq!(n as usize, blob.len());
     still_serves(&proxy).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multibyte_text_in_a_set_gets_the_servers_error() {
+    // Found by fuzzing: this once panicked the session's settings reader.
+    let proxy = proxy(|_| {}).await;
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    let err = client.simple_query("SET a €").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42601"), "{err}");
+    client.simple_query("SELECT 1").await.unwrap();
+}

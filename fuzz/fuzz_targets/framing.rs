@@ -9,7 +9,9 @@ use pgwarden::wire::codec::{Item, Scanner, Step, TagSet};
 const CAP: usize = 1 << 16;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else { return };
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
     let whole = TagSet::of(b"ZQPBES");
     let mut scanner = Scanner::new();
     let mut buf = Vec::new();

@@ -66,22 +66,72 @@ pub enum BackendAuthError {
     Scram(#[from] ScramError),
     #[error("unexpected message {0:?} during login")]
     Unexpected(char),
+    #[error("server {0}, which server_require_auth does not allow")]
+    NotAllowed(&'static str),
     #[error(transparent)]
     Net(#[from] NetError),
+}
+
+/// The ways a server may authenticate pgwarden (`server_require_auth`,
+/// libpq's `require_auth`): a server that asks for another, or lets
+/// pgwarden in without one it allows, is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthMethods(u8);
+
+impl AuthMethods {
+    pub const PASSWORD: AuthMethods = AuthMethods(1);
+    pub const MD5: AuthMethods = AuthMethods(2);
+    pub const SCRAM: AuthMethods = AuthMethods(4);
+    /// No challenge at all (the server trusts the connection).
+    pub const NONE: AuthMethods = AuthMethods(8);
+    /// The names `server_require_auth` takes.
+    pub const NAMES: [(&'static str, AuthMethods); 4] = [
+        ("password", Self::PASSWORD),
+        ("md5", Self::MD5),
+        ("scram-sha-256", Self::SCRAM),
+        ("none", Self::NONE),
+    ];
+
+    /// The methods named (unknown names are the config check's business).
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a String>) -> AuthMethods {
+        let mut bits = 0;
+        for name in names {
+            for (n, m) in Self::NAMES {
+                if name.eq_ignore_ascii_case(n) {
+                    bits |= m.0;
+                }
+            }
+        }
+        AuthMethods(bits)
+    }
+
+    fn allows(self, m: AuthMethods) -> bool {
+        self.0 & m.0 != 0
+    }
 }
 
 /// Runs the authentication exchange after the StartupMessage was sent, up
 /// to and including AuthenticationOk.
 ///
 /// # Errors
-/// The server's own ErrorResponse, or a request the secret cannot answer.
+/// The server's own ErrorResponse, a request the secret cannot answer, or
+/// one `allowed` does not allow (including an AuthenticationOk before a
+/// SCRAM exchange ended with the server's proof).
 pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut MessageStream<S>,
     user: &str,
     secret: Option<&BackendSecret>,
+    allowed: AuthMethods,
 ) -> Result<(), BackendAuthError> {
     let mut out = BytesMut::new();
     let mut scram: Option<ScramClient> = None;
+    // What the server asked for so far, and whether its SCRAM proof checked.
+    let mut asked = false;
+    let mut proven = false;
+    let need = |m: AuthMethods, what: &'static str| match allowed.allows(m) {
+        true => Ok(()),
+        false => Err(BackendAuthError::NotAllowed(what)),
+    };
     loop {
         let (tag, body) = stream.read_message(MAX_AUTH_MESSAGE).await?;
         match tag {
@@ -97,8 +147,22 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             .ok_or_else(|| BackendAuthError::Unsupported("malformed".into()))?;
         out.clear();
         match request {
+            AuthRequest::Ok if scram.is_some() && !proven => {
+                return Err(BackendAuthError::NotAllowed(
+                    "ended SCRAM without proving it knows the password",
+                ))
+            }
+            AuthRequest::Ok if !asked => {
+                need(AuthMethods::NONE, "let pgwarden in without a password")?;
+                return Ok(());
+            }
             AuthRequest::Ok => return Ok(()),
             AuthRequest::Cleartext => match secret {
+                _ if !allowed.allows(AuthMethods::PASSWORD) => {
+                    return Err(BackendAuthError::NotAllowed(
+                        "asked for a cleartext password",
+                    ))
+                }
                 Some(BackendSecret::Password(pw)) => {
                     frontend::password_message(&mut out, pw.as_bytes())
                 }
@@ -106,6 +170,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                 Some(_) => return Err(BackendAuthError::CannotAnswer("a cleartext password")),
             },
             AuthRequest::Md5 { salt } => {
+                need(AuthMethods::MD5, "asked for an md5 password")?;
                 let stored = match secret {
                     Some(BackendSecret::Password(pw)) => md5::secret(pw, user),
                     Some(BackendSecret::Md5(m)) => m.clone(),
@@ -118,6 +183,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                 if !mechanisms.contains(&scram::MECHANISM) {
                     return Err(BackendAuthError::Unsupported(mechanisms.join(",")));
                 }
+                need(AuthMethods::SCRAM, "asked for SCRAM")?;
                 let creds = match secret {
                     Some(BackendSecret::Password(pw)) => ClientCredentials::Password(pw.clone()),
                     Some(BackendSecret::ScramKeys {
@@ -148,12 +214,14 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             AuthRequest::SaslFinal(data) => {
                 let client = scram.as_ref().ok_or(BackendAuthError::Unexpected('R'))?;
                 client.verify(data)?;
+                proven = true;
                 continue;
             }
             AuthRequest::Other(code) => {
                 return Err(BackendAuthError::Unsupported(format!("code {code}")))
             }
         }
+        asked = true;
         stream.write_all(&out).await?;
     }
 }
@@ -161,6 +229,75 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `login` against a hostile server that sends `requests` (each
+    /// after reading whatever pgwarden answered to the one before).
+    async fn against(
+        requests: Vec<BytesMut>,
+        allowed: AuthMethods,
+    ) -> Result<(), BackendAuthError> {
+        let (ours, theirs) = tokio::io::duplex(4096);
+        tokio::spawn(async move {
+            let mut theirs = MessageStream::new(theirs);
+            for (i, r) in requests.iter().enumerate() {
+                if i > 0 {
+                    let _ = theirs.read_message(4096).await;
+                }
+                let _ = theirs.write_all(r).await;
+            }
+            // Keep the stream open until pgwarden is done.
+            let _ = theirs.read_message(4096).await;
+        });
+        let mut ours = MessageStream::new(ours);
+        let secret = BackendSecret::Password("pw".into());
+        login(&mut ours, "u", Some(&secret), allowed).await
+    }
+
+    fn request(build: impl FnOnce(&mut BytesMut)) -> BytesMut {
+        let mut b = BytesMut::new();
+        build(&mut b);
+        b
+    }
+
+    const DEFAULT: AuthMethods = AuthMethods(2 | 4 | 8);
+
+    #[tokio::test]
+    async fn a_server_asking_for_cleartext_is_refused_unless_allowed() {
+        let ask = || {
+            vec![
+                request(be::authentication_cleartext),
+                request(be::authentication_ok),
+            ]
+        };
+        let refused = against(ask(), DEFAULT).await;
+        assert!(
+            matches!(refused, Err(BackendAuthError::NotAllowed(_))),
+            "{refused:?}"
+        );
+        assert!(against(ask(), AuthMethods::PASSWORD).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_server_skipping_scrams_proof_is_refused() {
+        let sasl = request(|b| be::authentication_sasl(b, &[scram::MECHANISM]));
+        let refused = against(vec![sasl, request(be::authentication_ok)], DEFAULT).await;
+        assert!(
+            matches!(refused, Err(BackendAuthError::NotAllowed(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_challenge_needs_none() {
+        assert!(against(vec![request(be::authentication_ok)], DEFAULT)
+            .await
+            .is_ok());
+        let refused = against(vec![request(be::authentication_ok)], AuthMethods::SCRAM).await;
+        assert!(
+            matches!(refused, Err(BackendAuthError::NotAllowed(_))),
+            "{refused:?}"
+        );
+    }
 
     #[test]
     fn debug_never_shows_a_secret() {
@@ -172,6 +309,7 @@ mod tests {
                 dbname: "d".into(),
                 user: "u".into(),
                 secret: Some(BackendSecret::Md5("md5abcdef".into())),
+                allowed_auth: AuthMethods::MD5,
             }
         );
         assert!(

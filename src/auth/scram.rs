@@ -366,7 +366,7 @@ impl ScramClient {
             .and_then(|v| B64.decode(v).ok())
             .ok_or(ScramError::BadServerSignature)?;
         match self.expected_server_signature {
-            Some(expected) if expected.as_slice() == sig.as_slice() => Ok(()),
+            Some(expected) if super::constant_time_eq(&expected, &sig) => Ok(()),
             _ => Err(ScramError::BadServerSignature),
         }
     }

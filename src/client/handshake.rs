@@ -14,7 +14,7 @@ use super::route::Members;
 use super::tenancy::Tenancy;
 use crate::admin::Access;
 use crate::app::Shared;
-use crate::auth::backend::{BackendAuthError, BackendSecret};
+use crate::auth::backend::{AuthMethods, BackendAuthError, BackendSecret};
 use crate::auth::frontend::authenticate;
 use crate::auth::query::{lookup, AuthQuery};
 use crate::auth::secret::Secret;
@@ -216,6 +216,7 @@ pub async fn handshake(
             dbname: settings.dbname.clone().unwrap_or_else(|| db.to_owned()),
             user: server_user.clone(),
             secret: backend_secret.clone(),
+            allowed_auth: AuthMethods::from_names(&loaded.config.proxy.server_require_auth.0),
         };
         (key, target)
     };
@@ -434,6 +435,11 @@ pub fn pool_error(e: PoolError, user: &str) -> ProxyError {
                 None,
                 ServerError::Auth(BackendAuthError::NoPassword | BackendAuthError::CannotAnswer(_)),
             ) => ProxyError::NoServerPassword(user.to_owned()),
+            // The server did not authenticate as `server_require_auth` wants.
+            (None, ServerError::Auth(e @ BackendAuthError::NotAllowed(_))) => ProxyError::Server {
+                code: "28000".into(),
+                message: e.to_string(),
+            },
             (None, _) => ProxyError::ServerUnavailable,
         },
     }

@@ -217,6 +217,17 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
             ),
         );
     }
+    for method in &p.server_require_auth.0 {
+        let known = crate::auth::backend::AuthMethods::NAMES
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(method));
+        if !known {
+            problem(
+                "proxy.server_require_auth",
+                format!("unknown method {method:?} (password, md5, scram-sha-256, none)"),
+            );
+        }
+    }
     if p.max_client_buffer < 2 << 20 {
         // A routed unit is waited for up to 1 MiB.
         problem(

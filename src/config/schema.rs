@@ -165,6 +165,9 @@ pub struct ProxySettings {
     /// When set, the HTTP endpoints but `/health` want
     /// `Authorization: Bearer <token>`.
     pub admin_http_token: Option<String>,
+    /// How a server may authenticate pgwarden (libpq's `require_auth`):
+    /// `password`, `md5`, `scram-sha-256`, `none`.
+    pub server_require_auth: NameList,
     /// Users with the full admin console (database `pgwarden` or `pgbouncer`).
     pub admin_users: NameList,
     /// Users with the read-only console (`SHOW` commands only).
@@ -218,6 +221,11 @@ impl Default for ProxySettings {
             query_stats_max: 1000,
             admin_listen: None,
             admin_http_token: None,
+            server_require_auth: NameList(vec![
+                "md5".into(),
+                "scram-sha-256".into(),
+                "none".into(),
+            ]),
             admin_users: NameList::default(),
             stats_users: NameList::default(),
             region: None,

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 
 use super::ServerConn;
-use crate::auth::backend::{login, BackendAuthError, BackendSecret};
+use crate::auth::backend::{login, AuthMethods, BackendAuthError, BackendSecret};
 use crate::net::{MessageStream, NetError};
 use crate::wire::backend::{self as be, ErrorFields};
 use crate::wire::frontend;
@@ -18,6 +18,8 @@ pub struct ServerTarget {
     pub dbname: String,
     pub user: String,
     pub secret: Option<BackendSecret>,
+    /// How servers may authenticate pgwarden (`server_require_auth`).
+    pub allowed_auth: AuthMethods,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +83,13 @@ async fn connect_inner(target: &ServerTarget) -> Result<ServerConn, ServerError>
         &[("user", &target.user), ("database", &target.dbname)],
     );
     stream.write_all(&out).await?;
-    login(&mut stream, &target.user, target.secret.as_ref()).await?;
+    login(
+        &mut stream,
+        &target.user,
+        target.secret.as_ref(),
+        target.allowed_auth,
+    )
+    .await?;
 
     let mut params = Vec::new();
     let mut key = (0, 0);

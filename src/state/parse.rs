@@ -104,7 +104,12 @@ fn classify_one(text: &str) -> Change {
             let after = joined[at..].trim_start();
             let value = if let Some(v) = after.strip_prefix('=') {
                 v.trim()
-            } else if after.len() >= 2 && after[..2].eq_ignore_ascii_case("to") {
+            } else if after
+                .as_bytes()
+                .get(..2)
+                .is_some_and(|b| b.eq_ignore_ascii_case(b"to"))
+            {
+                // Two ASCII bytes: slicing after them stays on a boundary.
                 after[2..].trim()
             } else {
                 return Change::Untrackable;
@@ -156,6 +161,17 @@ fn first_word(lower: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multibyte_text_after_a_name_is_no_panic() {
+        // Found by the `sql` fuzz target: a 3-byte character where `TO`
+        // would be.
+        assert_eq!(classify("SET a €".as_bytes()), Change::Untrackable);
+        assert_eq!(
+            classify(b"set\n\0\n\n\n\x1f\xa2\xa2\xa2\xa2] "),
+            classify(b"set\n\0\n\n\n\x1f\xa2\xa2\xa2\xa2] ")
+        );
+    }
 
     #[test]
     fn set_forms() {

@@ -1,0 +1,19 @@
+//! The SCRAM exchange as a hostile client drives it: any client-first and
+//! client-final message; only the right proof may succeed.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pgwarden::auth::scram::{ScramSecret, ScramServer};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let (first, fin) = rest.split_at(usize::from(split).min(rest.len()));
+    let secret = ScramSecret::from_password("pw", b"0123456789abcdef".to_vec(), 16);
+    let Ok((server, _server_first)) = ScramServer::start(secret, first) else {
+        return;
+    };
+    // A proof from random bytes never passes.
+    assert!(server.finish(fin).is_err());
+});

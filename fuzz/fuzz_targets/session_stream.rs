@@ -1,0 +1,46 @@
+//! What a logged-in client sends, as the session reads it: the routing
+//! unit scanner over the buffered bytes, and the prepared-statement
+//! rewriter over every message, never panic whatever the bytes.
+#![no_main]
+
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use pgwarden::prepared::rewrite::{self, Ctx};
+use pgwarden::prepared::{ClientStatements, Outstanding, Registry, ServerStatements, Unnamed};
+use pgwarden::routing::unit::{first_unit, message_at};
+use pgwarden::state::ServerParams;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = first_unit(data, 1 << 20, &[], |_| None);
+    let registry = Registry::default();
+    let mut client = ClientStatements::default();
+    let mut server = ServerStatements::default();
+    let mut queue = Outstanding::default();
+    let mut settings = ServerParams::default();
+    let mut changes = Default::default();
+    let mut pins = 0;
+    let mut unnamed = Unnamed::default();
+    let mut pos = 0;
+    while let Some((tag, body, end)) = message_at(data, pos) {
+        let mut ctx = Ctx {
+            registry: &registry,
+            client: &mut client,
+            server: &mut server,
+            queue: &mut queue,
+            max: 4,
+            since: 0,
+            settings: &mut settings,
+            changes: &mut changes,
+            pins: &mut pins,
+            refuse_pins: false,
+            pooled: true,
+            unnamed: &mut unnamed,
+        };
+        let mut out = BytesMut::new();
+        let _ = rewrite::message(&mut ctx, tag, body, &mut out);
+        if end <= pos {
+            break;
+        }
+        pos = end;
+    }
+});
