@@ -40,12 +40,7 @@ async fn every_client_method_against_every_server_method() {
         AuthType::Plain,
         AuthType::Trust,
     ] {
-        let proxy = proxy(|c| {
-            c.proxy.auth_type = auth_type;
-            // pgw_plain's server asks for a cleartext password.
-            c.proxy.server_require_auth.0.push("password".into());
-        })
-        .await;
+        let proxy = proxy(|c| c.proxy.auth_type = auth_type).await;
         for user in [MD5_USER, SCRAM_USER, PLAIN_USER] {
             login_works(&proxy, user, PASSWORD)
                 .await
@@ -62,7 +57,11 @@ async fn every_client_method_against_every_server_method() {
 /// `server_require_auth` allows it, as libpq's `require_auth` would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_asking_for_cleartext_is_refused_by_default() {
-    let proxy = proxy(|_| {}).await;
+    let proxy = proxy(|c| {
+        c.proxy.server_require_auth =
+            pgwarden::config::ProxySettings::default().server_require_auth;
+    })
+    .await;
     let err = connect_err(&url(&proxy, PLAIN_USER, PASSWORD, DB)).await;
     let message = err
         .as_db_error()

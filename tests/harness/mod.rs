@@ -95,6 +95,8 @@ pub fn config(edit: impl FnOnce(&mut Config)) -> Loaded {
     cfg.proxy.max_client_conn = 5000;
     cfg.proxy.default_pool_size = 10;
     cfg.proxy.auth_type = config::AuthType::Md5;
+    // The test cluster asks for a cleartext password for PLAIN_USER.
+    cfg.proxy.server_require_auth.0.push("password".into());
     cfg.databases.insert(
         DB.into(),
         DatabaseSettings {
