@@ -44,6 +44,11 @@ pub struct Shared {
     pub clients: AtomicUsize,
     /// Logins in progress, for `max_login_clients`.
     pub logins: crate::client::admission::Logins,
+    /// Client bytes buffered beyond each client's first 64 KiB.
+    pub client_buffered: AtomicUsize,
+    /// Clients buffering beyond their first 64 KiB: at most
+    /// `max_total_client_buffer / max_client_buffer` of them.
+    pub buffer_holders: AtomicUsize,
     /// One per database with replicas, residency rules or a place in a
     /// database made of clusters, made at start (a reload does not change
     /// a database's nodes).
@@ -110,6 +115,8 @@ impl Shared {
             queries,
             clients: AtomicUsize::new(0),
             logins: Default::default(),
+            client_buffered: AtomicUsize::new(0),
+            buffer_holders: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             stopping: AtomicBool::new(false),
         })

@@ -366,7 +366,29 @@ async fn auth_challenge(proxy: &pgwarden::app::Proxy, user: &str) -> (Vec<u8>, S
     (first, stable)
 }
 
-/// One whole backend message, header included.
+/// Every message up to ReadyForQuery, as (tag, body).
+async fn read_until_ready(sock: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = sock.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed");
+        buf.extend_from_slice(&chunk[..n]);
+        let mut pos = 0;
+        while let Ok(Some((tag, body, used))) = decode_whole(&buf[pos..], 1 << 20) {
+            out.push((tag, body.to_vec()));
+            pos += used;
+            if tag == b'Z' {
+                return out;
+            }
+        }
+        buf.drain(..pos);
+    }
+}
+
+/// One whole backend message, header included (the reply must be one
+/// message per read: what follows it in the same read is dropped).
 async fn read_message(sock: &mut TcpStream) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
@@ -676,4 +698,76 @@ async fn multibyte_text_in_a_set_gets_the_servers_error() {
     let err = client.simple_query("SET a €").await.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("42601"), "{err}");
     client.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffering_across_all_clients_is_capped() {
+    let proxy = proxy(|c| {
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+        c.proxy.max_client_buffer = 2 << 20;
+        c.proxy.max_total_client_buffer = 3 << 20;
+    })
+    .await;
+    // Eight clients each send most of a 1.5 MB query (read whole to be
+    // routed) and pause: together they would hold 11 MiB.
+    let filler = "x".repeat(1_500_000);
+    let sql = format!("SELECT length('{filler}')\0");
+    let mut message = vec![b'Q'];
+    message.extend_from_slice(&((sql.len() + 4) as u32).to_be_bytes());
+    message.extend_from_slice(sql.as_bytes());
+    let split = message.len() - 1000;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let mut sock = raw_login(&proxy).await;
+        let head = message[..split].to_vec();
+        clients.push(tokio::spawn(async move {
+            sock.write_all(&head).await.unwrap();
+            sock
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = proxy
+        .shared
+        .client_buffered
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        held <= 5 << 20,
+        "{held} bytes buffered past the first 64 KiB of each"
+    );
+    // The rest arrives: every query is answered (those held back are read
+    // as the others drain).
+    let rest = message[split..].to_vec();
+    let answers: Vec<_> = clients
+        .into_iter()
+        .map(|c| {
+            let rest = rest.clone();
+            tokio::spawn(async move {
+                let mut sock = c.await.unwrap();
+                sock.write_all(&rest).await.unwrap();
+                let mut answer = String::new();
+                for (tag, body) in read_until_ready(&mut sock).await {
+                    match tag {
+                        b'D' => answer = String::from_utf8_lossy(&body[6..]).into_owned(),
+                        b'E' => panic!("{:?}", parse_error_fields(&body)),
+                        _ => {}
+                    }
+                }
+                answer
+            })
+        })
+        .collect();
+    for a in answers {
+        let answer = tokio::time::timeout(Duration::from_secs(20), a)
+            .await
+            .expect("answered in time")
+            .unwrap();
+        assert!(answer.contains("1500000"), "{answer}");
+    }
+    assert_eq!(
+        proxy
+            .shared
+            .client_buffered
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }

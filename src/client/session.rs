@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -107,6 +108,12 @@ pub struct Session {
     /// `max_client_buffer`: past it the client is not read from, and a
     /// message needed whole is refused.
     max_buffer: usize,
+    /// How many clients may buffer past their first 64 KiB at once
+    /// (`max_total_client_buffer / max_client_buffer`), whether this one
+    /// does, and its bytes past them.
+    max_holders: usize,
+    holding: bool,
+    charged: usize,
     /// The body streaming through is a refused message's: dropped.
     discarding: bool,
     timeouts: Timeouts,
@@ -162,6 +169,7 @@ impl Session {
         };
         let max_packet = p.max_packet_size;
         let max_buffer = p.max_client_buffer;
+        let max_holders = (p.max_total_client_buffer / p.max_client_buffer.max(1)).max(1);
         drop(cfg);
         login
             .pool
@@ -191,6 +199,9 @@ impl Session {
             shared,
             max_packet,
             max_buffer,
+            max_holders,
+            holding: false,
+            charged: 0,
             discarding: false,
             timeouts,
         })
@@ -261,7 +272,13 @@ impl Session {
     /// the stop signal and the timer, rather than a `select!` of futures:
     /// it stores nothing, which keeps every session's task small.
     async fn next_event(&mut self) -> Event {
-        let deadline = self.next_deadline();
+        let may_read = self.charge_buffer();
+        let mut deadline = self.next_deadline();
+        if !may_read {
+            // Read again once others have drained: look every few ms.
+            let retry = Instant::now() + BUFFER_RETRY;
+            deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
+        }
         let mut timer = arm(&mut self.timer, deadline);
         if let Some(guard) = self.server.as_mut() {
             reserve(&mut self.cbuf);
@@ -269,7 +286,7 @@ impl Session {
         }
         // Past max_client_buffer the client waits (TCP pushes back) until
         // what is buffered has gone to the server.
-        let read_client = self.cbuf.len() < self.max_buffer;
+        let read_client = may_read && self.cbuf.len() < self.max_buffer;
         let (server, client, cbuf) = (&mut self.server, &mut self.client, &mut self.cbuf);
         let control = &self.login.registration.control;
         std::future::poll_fn(|cx| {
@@ -306,6 +323,38 @@ impl Session {
             }
         })
         .await
+    }
+
+    /// Keeps the buffering across all clients bounded: past its first
+    /// [`SHARED_FROM`] bytes a client needs one of `max_holders` places
+    /// (each allows up to `max_client_buffer`), and is not read until it has
+    /// one. A holder is never held back, so holders always finish their
+    /// message and give their place up: no one waits on a waiter.
+    fn charge_buffer(&mut self) -> bool {
+        let over = self.cbuf.len() >= SHARED_FROM;
+        let holders = &self.shared.buffer_holders;
+        if over && !self.holding {
+            let taken = holders.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_holders).then_some(n + 1)
+            });
+            if taken.is_err() {
+                return false;
+            }
+            self.holding = true;
+        } else if !over && self.holding {
+            holders.fetch_sub(1, Ordering::AcqRel);
+            self.holding = false;
+        }
+        // For SHOW MEM-like accounting and tests: bytes past the first ones.
+        let want = self.cbuf.len().saturating_sub(SHARED_FROM);
+        let total = &self.shared.client_buffered;
+        if want > self.charged {
+            total.fetch_add(want - self.charged, Ordering::Relaxed);
+        } else if want < self.charged {
+            total.fetch_sub(self.charged - want, Ordering::Relaxed);
+        }
+        self.charged = want;
+        true
     }
 
     /// Reads what an idle client sent; `None` if the readiness was spurious.
@@ -1076,6 +1125,11 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        let total = &self.shared.client_buffered;
+        total.fetch_sub(self.charged, Ordering::Relaxed);
+        if self.holding {
+            self.shared.buffer_holders.fetch_sub(1, Ordering::AcqRel);
+        }
         self.traffic.flush(&self.login.pool.stats);
         let clients = &self.login.pool.stats.clients;
         clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -1108,6 +1162,13 @@ fn query_text<'a>(tag: u8, body: &'a [u8], tracker: Option<&'a Tracker>) -> Opti
         _ => None,
     }
 }
+
+/// Each client's first bytes buffered are its own; beyond them it needs a
+/// place under `max_total_client_buffer`.
+const SHARED_FROM: usize = 64 * 1024;
+
+/// How often a client held back by `max_total_client_buffer` looks again.
+const BUFFER_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Binds with bodies larger than this stream through: only their portal and
 /// statement names are read (and rewritten).

@@ -228,6 +228,12 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
             );
         }
     }
+    if p.max_total_client_buffer < p.max_client_buffer {
+        problem(
+            "proxy.max_total_client_buffer",
+            "must be at least max_client_buffer".into(),
+        );
+    }
     if p.max_client_buffer < 2 << 20 {
         // A routed unit is waited for up to 1 MiB.
         problem(

@@ -147,6 +147,10 @@ pub struct ProxySettings {
     /// read whole (Query, Parse...; a Bind streams), or requests pipelined
     /// behind one it is waiting on.
     pub max_client_buffer: usize,
+    /// The most client bytes buffered across all clients beyond each one's
+    /// first 64 KiB: `max_total_client_buffer / max_client_buffer` clients
+    /// at a time may buffer more; the others wait to be read.
+    pub max_total_client_buffer: usize,
     /// Named prepared statements kept per server connection in transaction
     /// and statement mode (PgBouncer 1.21+'s setting); 0 turns tracking off.
     pub max_prepared_statements: usize,
@@ -211,6 +215,7 @@ impl Default for ProxySettings {
             ignore_startup_parameters: NameList::default(),
             max_packet_size: i32::MAX as usize,
             max_client_buffer: 8 << 20,
+            max_total_client_buffer: 256 << 20,
             max_prepared_statements: 200,
             auth_type: AuthType::Md5,
             auth_file: None,
