@@ -125,7 +125,7 @@ async fn auth_query_looks_secrets_up() {
         cfg.users.insert(
             "postgres".into(),
             UserSettings {
-                password: Some(c.superuser_password.clone()),
+                password: Some(c.superuser_password.clone().into()),
                 ..Default::default()
             },
         );

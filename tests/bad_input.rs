@@ -434,7 +434,7 @@ async fn an_empty_password_is_never_accepted() {
         c.users.insert(
             "empty_pw".into(),
             pgwarden::config::UserSettings {
-                password: Some(String::new()),
+                password: Some(String::new().into()),
                 ..Default::default()
             },
         );

@@ -80,11 +80,11 @@ fn residency_config(r: &Regions, policy: Policy, edit: impl FnOnce(&mut Config))
             region: Some(region.into()),
             replicas: c.replicas.iter().map(|n| n.addr().into()).collect(),
             user: Some("postgres".into()),
-            password: Some(pw.clone()),
+            password: Some(pw.clone().into()),
             ..Default::default()
         };
         db.routing.monitor_user = Some("postgres".into());
-        db.routing.monitor_password = Some(pw.clone());
+        db.routing.monitor_password = Some(pw.clone().into());
         db.routing.failover_wait_ms = 500;
         db
     };

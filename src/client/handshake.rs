@@ -198,7 +198,7 @@ pub async fn handshake(
             db_settings
                 .password
                 .clone()
-                .map(BackendSecret::Password)
+                .map(|p| BackendSecret::Password(p.0))
                 .or_else(|| {
                     loaded
                         .users

@@ -15,8 +15,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    AuthType, CommitLsn, Config, Consistency, DatabaseSettings, NameList, NodeSpec, PoolMode,
-    PrimaryReads, ProxySettings, ReplicaFallback, ReplicaSelection, RoutingSettings,
+    AuthType, CommitLsn, Config, Consistency, DatabaseSettings, NameList, NodeSpec, Password,
+    PoolMode, PrimaryReads, ProxySettings, ReplicaFallback, ReplicaSelection, RoutingSettings,
     SessionFeatures, UserSettings,
 };
 
@@ -108,8 +108,8 @@ impl Loaded {
     pub fn monitor_login(&self, db: &str) -> Option<(String, Option<String>)> {
         let d = self.database(db)?;
         let (user, password) = match (&d.routing.monitor_user, &d.user) {
-            (Some(u), _) => (u.clone(), d.routing.monitor_password.clone()),
-            (None, Some(u)) => (u.clone(), d.password.clone()),
+            (Some(u), _) => (u.clone(), d.routing.monitor_password.clone().map(|p| p.0)),
+            (None, Some(u)) => (u.clone(), d.password.clone().map(|p| p.0)),
             (None, None) => (self.config.proxy.auth_user.clone()?, None),
         };
         let password = password.or_else(|| match self.users.get(&user) {
@@ -380,6 +380,25 @@ mod tests {
         };
         assert_eq!(loaded.pool_size("app"), 20);
         assert_eq!(loaded.pool_mode("app", "x"), PoolMode::Transaction);
+    }
+
+    #[test]
+    fn debug_of_a_config_never_shows_a_secret() {
+        let text = "[proxy]\nadmin_http_token = \"tok-hunter2\"\n\
+                    [databases.app]\nprimary = \"h:1\"\nuser = \"u\"\npassword = \"db-hunter2\"\n\
+                    [databases.app.routing]\nmonitor_password = \"mon-hunter2\"\n\
+                    [users.bob]\npassword = \"user-hunter2\"\n";
+        let loaded = from_str(text, Path::new("."));
+        let Ok(loaded) = loaded else {
+            panic!("{loaded:?}")
+        };
+        let shown = format!("{:?} {:?}", loaded.config, loaded.users);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        // The values themselves are intact.
+        assert_eq!(
+            loaded.monitor_login("app").and_then(|l| l.1).as_deref(),
+            Some("db-hunter2")
+        );
     }
 
     #[test]

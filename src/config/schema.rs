@@ -71,6 +71,37 @@ impl<'de> Deserialize<'de> for NameList {
     }
 }
 
+/// A secret in the config (a password, a token): the text as written, but
+/// `{:?}` shows `********`, so that no debug output of a config leaks it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"********\"")
+    }
+}
+
+impl std::ops::Deref for Password {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Password {
+    fn from(s: &str) -> Self {
+        Password(s.to_owned())
+    }
+}
+
+impl From<String> for Password {
+    fn from(s: String) -> Self {
+        Password(s)
+    }
+}
+
 impl ProxySettings {
     /// `[proxy]` keys read at start only.
     pub const RESTART_ONLY: &'static [&'static str] = &["listen", "workers", "admin_listen"];
@@ -168,7 +199,7 @@ pub struct ProxySettings {
     pub admin_listen: Option<String>,
     /// When set, the HTTP endpoints but `/health` want
     /// `Authorization: Bearer <token>`.
-    pub admin_http_token: Option<String>,
+    pub admin_http_token: Option<Password>,
     /// How a server may authenticate pgwarden (libpq's `require_auth`):
     /// `password`, `md5`, `scram-sha-256`, `none`.
     pub server_require_auth: NameList,
@@ -264,7 +295,7 @@ pub struct DatabaseSettings {
     pub pool_mode: Option<PoolMode>,
     /// Log in to the server as this user, whoever the client is.
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// In transaction/statement mode, what `LISTEN`, session advisory
     /// locks, temporary tables, `WITH HOLD` cursors and `SET ROLE` do:
     /// `pin` the client to its server while the state lasts, or `refuse`.
@@ -452,7 +483,7 @@ pub struct RoutingSettings {
     /// Login of the monitor's own connections; defaults to the database's
     /// `user`, then `auth_user`.
     pub monitor_user: Option<String>,
-    pub monitor_password: Option<String>,
+    pub monitor_password: Option<Password>,
 }
 
 impl Default for RoutingSettings {
@@ -492,7 +523,7 @@ pub enum SessionFeatures {
 #[serde(deny_unknown_fields)]
 pub struct UserSettings {
     /// Cleartext, `md5...` or `SCRAM-SHA-256$...` secret.
-    pub password: Option<String>,
+    pub password: Option<Password>,
     pub pool_mode: Option<PoolMode>,
     pub max_user_connections: Option<usize>,
 }

@@ -210,12 +210,12 @@ pub fn config_for(c: &Cluster, edit: impl FnOnce(&mut Config)) -> Loaded {
         ..Default::default()
     };
     db.routing.monitor_user = Some("postgres".into());
-    db.routing.monitor_password = Some(c.superuser_password.clone());
+    db.routing.monitor_password = Some(c.superuser_password.clone().into());
     cfg.databases.insert(DB.into(), db);
     cfg.users.insert(
         "postgres".into(),
         UserSettings {
-            password: Some(c.superuser_password.clone()),
+            password: Some(c.superuser_password.clone().into()),
             ..Default::default()
         },
     );
