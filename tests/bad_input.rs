@@ -366,40 +366,13 @@ async fn auth_challenge(proxy: &pgwarden::app::Proxy, user: &str) -> (Vec<u8>, S
     (first, stable)
 }
 
-/// Every message up to ReadyForQuery, as (tag, body).
-async fn read_until_ready(sock: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = sock.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed");
-        buf.extend_from_slice(&chunk[..n]);
-        let mut pos = 0;
-        while let Ok(Some((tag, body, used))) = decode_whole(&buf[pos..], 1 << 20) {
-            out.push((tag, body.to_vec()));
-            pos += used;
-            if tag == b'Z' {
-                return out;
-            }
-        }
-        buf.drain(..pos);
-    }
-}
-
-/// One whole backend message, header included (the reply must be one
-/// message per read: what follows it in the same read is dropped).
+/// One whole backend message, header included.
 async fn read_message(sock: &mut TcpStream) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Ok(Some((_, _, used))) = decode_whole(&buf, 1 << 20) {
-            return buf[..used].to_vec();
-        }
-        let n = sock.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let (tag, body) = read_messages(sock, |_, _| true).await.remove(0);
+    let mut whole = vec![tag];
+    whole.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    whole.extend_from_slice(&body);
+    whole
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

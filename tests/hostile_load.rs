@@ -40,30 +40,16 @@ async fn select_bench(port: u16, secs: u32) -> f64 {
 async fn md5_login(proxy: &pgwarden::app::Proxy) -> TcpStream {
     use pgwarden::auth::md5;
     let mut sock = send_startup(proxy, &[("user", MD5_USER), ("database", DB)]).await;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = sock.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed during login");
-        buf.extend_from_slice(&chunk[..n]);
-        let mut pos = 0;
-        while let Ok(Some((tag, body, used))) =
-            pgwarden::wire::codec::decode_whole(&buf[pos..], 1 << 20)
-        {
-            pos += used;
-            if tag == b'R' && body.get(..4) == Some(&[0, 0, 0, 5]) {
-                let salt = [body[4], body[5], body[6], body[7]];
-                let answer = md5::response(&md5::secret(PASSWORD, MD5_USER), salt);
-                let mut out = bytes::BytesMut::new();
-                pgwarden::wire::frontend::password_message(&mut out, answer.as_bytes());
-                sock.write_all(&out).await.unwrap();
-            }
-            if tag == b'Z' {
-                return sock;
-            }
-        }
-        buf.drain(..pos);
-    }
+    let request = read_messages(&mut sock, |tag, _| tag == b'R').await;
+    let body = &request[request.len() - 1].1;
+    assert_eq!(body.get(..4), Some(&[0, 0, 0, 5][..]), "an md5 request");
+    let salt = [body[4], body[5], body[6], body[7]];
+    let answer = md5::response(&md5::secret(PASSWORD, MD5_USER), salt);
+    let mut out = bytes::BytesMut::new();
+    pgwarden::wire::frontend::password_message(&mut out, answer.as_bytes());
+    sock.write_all(&out).await.unwrap();
+    read_until_ready(&mut sock).await;
+    sock
 }
 
 /// A client that sends `bytes` after logging in and reads until closed.

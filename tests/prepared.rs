@@ -178,7 +178,7 @@ async fn asyncpg_and_psycopg_with_prepared_statements() {
 /// Raw extended-protocol messages, for sequences drivers do not expose.
 mod raw {
     use bytes::{BufMut, BytesMut};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpStream;
 
     fn msg(out: &mut BytesMut, tag: u8, body: &[u8]) {
@@ -252,40 +252,28 @@ mod raw {
     /// [`exchange`] up to the `n`th ReadyForQuery.
     pub async fn exchange_until(sock: &mut TcpStream, out: &BytesMut, mut zs: usize) -> String {
         sock.write_all(out).await.unwrap();
-        let mut buf = Vec::new();
+        let messages = super::read_messages(sock, |tag, _| {
+            zs -= usize::from(tag == b'Z');
+            zs == 0
+        })
+        .await;
         let mut seen = String::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = sock.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed; saw {seen}");
-            buf.extend_from_slice(&chunk[..n]);
-            let mut pos = 0;
-            while let Ok(Some((tag, body, used))) =
-                pgwarden::wire::codec::decode_whole(&buf[pos..], 1 << 20)
-            {
-                pos += used;
-                seen.push(tag as char);
-                if tag == b'E' {
-                    // The SQLSTATE field.
-                    let code = body
-                        .split(|&b| b == 0)
-                        .find(|f| f.first() == Some(&b'C'))
-                        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
-                    seen.push_str(&format!("[{}]", code.unwrap_or_default()));
-                }
-                if tag == b'D' {
-                    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]) as usize;
-                    seen.push_str(&format!("[{}]", String::from_utf8_lossy(&body[6..6 + len])));
-                }
-                if tag == b'Z' {
-                    zs -= 1;
-                    if zs == 0 {
-                        return seen;
-                    }
-                }
+        for (tag, body) in messages {
+            seen.push(tag as char);
+            if tag == b'E' {
+                // The SQLSTATE field.
+                let code = body
+                    .split(|&b| b == 0)
+                    .find(|f| f.first() == Some(&b'C'))
+                    .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
+                seen.push_str(&format!("[{}]", code.unwrap_or_default()));
             }
-            buf.drain(..pos);
+            if tag == b'D' {
+                let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]) as usize;
+                seen.push_str(&format!("[{}]", String::from_utf8_lossy(&body[6..6 + len])));
+            }
         }
+        seen
     }
 }
 

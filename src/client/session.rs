@@ -36,7 +36,7 @@ use crate::pool::ServerGuard;
 use crate::prepared::{self, Tracker};
 use crate::routing::unit::{first_unit, Scan};
 use crate::wire::backend::{self as be};
-use crate::wire::codec::{FrameError, Item, Scanner, Step, TagSet};
+use crate::wire::codec::{checked_len, header_at, FrameError, Item, Scanner, Step, TagSet};
 use crate::wire::frontend as fe;
 
 /// Server messages the session reads whole: only ReadyForQuery.
@@ -617,11 +617,10 @@ impl Session {
     /// place (so that the transaction fails as PostgreSQL's would) while its
     /// bytes are read and dropped: the session goes on.
     fn large_message(&mut self, pos: usize, whole: &TagSet) -> Result<Large, FrameError> {
-        let Some(head) = self.cbuf.get(pos..pos + 5) else {
+        let Some((tag, len)) = header_at(&self.cbuf, pos) else {
             return Ok(Large::No);
         };
-        let tag = head[0];
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let len = len as usize;
         let body_len = len.saturating_sub(4);
         if !whole.contains(tag) || len > self.max_packet {
             return Ok(Large::No);
@@ -1205,18 +1204,9 @@ fn check_header(buf: &[u8], max: usize) -> Result<(), FrameError> {
     if !fe::is_session_message(tag) {
         return Err(FrameError::UnknownType { tag });
     }
-    let Some(len) = buf.get(1..5) else {
-        return Ok(());
-    };
-    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
-    match len {
-        0..4 => Err(FrameError::BadLength { tag, len }),
-        _ if len as usize > max => Err(FrameError::TooLarge {
-            tag,
-            len: len as usize,
-            max,
-        }),
-        _ => Ok(()),
+    match header_at(buf, 0) {
+        Some((tag, len)) => checked_len(tag, len, max).map(|_| ()),
+        None => Ok(()),
     }
 }
 

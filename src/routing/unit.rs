@@ -8,6 +8,7 @@
 
 use super::classify::{classify, Classified, Intent};
 use super::statements::{self, Command};
+use crate::wire::codec::header_at;
 use crate::wire::frontend as fe;
 
 /// What the buffered bytes allow.
@@ -41,8 +42,8 @@ pub fn first_unit(
     let mut flushed = false;
     let mut pos = 0;
     loop {
-        if let Some(h) = buf.get(pos..pos + 5) {
-            let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+        if let Some((_, len)) = header_at(buf, pos) {
+            let len = len as usize;
             if len < 4 || len >= max_wait {
                 // Malformed (the session's framing refuses it), or too long
                 // to wait for: decide now.
@@ -127,11 +128,10 @@ fn text_class(
 
 /// The whole message at `pos`: tag, body, and where it ends.
 pub fn message_at(buf: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
-    let header = buf.get(pos..pos + 5)?;
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    let end = pos.checked_add(1 + len)?;
+    let (tag, len) = header_at(buf, pos)?;
+    let end = pos.checked_add(1 + len as usize)?;
     let body = buf.get(pos + 5..end)?;
-    Some((header[0], body, end))
+    Some((tag, body, end))
 }
 
 /// Bytes up to the first NUL.

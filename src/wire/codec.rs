@@ -122,18 +122,10 @@ impl Scanner {
             self.remaining -= n;
             return Ok(Step::Item(Item::Body(n), n));
         }
-        let Some(header) = buf.get(..HEADER_LEN) else {
+        let Some((tag, len)) = header_at(buf, 0) else {
             return Ok(Step::NeedMore(HEADER_LEN));
         };
-        let tag = header[0];
-        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-        if len < 4 {
-            return Err(FrameError::BadLength { tag, len });
-        }
-        let len = len as usize;
-        if len > max {
-            return Err(FrameError::TooLarge { tag, len, max });
-        }
+        let len = checked_len(tag, len, max)?;
         let total = 1 + len;
         if whole.contains(tag) {
             return match buf.get(HEADER_LEN..total) {
@@ -150,6 +142,30 @@ impl Scanner {
             HEADER_LEN,
         ))
     }
+}
+
+/// The tag and length field of the message header at `buf[pos..]`, once
+/// all five bytes are there.
+#[inline]
+pub fn header_at(buf: &[u8], pos: usize) -> Option<(u8, u32)> {
+    let h = buf.get(pos..pos.checked_add(HEADER_LEN)?)?;
+    Some((h[0], u32::from_be_bytes([h[1], h[2], h[3], h[4]])))
+}
+
+/// A message's length field as a length, refused below 4 or above `max`.
+///
+/// # Errors
+/// `BadLength` or `TooLarge`.
+#[inline]
+pub fn checked_len(tag: u8, len: u32, max: usize) -> Result<usize, FrameError> {
+    if len < 4 {
+        return Err(FrameError::BadLength { tag, len });
+    }
+    let len = len as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { tag, len, max });
+    }
+    Ok(len)
 }
 
 /// A whole message: tag, body, and bytes used including the header.

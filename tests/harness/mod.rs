@@ -325,24 +325,38 @@ pub async fn send_startup(
 /// Logs in as the trust user over a raw socket, up to ReadyForQuery.
 pub async fn raw_login(proxy: &pgwarden::app::Proxy) -> tokio::net::TcpStream {
     let mut sock = send_startup(proxy, &[("user", TRUST_USER), ("database", DB)]).await;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
+    read_until_ready(&mut sock).await;
+    sock
+}
+
+/// Reads backend messages, as (tag, body), up to and including the one
+/// for which `last` says so. Nothing after it is read.
+pub async fn read_messages(
+    sock: &mut tokio::net::TcpStream,
+    mut last: impl FnMut(u8, &[u8]) -> bool,
+) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
     loop {
-        let n = tokio::io::AsyncReadExt::read(&mut sock, &mut chunk)
+        let mut header = [0u8; 5];
+        tokio::io::AsyncReadExt::read_exact(sock, &mut header)
             .await
-            .unwrap();
-        assert!(n > 0, "closed during login");
-        buf.extend_from_slice(&chunk[..n]);
-        let mut pos = 0;
-        while let Ok(Some((tag, _, used))) =
-            pgwarden::wire::codec::decode_whole(&buf[pos..], 1 << 20)
-        {
-            if tag == b'Z' {
-                return sock;
-            }
-            pos += used;
+            .expect("a message, not a closed socket");
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let mut body = vec![0u8; len.saturating_sub(4)];
+        tokio::io::AsyncReadExt::read_exact(sock, &mut body)
+            .await
+            .expect("the whole message");
+        let done = last(header[0], &body);
+        out.push((header[0], body));
+        if done {
+            return out;
         }
     }
+}
+
+/// Every message up to ReadyForQuery, as (tag, body).
+pub async fn read_until_ready(sock: &mut tokio::net::TcpStream) -> Vec<(u8, Vec<u8>)> {
+    read_messages(sock, |tag, _| tag == b'Z').await
 }
 
 /// A dependency a test needs is missing: with `CI=true` the test fails
