@@ -362,3 +362,67 @@ async fn a_lagging_replica_leaves_rotation_and_returns() {
     // Caught up again: back in rotation.
     assert!(replicas_ready(&proxy).await, "the replica never returned");
 }
+
+/// SQL-level prepared statements route by what they run, with replay
+/// running: an `EXECUTE` of an INSERT never reaches a replica, an `EXECUTE`
+/// of a SELECT sees the session's own writes, and reads do go to replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_execute_routes_like_its_statement_with_replay_running() {
+    let _one_at_a_time = REPLICAS.lock().await;
+    psql("DROP TABLE IF EXISTS spx_t; CREATE TABLE spx_t (id int PRIMARY KEY)");
+    let proxy = proxy(with_replicas).await;
+    assert!(
+        replicas_ready(&proxy).await,
+        "replicas never joined rotation"
+    );
+    let writer = connect(&proxy, SCRAM_USER).await.unwrap();
+    writer
+        .batch_execute(
+            "PREPARE ins (int) AS INSERT INTO spx_t VALUES ($1);\n\
+             PREPARE cnt (int) AS SELECT pg_is_in_recovery(), count(*) FROM spx_t WHERE id = $1",
+        )
+        .await
+        .unwrap_err(); // several statements in one query: refused, as documented
+    writer
+        .simple_query("PREPARE ins (int) AS INSERT INTO spx_t VALUES ($1)")
+        .await
+        .unwrap();
+    writer
+        .simple_query(
+            "PREPARE cnt (int) AS SELECT pg_is_in_recovery(), count(*) FROM spx_t WHERE id = $1",
+        )
+        .await
+        .unwrap();
+    let mut missed = 0;
+    for i in 0..200 {
+        // On a replica this would fail with 25006.
+        writer
+            .simple_query(&format!("EXECUTE ins({i})"))
+            .await
+            .unwrap();
+        for m in writer
+            .simple_query(&format!("EXECUTE cnt({i})"))
+            .await
+            .unwrap()
+        {
+            if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                if r.get(1) != Some("1") {
+                    missed += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(missed, 0, "reads of the session's own writes missed them");
+    let reader = connect(&proxy, SCRAM_USER).await.unwrap();
+    reader
+        .simple_query("PREPARE rec AS SELECT pg_is_in_recovery()")
+        .await
+        .unwrap();
+    let mut replica_reads = 0;
+    for _ in 0..50 {
+        if on_replica(&reader, "EXECUTE rec").await {
+            replica_reads += 1;
+        }
+    }
+    assert!(replica_reads > 0, "no EXECUTE of a read reached a replica");
+}
