@@ -344,6 +344,7 @@ fn start_monitors(shared: &Arc<Shared>) {
             rise: r.monitor_rise,
             max_lag_bytes: r.max_replica_lag_bytes,
             max_lag_ms: r.max_replica_lag_ms,
+            allowed_auth: loaded.allowed_server_auth(),
         };
         tokio::spawn(monitor::run(
             topology.clone(),

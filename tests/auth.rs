@@ -157,3 +157,60 @@ async fn database_with_forced_user() {
         .unwrap();
     assert_eq!(rows.get::<_, String>(0), MD5_USER);
 }
+
+/// pgwarden's own tokio-postgres connections (the topology monitor,
+/// auth_query, SWITCHOVER) obey `server_require_auth` as the pool's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_connections_obey_server_require_auth() {
+    use pgwarden::auth::backend::AuthMethods;
+    use pgwarden::server::control::{connect, ControlLogin};
+    let addr = cluster().primary.addr();
+    let login = |user, allowed_auth| ControlLogin {
+        addr: &addr,
+        user,
+        password: Some(PASSWORD),
+        dbname: DB,
+        application_name: "pgwarden test",
+        timeout: std::time::Duration::from_secs(5),
+        allowed_auth,
+    };
+    let strict = AuthMethods::from_names(&["md5".to_string(), "scram-sha-256".to_string()]);
+    let err = connect(&login(PLAIN_USER, strict)).await.unwrap_err();
+    assert!(err.to_string().contains("server_require_auth"), "{err}");
+    let err = connect(&login(TRUST_USER, strict)).await.unwrap_err();
+    assert!(err.to_string().contains("server_require_auth"), "{err}");
+    let client = connect(&login(SCRAM_USER, strict)).await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+    let client = connect(&login(MD5_USER, AuthMethods::MD5)).await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+    let client = connect(&login(PLAIN_USER, AuthMethods::PASSWORD))
+        .await
+        .unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+
+    // auth_query: its auth_user's server asks for a cleartext password,
+    // so the lookup happens only where that is allowed.
+    for (allow_password, works) in [(false, false), (true, true)] {
+        let proxy = proxy(|cfg| {
+            cfg.users.clear();
+            cfg.users.insert(
+                PLAIN_USER.into(),
+                UserSettings {
+                    password: Some(PASSWORD.into()),
+                    ..Default::default()
+                },
+            );
+            cfg.proxy.auth_user = Some(PLAIN_USER.into());
+            cfg.proxy.auth_query = format!("SELECT $1::text, '{PASSWORD}'::text");
+            cfg.proxy.auth_type = AuthType::ScramSha256;
+            let mut methods = vec!["scram-sha-256".to_string(), "md5".to_string()];
+            if allow_password {
+                methods.push("password".into());
+            }
+            cfg.proxy.server_require_auth = pgwarden::config::NameList(methods);
+        })
+        .await;
+        let result = login_works(&proxy, SCRAM_USER, PASSWORD).await;
+        assert_eq!(result.is_ok(), works, "{allow_password}: {result:?}");
+    }
+}

@@ -8,7 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+use crate::auth::backend::AuthMethods;
+use crate::server::control::{self, ControlLogin};
 
 use crate::app::Shared;
 use crate::error::ProxyError;
@@ -65,6 +68,7 @@ pub async fn switchover(shared: &Shared, db: &str, node: &str) -> Result<(), Pro
         user: &user,
         password: password.as_deref(),
         dbname: &dbname,
+        allowed_auth: loaded.allowed_server_auth(),
     };
     tracing::info!(db, from = %topo.nodes[old].addr, to = node, "switchover starting");
     topo.hold_writes(true);
@@ -81,6 +85,7 @@ struct Login<'a> {
     user: &'a str,
     password: Option<&'a str>,
     dbname: &'a str,
+    allowed_auth: AuthMethods,
 }
 
 async fn steps(
@@ -167,27 +172,17 @@ where
 }
 
 async fn connect(addr: &str, login: &Login<'_>) -> Result<Client, String> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| format!("bad address {addr}"))?;
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host(host)
-        .port(port.parse().map_err(|_| format!("bad address {addr}"))?)
-        .user(login.user)
-        .dbname(login.dbname)
-        .application_name("pgwarden switchover")
-        .connect_timeout(Duration::from_secs(5));
-    if let Some(pw) = login.password {
-        cfg.password(pw);
-    }
-    let (client, conn) = cfg
-        .connect(NoTls)
-        .await
-        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
+    control::connect(&ControlLogin {
+        addr,
+        user: login.user,
+        password: login.password,
+        dbname: login.dbname,
+        application_name: "pgwarden switchover",
+        timeout: Duration::from_secs(5),
+        allowed_auth: login.allowed_auth,
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// A WAL position as a number, from a query answering one `pg_lsn` text.

@@ -105,7 +105,7 @@ impl AuthMethods {
         AuthMethods(bits)
     }
 
-    fn allows(self, m: AuthMethods) -> bool {
+    pub fn allows(self, m: AuthMethods) -> bool {
         self.0 & m.0 != 0
     }
 }

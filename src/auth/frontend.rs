@@ -59,6 +59,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut MessageStream<S>,
     user: &str,
     secret: Option<&Secret>,
+    derived: Option<&ScramSecret>,
     auth_type: AuthType,
 ) -> Result<Authenticated, ProxyError> {
     let secret = secret.filter(|s| !s.is_empty_password());
@@ -117,13 +118,17 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         Method::Scram => {
             let (scram_secret, from_plain) = match secret {
                 Secret::Scram(s) => (s.clone(), false),
-                // The salt a user sees does not change between attempts.
+                // Derived at config load (the salt a user sees does not
+                // change between attempts); here only for a cleartext
+                // secret from `auth_query`.
                 Secret::Plain(pw) => (
-                    ScramSecret::from_password(
-                        pw,
-                        scram::mock_salt(user).to_vec(),
-                        scram::DEFAULT_ITERATIONS,
-                    ),
+                    derived.cloned().unwrap_or_else(|| {
+                        ScramSecret::from_password(
+                            pw,
+                            scram::mock_salt(user).to_vec(),
+                            scram::DEFAULT_ITERATIONS,
+                        )
+                    }),
                     true,
                 ),
                 Secret::Md5(_) => return Err(bad()),
@@ -250,7 +255,7 @@ mod tests {
         let mut server = MessageStream::new(server);
         let secret = Secret::Plain("pw".into());
         let task = tokio::spawn(async move {
-            authenticate(&mut server, "alice", Some(&secret), AuthType::Md5)
+            authenticate(&mut server, "alice", Some(&secret), None, AuthType::Md5)
                 .await
                 .map(|_| ())
         });
@@ -283,7 +288,7 @@ mod tests {
         let (client, server) = tokio::io::duplex(4096);
         let mut server = MessageStream::new(server);
         tokio::spawn(async move {
-            let _ = authenticate(&mut server, user, secret.as_ref(), AuthType::Md5).await;
+            let _ = authenticate(&mut server, user, secret.as_ref(), None, AuthType::Md5).await;
         });
         let mut client = MessageStream::new(client);
         let (_, body) = client.read_message(1000).await.unwrap_or_default();
@@ -300,6 +305,43 @@ mod tests {
         // An empty password is no password.
         let empty = first_request("nobody", Some(Secret::Plain(String::new()))).await;
         assert_eq!(empty[..4], unknown[..4]);
+    }
+
+    /// pgwarden's own server-side login against its client-side one.
+    async fn scram_login(secret: Secret, derived: Option<ScramSecret>, password: &str) -> bool {
+        use crate::auth::backend::{login, AuthMethods};
+        let (client, server) = tokio::io::duplex(4096);
+        let mut server = MessageStream::new(server);
+        let task = tokio::spawn(async move {
+            let s = Some(&secret);
+            authenticate(
+                &mut server,
+                "alice",
+                s,
+                derived.as_ref(),
+                AuthType::ScramSha256,
+            )
+            .await
+            .is_ok()
+        });
+        let mut client = MessageStream::new(client);
+        let answer = BackendSecret::Password(password.into());
+        let logged_in = login(&mut client, "alice", Some(&answer), AuthMethods::SCRAM).await;
+        logged_in.is_ok() && task.await.unwrap_or(false)
+    }
+
+    /// A cleartext secret is checked against the SCRAM secret derived at
+    /// config load, not derived again for each attempt.
+    #[tokio::test]
+    async fn scram_with_a_cleartext_secret_uses_the_derived_secret() {
+        let plain = || Secret::Plain("pw".into());
+        let derive = |pw| ScramSecret::from_password(pw, scram::mock_salt("alice").to_vec(), 4096);
+        assert!(scram_login(plain(), None, "pw").await);
+        assert!(!scram_login(plain(), None, "wrong").await);
+        assert!(scram_login(plain(), Some(derive("pw")), "pw").await);
+        // Proof that the derived one is what is checked.
+        assert!(scram_login(plain(), Some(derive("other")), "other").await);
+        assert!(!scram_login(plain(), Some(derive("other")), "pw").await);
     }
 
     #[test]

@@ -14,14 +14,15 @@ use super::route::Members;
 use super::tenancy::Tenancy;
 use crate::admin::Access;
 use crate::app::Shared;
-use crate::auth::backend::{AuthMethods, BackendAuthError, BackendSecret};
-use crate::auth::frontend::authenticate;
-use crate::auth::query::{lookup, AuthQuery};
+use crate::auth::backend::{BackendAuthError, BackendSecret};
+use crate::auth::frontend::{authenticate, Authenticated};
+use crate::auth::query::lookup;
 use crate::auth::secret::Secret;
 use crate::config::{DatabaseSettings, Loaded, PoolMode};
 use crate::error::ProxyError;
 use crate::net::{MessageStream, NetError};
 use crate::pool::{Pool, PoolError, PoolKey};
+use crate::server::control::{self, ControlLogin};
 use crate::server::{ServerError, ServerTarget};
 use crate::wire::backend as be;
 use crate::wire::startup::{decode_startup, StartupError, StartupPacket};
@@ -167,8 +168,7 @@ pub async fn handshake(
         // Only a client that proves who it is learns that a database does
         // not exist (its secret from `auth_file`/`[users]`: there is no
         // database to run `auth_query` in).
-        let secret = loaded.users.get(&user);
-        authenticate(stream, &user, secret, loaded.config.proxy.auth_type).await?;
+        check_password(stream, &loaded, &user, loaded.users.get(&user)).await?;
         return Err(ProxyError::UnknownDatabase(database));
     };
 
@@ -178,13 +178,7 @@ pub async fn handshake(
         .database(&auth_db)
         .map_or(db_settings.primary.as_str(), |d| d.primary.as_str());
     let secret = find_secret(&loaded, &user, auth_addr, &auth_db).await;
-    let auth = authenticate(
-        stream,
-        &user,
-        secret.as_ref(),
-        loaded.config.proxy.auth_type,
-    )
-    .await?;
+    let auth = check_password(stream, &loaded, &user, secret.as_ref()).await?;
     if shared.gates.is_disabled(&database) {
         return Err(ProxyError::DatabaseDisabled(database));
     }
@@ -216,7 +210,7 @@ pub async fn handshake(
             dbname: settings.dbname.clone().unwrap_or_else(|| db.to_owned()),
             user: server_user.clone(),
             secret: backend_secret.clone(),
-            allowed_auth: AuthMethods::from_names(&loaded.config.proxy.server_require_auth.0),
+            allowed_auth: loaded.allowed_server_auth(),
         };
         (key, target)
     };
@@ -337,8 +331,7 @@ async fn console_login(
     user: String,
     tracked: &[(String, String)],
 ) -> Result<Outcome, ProxyError> {
-    let secret = loaded.users.get(&user);
-    authenticate(stream, &user, secret, loaded.config.proxy.auth_type).await?;
+    check_password(stream, loaded, &user, loaded.users.get(&user)).await?;
     let access = Access::of(&loaded.config.proxy, &user)
         .ok_or_else(|| ProxyError::AdminNotAllowed(user.clone()))?;
     let slot = admit(shared)?;
@@ -366,6 +359,18 @@ async fn console_login(
     Ok(Outcome::Console { access, user, slot })
 }
 
+/// Authenticates the client against `secret` as `auth_type` says, with
+/// the SCRAM secret derived at load for a cleartext password.
+async fn check_password(
+    stream: &mut MessageStream<TcpStream>,
+    loaded: &Loaded,
+    user: &str,
+    secret: Option<&Secret>,
+) -> Result<Authenticated, ProxyError> {
+    let derived = loaded.scram_of_plain.get(user);
+    authenticate(stream, user, secret, derived, loaded.config.proxy.auth_type).await
+}
+
 /// The user's secret: `auth_file`/`[users]` first, then `auth_query`.
 async fn find_secret(loaded: &Loaded, user: &str, primary: &str, database: &str) -> Option<Secret> {
     if let Some(s) = loaded.users.get(user) {
@@ -381,18 +386,27 @@ async fn find_secret(loaded: &Loaded, user: &str, primary: &str, database: &str)
         .database(database)
         .and_then(|d| d.dbname.clone())
         .unwrap_or_else(|| database.to_owned());
-    let query = AuthQuery {
-        addr: primary,
-        dbname: &dbname,
-        auth_user,
-        auth_password,
-        query: &p.auth_query,
-    };
     let timeout = p
         .server_connect_timeout
         .enabled()
         .unwrap_or(std::time::Duration::from_secs(15));
-    match lookup(&query, user, timeout).await {
+    let login = ControlLogin {
+        addr: primary,
+        user: auth_user,
+        password: Some(auth_password),
+        dbname: &dbname,
+        application_name: "pgwarden auth_query",
+        timeout,
+        allowed_auth: loaded.allowed_server_auth(),
+    };
+    let looked_up = async {
+        let client = control::connect(&login).await.map_err(|e| e.to_string())?;
+        tokio::time::timeout(timeout, lookup(&client, &p.auth_query, user))
+            .await
+            .map_err(|_| "auth_query timed out".to_owned())?
+            .map_err(|e| e.to_string())
+    };
+    match looked_up.await {
         Ok(secret) => secret,
         Err(e) => {
             tracing::warn!(error = %e, "auth_query lookup failed");

@@ -20,6 +20,7 @@ pub use schema::{
     SessionFeatures, UserSettings,
 };
 
+use crate::auth::scram::{self, ScramSecret};
 use crate::auth::secret::Secret;
 use crate::auth::userlist;
 
@@ -55,6 +56,12 @@ pub struct Loaded {
     pub config: Config,
     /// Users from `auth_file` overlaid with `[users]` passwords.
     pub users: HashMap<String, Secret>,
+    /// SCRAM secrets derived at load from the cleartext passwords in
+    /// `users` (when `auth_type` is SCRAM): a login then costs the same
+    /// for every user, where deriving per attempt would tell users with a
+    /// cleartext password apart from unknown ones by time, and spend 4,096
+    /// HMAC rounds on every guess.
+    pub scram_of_plain: HashMap<String, ScramSecret>,
     pub path: Option<PathBuf>,
     /// Tells configs apart: sessions recompute what they derived from the
     /// config (a tenant's nodes) when it changes.
@@ -64,6 +71,11 @@ pub struct Loaded {
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Loaded {
+    /// How servers may authenticate pgwarden (`server_require_auth`).
+    pub fn allowed_server_auth(&self) -> crate::auth::backend::AuthMethods {
+        crate::auth::backend::AuthMethods::from_names(&self.config.proxy.server_require_auth.0)
+    }
+
     /// Settings of the database a client named, if it is configured.
     pub fn database(&self, name: &str) -> Option<&DatabaseSettings> {
         self.config.databases.get(name)
@@ -343,15 +355,42 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
         }
     }
     if problems.is_empty() {
+        let scram_of_plain = derive_scram(&users, config.proxy.auth_type);
         Ok(Loaded {
             config,
             users,
+            scram_of_plain,
             path: None,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     } else {
         Err(problems)
     }
+}
+
+/// The SCRAM secret of each cleartext password, salted with the user's
+/// stable per-process salt (the one an unknown user of that name sees).
+fn derive_scram(
+    users: &HashMap<String, Secret>,
+    auth_type: AuthType,
+) -> HashMap<String, ScramSecret> {
+    if auth_type != AuthType::ScramSha256 {
+        return HashMap::new();
+    }
+    users
+        .iter()
+        .filter_map(|(name, secret)| match secret {
+            Secret::Plain(pw) if !pw.is_empty() => Some((
+                name.clone(),
+                ScramSecret::from_password(
+                    pw,
+                    scram::mock_salt(name).to_vec(),
+                    scram::DEFAULT_ITERATIONS,
+                ),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Checks a `"host:port"` string.
@@ -369,6 +408,25 @@ fn check_addr(addr: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cleartext_passwords_get_their_scram_secret_at_load() {
+        let text = |auth| {
+            format!(
+                "[proxy]\nauth_type = \"{auth}\"\n[databases.app]\nprimary = \"127.0.0.1:5432\"\n\
+                 [users.alice]\npassword = \"pw\"\n[users.bob]\npassword = \"md5{:032}\"\n",
+                0
+            )
+        };
+        let loaded = from_str(&text("scram-sha-256"), Path::new("."));
+        let loaded = loaded.unwrap_or_else(|p| panic!("{p:?}"));
+        let alice = loaded.scram_of_plain.get("alice");
+        let expected = ScramSecret::from_password("pw", scram::mock_salt("alice").to_vec(), 4096);
+        assert_eq!(alice, Some(&expected));
+        assert!(!loaded.scram_of_plain.contains_key("bob"));
+        let md5 = from_str(&text("md5"), Path::new(".")).unwrap_or_else(|p| panic!("{p:?}"));
+        assert!(md5.scram_of_plain.is_empty());
+    }
+
     use super::*;
 
     #[test]

@@ -5,6 +5,7 @@
 //! Must not: know about clients or pools.
 
 mod connect;
+pub mod control;
 
 pub use connect::{connect, ServerError, ServerTarget};
 

@@ -12,13 +12,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::election::{Claim, Election};
 use super::health::Health;
 use super::lag::{insert_lsn_as_replayed, parse_lsn, LsnHistory};
 use super::{NodeId, NodeView, Role, Snapshot, Topology, Writer, NO_NODE};
+use crate::auth::backend::AuthMethods;
+use crate::server::control::{self, ControlLogin};
 
 const CHECK_SQL: &str = "SELECT pg_is_in_recovery(), \
      CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END";
@@ -34,6 +36,8 @@ pub struct MonitorSettings {
     pub rise: u32,
     pub max_lag_bytes: u64,
     pub max_lag_ms: u64,
+    /// How nodes may authenticate the monitor (`server_require_auth`).
+    pub allowed_auth: AuthMethods,
 }
 
 /// One check's answer.
@@ -294,24 +298,17 @@ async fn check(
 }
 
 async fn connect(addr: &str, settings: &MonitorSettings) -> Option<Client> {
-    let (host, port) = addr.rsplit_once(':')?;
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host(host)
-        .port(port.parse().ok()?)
-        .user(&settings.user)
-        .dbname(&settings.dbname)
-        .application_name("pgwarden monitor")
-        .connect_timeout(settings.timeout);
-    if let Some(pw) = &settings.password {
-        cfg.password(pw);
-    }
-    match cfg.connect(NoTls).await {
-        Ok((client, conn)) => {
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Some(client)
-        }
+    let login = ControlLogin {
+        addr,
+        user: &settings.user,
+        password: settings.password.as_deref(),
+        dbname: &settings.dbname,
+        application_name: "pgwarden monitor",
+        timeout: settings.timeout,
+        allowed_auth: settings.allowed_auth,
+    };
+    match control::connect(&login).await {
+        Ok(client) => Some(client),
         Err(e) => {
             tracing::debug!(node = addr, error = %e, "monitor cannot connect");
             None
