@@ -345,6 +345,7 @@ fn start_monitors(shared: &Arc<Shared>) {
             max_lag_bytes: r.max_replica_lag_bytes,
             max_lag_ms: r.max_replica_lag_ms,
             allowed_auth: loaded.allowed_server_auth(),
+            tls: loaded.tls_policy(name),
         };
         tokio::spawn(monitor::run(
             topology.clone(),

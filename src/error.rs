@@ -52,6 +52,12 @@ pub enum ProxyError {
     ClientIdleTimeout,
     #[error("client_login_timeout: login not completed in time")]
     LoginTimeout,
+    /// `client_tls_sslmode` is `require` or stronger and the client did
+    /// not start TLS (PgBouncer's "SSL required", PostgreSQL's 28000).
+    #[error("SSL required: pgwarden accepts only TLS connections (connect with sslmode=require or stronger)")]
+    TlsRequired,
+    #[error("TLS handshake failed: {0}")]
+    TlsHandshake(String),
     #[error("server connection lost; the current transaction's outcome is unknown")]
     ServerLost,
     #[error("could not connect to the database server")]
@@ -131,7 +137,8 @@ impl ProxyError {
             BadPassword(_) => "28P01",
             UnknownRole(_) | NoUser | NoServerPassword(_) => "28000",
             UnknownDatabase(_) => "3D000",
-            Protocol(_) | UnsupportedParameter(_) | LoginTimeout => "08P01",
+            Protocol(_) | UnsupportedParameter(_) | LoginTimeout | TlsHandshake(_) => "08P01",
+            TlsRequired => "28000",
             StartupOption(_) => crate::state::options::OptionsError::SQLSTATE,
             Unsupported(_) | TransactionInStatementMode => "0A000",
             QueryWaitTimeout | QueryTimeout | Cancelled => "57014",
@@ -204,6 +211,8 @@ impl ProxyError {
             IdleTransactionTimeout => "idle_transaction_timeout",
             ClientIdleTimeout => "client_idle_timeout",
             LoginTimeout => "client_login_timeout",
+            TlsRequired => "tls_required",
+            TlsHandshake(_) => "tls_handshake",
             ServerLost => "server_lost",
             ServerUnavailable => "server_unavailable",
             NoServerPassword(_) => "no_server_password",

@@ -583,29 +583,6 @@ async fn disable_reconnect_and_shutdown() {
     assert!(proxy.shutdown(Duration::from_secs(5)).await);
 }
 
-/// GET `path` from the proxy's HTTP side: (status, body).
-async fn http_get(proxy: &Proxy, path: &str) -> (u16, String) {
-    http_get_with(proxy, path, "").await
-}
-
-/// [`http_get`] with extra header lines (each ending in CRLF).
-async fn http_get_with(proxy: &Proxy, path: &str, headers: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = proxy.admin_addr.expect("admin_listen set");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_bearer_token_guards_everything_but_health() {
     let proxy = proxy(|cfg| {

@@ -165,7 +165,9 @@ async fn control_connections_obey_server_require_auth() {
     use pgwarden::auth::backend::AuthMethods;
     use pgwarden::server::control::{connect, ControlLogin};
     let addr = cluster().primary.addr();
+    let cleartext = pgwarden::net::tls::TlsTarget::disabled();
     let login = |user, allowed_auth| ControlLogin {
+        tls: &cleartext,
         addr: &addr,
         user,
         password: Some(PASSWORD),

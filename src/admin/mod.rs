@@ -27,11 +27,11 @@ use pgwire::api::{ClientInfo, DefaultClient, NoopHandler, PgWireConnectionState}
 use pgwire::error::PgWireError;
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::tokio::server::{process_error, process_message, PgWireMessageServerCodec};
-use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
 
 use crate::app::Shared;
 use crate::config::ProxySettings;
+use crate::net::Stream;
 
 /// The database names that reach the console (unless configured as real ones).
 pub const DATABASES: [&str; 2] = ["pgwarden", "pgbouncer"];
@@ -61,7 +61,7 @@ impl Access {
 /// Serves a logged-in console user until it leaves. `rbuf` holds what it
 /// sent after its startup packet.
 pub async fn serve(
-    socket: TcpStream,
+    socket: Stream,
     rbuf: BytesMut,
     shared: Arc<Shared>,
     access: Access,

@@ -76,7 +76,7 @@ pub fn clients(shared: &Shared) -> Table {
                 .map_or(String::new(), |s| format!("{:#x}", s.process_id))
                 .into(),
             0.into(),
-            "".into(),
+            info.tls.to_string().into(),
             info.application_name.clone().into(),
         ]);
     }
@@ -110,7 +110,7 @@ pub fn servers(shared: &Shared) -> Table {
             format!("{:#x}", server.process_id).into(),
             format!("{key:#x}").into(),
             server.process_id.into(),
-            "".into(),
+            server.tls.to_string().into(),
             "".into(),
         ]);
     }
@@ -135,7 +135,7 @@ pub fn servers(shared: &Shared) -> Table {
                 format!("{:#x}", s.process_id).into(),
                 "".into(),
                 s.process_id.into(),
-                "".into(),
+                s.tls.to_string().into(),
                 "".into(),
             ]);
         }

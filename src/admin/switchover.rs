@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use crate::auth::backend::AuthMethods;
+use crate::net::tls::TlsPolicy;
 use crate::server::control::{self, ControlLogin};
 
 use crate::app::Shared;
@@ -69,6 +70,7 @@ pub async fn switchover(shared: &Shared, db: &str, node: &str) -> Result<(), Pro
         password: password.as_deref(),
         dbname: &dbname,
         allowed_auth: loaded.allowed_server_auth(),
+        tls: loaded.tls_policy(db),
     };
     tracing::info!(db, from = %topo.nodes[old].addr, to = node, "switchover starting");
     topo.hold_writes(true);
@@ -86,6 +88,7 @@ struct Login<'a> {
     password: Option<&'a str>,
     dbname: &'a str,
     allowed_auth: AuthMethods,
+    tls: TlsPolicy,
 }
 
 async fn steps(
@@ -180,6 +183,7 @@ async fn connect(addr: &str, login: &Login<'_>) -> Result<Client, String> {
         application_name: "pgwarden switchover",
         timeout: Duration::from_secs(5),
         allowed_auth: login.allowed_auth,
+        tls: &login.tls.target(addr),
     })
     .await
     .map_err(|e| e.to_string())

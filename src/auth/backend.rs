@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use bytes::BytesMut;
 
 use super::md5;
-use super::scram::{self, ClientCredentials, Keys, ScramClient, ScramError};
+use super::scram::{self, ChannelBinding, ClientCredentials, Keys, ScramClient, ScramError};
 use super::secret::Secret;
 use crate::net::{MessageStream, NetError};
 use crate::wire::backend::{self as be, AuthRequest, ErrorFields};
@@ -122,6 +122,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     user: &str,
     secret: Option<&BackendSecret>,
     allowed: AuthMethods,
+    end_point: Option<&[u8]>,
 ) -> Result<(), BackendAuthError> {
     let mut out = BytesMut::new();
     let mut scram: Option<ScramClient> = None;
@@ -202,9 +203,20 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                         ))
                     }
                 };
-                let (client, first) = ScramClient::start(creds);
+                // Bound to the server's certificate whenever the server
+                // offers it: SCRAM then also proves the TLS peer is the
+                // server that knows the secret.
+                let (mechanism, binding) = match end_point {
+                    Some(data) if mechanisms.contains(&scram::MECHANISM_PLUS) => (
+                        scram::MECHANISM_PLUS,
+                        ChannelBinding::EndPoint(data.to_vec()),
+                    ),
+                    Some(_) => (scram::MECHANISM, ChannelBinding::NotChosen),
+                    None => (scram::MECHANISM, ChannelBinding::Unsupported),
+                };
+                let (client, first) = ScramClient::start(creds, &binding);
                 scram = Some(client);
-                frontend::sasl_initial_response(&mut out, scram::MECHANISM, first.as_bytes());
+                frontend::sasl_initial_response(&mut out, mechanism, first.as_bytes());
             }
             AuthRequest::SaslContinue(data) => {
                 let client = scram.as_mut().ok_or(BackendAuthError::Unexpected('R'))?;
@@ -250,7 +262,7 @@ mod tests {
         });
         let mut ours = MessageStream::new(ours);
         let secret = BackendSecret::Password("pw".into());
-        login(&mut ours, "u", Some(&secret), allowed).await
+        login(&mut ours, "u", Some(&secret), allowed, None).await
     }
 
     fn request(build: impl FnOnce(&mut BytesMut)) -> BytesMut {

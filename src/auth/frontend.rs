@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::backend::BackendSecret;
 use super::md5;
-use super::scram::{self, Keys, ScramSecret, ScramServer};
+use super::scram::{self, ChannelBinding, Keys, ScramSecret, ScramServer};
 use super::secret::Secret;
 use crate::config::AuthType;
 use crate::error::ProxyError;
@@ -50,6 +50,20 @@ fn choose(auth_type: AuthType, secret: Option<&Secret>) -> Method {
     }
 }
 
+/// Who a client says it is, and what pgwarden checks that against.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    pub user: &'a str,
+    /// `None` for a user pgwarden does not know.
+    pub secret: Option<&'a Secret>,
+    /// The SCRAM secret derived at config load from a cleartext `secret`.
+    pub derived: Option<&'a ScramSecret>,
+    /// `tls-server-end-point` data when the client came over TLS: SCRAM is
+    /// then offered with channel binding too (SCRAM-SHA-256-PLUS).
+    pub channel_binding: Option<&'a [u8]>,
+    pub auth_type: AuthType,
+}
+
 /// Runs the exchange and sends AuthenticationOk on success.
 ///
 /// # Errors
@@ -57,11 +71,15 @@ fn choose(auth_type: AuthType, secret: Option<&Secret>) -> Method {
 /// malformed exchange; the caller sends the ErrorResponse.
 pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut MessageStream<S>,
-    user: &str,
-    secret: Option<&Secret>,
-    derived: Option<&ScramSecret>,
-    auth_type: AuthType,
+    claim: &Claim<'_>,
 ) -> Result<Authenticated, ProxyError> {
+    let Claim {
+        user,
+        secret,
+        derived,
+        channel_binding,
+        auth_type,
+    } = *claim;
     let secret = secret.filter(|s| !s.is_empty_password());
     let known = secret.is_some();
     // An unknown user is checked against a mock secret that nothing matches.
@@ -133,7 +151,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
                 ),
                 Secret::Md5(_) => return Err(bad()),
             };
-            let keys = scram_exchange(stream, scram_secret.clone(), &mut out)
+            let keys = scram_exchange(stream, scram_secret.clone(), channel_binding, &mut out)
                 .await
                 .map_err(|e| match e {
                     ScramOutcome::Failed => bad(),
@@ -184,21 +202,31 @@ enum ScramOutcome {
 async fn scram_exchange<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut MessageStream<S>,
     secret: ScramSecret,
+    end_point: Option<&[u8]>,
     out: &mut BytesMut,
 ) -> Result<Keys, ScramOutcome> {
     let fatal = |e: ProxyError| ScramOutcome::Fatal(e);
-    be::authentication_sasl(out, &[scram::MECHANISM]);
+    // PostgreSQL's order: -PLUS first, for clients that take the first.
+    match end_point {
+        Some(_) => be::authentication_sasl(out, &[scram::MECHANISM_PLUS, scram::MECHANISM]),
+        None => be::authentication_sasl(out, &[scram::MECHANISM]),
+    }
     stream.write_all(out).await.map_err(|e| fatal(net(e)))?;
     let body = read_password(stream).await.map_err(fatal)?;
     let (mechanism, data) = fe::parse_sasl_initial(&body)
         .ok_or_else(|| fatal(ProxyError::Protocol("malformed SASLInitialResponse".into())))?;
-    if mechanism != scram::MECHANISM {
-        return Err(fatal(ProxyError::Protocol(format!(
-            "client selected an invalid SASL authentication mechanism {mechanism:?}"
-        ))));
-    }
-    let (server, first) =
-        ScramServer::start(secret, data).map_err(|e| fatal(ProxyError::Protocol(e.to_string())))?;
+    let binding = match (mechanism, end_point) {
+        (scram::MECHANISM, None) => ChannelBinding::Unsupported,
+        (scram::MECHANISM, Some(_)) => ChannelBinding::NotChosen,
+        (scram::MECHANISM_PLUS, Some(data)) => ChannelBinding::EndPoint(data.to_vec()),
+        _ => {
+            return Err(fatal(ProxyError::Protocol(format!(
+                "client selected an invalid SASL authentication mechanism {mechanism:?}"
+            ))))
+        }
+    };
+    let (server, first) = ScramServer::start(secret, data, &binding)
+        .map_err(|e| fatal(ProxyError::Protocol(e.to_string())))?;
     out.clear();
     be::authentication_sasl_continue(out, first.as_bytes());
     stream.write_all(out).await.map_err(|e| fatal(net(e)))?;
@@ -247,6 +275,21 @@ fn net(e: NetError) -> ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn claim<'a>(
+        user: &'a str,
+        secret: Option<&'a Secret>,
+        derived: Option<&'a ScramSecret>,
+        auth_type: AuthType,
+    ) -> Claim<'a> {
+        Claim {
+            user,
+            secret,
+            derived,
+            channel_binding: None,
+            auth_type,
+        }
+    }
     use crate::wire::codec::decode_whole;
 
     #[tokio::test]
@@ -255,9 +298,12 @@ mod tests {
         let mut server = MessageStream::new(server);
         let secret = Secret::Plain("pw".into());
         let task = tokio::spawn(async move {
-            authenticate(&mut server, "alice", Some(&secret), None, AuthType::Md5)
-                .await
-                .map(|_| ())
+            authenticate(
+                &mut server,
+                &claim("alice", Some(&secret), None, AuthType::Md5),
+            )
+            .await
+            .map(|_| ())
         });
         let mut client = MessageStream::new(client);
         let (tag, body) = client
@@ -288,7 +334,11 @@ mod tests {
         let (client, server) = tokio::io::duplex(4096);
         let mut server = MessageStream::new(server);
         tokio::spawn(async move {
-            let _ = authenticate(&mut server, user, secret.as_ref(), None, AuthType::Md5).await;
+            let _ = authenticate(
+                &mut server,
+                &claim(user, secret.as_ref(), None, AuthType::Md5),
+            )
+            .await;
         });
         let mut client = MessageStream::new(client);
         let (_, body) = client.read_message(1000).await.unwrap_or_default();
@@ -309,25 +359,55 @@ mod tests {
 
     /// pgwarden's own server-side login against its client-side one.
     async fn scram_login(secret: Secret, derived: Option<ScramSecret>, password: &str) -> bool {
+        bound_login(secret, derived, password, None, None).await
+    }
+
+    /// The same, with the server offering -PLUS for `server_cert` and the
+    /// client binding to `client_cert` (the certificate it saw).
+    async fn bound_login(
+        secret: Secret,
+        derived: Option<ScramSecret>,
+        password: &str,
+        server_cert: Option<Vec<u8>>,
+        client_cert: Option<Vec<u8>>,
+    ) -> bool {
         use crate::auth::backend::{login, AuthMethods};
         let (client, server) = tokio::io::duplex(4096);
         let mut server = MessageStream::new(server);
         let task = tokio::spawn(async move {
-            let s = Some(&secret);
-            authenticate(
-                &mut server,
+            let mut c = claim(
                 "alice",
-                s,
+                Some(&secret),
                 derived.as_ref(),
                 AuthType::ScramSha256,
-            )
-            .await
-            .is_ok()
+            );
+            c.channel_binding = server_cert.as_deref();
+            authenticate(&mut server, &c).await.is_ok()
         });
         let mut client = MessageStream::new(client);
         let answer = BackendSecret::Password(password.into());
-        let logged_in = login(&mut client, "alice", Some(&answer), AuthMethods::SCRAM).await;
+        let logged_in = login(
+            &mut client,
+            "alice",
+            Some(&answer),
+            AuthMethods::SCRAM,
+            client_cert.as_deref(),
+        )
+        .await;
         logged_in.is_ok() && task.await.unwrap_or(false)
+    }
+
+    /// SCRAM-SHA-256-PLUS end to end: bound to the same certificate hash it
+    /// logs in; a man in the middle (another certificate) cannot.
+    #[tokio::test]
+    async fn scram_plus_binds_to_the_certificate() {
+        let pw = || Secret::Plain("pw".into());
+        let cert = Some(vec![1u8; 32]);
+        assert!(bound_login(pw(), None, "pw", cert.clone(), cert.clone()).await);
+        assert!(!bound_login(pw(), None, "pw", cert.clone(), Some(vec![2u8; 32])).await);
+        // A client that cannot bind takes plain SCRAM over TLS.
+        assert!(bound_login(pw(), None, "pw", cert.clone(), None).await);
+        assert!(!bound_login(pw(), None, "wrong", cert, None).await);
     }
 
     /// A cleartext secret is checked against the SCRAM secret derived at

@@ -17,6 +17,24 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub const MECHANISM: &str = "SCRAM-SHA-256";
+/// SCRAM with channel binding, offered over TLS.
+pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+/// The one channel-binding type PostgreSQL implements.
+const END_POINT: &str = "tls-server-end-point";
+
+/// Channel binding in one exchange (RFC 5802 section 6), seen from either
+/// side: what the gs2 header says, and what `c=` must carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// No TLS, or a certificate without a binding hash: header `n`.
+    Unsupported,
+    /// Both sides could bind but SCRAM-SHA-256 (not -PLUS) was chosen: the
+    /// client says `y` when the server offered no -PLUS; a server that did
+    /// offer it refuses `y` (a downgrade).
+    NotChosen,
+    /// SCRAM-SHA-256-PLUS, bound to the server certificate's hash.
+    EndPoint(Vec<u8>),
+}
 /// PostgreSQL's default `scram_iterations`.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
 const NONCE_LEN: usize = 18;
@@ -29,6 +47,10 @@ pub enum ScramError {
     Malformed,
     #[error("channel binding is not supported")]
     ChannelBinding,
+    #[error("SCRAM channel binding negotiation error")]
+    BindingNegotiation,
+    #[error("SCRAM channel binding check failed")]
+    BindingMismatch,
     #[error("SCRAM nonce mismatch")]
     Nonce,
     #[error("SCRAM proof does not match")]
@@ -201,7 +223,8 @@ pub struct ScramServer {
     secret: ScramSecret,
     client_first_bare: String,
     server_first: String,
-    gs2_header: String,
+    /// What `c=` must decode to: the gs2 header, then the binding data.
+    binding: Vec<u8>,
     nonce: String,
 }
 
@@ -210,15 +233,27 @@ impl ScramServer {
     ///
     /// # Errors
     /// A malformed message or a request for channel binding.
-    pub fn start(secret: ScramSecret, client_first: &[u8]) -> Result<(Self, String), ScramError> {
+    pub fn start(
+        secret: ScramSecret,
+        client_first: &[u8],
+        binding: &ChannelBinding,
+    ) -> Result<(Self, String), ScramError> {
         let msg = std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed)?;
         // gs2-header: cbind-flag "," [authzid] ","
         let (flag, rest) = msg.split_once(',').ok_or(ScramError::Malformed)?;
-        match flag {
-            "n" | "y" => {}
-            f if f.starts_with("p=") => return Err(ScramError::ChannelBinding),
+        // PostgreSQL's rules: -PLUS needs `p=tls-server-end-point`; plain
+        // SCRAM takes `n`, or `y` only where no -PLUS was offered.
+        let cbind_data = match (flag, binding) {
+            ("n", ChannelBinding::Unsupported | ChannelBinding::NotChosen) => Vec::new(),
+            ("y", ChannelBinding::Unsupported) => Vec::new(),
+            ("y", ChannelBinding::NotChosen) => return Err(ScramError::BindingNegotiation),
+            (f, ChannelBinding::EndPoint(data)) if f.strip_prefix("p=") == Some(END_POINT) => {
+                data.clone()
+            }
+            ("n" | "y", ChannelBinding::EndPoint(_)) => return Err(ScramError::BindingNegotiation),
+            (f, _) if f.starts_with("p=") => return Err(ScramError::ChannelBinding),
             _ => return Err(ScramError::Malformed),
-        }
+        };
         let (authzid, bare) = rest.split_once(',').ok_or(ScramError::Malformed)?;
         let client_nonce = attr(bare, 'r').ok_or(ScramError::Malformed)?;
         if client_nonce.is_empty() {
@@ -234,7 +269,7 @@ impl ScramServer {
             secret,
             client_first_bare: bare.to_owned(),
             server_first: server_first.clone(),
-            gs2_header: format!("{flag},{authzid},"),
+            binding: [format!("{flag},{authzid},").into_bytes(), cbind_data].concat(),
             nonce,
         };
         Ok((state, server_first))
@@ -249,8 +284,9 @@ impl ScramServer {
         let msg = std::str::from_utf8(client_final).map_err(|_| ScramError::Malformed)?;
         let (without_proof, proof) = msg.rsplit_once(",p=").ok_or(ScramError::Malformed)?;
         let binding = attr(without_proof, 'c').ok_or(ScramError::Malformed)?;
-        if B64.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
-            return Err(ScramError::ChannelBinding);
+        let echoed = B64.decode(binding).map_err(|_| ScramError::Malformed)?;
+        if !super::constant_time_eq(&echoed, &self.binding) {
+            return Err(ScramError::BindingMismatch);
         }
         if attr(without_proof, 'r') != Some(self.nonce.as_str()) {
             return Err(ScramError::Nonce);
@@ -294,6 +330,8 @@ pub enum ClientCredentials {
 /// Client side of one exchange, towards a server.
 pub struct ScramClient {
     credentials: ClientCredentials,
+    /// base64 of the gs2 header and binding data, for `c=`.
+    binding: String,
     client_first_bare: String,
     nonce: String,
     expected_server_signature: Option<Key>,
@@ -301,12 +339,19 @@ pub struct ScramClient {
 
 impl ScramClient {
     /// Starts an exchange; returns the state and client-first-message.
-    pub fn start(credentials: ClientCredentials) -> (Self, String) {
+    /// With [`ChannelBinding::EndPoint`] the mechanism is -PLUS.
+    pub fn start(credentials: ClientCredentials, binding: &ChannelBinding) -> (Self, String) {
         let nonce = random_nonce();
         let client_first_bare = format!("n=,r={nonce}");
-        let first = format!("n,,{client_first_bare}");
+        let (gs2, data) = match binding {
+            ChannelBinding::Unsupported => ("n,,".to_owned(), &[][..]),
+            ChannelBinding::NotChosen => ("y,,".to_owned(), &[][..]),
+            ChannelBinding::EndPoint(d) => (format!("p={END_POINT},,"), &d[..]),
+        };
+        let first = format!("{gs2}{client_first_bare}");
         let state = Self {
             credentials,
+            binding: B64.encode([gs2.as_bytes(), data].concat()),
             client_first_bare,
             nonce,
             expected_server_signature: None,
@@ -345,7 +390,7 @@ impl ScramClient {
                 keys.clone()
             }
         };
-        let without_proof = format!("c=biws,r={nonce}");
+        let without_proof = format!("c={},r={nonce}", self.binding);
         let auth_message = format!("{},{},{}", self.client_first_bare, msg, without_proof);
         let stored_key = sha256(&keys.client_key);
         let proof = xor(
@@ -377,8 +422,23 @@ mod tests {
     use super::*;
 
     fn exchange(password: &str, secret: ScramSecret) -> Result<Keys, ScramError> {
-        let (mut client, first) = ScramClient::start(ClientCredentials::Password(password.into()));
-        let (server, server_first) = ScramServer::start(secret, first.as_bytes())?;
+        bound_exchange(
+            password,
+            secret,
+            &ChannelBinding::Unsupported,
+            &ChannelBinding::Unsupported,
+        )
+    }
+
+    fn bound_exchange(
+        password: &str,
+        secret: ScramSecret,
+        client_side: &ChannelBinding,
+        server_side: &ChannelBinding,
+    ) -> Result<Keys, ScramError> {
+        let (mut client, first) =
+            ScramClient::start(ClientCredentials::Password(password.into()), client_side);
+        let (server, server_first) = ScramServer::start(secret, first.as_bytes(), server_side)?;
         let fin = client.respond(server_first.as_bytes())?;
         let (server_final, keys) = server.finish(fin.as_bytes())?;
         client.verify(server_final.as_bytes())?;
@@ -393,14 +453,18 @@ mod tests {
             panic!("exchange failed: {keys:?}")
         };
         // The recovered keys log in again without the password.
-        let (mut client, first) = ScramClient::start(ClientCredentials::Keys {
-            keys,
-            salt: secret.salt.clone(),
-            iterations: secret.iterations,
-        });
-        let (server, server_first) = ScramServer::start(secret, first.as_bytes())
-            .map_err(|e| e.to_string())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (mut client, first) = ScramClient::start(
+            ClientCredentials::Keys {
+                keys,
+                salt: secret.salt.clone(),
+                iterations: secret.iterations,
+            },
+            &ChannelBinding::Unsupported,
+        );
+        let (server, server_first) =
+            ScramServer::start(secret, first.as_bytes(), &ChannelBinding::Unsupported)
+                .map_err(|e| e.to_string())
+                .unwrap_or_else(|e| panic!("{e}"));
         let fin = client.respond(server_first.as_bytes()).unwrap_or_default();
         assert!(server.finish(fin.as_bytes()).is_ok());
     }
@@ -426,11 +490,57 @@ mod tests {
     #[test]
     fn rejects_channel_binding_and_garbage() {
         let secret = ScramSecret::generate("pw");
+        let none = ChannelBinding::Unsupported;
         assert!(matches!(
-            ScramServer::start(secret.clone(), b"p=tls-server-end-point,,n=,r=abc"),
+            ScramServer::start(secret.clone(), b"p=tls-server-end-point,,n=,r=abc", &none),
             Err(ScramError::ChannelBinding)
         ));
-        assert!(ScramServer::start(secret.clone(), b"garbage").is_err());
-        assert!(ScramServer::start(secret, &[0xff, 0xfe]).is_err());
+        assert!(ScramServer::start(secret.clone(), b"garbage", &none).is_err());
+        assert!(ScramServer::start(secret, &[0xff, 0xfe], &none).is_err());
+    }
+
+    #[test]
+    fn channel_binding_as_postgresql_negotiates_it() {
+        use ChannelBinding::*;
+        let secret = ScramSecret::generate("pw");
+        let cert = EndPoint(vec![7; 32]);
+        let ok =
+            |c: &ChannelBinding, s: &ChannelBinding| bound_exchange("pw", secret.clone(), c, s);
+        assert!(
+            ok(&cert, &cert).is_ok(),
+            "-PLUS with the same certificate hash"
+        );
+        assert!(matches!(
+            ok(&cert, &EndPoint(vec![8; 32])),
+            Err(ScramError::BindingMismatch)
+        ));
+        assert!(ok(&Unsupported, &NotChosen).is_ok(), "plain SCRAM over TLS");
+        assert!(
+            ok(&NotChosen, &Unsupported).is_ok(),
+            "y where no -PLUS was offered"
+        );
+        assert!(matches!(
+            ok(&NotChosen, &NotChosen),
+            Err(ScramError::BindingNegotiation)
+        ));
+        assert!(matches!(
+            ok(&Unsupported, &cert),
+            Err(ScramError::BindingNegotiation)
+        ));
+        assert!(matches!(
+            ok(&cert, &Unsupported),
+            Err(ScramError::ChannelBinding)
+        ));
+        // A client-final that claims no binding after a p= header.
+        let started = ScramServer::start(secret, b"p=tls-server-end-point,,n=,r=abc", &cert);
+        let Ok((server, first)) = started else {
+            panic!("-PLUS start refused")
+        };
+        let nonce = attr(&first, 'r').unwrap_or_default();
+        let fin = format!("c=biws,r={nonce},p={}", B64.encode([0u8; 32]));
+        assert!(matches!(
+            server.finish(fin.as_bytes()),
+            Err(ScramError::BindingMismatch)
+        ));
     }
 }

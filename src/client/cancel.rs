@@ -46,6 +46,8 @@ pub struct CancelTarget {
     pub addr: std::net::SocketAddr,
     pub process_id: i32,
     pub secret_key: i32,
+    /// For `SHOW SERVERS`.
+    pub tls: crate::net::TlsLabel,
 }
 
 impl CancelTarget {
@@ -54,6 +56,7 @@ impl CancelTarget {
             addr: conn.addr,
             process_id: conn.process_id,
             secret_key: conn.secret_key,
+            tls: conn.stream.io.tls_label(),
         }
     }
 }
@@ -79,6 +82,7 @@ pub struct ClientInfo {
     pub local: Option<std::net::SocketAddr>,
     pub connected: std::time::SystemTime,
     pub application_name: String,
+    pub tls: crate::net::TlsLabel,
 }
 
 #[derive(Default)]

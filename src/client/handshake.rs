@@ -5,22 +5,22 @@
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use tokio::net::TcpStream;
 
 use super::admission::{admit, ClientSlot, LoginTicket};
 use super::cancel::Registration;
 use super::members::{route_ctx, tenant_of, welcome_pool};
 use super::route::Members;
+use super::secure::Negotiation;
 use super::tenancy::Tenancy;
 use crate::admin::Access;
 use crate::app::Shared;
 use crate::auth::backend::{BackendAuthError, BackendSecret};
-use crate::auth::frontend::{authenticate, Authenticated};
+use crate::auth::frontend::{authenticate, Authenticated, Claim};
 use crate::auth::query::lookup;
 use crate::auth::secret::Secret;
 use crate::config::{DatabaseSettings, Loaded, PoolMode};
 use crate::error::ProxyError;
-use crate::net::{MessageStream, NetError};
+use crate::net::{MessageStream, NetError, Stream};
 use crate::pool::{Pool, PoolError, PoolKey};
 use crate::server::control::{self, ControlLogin};
 use crate::server::{ServerError, ServerTarget};
@@ -95,18 +95,19 @@ pub enum Outcome {
 /// A `ProxyError` to send to the client (if the socket still works), after
 /// which the connection is closed.
 pub async fn handshake(
-    stream: &mut MessageStream<TcpStream>,
+    stream: &mut MessageStream<Stream>,
     shared: &Arc<Shared>,
     ticket: &LoginTicket,
 ) -> Result<Outcome, ProxyError> {
+    let tls = shared.config.load().client_tls.clone();
+    let mut negotiation = Negotiation::default();
+    negotiation.direct(stream, tls.as_ref()).await?;
     let (minor, params) = loop {
         let packet = read_startup(stream).await?;
         ticket.spoke();
         match packet {
-            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                // No TLS yet: 'N' tells the client to go on in cleartext.
-                stream.write_all(b"N").await.map_err(lost)?;
-            }
+            StartupPacket::SslRequest => negotiation.ssl_request(stream, tls.as_ref()).await?,
+            StartupPacket::GssEncRequest => negotiation.gss_request(stream).await?,
             StartupPacket::Cancel {
                 process_id,
                 secret_key,
@@ -117,6 +118,9 @@ pub async fn handshake(
             StartupPacket::Startup { minor, params } => break (minor, params),
         }
     };
+    if tls.as_ref().is_some_and(|t| t.mode.requires_tls()) && !stream.io.is_tls() {
+        return Err(ProxyError::TlsRequired);
+    }
     let loaded = shared.config.load_full();
     let mut out = BytesMut::new();
 
@@ -158,7 +162,8 @@ pub async fn handshake(
     if crate::admin::DATABASES.contains(&database.as_str()) && loaded.database(&database).is_none()
     {
         stream.write_all(&out).await.map_err(lost)?;
-        return console_login(stream, shared, &loaded, user, &tracked).await;
+        let binding = negotiation.end_point.as_deref();
+        return console_login(stream, shared, &loaded, user, binding, &tracked).await;
     }
     if !out.is_empty() {
         stream.write_all(&out).await.map_err(lost)?;
@@ -168,7 +173,8 @@ pub async fn handshake(
         // Only a client that proves who it is learns that a database does
         // not exist (its secret from `auth_file`/`[users]`: there is no
         // database to run `auth_query` in).
-        check_password(stream, &loaded, &user, loaded.users.get(&user)).await?;
+        let binding = negotiation.end_point.as_deref();
+        check_password(stream, &loaded, &user, binding, loaded.users.get(&user)).await?;
         return Err(ProxyError::UnknownDatabase(database));
     };
 
@@ -178,7 +184,8 @@ pub async fn handshake(
         .database(&auth_db)
         .map_or(db_settings.primary.as_str(), |d| d.primary.as_str());
     let secret = find_secret(&loaded, &user, auth_addr, &auth_db).await;
-    let auth = check_password(stream, &loaded, &user, secret.as_ref()).await?;
+    let binding = negotiation.end_point.as_deref();
+    let auth = check_password(stream, &loaded, &user, binding, secret.as_ref()).await?;
     if shared.gates.is_disabled(&database) {
         return Err(ProxyError::DatabaseDisabled(database));
     }
@@ -299,6 +306,7 @@ pub async fn handshake(
         database: database.clone(),
         addr: stream.io.peer_addr().ok(),
         local: stream.io.local_addr().ok(),
+        tls: stream.io.tls_label(),
         connected: std::time::SystemTime::now(),
         application_name: tracked
             .iter()
@@ -325,13 +333,14 @@ pub async fn handshake(
 /// Logs a user in to the admin console: the same authentication as any
 /// client (its secret from `auth_file`/`[users]`), then its access.
 async fn console_login(
-    stream: &mut MessageStream<TcpStream>,
+    stream: &mut MessageStream<Stream>,
     shared: &Arc<Shared>,
     loaded: &Loaded,
     user: String,
+    binding: Option<&[u8]>,
     tracked: &[(String, String)],
 ) -> Result<Outcome, ProxyError> {
-    check_password(stream, loaded, &user, loaded.users.get(&user)).await?;
+    check_password(stream, loaded, &user, binding, loaded.users.get(&user)).await?;
     let access = Access::of(&loaded.config.proxy, &user)
         .ok_or_else(|| ProxyError::AdminNotAllowed(user.clone()))?;
     let slot = admit(shared)?;
@@ -360,15 +369,23 @@ async fn console_login(
 }
 
 /// Authenticates the client against `secret` as `auth_type` says, with
-/// the SCRAM secret derived at load for a cleartext password.
+/// the SCRAM secret derived at load for a cleartext password, and SCRAM
+/// bound to the connection's TLS certificate (`binding`) when it has one.
 async fn check_password(
-    stream: &mut MessageStream<TcpStream>,
+    stream: &mut MessageStream<Stream>,
     loaded: &Loaded,
     user: &str,
+    binding: Option<&[u8]>,
     secret: Option<&Secret>,
 ) -> Result<Authenticated, ProxyError> {
-    let derived = loaded.scram_of_plain.get(user);
-    authenticate(stream, user, secret, derived, loaded.config.proxy.auth_type).await
+    let claim = Claim {
+        user,
+        secret,
+        derived: loaded.scram_of_plain.get(user),
+        channel_binding: binding,
+        auth_type: loaded.config.proxy.auth_type,
+    };
+    authenticate(stream, &claim).await
 }
 
 /// The user's secret: `auth_file`/`[users]` first, then `auth_query`.
@@ -390,7 +407,9 @@ async fn find_secret(loaded: &Loaded, user: &str, primary: &str, database: &str)
         .server_connect_timeout
         .enabled()
         .unwrap_or(std::time::Duration::from_secs(15));
+    let tls = loaded.tls_policy(database).target(primary);
     let login = ControlLogin {
+        tls: &tls,
         addr: primary,
         user: auth_user,
         password: Some(auth_password),
@@ -415,7 +434,7 @@ async fn find_secret(loaded: &Loaded, user: &str, primary: &str, database: &str)
     }
 }
 
-async fn read_startup(stream: &mut MessageStream<TcpStream>) -> Result<StartupPacket, ProxyError> {
+async fn read_startup(stream: &mut MessageStream<Stream>) -> Result<StartupPacket, ProxyError> {
     loop {
         match decode_startup(&stream.rbuf) {
             Ok(Some((packet, used))) => {
@@ -459,7 +478,7 @@ pub fn pool_error(e: PoolError, user: &str) -> ProxyError {
     }
 }
 
-fn lost(_: NetError) -> ProxyError {
+pub(super) fn lost(_: NetError) -> ProxyError {
     ProxyError::Protocol("connection lost during login".into())
 }
 

@@ -10,6 +10,7 @@ pub mod handshake;
 pub mod members;
 pub mod prefs;
 pub mod route;
+pub mod secure;
 pub mod session;
 pub mod tenancy;
 pub mod traffic;
@@ -18,13 +19,13 @@ pub mod validate;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::app::Shared;
 use crate::error::ProxyError;
 use crate::logline::{Clean, Throttle};
-use crate::net::MessageStream;
+use crate::net::{MessageStream, Stream};
 use handshake::{handshake, Outcome};
 
 /// Logs one accepted connection in; returns its session to run, or `None`
@@ -38,7 +39,7 @@ pub async fn login(
     shared: Arc<Shared>,
     ticket: &admission::LoginTicket,
 ) -> Option<Box<session::Session>> {
-    let mut stream = MessageStream::new(socket);
+    let mut stream = MessageStream::new(Stream::Tcp(socket));
     let login_timeout = shared
         .config
         .load()
@@ -85,7 +86,7 @@ pub async fn login(
 }
 
 /// Sends an error to a client that will not be served, and closes.
-pub async fn reject(socket: &mut TcpStream, e: &ProxyError) {
+pub async fn reject<S: AsyncWrite + Unpin>(socket: &mut S, e: &ProxyError) {
     let mut out = BytesMut::new();
     e.encode(&mut out);
     let _ = socket.write_all(&out).await;

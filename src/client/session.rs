@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 
@@ -31,7 +30,7 @@ use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::logline::Clean;
-use crate::net::{give_buffer, take_buffer, BUF_SIZE};
+use crate::net::{give_buffer, take_buffer, Stream, BUF_SIZE};
 use crate::pool::ServerGuard;
 use crate::prepared::{self, Tracker};
 use crate::routing::unit::{first_unit, Scan};
@@ -67,7 +66,7 @@ enum End {
 }
 
 pub struct Session {
-    client: TcpStream,
+    client: Stream,
     cbuf: BytesMut,
     cscan: Scanner,
     server: Option<ServerGuard>,
@@ -158,7 +157,7 @@ fn from_ms(ms: u32) -> Option<Duration> {
 }
 
 impl Session {
-    pub fn new(client: TcpStream, cbuf: BytesMut, login: Login, shared: Arc<Shared>) -> Box<Self> {
+    pub fn new(client: Stream, cbuf: BytesMut, login: Login, shared: Arc<Shared>) -> Box<Self> {
         let cfg = shared.config.load();
         let p = &cfg.config.proxy;
         let timeouts = Timeouts {
@@ -464,7 +463,7 @@ impl Session {
                     None => &self.cbuf[..forward],
                 };
                 self.traffic.received(bytes.len());
-                if guard.conn().stream.io.write_all(bytes).await.is_err() {
+                if guard.conn().stream.io.send(bytes).await.is_err() {
                     self.cbuf.advance(forward);
                     return self.on_server_lost();
                 }
@@ -815,7 +814,7 @@ impl Session {
             if let Some(sync) = tracker.attached(guard.conn()) {
                 // The client's settings go first; their answers are dropped.
                 guard.set_reusable(false);
-                if guard.conn().stream.io.write_all(&sync).await.is_err() {
+                if guard.conn().stream.io.send(&sync).await.is_err() {
                     self.server = Some(guard);
                     return self.on_server_lost();
                 }

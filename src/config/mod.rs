@@ -17,12 +17,13 @@ use std::path::{Path, PathBuf};
 pub use schema::{
     AuthType, CommitLsn, Config, Consistency, DatabaseSettings, NameList, NodeSpec, Password,
     PoolMode, PrimaryReads, ProxySettings, ReplicaFallback, ReplicaSelection, RoutingSettings,
-    SessionFeatures, UserSettings,
+    SessionFeatures, SslMode, UserSettings,
 };
 
 use crate::auth::scram::{self, ScramSecret};
 use crate::auth::secret::Secret;
 use crate::auth::userlist;
+use crate::net::tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles, TlsPolicy};
 
 /// One thing wrong with a config, located by its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +63,11 @@ pub struct Loaded {
     /// cleartext password apart from unknown ones by time, and spend 4,096
     /// HMAC rounds on every guess.
     pub scram_of_plain: HashMap<String, ScramSecret>,
+    /// What a client's TLS handshake needs (`None`: `client_tls_sslmode =
+    /// disable`), read from the files at load.
+    pub client_tls: Option<ClientTls>,
+    /// rustls configs for server connections, read from the files at load.
+    pub server_tls: ServerTls,
     pub path: Option<PathBuf>,
     /// Tells configs apart: sessions recompute what they derived from the
     /// config (a tenant's nodes) when it changes.
@@ -71,6 +77,18 @@ pub struct Loaded {
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Loaded {
+    /// How to secure connections to `db`'s nodes.
+    pub fn tls_policy(&self, db: &str) -> TlsPolicy {
+        let d = self.database(db);
+        TlsPolicy {
+            mode: d
+                .and_then(|d| d.server_tls_sslmode)
+                .unwrap_or(self.config.proxy.server_tls_sslmode),
+            server_name: d.and_then(|d| d.server_tls_server_name.clone()),
+            tls: self.server_tls.clone(),
+        }
+    }
+
     /// How servers may authenticate pgwarden (`server_require_auth`).
     pub fn allowed_server_auth(&self) -> crate::auth::backend::AuthMethods {
         crate::auth::backend::AuthMethods::from_names(&self.config.proxy.server_require_auth.0)
@@ -354,18 +372,66 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
             );
         }
     }
+    let (client_tls, server_tls) = load_tls(&config, base);
+    let client_tls = client_tls.map_err(|(key, why)| problem(&format!("proxy.{key}"), why));
+    let server_tls = server_tls
+        .map_err(|(key, why)| problem(&format!("proxy.{key}"), why))
+        .ok();
     if problems.is_empty() {
         let scram_of_plain = derive_scram(&users, config.proxy.auth_type);
+        let (Some(server_tls), Ok(client_tls)) = (server_tls, client_tls) else {
+            return Err(problems);
+        };
         Ok(Loaded {
             config,
             users,
             scram_of_plain,
+            client_tls,
+            server_tls,
             path: None,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     } else {
         Err(problems)
     }
+}
+
+type TlsResult<T> = Result<T, (&'static str, String)>;
+
+/// Reads the TLS files named in `[proxy]` (relative to the config's folder).
+fn load_tls(config: &Config, base: &Path) -> (TlsResult<Option<ClientTls>>, TlsResult<ServerTls>) {
+    let p = &config.proxy;
+    let path = |f: &Option<String>| f.as_ref().map(|f| base.join(f));
+    let (key, cert, ca) = (
+        path(&p.client_tls_key_file),
+        path(&p.client_tls_cert_file),
+        path(&p.client_tls_ca_file),
+    );
+    let client = ClientTls::build(&ClientTlsFiles {
+        mode: p.client_tls_sslmode,
+        key: key.as_deref(),
+        cert: cert.as_deref(),
+        ca: ca.as_deref(),
+        protocols: &p.client_tls_protocols,
+    });
+    let (key, cert, ca) = (
+        path(&p.server_tls_key_file),
+        path(&p.server_tls_cert_file),
+        path(&p.server_tls_ca_file),
+    );
+    let verifies = p.server_tls_sslmode.verifies()
+        || config
+            .databases
+            .values()
+            .any(|d| d.server_tls_sslmode.is_some_and(SslMode::verifies));
+    let server = ServerTls::build(&ServerTlsFiles {
+        key: key.as_deref(),
+        cert: cert.as_deref(),
+        ca: ca.as_deref(),
+        protocols: &p.server_tls_protocols,
+        verifies,
+    });
+    (client, server)
 }
 
 /// The SCRAM secret of each cleartext password, salted with the user's

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::Secs;
 use super::residency::{ResidencySettings, TenantMap};
+pub use crate::net::tls::SslMode;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -203,6 +204,22 @@ pub struct ProxySettings {
     /// How a server may authenticate pgwarden (libpq's `require_auth`):
     /// `password`, `md5`, `scram-sha-256`, `none`.
     pub server_require_auth: NameList,
+    /// TLS towards clients (PgBouncer's meanings): `disable`, `allow`,
+    /// `prefer`, `require`, `verify-ca`, `verify-full`.
+    pub client_tls_sslmode: SslMode,
+    pub client_tls_key_file: Option<String>,
+    pub client_tls_cert_file: Option<String>,
+    /// CA that client certificates must chain to (asked for when set).
+    pub client_tls_ca_file: Option<String>,
+    pub client_tls_protocols: String,
+    /// TLS towards servers (default `prefer`, as PgBouncer and libpq).
+    pub server_tls_sslmode: SslMode,
+    /// CA for server certificates (the system's when unset).
+    pub server_tls_ca_file: Option<String>,
+    /// A client certificate pgwarden shows servers.
+    pub server_tls_key_file: Option<String>,
+    pub server_tls_cert_file: Option<String>,
+    pub server_tls_protocols: String,
     /// Users with the full admin console (database `pgwarden` or `pgbouncer`).
     pub admin_users: NameList,
     /// Users with the read-only console (`SHOW` commands only).
@@ -262,6 +279,16 @@ impl Default for ProxySettings {
                 "scram-sha-256".into(),
                 "none".into(),
             ]),
+            client_tls_sslmode: SslMode::Disable,
+            client_tls_key_file: None,
+            client_tls_cert_file: None,
+            client_tls_ca_file: None,
+            client_tls_protocols: "secure".into(),
+            server_tls_sslmode: SslMode::Prefer,
+            server_tls_ca_file: None,
+            server_tls_key_file: None,
+            server_tls_cert_file: None,
+            server_tls_protocols: "secure".into(),
             admin_users: NameList::default(),
             stats_users: NameList::default(),
             region: None,
@@ -293,6 +320,10 @@ pub struct DatabaseSettings {
     pub reserve_pool_size: Option<usize>,
     pub max_db_connections: Option<usize>,
     pub pool_mode: Option<PoolMode>,
+    /// Overrides `[proxy] server_tls_sslmode` for this database's nodes.
+    pub server_tls_sslmode: Option<SslMode>,
+    /// The name `verify-full` checks instead of each node address's host.
+    pub server_tls_server_name: Option<String>,
     /// Log in to the server as this user, whoever the client is.
     pub user: Option<String>,
     pub password: Option<Password>,

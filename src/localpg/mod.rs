@@ -95,6 +95,9 @@ pub struct Cluster {
     /// More `postgresql.conf` lines for a new cluster (e.g. a
     /// `shared_preload_libraries` a test needs); replicas inherit them.
     pub extra_conf: String,
+    /// A `pg_hba.conf` to use instead of the default one (e.g. `hostssl`
+    /// lines only); replicas inherit it.
+    pub hba: Option<String>,
 }
 
 pub const SUPERUSER_PASSWORD: &str = "postgres";
@@ -123,6 +126,7 @@ impl Cluster {
             superuser_password: SUPERUSER_PASSWORD.into(),
             as_postgres,
             extra_conf: String::new(),
+            hba: None,
         })
     }
 
@@ -232,12 +236,13 @@ impl Cluster {
             self.extra_conf
         );
         append(&self.primary.data.join("postgresql.conf"), &conf)?;
-        let hba = "local all all trust\n\
+        let default_hba = "local all all trust\n\
                    host replication all 127.0.0.1/32 trust\n\
                    host all pgw_trust 127.0.0.1/32 trust\n\
                    host all pgw_md5 127.0.0.1/32 md5\n\
                    host all pgw_plain 127.0.0.1/32 password\n\
                    host all all 127.0.0.1/32 scram-sha-256\n";
+        let hba = self.hba.as_deref().unwrap_or(default_hba);
         std::fs::write(self.primary.data.join("pg_hba.conf"), hba)?;
         self.prepare_root()
     }

@@ -60,6 +60,15 @@ fn record(shared: &Shared) {
                 .absolute(n);
         }
     }
+    for (side, counts) in [
+        ("client", &crate::net::tls::CLIENT_HANDSHAKES),
+        ("server", &crate::net::tls::SERVER_HANDSHAKES),
+    ] {
+        for (result, n) in [("ok", &counts.ok), ("failed", &counts.failed)] {
+            counter!("pgwarden_tls_handshakes_total", "side" => side, "result" => result)
+                .absolute(n.load(Ordering::Relaxed));
+        }
+    }
     for (sqlstate, n) in shared.errors.snapshot() {
         counter!("pgwarden_errors_total", "sqlstate" => sqlstate).absolute(n);
     }

@@ -60,6 +60,8 @@ pub struct PoolSettings {
     pub refuse_session_features: bool,
     /// `RECONNECT`: servers opened before this close when next idle.
     pub retire_before: Option<Instant>,
+    /// TLS towards this pool's servers (`server_tls_*`).
+    pub tls: crate::net::tls::TlsPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,7 @@ pub struct IdleServer {
     pub local: Option<std::net::SocketAddr>,
     pub opened: Instant,
     pub used: Instant,
+    pub tls: crate::net::TlsLabel,
 }
 
 pub struct Pool {
@@ -217,6 +220,7 @@ impl Pool {
                 local: c.stream.io.local_addr().ok(),
                 opened: c.created,
                 used: c.last_used,
+                tls: c.stream.io.tls_label(),
             })
             .collect()
     }
@@ -529,7 +533,8 @@ impl Pool {
             return Err(PoolError::Connect(err));
         }
         let target = self.target();
-        match server::connect(&target, s.connect_timeout).await {
+        let tls = s.tls.target(&target.addr);
+        match server::connect(&target, &tls, s.connect_timeout).await {
             Ok(conn) => {
                 self.stats.servers_opened.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(pool = %self.key, pid = conn.process_id, "server opened");
@@ -689,7 +694,7 @@ impl Pool {
 
 /// Not past `server_lifetime` and, if idle for a while, not closed by the
 /// server meanwhile.
-fn still_usable(conn: &ServerConn, s: &PoolSettings) -> bool {
+fn still_usable(conn: &mut ServerConn, s: &PoolSettings) -> bool {
     let expired = expired(conn, s);
     // A server reused within moments cannot have been closed unnoticed for
     // long; skip the probe's syscall on the busy path.

@@ -65,6 +65,7 @@ impl PoolSettings {
                 .get(&key.db)
                 .is_some_and(|d| d.session_features == crate::config::SessionFeatures::Refuse),
             retire_before: None,
+            tls: loaded.tls_policy(&key.db),
         }
     }
 }

@@ -7,6 +7,7 @@ use tokio::net::TcpStream;
 
 use super::ServerConn;
 use crate::auth::backend::{login, AuthMethods, BackendAuthError, BackendSecret};
+use crate::net::tls::{self, ServerTlsError, TlsTarget};
 use crate::net::{MessageStream, NetError};
 use crate::wire::backend::{self as be, ErrorFields};
 use crate::wire::frontend;
@@ -29,6 +30,8 @@ pub enum ServerError {
         addr: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] ServerTlsError),
     #[error("server_connect_timeout reached")]
     Timeout,
     #[error(transparent)]
@@ -55,14 +58,18 @@ impl ServerError {
 ///
 /// # Errors
 /// A refused or timed-out connection, or a failed login.
-pub async fn connect(target: &ServerTarget, timeout: Duration) -> Result<ServerConn, ServerError> {
-    match tokio::time::timeout(timeout, connect_inner(target)).await {
+pub async fn connect(
+    target: &ServerTarget,
+    tls: &TlsTarget,
+    timeout: Duration,
+) -> Result<ServerConn, ServerError> {
+    match tokio::time::timeout(timeout, connect_inner(target, tls)).await {
         Ok(r) => r,
         Err(_) => Err(ServerError::Timeout),
     }
 }
 
-async fn connect_inner(target: &ServerTarget) -> Result<ServerConn, ServerError> {
+async fn connect_inner(target: &ServerTarget, tls: &TlsTarget) -> Result<ServerConn, ServerError> {
     let socket = TcpStream::connect(&target.addr)
         .await
         .map_err(|source| ServerError::Connect {
@@ -76,6 +83,7 @@ async fn connect_inner(target: &ServerTarget) -> Result<ServerConn, ServerError>
         addr: target.addr.clone(),
         source,
     })?;
+    let socket = tls::negotiate(socket, tls).await?;
     let mut stream = MessageStream::new(socket);
     let mut out = BytesMut::new();
     frontend::startup_message(
@@ -83,11 +91,17 @@ async fn connect_inner(target: &ServerTarget) -> Result<ServerConn, ServerError>
         &[("user", &target.user), ("database", &target.dbname)],
     );
     stream.write_all(&out).await?;
+    let end_point = stream
+        .io
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| tls::binding::end_point_hash(cert));
     login(
         &mut stream,
         &target.user,
         target.secret.as_ref(),
         target.allowed_auth,
+        end_point.as_deref(),
     )
     .await?;
 

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_postgres::{Client, NoTls};
 
 use crate::auth::backend::AuthMethods;
+use crate::net::tls::{self, TlsTarget};
 
 /// Who logs in where, and how the server may authenticate it.
 #[derive(Clone, Copy, Debug)]
@@ -31,6 +32,8 @@ pub struct ControlLogin<'a> {
     pub application_name: &'a str,
     pub timeout: Duration,
     pub allowed_auth: AuthMethods,
+    /// TLS as `server_tls_*` says for this node.
+    pub tls: &'a TlsTarget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,8 @@ pub enum ControlError {
     Address(String),
     #[error("cannot reach {addr}: {source}")]
     Connect { addr: String, source: io::Error },
+    #[error("{addr}: {why}")]
+    Tls { addr: String, why: String },
     #[error("{addr}: timed out")]
     Timeout { addr: String },
     /// The login failed; `why` holds tokio-postgres's whole error chain
@@ -77,6 +82,12 @@ pub async fn connect(login: &ControlLogin<'_>) -> Result<Client, ControlError> {
                     source,
                 })?;
         let _ = socket.set_nodelay(true);
+        let socket = tls::negotiate(socket, login.tls)
+            .await
+            .map_err(|e| ControlError::Tls {
+                addr: addr.to_owned(),
+                why: e.to_string(),
+            })?;
         let watched = AuthWatch::new(socket, login.allowed_auth);
         cfg.connect_raw(watched, NoTls)
             .await

@@ -12,9 +12,8 @@ pub use connect::{connect, ServerError, ServerTarget};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 
-use crate::net::{MessageStream, NetError};
+use crate::net::{MessageStream, NetError, Stream};
 use crate::wire::backend::{self as be, ErrorFields};
 use crate::wire::frontend;
 
@@ -23,7 +22,7 @@ const MAX_CONTROL_MESSAGE: usize = 1 << 20;
 
 /// A logged-in server connection.
 pub struct ServerConn {
-    pub stream: MessageStream<TcpStream>,
+    pub stream: MessageStream<Stream>,
     /// Address it is connected to, for cancel requests.
     pub addr: std::net::SocketAddr,
     /// ParameterStatus values reported at login.
@@ -126,7 +125,7 @@ impl ServerConn {
     /// True if the server has sent something or closed while idle: an idle
     /// server speaks only to say it is going away (e.g. after
     /// `pg_terminate_backend`), so either way it must not be used.
-    pub fn is_stale(&self) -> bool {
+    pub fn is_stale(&mut self) -> bool {
         if !self.stream.rbuf.is_empty() {
             return true;
         }
@@ -141,7 +140,8 @@ impl ServerConn {
     pub fn close(self) {
         let mut out = BytesMut::new();
         frontend::terminate(&mut out);
-        let _ = self.stream.io.try_write(&out);
+        let mut io = self.stream.io;
+        io.try_send(&out);
     }
 }
 

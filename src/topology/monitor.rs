@@ -20,6 +20,7 @@ use super::health::Health;
 use super::lag::{insert_lsn_as_replayed, parse_lsn, LsnHistory};
 use super::{NodeId, NodeView, Role, Snapshot, Topology, Writer, NO_NODE};
 use crate::auth::backend::AuthMethods;
+use crate::net::tls::TlsPolicy;
 use crate::server::control::{self, ControlLogin};
 
 const CHECK_SQL: &str = "SELECT pg_is_in_recovery(), \
@@ -38,6 +39,8 @@ pub struct MonitorSettings {
     pub max_lag_ms: u64,
     /// How nodes may authenticate the monitor (`server_require_auth`).
     pub allowed_auth: AuthMethods,
+    /// TLS towards the nodes (`server_tls_*`, as at start).
+    pub tls: TlsPolicy,
 }
 
 /// One check's answer.
@@ -306,6 +309,7 @@ async fn connect(addr: &str, settings: &MonitorSettings) -> Option<Client> {
         application_name: "pgwarden monitor",
         timeout: settings.timeout,
         allowed_auth: settings.allowed_auth,
+        tls: &settings.tls.target(addr),
     };
     match control::connect(&login).await {
         Ok(client) => Some(client),

@@ -6,6 +6,8 @@
 //! the test binary exits, however it exits (pass, fail, panic or kill).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod tls;
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -397,4 +399,27 @@ pub async fn set_node_setting(c: &Cluster, port: u16, name: &str, value: &str) {
         .await
         .unwrap();
     node.simple_query("SELECT pg_reload_conf()").await.unwrap();
+}
+
+/// GET `path` from the proxy's HTTP side: (status, body).
+pub async fn http_get(proxy: &Proxy, path: &str) -> (u16, String) {
+    http_get_with(proxy, path, "").await
+}
+
+/// [`http_get`] with extra header lines (each ending in CRLF).
+pub async fn http_get_with(proxy: &Proxy, path: &str, headers: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = proxy.admin_addr.expect("admin_listen set");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

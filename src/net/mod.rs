@@ -3,6 +3,11 @@
 //! `client::session` reads the same buffer through the same
 //! [`Scanner`](crate::wire::codec::Scanner), so there is one framing path.
 
+pub mod stream;
+pub mod tls;
+
+pub use stream::{Stream, TlsLabel};
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -104,10 +109,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
         }
     }
 
+    /// Writes all of `buf` and flushes (TLS may hold the end of a write).
+    ///
     /// # Errors
     /// An I/O error.
     pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), NetError> {
         self.io.write_all(buf).await?;
+        self.io.flush().await?;
         Ok(())
     }
 }

@@ -1,0 +1,396 @@
+//! TLS on both sides: clients (psql/libpq, raw sockets) to pgwarden, and
+//! pgwarden to a PostgreSQL that accepts only TLS (`hostssl` lines).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::tls::{psql, tls_cluster, Pki};
+use harness::*;
+use pgwarden::config::{Config, DatabaseSettings, SslMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// pgwarden's own certificate for localhost and 127.0.0.1, from `pki`.
+fn client_side(c: &mut Config, pki: &Pki, mode: SslMode) {
+    let (crt, key) = pki.server("pgwarden", &["localhost", "127.0.0.1"]);
+    c.proxy.client_tls_sslmode = mode;
+    c.proxy.client_tls_cert_file = Some(crt.display().to_string());
+    c.proxy.client_tls_key_file = Some(key.display().to_string());
+}
+
+fn conninfo(port: u16, db: &str, extra: &str) -> String {
+    format!("host=localhost port={port} user={SCRAM_USER} dbname={db} {extra}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_over_tls_as_libpq_asks() {
+    let pki = Pki::new("test-ca");
+    let other = Pki::new("other-ca");
+    let proxy = proxy(|c| {
+        client_side(c, &pki, SslMode::Require);
+        c.proxy.admin_users = pgwarden::config::NameList(vec![SCRAM_USER.into()]);
+    })
+    .await;
+    let port = proxy.addr.port();
+    let ca = format!("sslrootcert={}", pki.ca.display());
+    let run = |extra: String, sql: &'static str| {
+        let info = conninfo(port, DB, &extra);
+        tokio::task::spawn_blocking(move || psql(&info, PASSWORD, sql))
+    };
+    let full = run(
+        format!("sslmode=verify-full {ca}"),
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    );
+    // The server side is cleartext here: PostgreSQL sees no TLS, the client did.
+    assert_eq!(full.await.unwrap().as_deref(), Ok("f"));
+    let required = run("sslmode=require".into(), "SELECT 1").await.unwrap();
+    assert_eq!(required.as_deref(), Ok("1"));
+    let plain = run("sslmode=disable".into(), "SELECT 1").await.unwrap();
+    assert!(
+        plain.as_ref().is_err_and(|e| e.contains("SSL required")),
+        "{plain:?}"
+    );
+    let wrong_ca = format!("sslmode=verify-full sslrootcert={}", other.ca.display());
+    let refused = run(wrong_ca, "SELECT 1").await.unwrap();
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("certificate verify failed")),
+        "{refused:?}"
+    );
+
+    // SHOW CLIENTS names the protocol and cipher of a TLS client.
+    let long = run(format!("sslmode=verify-full {ca}"), "SELECT pg_sleep(2)");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let info = conninfo(port, "pgwarden", &format!("sslmode=verify-full {ca}"));
+    let clients = tokio::task::spawn_blocking(move || psql(&info, PASSWORD, "SHOW CLIENTS"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(clients.contains("|TLSv1.3/TLS_"), "{clients}");
+    long.await.unwrap().unwrap();
+}
+
+/// libpq's `channel_binding=require`: SCRAM-SHA-256-PLUS bound to
+/// pgwarden's certificate, for users whose secret pgwarden holds in
+/// cleartext and for users with a stored SCRAM secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_channel_binding_through_libpq() {
+    let pki = Pki::new("binding-ca");
+    let stored = cluster()
+        .psql(
+            "postgres",
+            &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{SCRAM_USER}'"),
+        )
+        .unwrap();
+    let proxy = proxy(|c| {
+        client_side(c, &pki, SslMode::Prefer);
+        c.proxy.auth_type = pgwarden::config::AuthType::ScramSha256;
+        c.users.get_mut(SCRAM_USER).unwrap().password = Some(stored.into());
+    })
+    .await;
+    let ca = format!("sslrootcert={}", pki.ca.display());
+    for user in [SCRAM_USER, MD5_USER] {
+        let info = format!(
+            "host=localhost port={} user={user} dbname={DB} sslmode=verify-full {ca} channel_binding=require",
+            proxy.addr.port()
+        );
+        let out = tokio::task::spawn_blocking(move || psql(&info, PASSWORD, "SELECT current_user"))
+            .await
+            .unwrap();
+        assert_eq!(out.as_deref(), Ok(user), "{user}");
+    }
+    // Without TLS there is nothing to bind to: libpq refuses, as it would
+    // with PostgreSQL.
+    let info = format!(
+        "host=localhost port={} user={SCRAM_USER} dbname={DB} sslmode=disable channel_binding=require",
+        proxy.addr.port()
+    );
+    let plain = tokio::task::spawn_blocking(move || psql(&info, PASSWORD, "SELECT 1"))
+        .await
+        .unwrap();
+    assert!(plain.is_err(), "{plain:?}");
+}
+
+/// Direct TLS (PostgreSQL 17+ libpq's `sslnegotiation=direct`), through
+/// psycopg's own libpq; and a direct handshake without ALPN refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_tls_negotiation() {
+    let pki = Pki::new("direct-ca");
+    let proxy = proxy(|c| client_side(c, &pki, SslMode::Require)).await;
+    let Some(python) = python_with_drivers() else {
+        return missing_dependency("psycopg");
+    };
+    let script = format!(
+        "import psycopg\n\
+         print(psycopg.pq.version())\n\
+         with psycopg.connect('{}') as c:\n    print(c.execute('SELECT 40 + 2').fetchone()[0])\n",
+        conninfo(
+            proxy.addr.port(),
+            DB,
+            &format!(
+                "password={PASSWORD} sslmode=verify-full sslnegotiation=direct sslrootcert={}",
+                pki.ca.display()
+            )
+        )
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args(["-c", &script])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let libpq: u32 = text
+        .lines()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    if libpq < 170_000 {
+        eprintln!("SKIPPED: psycopg's libpq is {libpq}, direct TLS needs 17");
+        return;
+    }
+    assert!(
+        out.status.success() && text.lines().nth(1) == Some("42"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A ClientHello without ALPN: the handshake may finish, the session not.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types_certs(&pki.ca) {
+        roots.add(cert).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    if let Ok(mut tls) = connector.connect(name, tcp).await {
+        let mut out = bytes::BytesMut::new();
+        pgwarden::wire::frontend::startup_message(
+            &mut out,
+            &[("user", SCRAM_USER), ("database", DB)],
+        );
+        let _ = tls.write_all(&out).await;
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf))
+            .await
+            .expect("closed, not left hanging");
+        assert!(
+            n.is_err() || !buf.starts_with(b"R"),
+            "no login without ALPN"
+        );
+    }
+    // The proxy still serves everyone else.
+    let cleartext = connect_err(&url(&proxy, TRUST_USER, PASSWORD, DB)).await;
+    assert_eq!(sqlstate(&cleartext).as_deref(), Some("28000"));
+}
+
+fn rustls_pki_types_certs(
+    path: &std::path::Path,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Hostile bytes around the negotiation: each gets its error or a closed
+/// socket, and the proxy goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_negotiation() {
+    let pki = Pki::new("hostile-ca");
+    let proxy = proxy(|c| {
+        client_side(c, &pki, SslMode::Prefer);
+        c.proxy.client_login_timeout = pgwarden::config::duration::Secs::from_secs(1);
+        c.proxy.admin_listen = Some("127.0.0.1:0".into());
+    })
+    .await;
+    // Cleartext bytes behind the SSLRequest, in the same packet.
+    let mut sock = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut packet = SSL_REQUEST.to_vec();
+    let mut startup = bytes::BytesMut::new();
+    pgwarden::wire::frontend::startup_message(&mut startup, &[("user", TRUST_USER)]);
+    packet.extend_from_slice(&startup);
+    sock.write_all(&packet).await.unwrap();
+    assert_eq!(sock.read_u8().await.unwrap(), b'S');
+    let messages = read_until_error(&mut sock).await;
+    assert!(
+        messages.contains("08P01") && messages.contains("unencrypted data"),
+        "{messages}"
+    );
+
+    // Garbage where the ClientHello should be.
+    let mut sock = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    sock.write_all(&SSL_REQUEST).await.unwrap();
+    assert_eq!(sock.read_u8().await.unwrap(), b'S');
+    sock.write_all(b"\x16\x03\x01\x00\x05garbage and more garbage")
+        .await
+        .ok();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "closed after a broken handshake");
+
+    // A client that stops in the middle of the handshake: client_login_timeout.
+    let mut sock = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    sock.write_all(&SSL_REQUEST).await.unwrap();
+    assert_eq!(sock.read_u8().await.unwrap(), b'S');
+    let closed = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a stalled handshake ends at client_login_timeout"
+    );
+
+    // SSLRequest twice (the first answered N when TLS is off).
+    let plain = harness::proxy(|_| {}).await;
+    let mut sock = tokio::net::TcpStream::connect(plain.addr).await.unwrap();
+    sock.write_all(&SSL_REQUEST).await.unwrap();
+    assert_eq!(sock.read_u8().await.unwrap(), b'N');
+    sock.write_all(&SSL_REQUEST).await.unwrap();
+    let messages = read_until_error(&mut sock).await;
+    assert!(messages.contains("08P01"), "{messages}");
+
+    // Everyone else is still served, over TLS and not.
+    connect(&proxy, SCRAM_USER)
+        .await
+        .unwrap()
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+    let info = conninfo(
+        proxy.addr.port(),
+        DB,
+        &format!("sslmode=verify-full sslrootcert={}", pki.ca.display()),
+    );
+    let out = tokio::task::spawn_blocking(move || psql(&info, PASSWORD, "SELECT 7"))
+        .await
+        .unwrap();
+    assert_eq!(out.as_deref(), Ok("7"));
+
+    // /metrics counts the handshakes, good and failed.
+    let (_, metrics) = http_get(&proxy, "/metrics").await;
+    let count = |result: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("pgwarden_tls_handshakes_total")
+                    && l.contains(&format!("result=\"{result}\""))
+                    && l.contains("side=\"client\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("ok") >= 1 && count("failed") >= 2, "{metrics}");
+}
+
+/// Reads until an ErrorResponse and returns its fields as text.
+async fn read_until_error(sock: &mut tokio::net::TcpStream) -> String {
+    let messages = read_messages(sock, |tag, _| tag == b'E').await;
+    let (_, body) = messages.last().unwrap();
+    String::from_utf8_lossy(body).into_owned()
+}
+
+/// pgwarden to a PostgreSQL that accepts only TLS, with verify-full: pools,
+/// the monitor (read/write splitting) and a certificate for another name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_over_tls_only() {
+    let pki = Pki::new("server-ca");
+    let c = tls_cluster(&pki, 1);
+    let ca = pki.ca.display().to_string();
+    let edit = |name: Option<&str>| {
+        let ca = ca.clone();
+        let (primary, replica) = (c.primary.addr(), c.replicas[0].addr());
+        let name = name.map(str::to_owned);
+        move |cfg: &mut Config| {
+            cfg.proxy.server_tls_sslmode = SslMode::VerifyFull;
+            cfg.proxy.server_tls_ca_file = Some(ca);
+            let mut db = DatabaseSettings {
+                primary,
+                replicas: vec![replica.into()],
+                server_tls_server_name: name,
+                ..Default::default()
+            };
+            db.routing.monitor_user = Some(SCRAM_USER.into());
+            db.routing.monitor_password = Some(PASSWORD.into());
+            cfg.databases.insert(DB.into(), db);
+            cfg.proxy.admin_users = pgwarden::config::NameList(vec![SCRAM_USER.into()]);
+        }
+    };
+    let proxy = proxy(edit(None)).await;
+    assert!(
+        replicas_ready(&proxy).await,
+        "the monitor reaches both nodes over TLS"
+    );
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS tls_t (v int); INSERT INTO tls_t VALUES (1)")
+        .await
+        .unwrap();
+    let on_replica = eventually(Duration::from_secs(10), || {
+        let client = &client;
+        async move {
+            let row = client
+                .query_one(
+                    "SELECT pg_is_in_recovery(), ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            row.get::<_, bool>(0) && row.get::<_, bool>(1)
+        }
+    })
+    .await;
+    assert!(on_replica, "reads reach the replica, over TLS");
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid() FOR UPDATE",
+            &[],
+        )
+        .await;
+    // FOR UPDATE on a view errors on some versions; a plain write then.
+    if row.is_err() {
+        client
+            .batch_execute("INSERT INTO tls_t VALUES (2)")
+            .await
+            .unwrap();
+    }
+    let admin = connect_url(&url(&proxy, SCRAM_USER, PASSWORD, "pgwarden"))
+        .await
+        .unwrap();
+    let servers = admin.simple_query("SHOW SERVERS").await.unwrap();
+    let tls_cells: Vec<String> = servers
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get("tls").map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !tls_cells.is_empty() && tls_cells.iter().all(|t| t.starts_with("TLSv1.3/")),
+        "{tls_cells:?}"
+    );
+
+    // A certificate that does not name the host: 08001, nothing in cleartext.
+    let wrong = proxy_from(edit(Some("db.example.com"))).await;
+    let err = match connect(&wrong, SCRAM_USER).await {
+        Ok(client) => client.simple_query("SELECT 1").await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert_eq!(sqlstate(&err).as_deref(), Some("08001"), "{err:?}");
+}
+
+async fn proxy_from(edit: impl FnOnce(&mut Config)) -> pgwarden::app::Proxy {
+    harness::proxy(edit).await
+}
