@@ -58,6 +58,25 @@ pub enum ProxyError {
     TlsRequired,
     #[error("TLS handshake failed: {0}")]
     TlsHandshake(String),
+    #[error("connection requires a valid client certificate")]
+    CertRequired,
+    #[error("certificate authentication failed for user \"{0}\"")]
+    CertRefused(String),
+    /// No `auth_hba_file` line matched, in PostgreSQL's words.
+    #[error("no pg_hba.conf entry for host \"{host}\", user \"{user}\", database \"{database}\", {encryption}")]
+    HbaNoEntry {
+        host: String,
+        user: String,
+        database: String,
+        encryption: &'static str,
+    },
+    #[error("pg_hba.conf rejects connection for host \"{host}\", user \"{user}\", database \"{database}\", {encryption}")]
+    HbaReject {
+        host: String,
+        user: String,
+        database: String,
+        encryption: &'static str,
+    },
     #[error("server connection lost; the current transaction's outcome is unknown")]
     ServerLost,
     #[error("could not connect to the database server")]
@@ -138,7 +157,9 @@ impl ProxyError {
             UnknownRole(_) | NoUser | NoServerPassword(_) => "28000",
             UnknownDatabase(_) => "3D000",
             Protocol(_) | UnsupportedParameter(_) | LoginTimeout | TlsHandshake(_) => "08P01",
-            TlsRequired => "28000",
+            TlsRequired | CertRequired | CertRefused(_) | HbaNoEntry { .. } | HbaReject { .. } => {
+                "28000"
+            }
             StartupOption(_) => crate::state::options::OptionsError::SQLSTATE,
             Unsupported(_) | TransactionInStatementMode => "0A000",
             QueryWaitTimeout | QueryTimeout | Cancelled => "57014",
@@ -213,6 +234,8 @@ impl ProxyError {
             LoginTimeout => "client_login_timeout",
             TlsRequired => "tls_required",
             TlsHandshake(_) => "tls_handshake",
+            CertRequired | CertRefused(_) => "cert_refused",
+            HbaNoEntry { .. } | HbaReject { .. } => "hba_refused",
             ServerLost => "server_lost",
             ServerUnavailable => "server_unavailable",
             NoServerPassword(_) => "no_server_password",

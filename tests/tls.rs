@@ -394,3 +394,131 @@ async fn servers_over_tls_only() {
 async fn proxy_from(edit: impl FnOnce(&mut Config)) -> pgwarden::app::Proxy {
     harness::proxy(edit).await
 }
+
+/// `auth_type = "cert"` and an `auth_hba_file` with each method, over TLS
+/// and not, as psql (libpq) sees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_and_hba() {
+    let pki = Pki::new("clients-ca");
+    let stranger = Pki::new("stranger-ca");
+    let (scram_crt, scram_key) = pki.client("scram-client", SCRAM_USER);
+    let (md5_crt, md5_key) = pki.client("md5-client", MD5_USER);
+    let (alien_crt, alien_key) = stranger.client("alien-client", SCRAM_USER);
+    let ca = pki.ca.display().to_string();
+    let with_cert = |crt: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "sslmode=verify-full sslrootcert={ca} sslcert={} sslkey={}",
+            crt.display(),
+            key.display()
+        )
+    };
+    let try_as = |port: u16, user: &'static str, extra: String| {
+        let info = format!("host=localhost port={port} user={user} dbname={DB} {extra}");
+        tokio::task::spawn_blocking(move || psql(&info, PASSWORD, "SELECT current_user"))
+    };
+
+    let cert = proxy(|c| {
+        client_side(c, &pki, SslMode::Require);
+        c.proxy.client_tls_ca_file = Some(ca.clone());
+        c.proxy.auth_type = pgwarden::config::AuthType::Cert;
+    })
+    .await;
+    let port = cert.addr.port();
+    let ok = try_as(port, SCRAM_USER, with_cert(&scram_crt, &scram_key))
+        .await
+        .unwrap();
+    assert_eq!(ok.as_deref(), Ok(SCRAM_USER));
+    let no_cert = try_as(
+        port,
+        SCRAM_USER,
+        format!("sslmode=verify-full sslrootcert={ca}"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        no_cert
+            .as_ref()
+            .is_err_and(|e| e.contains("requires a valid client certificate")),
+        "{no_cert:?}"
+    );
+    let other_name = try_as(port, SCRAM_USER, with_cert(&md5_crt, &md5_key))
+        .await
+        .unwrap();
+    assert!(
+        other_name
+            .as_ref()
+            .is_err_and(|e| e.contains("certificate authentication failed for user \"pgw_scram\"")),
+        "{other_name:?}"
+    );
+    let alien = try_as(port, SCRAM_USER, with_cert(&alien_crt, &alien_key))
+        .await
+        .unwrap();
+    assert!(alien.is_err(), "a certificate from another CA: {alien:?}");
+
+    let hba_path = pki.dir.join("pg_hba.conf");
+    let hba = format!(
+        "# first match wins\n\
+         hostssl all {SCRAM_USER} 127.0.0.1/32 cert\n\
+         hostnossl all {MD5_USER} 127.0.0.1/32 reject\n\
+         host all {MD5_USER} 127.0.0.1/32 md5\n\
+         host all {TRUST_USER} 127.0.0.0 255.0.0.0 trust\n\
+         host {DB} {PLAIN_USER} 10.0.0.0/8 password\n"
+    );
+    std::fs::write(&hba_path, hba).unwrap();
+    let hba_config = |c: &mut Config| {
+        client_side(c, &pki, SslMode::Prefer);
+        c.proxy.client_tls_ca_file = Some(ca.clone());
+        c.proxy.auth_type = pgwarden::config::AuthType::Hba;
+        c.proxy.auth_hba_file = Some(hba_path.display().to_string());
+    };
+    let proxy = proxy(hba_config).await;
+    let port = proxy.addr.port();
+    let tls = || format!("sslmode=verify-full sslrootcert={ca}");
+    let r = try_as(port, SCRAM_USER, with_cert(&scram_crt, &scram_key))
+        .await
+        .unwrap();
+    assert_eq!(r.as_deref(), Ok(SCRAM_USER), "hostssl cert");
+    let r = try_as(port, SCRAM_USER, tls()).await.unwrap();
+    assert!(
+        r.as_ref()
+            .is_err_and(|e| e.contains("requires a valid client certificate")),
+        "{r:?}"
+    );
+    let r = try_as(port, MD5_USER, "sslmode=disable".into())
+        .await
+        .unwrap();
+    assert!(r.as_ref().is_err_and(|e| e.contains("pg_hba.conf rejects connection for host \"127.0.0.1\", user \"pgw_md5\", database \"pgw\", no encryption")), "{r:?}");
+    let r = try_as(port, MD5_USER, tls()).await.unwrap();
+    assert_eq!(r.as_deref(), Ok(MD5_USER), "host md5 over TLS");
+    let r = try_as(port, TRUST_USER, "sslmode=disable password=none".into())
+        .await
+        .unwrap();
+    assert_eq!(r.as_deref(), Ok(TRUST_USER), "trust by mask");
+    let r = try_as(port, PLAIN_USER, tls()).await.unwrap();
+    assert!(r.as_ref().is_err_and(|e| e.contains("no pg_hba.conf entry for host \"127.0.0.1\", user \"pgw_plain\", database \"pgw\", SSL encryption")), "{r:?}");
+
+    // Read again on reload; a malformed file is refused and the old kept.
+    std::fs::write(
+        &hba_path,
+        format!("host all {TRUST_USER} 127.0.0.1/32 reject\n"),
+    )
+    .unwrap();
+    proxy.shared.reload(harness::config(hba_config)).unwrap();
+    let r = try_as(port, TRUST_USER, "sslmode=disable".into())
+        .await
+        .unwrap();
+    assert!(
+        r.as_ref().is_err_and(|e| e.contains("rejects connection")),
+        "{r:?}"
+    );
+    std::fs::write(&hba_path, "host all +admins all md5\n").unwrap();
+    let mut bad = Config::default();
+    hba_config(&mut bad);
+    let problems = pgwarden::config::from_config(bad, std::path::Path::new(".")).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.key == "proxy.auth_hba_file"
+            && p.what.contains("line 1")
+            && p.what.contains("groups")),
+        "{problems:?}"
+    );
+}

@@ -37,6 +37,7 @@ enum Method {
     Cleartext,
     Md5,
     Scram,
+    Cert,
 }
 
 fn choose(auth_type: AuthType, secret: Option<&Secret>) -> Method {
@@ -47,6 +48,10 @@ fn choose(auth_type: AuthType, secret: Option<&Secret>) -> Method {
         (AuthType::Md5, _) => Method::Md5,
         (AuthType::ScramSha256, Some(Secret::Md5(_))) => Method::Md5,
         (AuthType::ScramSha256, _) => Method::Scram,
+        (AuthType::Cert, _) => Method::Cert,
+        // Resolved per connection before authentication; should it ever
+        // arrive here, the strictest check, not a password-less one.
+        (AuthType::Hba, _) => Method::Scram,
     }
 }
 
@@ -61,6 +66,8 @@ pub struct Claim<'a> {
     /// `tls-server-end-point` data when the client came over TLS: SCRAM is
     /// then offered with channel binding too (SCRAM-SHA-256-PLUS).
     pub channel_binding: Option<&'a [u8]>,
+    /// The common name of the client's verified TLS certificate.
+    pub cert_name: Option<&'a str>,
     pub auth_type: AuthType,
 }
 
@@ -78,6 +85,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         secret,
         derived,
         channel_binding,
+        cert_name,
         auth_type,
     } = *claim;
     let secret = secret.filter(|s| !s.is_empty_password());
@@ -97,6 +105,14 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     let result = match method {
         Method::Trust => Authenticated {
             backend_secret: BackendSecret::from_stored(secret).filter(|_| known),
+        },
+        // As PostgreSQL: the certificate's CN is the user; no password.
+        Method::Cert => match cert_name {
+            None => return Err(ProxyError::CertRequired),
+            Some(cn) if cn != user => return Err(ProxyError::CertRefused(user.to_owned())),
+            Some(_) => Authenticated {
+                backend_secret: BackendSecret::from_stored(secret).filter(|_| known),
+            },
         },
         Method::Cleartext => {
             be::authentication_cleartext(&mut out);
@@ -287,6 +303,7 @@ mod tests {
             secret,
             derived,
             channel_binding: None,
+            cert_name: None,
             auth_type,
         }
     }

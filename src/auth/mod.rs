@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod frontend;
+pub mod hba;
 pub mod md5;
 pub mod query;
 pub mod scram;

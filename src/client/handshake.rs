@@ -16,9 +16,10 @@ use crate::admin::Access;
 use crate::app::Shared;
 use crate::auth::backend::{BackendAuthError, BackendSecret};
 use crate::auth::frontend::{authenticate, Authenticated, Claim};
+use crate::auth::hba::{Connection, HbaMethod};
 use crate::auth::query::lookup;
 use crate::auth::secret::Secret;
-use crate::config::{DatabaseSettings, Loaded, PoolMode};
+use crate::config::{AuthType, DatabaseSettings, Loaded, PoolMode};
 use crate::error::ProxyError;
 use crate::net::{MessageStream, NetError, Stream};
 use crate::pool::{Pool, PoolError, PoolKey};
@@ -162,8 +163,8 @@ pub async fn handshake(
     if crate::admin::DATABASES.contains(&database.as_str()) && loaded.database(&database).is_none()
     {
         stream.write_all(&out).await.map_err(lost)?;
-        let binding = negotiation.end_point.as_deref();
-        return console_login(stream, shared, &loaded, user, binding, &tracked).await;
+        let attempt = Attempt::new(&negotiation, &user, &database);
+        return console_login(stream, shared, &loaded, attempt, &tracked).await;
     }
     if !out.is_empty() {
         stream.write_all(&out).await.map_err(lost)?;
@@ -173,8 +174,8 @@ pub async fn handshake(
         // Only a client that proves who it is learns that a database does
         // not exist (its secret from `auth_file`/`[users]`: there is no
         // database to run `auth_query` in).
-        let binding = negotiation.end_point.as_deref();
-        check_password(stream, &loaded, &user, binding, loaded.users.get(&user)).await?;
+        let claim = Attempt::new(&negotiation, &user, &database);
+        check_password(stream, &loaded, claim, loaded.users.get(&user)).await?;
         return Err(ProxyError::UnknownDatabase(database));
     };
 
@@ -184,8 +185,8 @@ pub async fn handshake(
         .database(&auth_db)
         .map_or(db_settings.primary.as_str(), |d| d.primary.as_str());
     let secret = find_secret(&loaded, &user, auth_addr, &auth_db).await;
-    let binding = negotiation.end_point.as_deref();
-    let auth = check_password(stream, &loaded, &user, binding, secret.as_ref()).await?;
+    let claim = Attempt::new(&negotiation, &user, &database);
+    let auth = check_password(stream, &loaded, claim, secret.as_ref()).await?;
     if shared.gates.is_disabled(&database) {
         return Err(ProxyError::DatabaseDisabled(database));
     }
@@ -336,11 +337,11 @@ async fn console_login(
     stream: &mut MessageStream<Stream>,
     shared: &Arc<Shared>,
     loaded: &Loaded,
-    user: String,
-    binding: Option<&[u8]>,
+    attempt: Attempt<'_>,
     tracked: &[(String, String)],
 ) -> Result<Outcome, ProxyError> {
-    check_password(stream, loaded, &user, binding, loaded.users.get(&user)).await?;
+    let user = attempt.user.to_owned();
+    check_password(stream, loaded, attempt, loaded.users.get(&user)).await?;
     let access = Access::of(&loaded.config.proxy, &user)
         .ok_or_else(|| ProxyError::AdminNotAllowed(user.clone()))?;
     let slot = admit(shared)?;
@@ -368,24 +369,107 @@ async fn console_login(
     Ok(Outcome::Console { access, user, slot })
 }
 
-/// Authenticates the client against `secret` as `auth_type` says, with
-/// the SCRAM secret derived at load for a cleartext password, and SCRAM
-/// bound to the connection's TLS certificate (`binding`) when it has one.
+/// Who is logging in where, over what.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    negotiation: &'a Negotiation,
+    user: &'a str,
+    database: &'a str,
+}
+
+impl<'a> Attempt<'a> {
+    fn new(negotiation: &'a Negotiation, user: &'a str, database: &'a str) -> Self {
+        Attempt {
+            negotiation,
+            user,
+            database,
+        }
+    }
+}
+
+/// Authenticates the client against `secret` as `auth_type` (or its
+/// `auth_hba_file` line) says, with the SCRAM secret derived at load for a
+/// cleartext password, SCRAM bound to the connection's TLS certificate
+/// when it has one, and the client certificate's name for `cert`.
 async fn check_password(
     stream: &mut MessageStream<Stream>,
     loaded: &Loaded,
-    user: &str,
-    binding: Option<&[u8]>,
+    login: Attempt<'_>,
     secret: Option<&Secret>,
 ) -> Result<Authenticated, ProxyError> {
+    let auth_type = auth_type_for(stream, loaded, login)?;
+    let cert = stream.io.peer_certificates().and_then(|c| c.first());
+    let cert_name = cert.and_then(|c| crate::net::tls::binding::common_name(c));
     let claim = Claim {
-        user,
+        user: login.user,
         secret,
-        derived: loaded.scram_of_plain.get(user),
-        channel_binding: binding,
-        auth_type: loaded.config.proxy.auth_type,
+        derived: loaded.scram_of_plain.get(login.user),
+        channel_binding: login.negotiation.end_point.as_deref(),
+        cert_name: cert_name.as_deref(),
+        auth_type,
     };
     authenticate(stream, &claim).await
+}
+
+/// `auth_type`, or with `hba` the method of the first matching line.
+///
+/// # Errors
+/// No line matches, or the line that does is `reject` (28000, in
+/// PostgreSQL's words).
+fn auth_type_for(
+    stream: &MessageStream<Stream>,
+    loaded: &Loaded,
+    login: Attempt<'_>,
+) -> Result<AuthType, ProxyError> {
+    let configured = loaded.config.proxy.auth_type;
+    let Some(hba) = loaded.hba.as_ref().filter(|_| configured == AuthType::Hba) else {
+        return Ok(configured);
+    };
+    let addr = stream.io.peer_addr().ok().map(|a| a.ip());
+    let tls = stream.io.is_tls();
+    let conn = Connection {
+        database: login.database,
+        user: login.user,
+        addr,
+        tls,
+    };
+    let refused = || {
+        (
+            addr.map_or_else(|| "[local]".to_owned(), |a| a.to_string()),
+            login.user.to_owned(),
+            login.database.to_owned(),
+            if tls {
+                "SSL encryption"
+            } else {
+                "no encryption"
+            },
+        )
+    };
+    Ok(match hba.method(&conn) {
+        Some(HbaMethod::Trust) => AuthType::Trust,
+        Some(HbaMethod::Md5) => AuthType::Md5,
+        Some(HbaMethod::ScramSha256) => AuthType::ScramSha256,
+        Some(HbaMethod::Password) => AuthType::Plain,
+        Some(HbaMethod::Cert) => AuthType::Cert,
+        Some(HbaMethod::Reject) => {
+            let (host, user, database, encryption) = refused();
+            return Err(ProxyError::HbaReject {
+                host,
+                user,
+                database,
+                encryption,
+            });
+        }
+        None => {
+            let (host, user, database, encryption) = refused();
+            return Err(ProxyError::HbaNoEntry {
+                host,
+                user,
+                database,
+                encryption,
+            });
+        }
+    })
 }
 
 /// The user's secret: `auth_file`/`[users]` first, then `auth_query`.

@@ -20,6 +20,7 @@ pub use schema::{
     SessionFeatures, SslMode, UserSettings,
 };
 
+use crate::auth::hba::Hba;
 use crate::auth::scram::{self, ScramSecret};
 use crate::auth::secret::Secret;
 use crate::auth::userlist;
@@ -68,6 +69,8 @@ pub struct Loaded {
     pub client_tls: Option<ClientTls>,
     /// rustls configs for server connections, read from the files at load.
     pub server_tls: ServerTls,
+    /// `auth_hba_file`, parsed at load (when `auth_type = "hba"`).
+    pub hba: Option<Hba>,
     pub path: Option<PathBuf>,
     /// Tells configs apart: sessions recompute what they derived from the
     /// config (a tenant's nodes) when it changes.
@@ -372,6 +375,17 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
             );
         }
     }
+    let hba = load_hba(p, base).map_err(|why| problem("proxy.auth_hba_file", why));
+    let needs_ca = p.auth_type == AuthType::Cert
+        || hba
+            .as_ref()
+            .is_ok_and(|h| h.as_ref().is_some_and(Hba::has_cert_lines));
+    if needs_ca && p.client_tls_ca_file.is_none() {
+        problem(
+            "proxy.client_tls_ca_file",
+            "certificate authentication needs a CA to check client certificates against".into(),
+        );
+    }
     let (client_tls, server_tls) = load_tls(&config, base);
     let client_tls = client_tls.map_err(|(key, why)| problem(&format!("proxy.{key}"), why));
     let server_tls = server_tls
@@ -379,7 +393,7 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
         .ok();
     if problems.is_empty() {
         let scram_of_plain = derive_scram(&users, config.proxy.auth_type);
-        let (Some(server_tls), Ok(client_tls)) = (server_tls, client_tls) else {
+        let (Some(server_tls), Ok(client_tls), Ok(hba)) = (server_tls, client_tls, hba) else {
             return Err(problems);
         };
         Ok(Loaded {
@@ -388,12 +402,30 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
             scram_of_plain,
             client_tls,
             server_tls,
+            hba,
             path: None,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     } else {
         Err(problems)
     }
+}
+
+/// Reads `auth_hba_file` when `auth_type = "hba"`.
+fn load_hba(p: &ProxySettings, base: &Path) -> Result<Option<Hba>, String> {
+    if p.auth_type != AuthType::Hba {
+        return Ok(None);
+    }
+    let file = p
+        .auth_hba_file
+        .as_ref()
+        .ok_or("auth_type = \"hba\" needs auth_hba_file")?;
+    let path = base.join(file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Hba::parse(&text)
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 type TlsResult<T> = Result<T, (&'static str, String)>;
@@ -440,7 +472,7 @@ fn derive_scram(
     users: &HashMap<String, Secret>,
     auth_type: AuthType,
 ) -> HashMap<String, ScramSecret> {
-    if auth_type != AuthType::ScramSha256 {
+    if !matches!(auth_type, AuthType::ScramSha256 | AuthType::Hba) {
         return HashMap::new();
     }
     users

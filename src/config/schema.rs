@@ -47,6 +47,13 @@ pub enum AuthType {
     /// SCRAM-SHA-256, or md5 when only an md5 secret is known (as PgBouncer).
     #[serde(rename = "scram-sha-256")]
     ScramSha256,
+    /// The TLS client certificate's common name is the user name (needs
+    /// `client_tls_ca_file`).
+    #[serde(rename = "cert")]
+    Cert,
+    /// Per connection, from the first matching line of `auth_hba_file`.
+    #[serde(rename = "hba")]
+    Hba,
 }
 
 /// A list that may be written as a TOML array or as PgBouncer's comma-separated string.
@@ -188,6 +195,8 @@ pub struct ProxySettings {
     pub max_prepared_statements: usize,
     pub auth_type: AuthType,
     pub auth_file: Option<String>,
+    /// A `pg_hba.conf`-format file, used when `auth_type = "hba"`.
+    pub auth_hba_file: Option<String>,
     pub auth_user: Option<String>,
     pub auth_query: String,
     pub shutdown_timeout: Secs,
@@ -267,6 +276,7 @@ impl Default for ProxySettings {
             max_prepared_statements: 200,
             auth_type: AuthType::Md5,
             auth_file: None,
+            auth_hba_file: None,
             auth_user: None,
             auth_query: "SELECT usename, passwd FROM pg_shadow WHERE usename=$1".into(),
             shutdown_timeout: Secs::from_secs(30),
