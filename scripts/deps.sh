@@ -8,6 +8,13 @@ need=()
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   need+=(postgresql postgresql-contrib)
 fi
+# PgJDBC and a JDK for the Java driver test (TLS).
+if [ "${1:-}" != "--bench" ] && [ ! -f /usr/share/java/postgresql.jar ]; then
+  need+=(libpostgresql-jdbc-java)
+fi
+if [ "${1:-}" != "--bench" ] && ! command -v java >/dev/null 2>&1; then
+  need+=(default-jdk-headless)
+fi
 if [ "${1:-}" = "--bench" ] && ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
   need+=(pgbouncer)
 fi

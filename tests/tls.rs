@@ -522,3 +522,116 @@ async fn client_certificates_and_hba() {
         "{problems:?}"
     );
 }
+
+/// Certificates rotated under load: a reload reads the files again, new
+/// connections get the new certificate, and no session (long or new) fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotate_on_reload_under_load() {
+    let (old_ca, new_ca) = (Pki::new("rotate-old"), Pki::new("rotate-new"));
+    let live = old_ca.dir.join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    let (crt, key) = (live.join("pgwarden.crt"), live.join("pgwarden.key"));
+    // Written whole, then renamed over: a reload never reads half a file.
+    let install = |pki: &Pki| {
+        let (c, k) = pki.server("pgwarden", &["localhost", "127.0.0.1"]);
+        for (from, to) in [(c, &crt), (k, &key)] {
+            let tmp = to.with_extension("tmp");
+            std::fs::copy(from, &tmp).unwrap();
+            std::fs::rename(&tmp, to).unwrap();
+        }
+    };
+    install(&old_ca);
+    let config = |c: &mut Config| {
+        c.proxy.client_tls_sslmode = SslMode::Require;
+        c.proxy.client_tls_cert_file = Some(crt.display().to_string());
+        c.proxy.client_tls_key_file = Some(key.display().to_string());
+    };
+    let proxy = proxy(config).await;
+    let port = proxy.addr.port();
+    let script = old_ca.dir.join("select.sql");
+    std::fs::write(&script, "SELECT 1;\n").unwrap();
+    let bench = |connect_each: bool| {
+        let script = script.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["-n", "-T", "4", "-c", "2", "-j", "1", "-f", &script];
+            if connect_each {
+                args.push("-C");
+            }
+            pgbench_with(port, &args, &[("PGSSLMODE", "require")])
+        })
+    };
+    let (new_each, long) = (bench(true), bench(false));
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        install(if round % 2 == 0 { &new_ca } else { &old_ca });
+        proxy.shared.reload(harness::config(config)).unwrap();
+    }
+    install(&new_ca);
+    proxy.shared.reload(harness::config(config)).unwrap();
+    for (what, run) in [("-C", new_each), ("long sessions", long)] {
+        let (ok, text) = run.await.unwrap();
+        assert!(
+            ok && text.contains("number of failed transactions: 0 "),
+            "{what}: {text}"
+        );
+    }
+    let verify = |pki: &Pki| {
+        let info = conninfo(
+            port,
+            DB,
+            &format!("sslmode=verify-full sslrootcert={}", pki.ca.display()),
+        );
+        tokio::task::spawn_blocking(move || psql(&info, PASSWORD, "SELECT 1"))
+    };
+    assert_eq!(
+        verify(&new_ca).await.unwrap().as_deref(),
+        Ok("1"),
+        "the new certificate"
+    );
+    assert!(verify(&old_ca).await.unwrap().is_err(), "not the old one");
+}
+
+/// psycopg 3, asyncpg, node-postgres and PgJDBC over TLS with
+/// `sslmode=verify-full`, prepared statements included, in transaction
+/// mode over a few servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drivers_over_tls() {
+    let pki = Pki::new("drivers-ca");
+    let proxy = proxy(|c| {
+        client_side(c, &pki, SslMode::Require);
+        c.proxy.default_pool_size = 3;
+    })
+    .await;
+    let (port, ca) = (proxy.addr.port(), pki.ca.display().to_string());
+    let url = format!(
+        "postgresql://{MD5_USER}:{PASSWORD}@127.0.0.1:{port}/{DB}?sslmode=verify-full&sslrootcert={ca}"
+    );
+    match python_with_drivers() {
+        Some(python) => run_driver(python.as_os_str(), &[], "python_drivers.py", &url, &[]).await,
+        None => missing_dependency("Python with asyncpg and psycopg"),
+    }
+    let modules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nodeenv/node_modules");
+    match modules.join("pg").exists() {
+        true => {
+            run_driver(
+                "node".as_ref(),
+                &[],
+                "node_pg.js",
+                &url,
+                &[("NODE_PATH", modules)],
+            )
+            .await
+        }
+        false => missing_dependency("node with node-postgres"),
+    }
+    let jar = std::path::Path::new("/usr/share/java/postgresql.jar");
+    if !jar.exists() {
+        return missing_dependency("PgJDBC (Debian's libpostgresql-jdbc-java)");
+    }
+    let jdbc = format!(
+        "jdbc:postgresql://localhost:{port}/{DB}?user={MD5_USER}&password={PASSWORD}&ssl=true&sslmode=verify-full&sslrootcert={ca}"
+    );
+    let cp: [&std::ffi::OsStr; 2] = ["-cp".as_ref(), jar.as_os_str()];
+    run_driver("java".as_ref(), &cp, "JdbcTls.java", &jdbc, &[]).await;
+}

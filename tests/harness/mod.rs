@@ -285,6 +285,11 @@ pub fn run_tool(cmd: &mut std::process::Command) -> (bool, String) {
 
 /// Runs pgbench against the proxy as the SCRAM user; (success, output).
 pub fn pgbench(proxy_port: u16, args: &[&str]) -> (bool, String) {
+    pgbench_with(proxy_port, args, &[])
+}
+
+/// [`pgbench`] with libpq environment variables (e.g. `PGSSLMODE`).
+pub fn pgbench_with(proxy_port: u16, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     run_tool(
         std::process::Command::new(pg_tool("pgbench"))
             .args([
@@ -297,7 +302,8 @@ pub fn pgbench(proxy_port: u16, args: &[&str]) -> (bool, String) {
             ])
             .args(args)
             .arg(DB)
-            .env("PGPASSWORD", PASSWORD),
+            .env("PGPASSWORD", PASSWORD)
+            .envs(env.iter().copied()),
     )
 }
 
@@ -422,4 +428,32 @@ pub async fn http_get_with(proxy: &Proxy, path: &str, headers: &str) -> (u16, St
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Runs `program [before...] tests/drivers/<script> <url>` and expects it
+/// to print OK.
+pub async fn run_driver(
+    program: &std::ffi::OsStr,
+    before: &[&std::ffi::OsStr],
+    script: &str,
+    url: &str,
+    env: &[(&str, std::path::PathBuf)],
+) {
+    let out = tokio::process::Command::new(program)
+        .args(before)
+        .arg(driver_script(script))
+        .arg(url)
+        .envs(env.iter().cloned())
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("OK"),
+        "{script}: {text}"
+    );
 }
