@@ -35,6 +35,67 @@ fn check_accepts_the_example_config() {
     );
 }
 
+/// TLS files: a missing certificate, a key file with no key in it, a key
+/// that is not the certificate's, a bad protocol name; each named with its
+/// key and path (relative paths are read from the config's folder).
+#[test]
+fn check_explains_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    };
+    make("a");
+    make("b");
+    let path = dir.path().join("tls.toml");
+    let write = |tls: &str| {
+        let text = format!(
+            "[proxy]\nlisten = \"127.0.0.1:6432\"\n{tls}\n[databases.app]\nprimary = \"127.0.0.1:5432\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        check(&path)
+    };
+    let (ok, _) = write("client_tls_sslmode = \"require\"\nclient_tls_cert_file = \"a.crt\"\nclient_tls_key_file = \"a.key\"");
+    assert!(ok, "relative files next to the config");
+    let (ok, err) = write("client_tls_sslmode = \"require\"\nclient_tls_cert_file = \"missing.crt\"\nclient_tls_key_file = \"a.key\"");
+    assert!(
+        !ok && err.contains("proxy.client_tls_cert_file: cannot read")
+            && err.contains("missing.crt"),
+        "{err}"
+    );
+    let (ok, err) = write("client_tls_sslmode = \"require\"\nclient_tls_cert_file = \"a.crt\"\nclient_tls_key_file = \"a.crt\"");
+    assert!(
+        !ok && err.contains("proxy.client_tls_key_file:") && err.contains("no private key"),
+        "{err}"
+    );
+    let (ok, err) = write("client_tls_sslmode = \"require\"\nclient_tls_cert_file = \"a.crt\"\nclient_tls_key_file = \"b.key\"");
+    assert!(
+        !ok && err.contains("proxy.client_tls_key_file:") && err.contains("match"),
+        "{err}"
+    );
+    let (ok, err) = write("client_tls_sslmode = \"require\"");
+    assert!(
+        !ok && err.contains("needs client_tls_key_file and client_tls_cert_file"),
+        "{err}"
+    );
+    let (ok, err) = write("server_tls_protocols = \"tlsv1.1\"");
+    assert!(
+        !ok && err.contains("proxy.server_tls_protocols:") && err.contains("rustls"),
+        "{err}"
+    );
+    let (ok, err) =
+        write("server_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = \"none.pem\"");
+    assert!(
+        !ok && err.contains("proxy.server_tls_ca_file: cannot read"),
+        "{err}"
+    );
+}
+
 #[test]
 fn check_names_file_key_and_problem() {
     let dir = tempfile::tempdir().unwrap();

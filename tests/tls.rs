@@ -382,6 +382,22 @@ async fn servers_over_tls_only() {
         "{tls_cells:?}"
     );
 
+    // A cancel goes to the server over cleartext, which even a
+    // hostssl-only server takes (it reads CancelRequest before pg_hba).
+    let slow = connect(&proxy, SCRAM_USER).await.unwrap();
+    let token = slow.cancel_token();
+    let running = tokio::spawn(async move { slow.simple_query("SELECT pg_sleep(20)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cancelled.err().and_then(|e| sqlstate(&e)).as_deref(),
+        Some("57014")
+    );
+
     // A certificate that does not name the host: 08001, nothing in cleartext.
     let wrong = proxy_from(edit(Some("db.example.com"))).await;
     let err = match connect(&wrong, SCRAM_USER).await {
