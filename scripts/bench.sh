@@ -9,6 +9,7 @@
 #   scripts/bench.sh                     # 10 s per run
 #   BENCH_SECONDS=30 scripts/bench.sh
 #   BENCH_SECTIONS=split scripts/bench.sh   # only the read/write split rows
+#   BENCH_SECTIONS=tls scripts/bench.sh     # only the TLS rows
 #
 # The split section runs a second pgwarden that spreads reads over the
 # primary and two streaming replicas, next to the same load direct to the
@@ -25,6 +26,7 @@ IDLE=${IDLE_CLIENTS:-10000}
 SCALE=${BENCH_SCALE:-10}
 PGPORT=${BENCH_PG_PORT:-24432}
 WPORT=$((PGPORT + 10)); BPORT=$((PGPORT + 20)); QSPORT=$((PGPORT + 30)); SPORT=$((PGPORT + 40)); MPORT=$((PGPORT + 50)); RPORT=$((PGPORT + 60))
+TPORT=$((PGPORT + 70)); BTPORT=$((PGPORT + 80)); STPORT=$((PGPORT + 90)); SPPORT=$((PGPORT + 100))
 
 cargo build --release --locked --bin pgwarden --example idle_clients >&2
 BIN=$PWD/target/release/pgwarden
@@ -60,6 +62,8 @@ pool_mode = "transaction"
 default_pool_size = $POOL
 max_client_conn = 20000
 auth_type = "trust"
+# As PgBouncer here: the servers have no TLS until the TLS section.
+server_tls_sslmode = "disable"
 [users.app]
 password = "app"
 [databases.app]
@@ -163,7 +167,7 @@ run() {
   echo "${tps:-0} ${lat:-0} $us ${failed:-?} $mus"
 }
 
-if [ "$SECTIONS" = all ]; then
+if [ "$SECTIONS" = all ] || [ "$SECTIONS" = core ]; then
 # Idle memory first, while both proxies are fresh: after the load rows their
 # allocators hold freed memory that idle clients would reuse, hiding their cost.
 echo "| proxy | VmRSS before (KiB) | with $IDLE idle clients (KiB) | per idle client (KiB) |"
@@ -226,6 +230,7 @@ row "TPC-B simple" 50 -M simple
 row_without direct "-S simple" 1000 -S -M simple
 fi
 
+if [ "$SECTIONS" = all ] || [ "$SECTIONS" = split ]; then
 # Read/write splitting. A replica replays the primary's WAL on the same two
 # cores, so the machine's CPU per transaction is reported next to the proxy's.
 for _ in $(seq 100); do
@@ -280,3 +285,80 @@ for w in tpcb write-then-read; do
   read -r t l u f m < <(PGOPTIONS="-c pgwarden.consistency=read_your_writes" run "$MPORT" "$M_PID" "${args[@]}")
   printf "| %s | %s | %.0f | %s | %s | %s | %s |\n" "$w" "read_your_writes, monitor" "$t" "$l" "$u" "$m" "$f"
 done
+fi
+
+if [ "$SECTIONS" = all ] || [ "$SECTIONS" = tls ]; then
+# TLS: the same certificate (ECDSA P-256, from a CA made here) for
+# pgwarden and PgBouncer, clients with sslmode=require, transaction mode.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=bench CA" -keyout "$WORK/ca.key" -out "$WORK/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$WORK/tls.key" -out "$WORK/tls.csr" 2>/dev/null
+printf "subjectAltName=DNS:localhost,IP:127.0.0.1\n" >"$WORK/san.ext"
+openssl x509 -req -in "$WORK/tls.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" -CAcreateserial \
+  -days 2 -extfile "$WORK/san.ext" -out "$WORK/tls.crt" 2>/dev/null
+chmod 600 "$WORK/tls.key"
+[ "$(id -u)" -eq 0 ] && chown postgres "$WORK/tls.key" "$WORK/tls.crt"
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$TPORT\"/" "$WORK/pgwarden.toml" >"$WORK/tls.toml"
+sed -i "/^\[proxy\]/a client_tls_sslmode = \"require\"\nclient_tls_cert_file = \"$WORK/tls.crt\"\nclient_tls_key_file = \"$WORK/tls.key\"" "$WORK/tls.toml"
+RUST_LOG=warn "$BIN" run --config "$WORK/tls.toml" >"$WORK/tls.log" 2>&1 &
+T_PID=$!; pids+=($T_PID)
+sed -e "s/^listen_port = .*/listen_port = $BTPORT/" -e "s#pgbouncer.log#pgbouncer-tls.log#" \
+  -e "s#pgbouncer.pid#pgbouncer-tls.pid#" "$WORK/pgbouncer.ini" >"$WORK/pgbouncer-tls.ini"
+printf "client_tls_sslmode = require\nclient_tls_cert_file = %s\nclient_tls_key_file = %s\n" \
+  "$WORK/tls.crt" "$WORK/tls.key" >>"$WORK/pgbouncer-tls.ini"
+[ "$(id -u)" -eq 0 ] && chown postgres "$WORK/pgbouncer-tls.ini"
+if [ "$(id -u)" -eq 0 ]; then
+  setpriv --reuid=postgres --regid=postgres --init-groups "$PGBOUNCER" -d "$WORK/pgbouncer-tls.ini"
+else
+  "$PGBOUNCER" -d "$WORK/pgbouncer-tls.ini"
+fi
+for _ in $(seq 50); do [ -s "$WORK/pgbouncer-tls.pid" ] && break; sleep 0.1; done
+BT_PID=$(cat "$WORK/pgbouncer-tls.pid")
+sleep 1
+echo
+echo "TLS to the proxy (sslmode=require, ECDSA P-256, TLS 1.3), transaction mode"
+echo
+echo "| workload | clients | pgwarden tps | PgBouncer tps | tps ratio | CPU µs/tx pgwarden / PgBouncer | failed (w/b) |"
+echo "|---|---|---|---|---|---|---|"
+tls_row() {
+  local name=$1 clients=$2; shift 2
+  read -r wt _ wu wf _ < <(PGSSLMODE=require run "$TPORT" "$T_PID" -c "$clients" "$@")
+  read -r bt _ bu bf _ < <(PGSSLMODE=require run "$BTPORT" "$BT_PID" -c "$clients" "$@")
+  printf "| %s | %s | %.0f | %.0f | %s | %s / %s | %s / %s |\n" "$name" "$clients" "$wt" "$bt" \
+    "$(awk -v a="$wt" -v b="$bt" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')" "$wu" "$bu" "$wf" "$bf"
+}
+tls_row "-S simple" 10 -S -M simple
+tls_row "-S simple" 50 -S -M simple
+tls_row "-S extended" 50 -S -M extended
+# A new TLS connection (and handshake) per transaction.
+tls_row "-C -S simple" 10 -C -S -M simple
+
+# Server-side TLS: PostgreSQL with ssl = on (from here on), and two fresh
+# pgwardens that differ only in server_tls_sslmode.
+PGPASSWORD=$MONPW "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -d app -q \
+  -c "ALTER SYSTEM SET ssl_cert_file = '$WORK/tls.crt'" -c "ALTER SYSTEM SET ssl_key_file = '$WORK/tls.key'" \
+  -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1
+for mode in require disable; do
+  port=$STPORT; [ "$mode" = disable ] && port=$SPPORT
+  sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" -e "s/^server_tls_sslmode = .*/server_tls_sslmode = \"$mode\"/" \
+    "$WORK/pgwarden.toml" >"$WORK/server-$mode.toml"
+  RUST_LOG=warn "$BIN" run --config "$WORK/server-$mode.toml" >"$WORK/server-$mode.log" 2>&1 &
+  pids+=($!)
+done
+sleep 1
+ST_PID=$(pgrep -f "server-require.toml" | head -1); SP_PID=$(pgrep -f "server-disable.toml" | head -1)
+echo
+echo "TLS from pgwarden to PostgreSQL (server_tls_sslmode), cleartext clients"
+echo
+echo "| workload | clients | server TLS require: tps | CPU µs/tx | server TLS disable: tps | CPU µs/tx | failed (r/d) |"
+echo "|---|---|---|---|---|---|---|"
+for args in "-S -M simple" "-C -S -M simple"; do
+  # shellcheck disable=SC2086
+  read -r rt _ ru rf _ < <(run "$STPORT" "$ST_PID" -c 50 $args)
+  # shellcheck disable=SC2086
+  read -r dt _ du df _ < <(run "$SPPORT" "$SP_PID" -c 50 $args)
+  printf "| %s | 50 | %.0f | %s | %.0f | %s | %s / %s |\n" "$args" "$rt" "$ru" "$dt" "$du" "$rf" "$df"
+done
+fi

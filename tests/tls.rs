@@ -353,19 +353,18 @@ async fn servers_over_tls_only() {
     })
     .await;
     assert!(on_replica, "reads reach the replica, over TLS");
-    let row = client
+    let on_primary = client
         .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid() FOR UPDATE",
+            "WITH w AS (INSERT INTO tls_t VALUES (2) RETURNING 1) \
+             SELECT ssl FROM pg_stat_ssl, w WHERE pid = pg_backend_pid()",
             &[],
         )
-        .await;
-    // FOR UPDATE on a view errors on some versions; a plain write then.
-    if row.is_err() {
-        client
-            .batch_execute("INSERT INTO tls_t VALUES (2)")
-            .await
-            .unwrap();
-    }
+        .await
+        .unwrap();
+    assert!(
+        on_primary.get::<_, bool>(0),
+        "writes reach the primary, over TLS"
+    );
     let admin = connect_url(&url(&proxy, SCRAM_USER, PASSWORD, "pgwarden"))
         .await
         .unwrap();
@@ -650,4 +649,100 @@ async fn drivers_over_tls() {
     );
     let cp: [&std::ffi::OsStr; 2] = ["-cp".as_ref(), jar.as_os_str()];
     run_driver("java".as_ref(), &cp, "JdbcTls.java", &jdbc, &[]).await;
+}
+
+/// Over TLS to a hostssl-only cluster: SCRAM passthrough (only a stored
+/// SCRAM secret: the server login uses keys from the client's proof, bound
+/// to the server's certificate), auth_query, and SWITCHOVER (its catch-up
+/// checks and promotion over TLS), then writes on the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_passthrough_auth_query_and_switchover() {
+    let pki = Pki::new("switch-ca");
+    let c = tls_cluster(&pki, 1);
+    c.psql("postgres", &format!("SET password_encryption = 'scram-sha-256'; CREATE ROLE tls_looked_up LOGIN PASSWORD '{PASSWORD}'"))
+        .unwrap();
+    c.psql(
+        DB,
+        "CREATE TABLE tls_sw (v int); GRANT ALL ON tls_sw TO PUBLIC",
+    )
+    .unwrap();
+    let stored = c
+        .psql(
+            "postgres",
+            &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{SCRAM_USER}'"),
+        )
+        .unwrap();
+    let (ca, primary, replica) = (
+        pki.ca.display().to_string(),
+        c.primary.addr(),
+        c.replicas[0].addr(),
+    );
+    let proxy = proxy(|cfg| {
+        cfg.proxy.server_tls_sslmode = SslMode::VerifyFull;
+        cfg.proxy.server_tls_ca_file = Some(ca);
+        cfg.proxy.auth_type = pgwarden::config::AuthType::ScramSha256;
+        cfg.proxy.auth_user = Some("postgres_lookup".into());
+        cfg.users.clear();
+        // Only the stored secret: no cleartext password for the server.
+        cfg.users.insert(
+            SCRAM_USER.into(),
+            pgwarden::config::UserSettings {
+                password: Some(stored.into()),
+                ..Default::default()
+            },
+        );
+        cfg.users.insert(
+            "postgres_lookup".into(),
+            pgwarden::config::UserSettings {
+                password: Some(PASSWORD.into()),
+                ..Default::default()
+            },
+        );
+        let mut db = DatabaseSettings {
+            primary,
+            replicas: vec![replica.clone().into()],
+            ..Default::default()
+        };
+        db.routing.monitor_user = Some(SCRAM_USER.into());
+        db.routing.monitor_password = Some(PASSWORD.into());
+        db.routing.switchover_promote = true;
+        cfg.databases.insert(DB.into(), db);
+        cfg.proxy.admin_users = pgwarden::config::NameList(vec![SCRAM_USER.into()]);
+    })
+    .await;
+    c.psql("postgres", &format!("SET password_encryption = 'scram-sha-256'; CREATE ROLE postgres_lookup LOGIN SUPERUSER PASSWORD '{PASSWORD}'"))
+        .unwrap();
+    assert!(replicas_ready(&proxy).await);
+    let app = connect(&proxy, SCRAM_USER).await.unwrap();
+    app.batch_execute("INSERT INTO tls_sw VALUES (1)")
+        .await
+        .unwrap();
+    let looked_up = connect_url(&url(&proxy, "tls_looked_up", PASSWORD, DB))
+        .await
+        .unwrap();
+    let who = looked_up
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(who.get::<_, String>(0), "tls_looked_up");
+
+    let admin = connect_url(&url(&proxy, SCRAM_USER, PASSWORD, "pgwarden"))
+        .await
+        .unwrap();
+    admin
+        .simple_query(&format!("SWITCHOVER {DB} TO {replica}"))
+        .await
+        .expect("switchover over TLS");
+    app.batch_execute("INSERT INTO tls_sw VALUES (2)")
+        .await
+        .unwrap();
+    let port = app
+        .query_one("WITH w AS (INSERT INTO tls_sw VALUES (3) RETURNING 1) SELECT inet_server_port() FROM w", &[])
+        .await
+        .unwrap()
+        .get::<_, i32>(0);
+    assert_eq!(
+        port as u16, c.replicas[0].port,
+        "writes go to the promoted node"
+    );
 }
