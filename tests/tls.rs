@@ -557,6 +557,7 @@ async fn certificates_rotate_on_reload_under_load() {
     };
     install(&old_ca);
     let config = |c: &mut Config| {
+        c.proxy.admin_users = pgwarden::config::NameList(vec![SCRAM_USER.into()]);
         c.proxy.client_tls_sslmode = SslMode::Require;
         c.proxy.client_tls_cert_file = Some(crt.display().to_string());
         c.proxy.client_tls_key_file = Some(key.display().to_string());
@@ -604,6 +605,30 @@ async fn certificates_rotate_on_reload_under_load() {
         "the new certificate"
     );
     assert!(verify(&old_ca).await.unwrap().is_err(), "not the old one");
+
+    // The console's SET of a file key reads the files again; a SET naming
+    // a file that cannot be read is refused and the old certificate stays.
+    let console = |sql: String| {
+        let info = conninfo(port, "pgwarden", "sslmode=require");
+        tokio::task::spawn_blocking(move || psql(&info, PASSWORD, &sql))
+    };
+    let bad = console("SET client_tls_cert_file = '/nonexistent/pgwarden.crt'".into())
+        .await
+        .unwrap();
+    assert!(
+        bad.as_ref()
+            .is_err_and(|e| e.contains("client_tls_cert_file")),
+        "{bad:?}"
+    );
+    assert_eq!(verify(&new_ca).await.unwrap().as_deref(), Ok("1"), "kept");
+    install(&old_ca);
+    let same = format!("SET client_tls_cert_file = '{}'", crt.display());
+    console(same).await.unwrap().unwrap();
+    assert_eq!(
+        verify(&old_ca).await.unwrap().as_deref(),
+        Ok("1"),
+        "read again on SET"
+    );
 }
 
 /// psycopg 3, asyncpg, node-postgres and PgJDBC over TLS with
@@ -744,5 +769,85 @@ async fn tls_passthrough_auth_query_and_switchover() {
     assert_eq!(
         port as u16, c.replicas[0].port,
         "writes go to the promoted node"
+    );
+}
+
+/// pgwarden shows servers a client certificate (`server_tls_cert_file`):
+/// a `cert` line in the server's pg_hba.conf lets it in with no password;
+/// without the certificate the server's own 28000 reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate_to_the_server() {
+    let pki = Pki::new("to-server-ca");
+    let c = tls_cluster(&pki, 0);
+    let (crt, key) = pki.client("pgwarden-to-pg", harness::tls::CERT_USER);
+    let edit = |with_cert: bool| {
+        let (ca, primary) = (pki.ca.display().to_string(), c.primary.addr());
+        let (crt, key) = (crt.display().to_string(), key.display().to_string());
+        move |cfg: &mut Config| {
+            cfg.proxy.auth_type = pgwarden::config::AuthType::Trust;
+            cfg.proxy.server_tls_sslmode = SslMode::VerifyFull;
+            cfg.proxy.server_tls_ca_file = Some(ca);
+            if with_cert {
+                cfg.proxy.server_tls_cert_file = Some(crt);
+                cfg.proxy.server_tls_key_file = Some(key);
+            }
+            let db = DatabaseSettings {
+                primary,
+                ..Default::default()
+            };
+            cfg.databases.insert(DB.into(), db);
+        }
+    };
+    let proxy = proxy(edit(true)).await;
+    let client = connect_url(&url(&proxy, harness::tls::CERT_USER, "", DB))
+        .await
+        .unwrap();
+    let row = client
+        .query_one("SELECT current_user::text, ssl, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), harness::tls::CERT_USER);
+    assert!(row.get::<_, bool>(1));
+    assert!(row
+        .get::<_, Option<String>>(2)
+        .unwrap_or_default()
+        .contains(harness::tls::CERT_USER));
+
+    let without = proxy_from(edit(false)).await;
+    let err = connect_err(&url(&without, harness::tls::CERT_USER, "", DB)).await;
+    assert_eq!(sqlstate(&err).as_deref(), Some("28000"), "{err:?}");
+}
+
+/// `client_tls_sslmode = verify-ca`: a certificate from the CA is required
+/// at the handshake; TLS without one, or cleartext, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_ca_requires_a_client_certificate() {
+    let pki = Pki::new("verify-ca-ca");
+    let (crt, key) = pki.client("verify-ca-client", SCRAM_USER);
+    let proxy = proxy(|c| {
+        client_side(c, &pki, SslMode::VerifyCa);
+        c.proxy.client_tls_ca_file = Some(pki.ca.display().to_string());
+    })
+    .await;
+    let port = proxy.addr.port();
+    let ca = pki.ca.display().to_string();
+    let run = |extra: String| {
+        let info = conninfo(port, DB, &extra);
+        tokio::task::spawn_blocking(move || psql(&info, PASSWORD, "SELECT 5"))
+    };
+    let with = format!(
+        "sslmode=verify-full sslrootcert={ca} sslcert={} sslkey={}",
+        crt.display(),
+        key.display()
+    );
+    assert_eq!(run(with).await.unwrap().as_deref(), Ok("5"));
+    let without = run(format!("sslmode=verify-full sslrootcert={ca}"))
+        .await
+        .unwrap();
+    assert!(without.is_err(), "{without:?}");
+    let plain = run("sslmode=disable".into()).await.unwrap();
+    assert!(
+        plain.as_ref().is_err_and(|e| e.contains("SSL required")),
+        "{plain:?}"
     );
 }

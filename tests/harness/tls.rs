@@ -88,6 +88,9 @@ fn write_private(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
 }
 
+/// The role a [`tls_cluster`] lets in by client certificate only.
+pub const CERT_USER: &str = "tls_cert_user";
+
 /// A primary (and `replicas`) that accept only TLS (`hostssl` lines; the
 /// certificate is for `localhost` and 127.0.0.1, from `pki`), with
 /// database `pgw` and the SCRAM user. Stopped when the test binary exits.
@@ -101,25 +104,30 @@ pub fn tls_cluster(pki: &Pki, replicas: usize) -> Cluster {
     let (crt, key) = pki.server("postgres-server", &["localhost", "127.0.0.1"]);
     let (pg_crt, pg_key) = (root.join("server.crt"), root.join("server.key"));
     std::fs::copy(&crt, &pg_crt).expect("copy cert");
+    // Client certificates from the same CA log in as CERT_USER (`cert`).
+    let pg_ca = root.join("ca.crt");
+    std::fs::copy(&pki.ca, &pg_ca).expect("copy CA");
     write_private(&pg_key, &std::fs::read_to_string(key).expect("read key"));
     let base = pgwarden::localpg::free_port_range(1 + replicas as u16).expect("free ports");
     let mut c = Cluster::new(&root, base, replicas).expect("PostgreSQL binaries");
     c.extra_conf = format!(
-        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n",
         pg_crt.display(),
-        pg_key.display()
+        pg_key.display(),
+        pg_ca.display()
     );
-    c.hba = Some(
+    c.hba = Some(format!(
         "local all all trust\n\
          hostssl replication all 127.0.0.1/32 trust\n\
+         hostssl all {CERT_USER} 127.0.0.1/32 cert\n\
          hostssl all all 127.0.0.1/32 scram-sha-256\n"
-            .into(),
-    );
+    ));
     c.stop_when_gone(std::process::id(), true).expect("watcher");
     c.start().expect("start TLS cluster");
     let sql = format!(
         "SET password_encryption = 'scram-sha-256';
-         CREATE ROLE {} LOGIN SUPERUSER PASSWORD '{}';",
+         CREATE ROLE {} LOGIN SUPERUSER PASSWORD '{}';
+         CREATE ROLE {CERT_USER} LOGIN;",
         super::SCRAM_USER,
         super::PASSWORD
     );
