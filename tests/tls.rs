@@ -62,6 +62,18 @@ async fn clients_over_tls_as_libpq_asks() {
         "{refused:?}"
     );
 
+    // A large result (about 40 MB) over TLS arrives whole: nothing is left
+    // in rustls's buffer when the socket fills.
+    let big = run(
+        "sslmode=require".into(),
+        "SELECT repeat('x', 2000) FROM generate_series(1, 20000)",
+    );
+    let big = tokio::time::timeout(Duration::from_secs(60), big)
+        .await
+        .expect("no stall")
+        .unwrap();
+    assert_eq!(big.map(|out| out.lines().count()), Ok(20000));
+
     // SHOW CLIENTS names the protocol and cipher of a TLS client.
     let long = run(format!("sslmode=verify-full {ca}"), "SELECT pg_sleep(2)");
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -850,4 +862,83 @@ async fn verify_ca_requires_a_client_certificate() {
         plain.as_ref().is_err_and(|e| e.contains("SSL required")),
         "{plain:?}"
     );
+}
+
+/// A client that reads its large result late: the end of the result must
+/// not stay in rustls's buffer (written to TLS, never flushed to the
+/// socket) while pgwarden waits for the client's next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_tls_reader_gets_its_whole_result() {
+    let pki = Pki::new("slow-reader-ca");
+    let proxy = proxy(|c| {
+        client_side(c, &pki, SslMode::Require);
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+    })
+    .await;
+    for round in 0..3 {
+        let mut tls = tls_login(&proxy, &pki).await;
+        let mut out = bytes::BytesMut::new();
+        let sql = format!("SELECT repeat('y', 1000 + {round}) FROM generate_series(1, 6000)");
+        pgwarden::wire::frontend::query(&mut out, &sql);
+        tls.write_all(&out).await.unwrap();
+        tls.flush().await.unwrap();
+        // Let the socket buffers fill before reading anything.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut rows = 0;
+        let read = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let mut header = [0u8; 5];
+                tls.read_exact(&mut header).await.unwrap();
+                let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+                let mut body = vec![0u8; len - 4];
+                tls.read_exact(&mut body).await.unwrap();
+                match header[0] {
+                    b'D' => rows += 1,
+                    b'Z' => break,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "round {round}: stalled after {rows} rows");
+        assert_eq!(rows, 6000);
+    }
+}
+
+/// SSLRequest, a TLS handshake trusting `pki`'s CA, and a trust login.
+async fn tls_login(
+    proxy: &pgwarden::app::Proxy,
+    pki: &Pki,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types_certs(&pki.ca) {
+        roots.add(cert).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(&SSL_REQUEST).await.unwrap();
+    assert_eq!(tcp.read_u8().await.unwrap(), b'S');
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let mut out = bytes::BytesMut::new();
+    pgwarden::wire::frontend::startup_message(&mut out, &[("user", TRUST_USER), ("database", DB)]);
+    tls.write_all(&out).await.unwrap();
+    tls.flush().await.unwrap();
+    loop {
+        let mut header = [0u8; 5];
+        tls.read_exact(&mut header).await.unwrap();
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        tls.read_exact(&mut body).await.unwrap();
+        if header[0] == b'Z' {
+            return tls;
+        }
+    }
 }

@@ -17,7 +17,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWriteExt;
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 
@@ -225,7 +224,7 @@ impl Session {
             tracing::debug!(pool = %self.login.pool.key, kind = e.kind(), "session ended: {}", Clean(&error));
             let mut out = BytesMut::new();
             e.encode(&mut out);
-            let _ = self.client.write_all(&out).await;
+            let _ = self.client.send(&out).await;
         }
         self.cleanup().await;
     }
@@ -481,7 +480,7 @@ impl Session {
         }
         if let Some(t) = self.tracker.as_mut() {
             let answers = t.answers_now();
-            if !answers.is_empty() && self.client.write_all(answers).await.is_err() {
+            if !answers.is_empty() && self.client.send(answers).await.is_err() {
                 return Err(End::ClientLeft);
             }
         }
@@ -781,7 +780,7 @@ impl Session {
     /// Drops the unit of `len` bytes pgwarden answered itself, sending `out`.
     async fn answer_unit(&mut self, out: &[u8], len: usize) -> Result<bool, End> {
         self.cbuf.advance(len.min(self.cbuf.len()));
-        if self.client.write_all(out).await.is_err() {
+        if self.client.send(out).await.is_err() {
             return Err(End::ClientLeft);
         }
         Ok(false)
@@ -914,7 +913,7 @@ impl Session {
                 None => &rbuf[..pos],
             };
             self.traffic.sent(bytes.len());
-            if self.client.write_all(bytes).await.is_err() {
+            if self.client.send(bytes).await.is_err() {
                 rbuf.advance(pos);
                 return Err(End::ClientLeft);
             }
