@@ -174,9 +174,15 @@ fn reload(proxy: &Proxy) {
 fn quickstart(state_dir: &Path, pg_port: u16, replicas: usize, listen: &str) -> Result<()> {
     let cluster = Cluster::new(state_dir, pg_port, replicas)?;
     let fresh = !cluster.exists();
+    let left_running = !fresh && cluster.is_running(&cluster.primary);
     eprintln!(
-        "{} PostgreSQL primary + {replicas} replicas in {} ...",
-        if fresh { "Creating" } else { "Starting" },
+        "{} PostgreSQL primary + {} in {} ...",
+        match (fresh, left_running) {
+            (true, _) => "Creating",
+            (false, true) => "Reusing the still running",
+            (false, false) => "Starting",
+        },
+        plural(replicas, "replica", "replicas"),
         state_dir.display()
     );
     if let Err(e) = cluster.start() {
@@ -199,36 +205,25 @@ fn quickstart(state_dir: &Path, pg_port: u16, replicas: usize, listen: &str) -> 
         cluster.stop();
         return Err(e.into());
     }
-    let replica_list: Vec<String> = cluster
-        .replicas
-        .iter()
-        .map(|r| format!("\"{}\"", r.addr()))
-        .collect();
-    let toml = format!(
-        "[proxy]\nlisten = \"{listen}\"\nauth_type = \"scram-sha-256\"\npool_mode = \"transaction\"\n\
-         max_client_conn = 10000\ndefault_pool_size = 20\n\n[users.app]\npassword = \"app\"\n\n\
-         [databases.app]\nprimary = \"{}\"\nreplicas = [{}]\n\n\
-         [databases.app.routing]\nmonitor_user = \"postgres\"\nmonitor_password = \"{}\"\n",
-        cluster.primary.addr(),
-        replica_list.join(", "),
-        cluster.superuser_password
-    );
-    let config_path = state_dir.join("proxy.toml");
-    std::fs::write(&config_path, &toml)?;
-    let loaded = config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (config_path, edited) = match quickstart_config(state_dir, &cluster, listen) {
+        Ok(c) => c,
+        Err(e) => {
+            cluster.stop();
+            return Err(e);
+        }
+    };
+    let loaded = match config::load(&config_path) {
+        Ok(l) => l,
+        Err(e) => {
+            cluster.stop();
+            return Err(anyhow::anyhow!("{e}"));
+        }
+    };
     let rt = runtime(&loaded)?;
-    let shown_path = config_path.clone();
+    let admin_user = loaded.config.proxy.admin_users.0.first().cloned();
     let announce = Box::new(move |proxy: &Proxy| {
-        let port = proxy.addr.port();
-        let host = proxy.addr.ip();
-        let banner = format!(
-            "\npgwarden is running in front of a local primary and its replicas.\n\
-             \x20 psql:         psql \"postgres://app:app@{host}:{port}/app\"\n\
-             \x20 DATABASE_URL=postgres://app:app@{host}:{port}/app\n\
-             \x20 config:       {}\n\
-             Press Ctrl-C to stop the proxy and PostgreSQL.\n",
-            shown_path.display()
-        );
+        let banner =
+            quickstart_banner(proxy, &config_path, edited, admin_user.as_deref(), replicas);
         // One write, errors ignored: whoever reads our stdout may stop
         // reading (a closed pipe must not bring the proxy down).
         let mut out = std::io::stdout().lock();
@@ -240,4 +235,90 @@ fn quickstart(state_dir: &Path, pg_port: u16, replicas: usize, listen: &str) -> 
     eprintln!("Stopping PostgreSQL ...");
     cluster.stop();
     result
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The quickstart's `proxy.toml`: written from the cluster, unless the
+/// user edited the one written last time (then kept, and said so). The
+/// text last written sits next to it, to tell an edit from a stale file.
+fn quickstart_config(state_dir: &Path, cluster: &Cluster, listen: &str) -> Result<(PathBuf, bool)> {
+    let replica_list: Vec<String> = cluster
+        .replicas
+        .iter()
+        .map(|r| format!("\"{}\"", r.addr()))
+        .collect();
+    // The console and HTTP side on loopback, one port above `listen`.
+    let (host, port) = listen
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .context("--listen must be HOST:PORT")?;
+    let admin_host = if host == "0.0.0.0" || host == "*" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let toml = format!(
+        "# Written by `pgwarden quickstart`. Edit freely: an edited file is kept.\n\
+         [proxy]\nlisten = \"{listen}\"\nauth_type = \"scram-sha-256\"\npool_mode = \"transaction\"\n\
+         max_client_conn = 10000\ndefault_pool_size = 20\n\
+         admin_users = [\"admin\"]\nadmin_listen = \"{admin_host}:{}\"\n\n\
+         [users.app]\npassword = \"app\"\n\n[users.admin]\npassword = \"admin\"\n\n\
+         [databases.app]\nprimary = \"{}\"\nreplicas = [{}]\n\n\
+         [databases.app.routing]\nmonitor_user = \"postgres\"\nmonitor_password = \"{}\"\n",
+        port.saturating_add(1),
+        cluster.primary.addr(),
+        replica_list.join(", "),
+        cluster.superuser_password
+    );
+    let config_path = state_dir.join("proxy.toml");
+    let last_written = state_dir.join(".proxy.toml.written");
+    let current = std::fs::read_to_string(&config_path).ok();
+    let previous = std::fs::read_to_string(&last_written).ok();
+    let edited = current.is_some() && current != previous;
+    if !edited {
+        std::fs::write(&config_path, &toml)?;
+        std::fs::write(&last_written, &toml)?;
+    }
+    Ok((config_path, edited))
+}
+
+fn quickstart_banner(
+    proxy: &Proxy,
+    config_path: &Path,
+    edited: bool,
+    admin_user: Option<&str>,
+    replicas: usize,
+) -> String {
+    let (host, port) = (proxy.addr.ip(), proxy.addr.port());
+    let mut banner = format!(
+        "\npgwarden is running in front of a local primary and {}.\n\
+         \x20 psql:         psql \"postgres://app:app@{host}:{port}/app\"\n\
+         \x20 DATABASE_URL=postgres://app:app@{host}:{port}/app\n",
+        plural(replicas, "replica", "replicas")
+    );
+    match (admin_user, edited) {
+        (Some("admin"), false) => banner.push_str(&format!(
+            "\x20 console:      psql \"postgres://admin:admin@{host}:{port}/pgwarden\"   (SHOW HELP)\n"
+        )),
+        (Some(user), _) => banner.push_str(&format!(
+            "\x20 console:      psql -h {host} -p {port} -U {user} pgwarden\n"
+        )),
+        (None, _) => {}
+    }
+    if let Some(admin) = proxy.admin_addr {
+        banner.push_str(&format!(
+            "\x20 metrics:      http://{admin}/metrics   health: http://{admin}/health\n"
+        ));
+    }
+    banner.push_str(&format!(
+        "\x20 config:       {}{}\n\
+         For trying pgwarden out only: this PostgreSQL runs with fsync=off and throw-away passwords.\n\
+         Press Ctrl-C to stop the proxy and PostgreSQL.\n",
+        config_path.display(),
+        if edited { " (edited by you: kept)" } else { "" }
+    ));
+    banner
 }

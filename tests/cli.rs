@@ -124,18 +124,13 @@ fn check_names_file_key_and_problem() {
     assert!(!check(std::path::Path::new("/no/such/file.toml")).0);
 }
 
-#[test]
-fn quickstart_serves_and_stops_everything_on_ctrl_c() {
-    let state = tempfile::Builder::new()
-        .prefix("pgwarden-qs-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let base = pgwarden::localpg::free_port_range(4).unwrap();
+/// Starts the quickstart and reads its banner (up to "Press Ctrl-C");
+/// stdout is drained afterwards, as a terminal would.
+fn start_quickstart(state: &std::path::Path, base: u16) -> (std::process::Child, Vec<String>) {
     let mut child = Command::new(BIN)
         .arg("quickstart")
         .arg("--state-dir")
-        .arg(&state)
+        .arg(state)
         .args([
             "--pg-port",
             &base.to_string(),
@@ -146,33 +141,79 @@ fn quickstart_serves_and_stops_everything_on_ctrl_c() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Whatever happens below, stop the cluster once this test process exits.
-    let cluster = pgwarden::localpg::Cluster::new(&state, base, 2).unwrap();
-    cluster.stop_when_gone(std::process::id(), true).unwrap();
-
     let stdout = child.stdout.take().unwrap();
-    let mut url = None;
     let started = Instant::now();
     let mut lines = BufReader::new(stdout).lines();
+    let mut banner = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
-        if let Some(u) = line.trim().strip_prefix("DATABASE_URL=") {
-            url = Some(u.to_owned());
+        let done = line.starts_with("Press Ctrl-C");
+        banner.push(line);
+        if done {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(120));
     }
-    let url = url.expect("quickstart printed DATABASE_URL");
-    // Keep reading, as a terminal would, until the child exits.
     std::thread::spawn(move || lines.for_each(drop));
+    (child, banner)
+}
+
+fn banner_value<'a>(banner: &'a [String], prefix: &str) -> &'a str {
+    banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {banner:#?}"))
+        .trim()
+}
+
+fn stop(child: &mut std::process::Child, signal: i32) -> std::process::ExitStatus {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    child.wait().unwrap()
+}
+
+/// The quickstart as a newcomer meets it: app, console and metrics lines
+/// that work as printed; an edited proxy.toml kept across restarts; and a
+/// restart after `kill -9` (its PostgreSQL servers left running) that
+/// reuses them instead of failing.
+#[test]
+fn quickstart_shows_everything_and_survives_restarts() {
+    let state = tempfile::Builder::new()
+        .prefix("pgwarden-qs-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let base = pgwarden::localpg::free_port_range(5).unwrap();
+    let cluster = pgwarden::localpg::Cluster::new(&state, base, 2).unwrap();
+    cluster.stop_when_gone(std::process::id(), true).unwrap();
+
+    let (mut child, banner) = start_quickstart(&state, base);
+    assert!(
+        banner.iter().any(|l| l.contains("fsync=off")),
+        "{banner:#?}"
+    );
+    assert!(
+        banner.iter().any(|l| l.contains("primary and 2 replicas")),
+        "{banner:#?}"
+    );
+    let url = banner_value(&banner, "DATABASE_URL=").to_owned();
+    let console = banner_value(&banner, "console:")
+        .trim_start_matches("psql \"")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let metrics = banner_value(&banner, "metrics:")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .unwrap();
         tokio::spawn(conn);
-        // Reads go to the replicas once they are in rotation; this one
-        // must ask the primary, hence the hint.
         let row = client
             .query_one(
                 "/* pgwarden:route=primary */ SELECT count(*) FROM pg_stat_replication",
@@ -181,7 +222,6 @@ fn quickstart_serves_and_stops_everything_on_ctrl_c() {
             .await
             .unwrap();
         assert_eq!(row.get::<_, i64>(0), 2, "two streaming replicas");
-        // And plain reads reach a replica within seconds.
         let mut on_replica = false;
         for _ in 0..100 {
             let row = client
@@ -195,11 +235,61 @@ fn quickstart_serves_and_stops_everything_on_ctrl_c() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(on_replica, "no read reached a replica within 10 s");
+        // The console line, as printed.
+        let (admin, conn) = tokio_postgres::connect(&console, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        admin.simple_query("SHOW POOLS").await.unwrap();
+        // The metrics URL, as printed.
+        let addr = metrics
+            .trim_start_matches("http://")
+            .trim_end_matches("/metrics");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        assert!(
+            text.starts_with("HTTP/1.") && text.contains(" 200") && text.contains("pgwarden_"),
+            "{text}"
+        );
     });
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    assert!(status.success());
+    assert!(stop(&mut child, libc::SIGINT).success());
+
+    // An edit survives the next start.
+    let config = state.join("proxy.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("default_pool_size = 20", "default_pool_size = 7"),
+    )
+    .unwrap();
+    let (mut child, banner) = start_quickstart(&state, base);
+    assert!(
+        banner_value(&banner, "config:").contains("kept"),
+        "{banner:#?}"
+    );
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("default_pool_size = 7"));
+
+    // kill -9: PostgreSQL stays up; the next start reuses it.
+    stop(&mut child, libc::SIGKILL);
+    assert!(
+        state.join("primary/postmaster.pid").exists(),
+        "servers left running"
+    );
+    let (mut child, banner) = start_quickstart(&state, base);
+    let url = banner_value(&banner, "DATABASE_URL=").to_owned();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client.simple_query("SELECT 1").await.unwrap();
+    });
+    assert!(stop(&mut child, libc::SIGINT).success());
     let stopped = !state.join("primary/postmaster.pid").exists()
         && !state.join("replica1/postmaster.pid").exists()
         && !state.join("replica2/postmaster.pid").exists();

@@ -264,7 +264,26 @@ impl Cluster {
         Ok(())
     }
 
+    /// True if a server runs in the node's data directory (`pg_ctl
+    /// status`): e.g. one left by a quickstart that was killed.
+    pub fn is_running(&self, node: &Node) -> bool {
+        if !node.data.join("postmaster.pid").exists() {
+            return false;
+        }
+        let mut c = self.command("pg_ctl");
+        c.arg("-D").arg(&node.data).arg("status");
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c.status().is_ok_and(|s| s.success())
+    }
+
     fn start_node(&self, node: &Node) -> Result<(), LocalPgError> {
+        // A server left running (its starter was killed) is used as it is:
+        // starting another would fail with "another server might be running".
+        if self.is_running(node) {
+            return Ok(());
+        }
         let log = self.root.join(format!("{}.log", node.name));
         let mut c = self.command("pg_ctl");
         c.arg("-D").arg(&node.data).arg("-l").arg(&log).args([
