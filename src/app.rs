@@ -212,10 +212,10 @@ impl Proxy {
     /// # Errors
     /// The listen address cannot be bound.
     pub async fn start(loaded: Loaded) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind(&loaded.config.proxy.listen).await?;
+        let listener = bind(&loaded.config.proxy.listen, "listen").await?;
         let addr = listener.local_addr()?;
         let http = match &loaded.config.proxy.admin_listen {
-            Some(a) => Some(TcpListener::bind(a).await?),
+            Some(a) => Some(bind(a, "admin_listen").await?),
             None => None,
         };
         let admin_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
@@ -319,6 +319,14 @@ async fn refuse(socket: TcpStream, e: &ProxyError) {
     })
     .await;
     client::reject(&mut stream.io, e).await;
+}
+
+/// Binds, with an error that names the key and the address (the OS's own
+/// "Address already in use" or lookup failure says neither).
+async fn bind(addr: &str, key: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{key} = \"{addr}\": {e}")))
 }
 
 /// One topology monitor per database with a topology, until shutdown.

@@ -35,6 +35,47 @@ fn check_accepts_the_example_config() {
     );
 }
 
+/// Listen addresses as PgBouncer users write them (`*`, `listen_addr` +
+/// `listen_port`), a host that does not resolve caught by `check`, and a
+/// port in use named by `run`.
+#[test]
+fn listen_addresses_and_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("listen.toml");
+    let write = |proxy: &str| {
+        let text = format!("[proxy]\n{proxy}\n[databases.app]\nprimary = \"127.0.0.1:5432\"\n");
+        std::fs::write(&path, text).unwrap();
+        check(&path)
+    };
+    assert!(write("listen = \"*:6432\"").0);
+    assert!(write("listen_addr = \"*\"\nlisten_port = 6500").0);
+    let (ok, err) = write("listen = \"no-such-host.invalid:6432\"");
+    assert!(
+        !ok && err.contains("proxy.listen") && err.contains("cannot resolve"),
+        "{err}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    assert!(
+        write(&format!(
+            "listen_addr = \"127.0.0.1\"\nlisten_port = {port}"
+        ))
+        .0
+    );
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("listen = \"127.0.0.1:{port}\"")),
+        "{err}"
+    );
+}
+
 /// TLS files: a missing certificate, a key file with no key in it, a key
 /// that is not the certificate's, a bad protocol name; each named with its
 /// key and path (relative paths are read from the config's folder).

@@ -231,9 +231,13 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
         })
     };
     validate_residency::check(&mut config, base, &mut problem);
+    pgbouncer_listen(&mut config.proxy);
     let p = &config.proxy;
-    if let Err(e) = check_addr(&p.listen) {
+    if let Err(e) = check_listen(&p.listen) {
         problem("proxy.listen", e);
+    }
+    if let Some(Err(e)) = p.admin_listen.as_deref().map(check_listen) {
+        problem("proxy.admin_listen", e);
     }
     if p.max_client_conn == 0 {
         problem("proxy.max_client_conn", "must be at least 1".into());
@@ -489,6 +493,45 @@ fn derive_scram(
             _ => None,
         })
         .collect()
+}
+
+/// PgBouncer's `listen_addr` and `listen_port` (either overrides its half
+/// of `listen`), and `*` for every address, as PgBouncer takes it.
+fn pgbouncer_listen(p: &mut ProxySettings) {
+    let (host, port) = p
+        .listen
+        .rsplit_once(':')
+        .map_or((p.listen.clone(), String::new()), |(h, pt)| {
+            (h.to_owned(), pt.to_owned())
+        });
+    let host = p.listen_addr.clone().unwrap_or(host);
+    let port = p.listen_port.map_or(port, |pt| pt.to_string());
+    p.listen = format!("{}:{port}", all_addresses(&host));
+    if let Some(admin) = &p.admin_listen {
+        if let Some((h, pt)) = admin.rsplit_once(':') {
+            p.admin_listen = Some(format!("{}:{pt}", all_addresses(h)));
+        }
+    }
+}
+
+/// `*` means every IPv4 address (PgBouncer's `listen_addr = *`).
+fn all_addresses(host: &str) -> &str {
+    match host {
+        "*" => "0.0.0.0",
+        h => h,
+    }
+}
+
+/// A listen address must be `host:port` and its host must resolve here,
+/// so that `check` finds what `run` would fail on.
+fn check_listen(addr: &str) -> Result<(), String> {
+    check_addr(addr)?;
+    use std::net::ToSocketAddrs;
+    match addr.to_socket_addrs().map(|mut found| found.next()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!("{addr:?}: the host has no address")),
+        Err(e) => Err(format!("{addr:?}: cannot resolve the host ({e})")),
+    }
 }
 
 /// Checks a `"host:port"` string.

@@ -112,7 +112,13 @@ impl From<String> for Password {
 
 impl ProxySettings {
     /// `[proxy]` keys read at start only.
-    pub const RESTART_ONLY: &'static [&'static str] = &["listen", "workers", "admin_listen"];
+    pub const RESTART_ONLY: &'static [&'static str] = &[
+        "listen",
+        "listen_addr",
+        "listen_port",
+        "workers",
+        "admin_listen",
+    ];
 
     /// Logins in progress allowed at once.
     pub fn login_budget(&self) -> usize {
@@ -153,7 +159,11 @@ impl NameList {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxySettings {
+    /// `host:port`; `*` as host listens on every IPv4 address.
     pub listen: String,
+    /// PgBouncer's spelling: each, when set, overrides its half of `listen`.
+    pub listen_addr: Option<String>,
+    pub listen_port: Option<u16>,
     /// Runtime worker threads; 0 means one per core.
     pub workers: usize,
     pub pool_mode: PoolMode,
@@ -246,6 +256,8 @@ impl Default for ProxySettings {
         // why people deploy a pooler) and `shutdown_timeout` (PgBouncer waits forever).
         Self {
             listen: "127.0.0.1:6432".into(),
+            listen_addr: None,
+            listen_port: None,
             workers: 0,
             pool_mode: PoolMode::Transaction,
             max_client_conn: 100,
