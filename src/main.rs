@@ -25,12 +25,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the proxy.
+    ///
+    /// Signals: SIGHUP reads the config file again (as the console's
+    /// RELOAD); SIGTERM stops accepting, lets open transactions finish for
+    /// up to shutdown_timeout, then closes; SIGINT (Ctrl-C) closes at once.
+    /// Logs go to stderr; RUST_LOG sets their level (e.g. RUST_LOG=debug,
+    /// or RUST_LOG=pgwarden=debug), NO_COLOR turns colours off.
     Run {
+        /// The config file (start from proxy.toml.example).
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
     },
-    /// Validate a config file and exit (non-zero on any problem).
+    /// Validate a config file and exit (non-zero on any problem): reads
+    /// every file it names (TLS certificates, auth_file, auth_hba_file).
     Check {
+        /// The config file to check.
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
     },
@@ -42,8 +51,11 @@ enum Cmd {
         /// Port of the primary; replicas use the following ports.
         #[arg(long, default_value_t = 15432)]
         pg_port: u16,
+        /// Streaming replicas to start next to the primary.
         #[arg(long, default_value_t = 2)]
         replicas: usize,
+        /// Where the proxy listens; the console's HTTP side (/metrics)
+        /// takes the next port.
         #[arg(long, default_value = "127.0.0.1:6432")]
         listen: String,
     },
@@ -55,7 +67,10 @@ fn main() -> Result<()> {
         // Logs on stderr (stdout is for what a command prints, like the
         // quickstart's DATABASE_URL); colour codes only for a terminal.
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -158,10 +158,29 @@ fn check_names_file_key_and_problem() {
     let (ok, err) = check(&path);
     assert!(!ok);
     assert!(
-        err.contains("bad.toml: line 2:") && err.contains("sometimes"),
+        err.contains("bad.toml: proxy.pool_mode: \"sometimes\" is not one of: session, transaction, statement (line 2)"),
         "{err}"
     );
-
+    // Type errors name the key, in plain words; unknown keys get the closest.
+    std::fs::write(
+        &path,
+        "[databases.app]\nprimary = \"127.0.0.1:5432\"\npool_size = \"twenty\"\n",
+    )
+    .unwrap();
+    let (_, err) = check(&path);
+    assert!(
+        err.contains("bad.toml: databases.app.pool_size: expected a whole number, got \"twenty\""),
+        "{err}"
+    );
+    std::fs::write(&path, "[proxy]\ndefualt_pool_size = 5\n").unwrap();
+    let (_, err) = check(&path);
+    assert!(err.contains("did you mean \"default_pool_size\"?"), "{err}");
+    let missing = Command::new(BIN)
+        .args(["check", "--config", "/no/such/file.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("no such file: /no/such/file.toml"), "{err}");
     assert!(!check(std::path::Path::new("/no/such/file.toml")).0);
 }
 

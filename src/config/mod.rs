@@ -5,6 +5,7 @@
 //! never used, and on reload the old one stays in force.
 
 pub mod duration;
+mod explain;
 pub mod residency;
 pub mod schema;
 mod validate_residency;
@@ -173,7 +174,16 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             what,
         }],
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail("(file)", e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => fail(
+            "(file)",
+            format!(
+                "no such file: {} (start from proxy.toml.example)",
+                path.display()
+            ),
+        ),
+        _ => fail("(file)", format!("cannot read {}: {e}", path.display())),
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     from_str(&text, base)
         .map(|mut l| {
@@ -191,19 +201,26 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// # Errors
 /// Every problem found.
 pub fn from_str(text: &str, base: &Path) -> Result<Loaded, Vec<Problem>> {
-    let config: Config = toml::from_str(text).map_err(|e| {
+    let de = toml::Deserializer::new(text);
+    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let e = e.into_inner();
         let start = e.span().map(|s| s.start.min(text.len()));
-        let key = start
-            .map(|at| {
-                let line = text[..at].matches('\n').count() + 1;
-                format!("line {line}")
-            })
-            .unwrap_or_else(|| "(parse)".into());
-        // The message may quote the value: never a secret's.
-        let what = match start.is_some_and(|at| holds_secret(text, at)) {
-            true => "invalid value (not shown: the key holds a secret)".to_owned(),
-            false => e.message().to_owned(),
+        let line = start.map(|at| text[..at].matches('\n').count() + 1);
+        // The key when serde knows it (a type error), else the line.
+        let key = match (path.as_str(), line) {
+            ("." | "", Some(line)) => format!("line {line}"),
+            ("." | "", None) => "(parse)".into(),
+            (path, _) => path.to_owned(),
         };
+        // The message may quote the value: never a secret's.
+        let mut what = match start.is_some_and(|at| holds_secret(text, at)) {
+            true => "invalid value (not shown: the key holds a secret)".to_owned(),
+            false => explain::plain(e.message()),
+        };
+        if let (Some(line), false) = (line, key.starts_with("line ")) {
+            what.push_str(&format!(" (line {line})"));
+        }
         vec![Problem { key, what }]
     })?;
     from_config(config, base)
@@ -660,13 +677,14 @@ mod tests {
     }
 
     #[test]
-    fn unknown_key_is_an_error_with_line() {
+    fn unknown_key_is_an_error_with_key_line_and_suggestion() {
         let text = "[proxy]\nlisten = \"127.0.0.1:1\"\npool_mod = \"session\"\n";
         let problems = from_str(text, Path::new(".")).err().unwrap_or_default();
         assert_eq!(problems.len(), 1);
-        assert_eq!(problems[0].key, "line 3");
+        assert_eq!(problems[0].key, "proxy.pool_mod");
         assert!(
-            problems[0].what.contains("pool_mod"),
+            problems[0].what.contains("did you mean \"pool_mode\"?")
+                && problems[0].what.contains("(line 3)"),
             "{}",
             problems[0].what
         );
