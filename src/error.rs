@@ -52,6 +52,11 @@ pub enum ProxyError {
     ClientIdleTimeout,
     #[error("client_login_timeout: login not completed in time")]
     LoginTimeout,
+    /// The client closed its connection during login: psql does this when
+    /// a password is asked for and it has none (it prompts and reconnects).
+    /// Nobody is told: the socket is gone.
+    #[error("the client closed the connection during login")]
+    LoginAbandoned,
     /// `client_tls_sslmode` is `require` or stronger and the client did
     /// not start TLS (PgBouncer's "SSL required", PostgreSQL's 28000).
     #[error("SSL required: pgwarden accepts only TLS connections (connect with sslmode=require or stronger)")]
@@ -165,7 +170,7 @@ impl ProxyError {
             QueryWaitTimeout | QueryTimeout | Cancelled => "57014",
             IdleTransactionTimeout => "25P03",
             ClientIdleTimeout => "57P05",
-            ServerLost | NoPrimary { .. } => "08006",
+            ServerLost | NoPrimary { .. } | LoginAbandoned => "08006",
             SplitBrain { .. } => "25006",
             NoReplica(_) => "57P03",
             NoNodeInRegion { .. } => "RZ001",
@@ -232,6 +237,7 @@ impl ProxyError {
             IdleTransactionTimeout => "idle_transaction_timeout",
             ClientIdleTimeout => "client_idle_timeout",
             LoginTimeout => "client_login_timeout",
+            LoginAbandoned => "login_abandoned",
             TlsRequired => "tls_required",
             TlsHandshake(_) => "tls_handshake",
             CertRequired | CertRefused(_) => "cert_refused",

@@ -1025,3 +1025,29 @@ async fn set_max_prepared_statements_applies_to_connected_clients() {
     );
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+/// psql's password prompt (connect, see the password request, close, ask
+/// the user, reconnect) is not a refusal: nothing is counted (nor logged
+/// as a protocol violation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_prompt_is_not_an_error() {
+    use tokio::io::AsyncReadExt;
+    let proxy = proxy(|cfg| cfg.proxy.admin_listen = Some("127.0.0.1:0".into())).await;
+    for _ in 0..3 {
+        let mut sock = send_startup(&proxy, &[("user", SCRAM_USER), ("database", DB)]).await;
+        let mut first = [0u8; 1];
+        sock.read_exact(&mut first).await.unwrap();
+        assert_eq!(first[0], b'R', "a password request");
+        drop(sock);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (_, metrics) = http_get(&proxy, "/metrics").await;
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("pgwarden_errors_total")),
+        "{metrics}"
+    );
+    // A login still works afterwards.
+    connect(&proxy, SCRAM_USER).await.unwrap();
+}

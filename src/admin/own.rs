@@ -41,6 +41,8 @@ pub fn nodes(shared: &Shared) -> Table {
                 .unwrap_or(crate::topology::NodeView::UNKNOWN);
             let drained = node.drained.load(Ordering::Relaxed);
             let state = match (view.up, view.readable, snap.writer == Writer::Node(id)) {
+                // Before the monitor's first round nothing is known yet.
+                (false, _, _) if snap.round == 0 => "unchecked",
                 (false, _, _) => "down",
                 (true, _, false) if drained => "drained",
                 (true, _, true) => "writer",

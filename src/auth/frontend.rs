@@ -284,7 +284,7 @@ async fn read_password<S: AsyncRead + AsyncWrite + Unpin>(
 fn net(e: NetError) -> ProxyError {
     match e {
         NetError::Frame(f) => ProxyError::Protocol(f.to_string()),
-        _ => ProxyError::Protocol("connection lost during authentication".into()),
+        _ => ProxyError::LoginAbandoned,
     }
 }
 

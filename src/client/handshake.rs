@@ -563,7 +563,7 @@ pub fn pool_error(e: PoolError, user: &str) -> ProxyError {
 }
 
 pub(super) fn lost(_: NetError) -> ProxyError {
-    ProxyError::Protocol("connection lost during login".into())
+    ProxyError::LoginAbandoned
 }
 
 /// Replaces `options` with the settings it carries, as PostgreSQL reads it

@@ -66,6 +66,11 @@ pub async fn login(
             Box::pin(crate::admin::serve(io, rbuf, shared, access, user)).await;
             None
         }
+        Err(ProxyError::LoginAbandoned) => {
+            // Not a refusal: psql's password prompt looks like this.
+            tracing::debug!("client left during login");
+            None
+        }
         Err(e) => {
             shared.errors.count(&e);
             // A client can cause this line at will: escaped and throttled.

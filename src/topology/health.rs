@@ -74,6 +74,11 @@ impl Health {
         before != self.lagging
     }
 
+    /// False until the first check.
+    pub fn is_known(&self) -> bool {
+        self.state != State::Unknown
+    }
+
     pub fn is_up(&self) -> bool {
         self.state == State::Up
     }

@@ -97,13 +97,19 @@ pub async fn run(topology: Arc<Topology>, settings: MonitorSettings, stop: Cance
                     .check_failures
                     .fetch_add(1, Ordering::Relaxed);
             }
+            let known = st.health.is_known();
             if st.health.observe(ok, settings.rise) {
                 topology.nodes[i]
                     .stats
                     .state_changes
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(db = %topology.db, node = %topology.nodes[i].addr,
-                    up = ok, "node state changed");
+                let (db, node) = (&topology.db, &topology.nodes[i].addr);
+                // Down is what an operator must see; up is news only after down.
+                match (ok, known) {
+                    (false, _) => tracing::warn!(%db, %node, "node down"),
+                    (true, false) => tracing::info!(%db, %node, "node up"),
+                    (true, true) => tracing::info!(%db, %node, "node back up"),
+                }
             }
             if let Some(p) = probe {
                 let us = p.latency.as_micros() as f64;
