@@ -164,7 +164,7 @@ async fn direct_tls_negotiation() {
         .and_then(|l| l.parse().ok())
         .unwrap_or(0);
     if libpq < 170_000 {
-        eprintln!("SKIPPED: psycopg's libpq is {libpq}, direct TLS needs 17");
+        skipped(&format!("psycopg's libpq is {libpq}, direct TLS needs 17"));
         return;
     }
     assert!(

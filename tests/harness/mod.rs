@@ -375,7 +375,7 @@ pub fn missing_dependency(what: &str) {
         !ci,
         "{what} is missing and CI=true (scripts/deps.sh installs it)"
     );
-    eprintln!("SKIPPED: {what} is missing (scripts/deps.sh installs it)");
+    skipped(&format!("{what} is missing (scripts/deps.sh installs it)"));
 }
 
 /// The Python interpreter that has asyncpg and psycopg: the venv
@@ -456,4 +456,19 @@ pub async fn run_driver(
         out.status.success() && text.contains("OK"),
         "{script}: {text}"
     );
+}
+
+/// Records a skipped check: on stderr, and in `target/test-skips.txt`,
+/// which `scripts/test.sh` sums up in one line at the end (cargo hides a
+/// passing test's stderr, so a skip would otherwise look like a pass).
+pub fn skipped(why: &str) {
+    eprintln!("SKIPPED: {why}");
+    let list = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-skips.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(list)
+    {
+        let _ = std::io::Write::write_all(&mut f, format!("{why}\n").as_bytes());
+    }
 }
