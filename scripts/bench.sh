@@ -126,12 +126,17 @@ INI
 # PgBouncer needs one descriptor per client: raise the soft limit (pgwarden
 # raises its own). setpriv, unlike runuser, keeps the limit (no PAM).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(id -u)" -eq 0 ]; then
-  setpriv --reuid=postgres --regid=postgres --init-groups "$PGBOUNCER" -d "$WORK/pgbouncer.ini"
-else
-  "$PGBOUNCER" -d "$WORK/pgbouncer.ini"
-fi
-for _ in $(seq 50); do [ -s "$WORK/pgbouncer.pid" ] && break; sleep 0.1; done
+# start_pgbouncer NAME: runs PgBouncer on $WORK/NAME.ini (daemonized, so
+# not in a command substitution); its pid is then in $WORK/NAME.pid.
+start_pgbouncer() {
+  if [ "$(id -u)" -eq 0 ]; then
+    setpriv --reuid=postgres --regid=postgres --init-groups "$PGBOUNCER" -d "$WORK/$1.ini"
+  else
+    "$PGBOUNCER" -d "$WORK/$1.ini"
+  fi
+  for _ in $(seq 50); do [ -s "$WORK/$1.pid" ] && break; sleep 0.1; done
+}
+start_pgbouncer pgbouncer
 B_PID=$(cat "$WORK/pgbouncer.pid")
 sleep 1
 
@@ -310,12 +315,7 @@ sed -e "s/^listen_port = .*/listen_port = $BTPORT/" -e "s#pgbouncer.log#pgbounce
 printf "client_tls_sslmode = require\nclient_tls_cert_file = %s\nclient_tls_key_file = %s\n" \
   "$WORK/tls.crt" "$WORK/tls.key" >>"$WORK/pgbouncer-tls.ini"
 [ "$(id -u)" -eq 0 ] && chown postgres "$WORK/pgbouncer-tls.ini"
-if [ "$(id -u)" -eq 0 ]; then
-  setpriv --reuid=postgres --regid=postgres --init-groups "$PGBOUNCER" -d "$WORK/pgbouncer-tls.ini"
-else
-  "$PGBOUNCER" -d "$WORK/pgbouncer-tls.ini"
-fi
-for _ in $(seq 50); do [ -s "$WORK/pgbouncer-tls.pid" ] && break; sleep 0.1; done
+start_pgbouncer pgbouncer-tls
 BT_PID=$(cat "$WORK/pgbouncer-tls.pid")
 sleep 1
 echo

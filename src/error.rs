@@ -68,20 +68,10 @@ pub enum ProxyError {
     #[error("certificate authentication failed for user \"{0}\"")]
     CertRefused(String),
     /// No `auth_hba_file` line matched, in PostgreSQL's words.
-    #[error("no pg_hba.conf entry for host \"{host}\", user \"{user}\", database \"{database}\", {encryption}")]
-    HbaNoEntry {
-        host: String,
-        user: String,
-        database: String,
-        encryption: &'static str,
-    },
-    #[error("pg_hba.conf rejects connection for host \"{host}\", user \"{user}\", database \"{database}\", {encryption}")]
-    HbaReject {
-        host: String,
-        user: String,
-        database: String,
-        encryption: &'static str,
-    },
+    #[error("no pg_hba.conf entry for {0}")]
+    HbaNoEntry(HbaConnection),
+    #[error("pg_hba.conf rejects connection for {0}")]
+    HbaReject(HbaConnection),
     #[error("server connection lost; the current transaction's outcome is unknown")]
     ServerLost,
     #[error("could not connect to the database server")]
@@ -151,6 +141,30 @@ pub enum ProxyError {
     Server { code: String, message: String },
 }
 
+/// A connection as PostgreSQL names it in its pg_hba.conf refusals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HbaConnection {
+    pub host: String,
+    pub user: String,
+    pub database: String,
+    pub tls: bool,
+}
+
+impl std::fmt::Display for HbaConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let encryption = if self.tls {
+            "SSL encryption"
+        } else {
+            "no encryption"
+        };
+        write!(
+            f,
+            "host \"{}\", user \"{}\", database \"{}\", {encryption}",
+            self.host, self.user, self.database
+        )
+    }
+}
+
 impl ProxyError {
     pub fn sqlstate(&self) -> &str {
         use ProxyError::*;
@@ -162,9 +176,7 @@ impl ProxyError {
             UnknownRole(_) | NoUser | NoServerPassword(_) => "28000",
             UnknownDatabase(_) => "3D000",
             Protocol(_) | UnsupportedParameter(_) | LoginTimeout | TlsHandshake(_) => "08P01",
-            TlsRequired | CertRequired | CertRefused(_) | HbaNoEntry { .. } | HbaReject { .. } => {
-                "28000"
-            }
+            TlsRequired | CertRequired | CertRefused(_) | HbaNoEntry(_) | HbaReject(_) => "28000",
             StartupOption(_) => crate::state::options::OptionsError::SQLSTATE,
             Unsupported(_) | TransactionInStatementMode => "0A000",
             QueryWaitTimeout | QueryTimeout | Cancelled => "57014",
@@ -241,7 +253,7 @@ impl ProxyError {
             TlsRequired => "tls_required",
             TlsHandshake(_) => "tls_handshake",
             CertRequired | CertRefused(_) => "cert_refused",
-            HbaNoEntry { .. } | HbaReject { .. } => "hba_refused",
+            HbaNoEntry(_) | HbaReject(_) => "hba_refused",
             ServerLost => "server_lost",
             ServerUnavailable => "server_unavailable",
             NoServerPassword(_) => "no_server_password",

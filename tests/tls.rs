@@ -174,20 +174,10 @@ async fn direct_tls_negotiation() {
     );
 
     // A ClientHello without ALPN: the handshake may finish, the session not.
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types_certs(&pki.ca) {
-        roots.add(cert).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = client_config(&pki);
     let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(config);
     if let Ok(mut tls) = connector.connect(name, tcp).await {
         let mut out = bytes::BytesMut::new();
         pgwarden::wire::frontend::startup_message(
@@ -207,6 +197,22 @@ async fn direct_tls_negotiation() {
     // The proxy still serves everyone else.
     let cleartext = connect_err(&url(&proxy, TRUST_USER, PASSWORD, DB)).await;
     assert_eq!(sqlstate(&cleartext).as_deref(), Some("28000"));
+}
+
+/// A TLS client that trusts `pki`'s CA (and offers no ALPN).
+fn client_config(pki: &Pki) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types_certs(&pki.ca) {
+        roots.add(cert).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    std::sync::Arc::new(config)
 }
 
 fn rustls_pki_types_certs(
@@ -910,22 +916,12 @@ async fn tls_login(
     proxy: &pgwarden::app::Proxy,
     pki: &Pki,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types_certs(&pki.ca) {
-        roots.add(cert).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = client_config(pki);
     let mut tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     tcp.write_all(&SSL_REQUEST).await.unwrap();
     assert_eq!(tcp.read_u8().await.unwrap(), b'S');
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(config);
     let mut tls = connector.connect(name, tcp).await.unwrap();
     let mut out = bytes::BytesMut::new();
     pgwarden::wire::frontend::startup_message(&mut out, &[("user", TRUST_USER), ("database", DB)]);

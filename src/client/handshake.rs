@@ -20,7 +20,7 @@ use crate::auth::hba::{Connection, HbaMethod};
 use crate::auth::query::lookup;
 use crate::auth::secret::Secret;
 use crate::config::{AuthType, DatabaseSettings, Loaded, PoolMode};
-use crate::error::ProxyError;
+use crate::error::{HbaConnection, ProxyError};
 use crate::net::{MessageStream, NetError, Stream};
 use crate::pool::{Pool, PoolError, PoolKey};
 use crate::server::control::{self, ControlLogin};
@@ -433,17 +433,11 @@ fn auth_type_for(
         addr,
         tls,
     };
-    let refused = || {
-        (
-            addr.map_or_else(|| "[local]".to_owned(), |a| a.to_string()),
-            login.user.to_owned(),
-            login.database.to_owned(),
-            if tls {
-                "SSL encryption"
-            } else {
-                "no encryption"
-            },
-        )
+    let refused = || HbaConnection {
+        host: addr.map_or_else(|| "[local]".to_owned(), |a| a.to_string()),
+        user: login.user.to_owned(),
+        database: login.database.to_owned(),
+        tls,
     };
     Ok(match hba.method(&conn) {
         Some(HbaMethod::Trust) => AuthType::Trust,
@@ -451,24 +445,8 @@ fn auth_type_for(
         Some(HbaMethod::ScramSha256) => AuthType::ScramSha256,
         Some(HbaMethod::Password) => AuthType::Plain,
         Some(HbaMethod::Cert) => AuthType::Cert,
-        Some(HbaMethod::Reject) => {
-            let (host, user, database, encryption) = refused();
-            return Err(ProxyError::HbaReject {
-                host,
-                user,
-                database,
-                encryption,
-            });
-        }
-        None => {
-            let (host, user, database, encryption) = refused();
-            return Err(ProxyError::HbaNoEntry {
-                host,
-                user,
-                database,
-                encryption,
-            });
-        }
+        Some(HbaMethod::Reject) => return Err(ProxyError::HbaReject(refused())),
+        None => return Err(ProxyError::HbaNoEntry(refused())),
     })
 }
 
