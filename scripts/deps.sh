@@ -15,6 +15,15 @@ fi
 if [ "${1:-}" != "--bench" ] && ! command -v java >/dev/null 2>&1; then
   need+=(default-jdk-headless)
 fi
+# promtool (Debian's prometheus package) checks /metrics and the alert
+# rules; headless Chromium loads the status page.
+lean=()
+if [ "${1:-}" != "--bench" ] && ! command -v promtool >/dev/null 2>&1; then
+  lean+=(prometheus)
+fi
+if [ "${1:-}" != "--bench" ] && ! command -v chromium >/dev/null 2>&1; then
+  lean+=(chromium)
+fi
 if [ "${1:-}" = "--bench" ] && ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
   need+=(pgbouncer)
 fi
@@ -28,6 +37,13 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "Installing: ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ ${#lean[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "Installing: ${lean[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null
 fi
 
 # Debian's PgBouncer exporter, which the console test points at pgwarden.

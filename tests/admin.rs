@@ -28,6 +28,18 @@ async fn admin_proxy_with_replicas() -> Proxy {
     proxy
 }
 
+/// A proxy with replicas (ready) and the HTTP side on `admin_listen`.
+async fn http_proxy_with_replicas() -> Proxy {
+    let proxy = proxy(|cfg| {
+        admins(cfg);
+        with_replicas(cfg);
+        cfg.proxy.admin_listen = Some("127.0.0.1:0".into());
+    })
+    .await;
+    assert!(replicas_ready(&proxy).await);
+    proxy
+}
+
 async fn console(proxy: &Proxy, user: &str, db: &str) -> tokio_postgres::Client {
     connect_url(&url(proxy, user, PASSWORD, db))
         .await
@@ -90,24 +102,67 @@ async fn pgbouncer_tables_with_their_columns() {
             "sv_login",
             "maxwait",
             "maxwait_us",
-            "pool_mode"
+            "pool_mode",
+            "host",
+            "port",
+            "role"
         ]
     );
-    let pool = rows
+    // One row per node: the primary's and each replica's (reads went there).
+    let c = cluster();
+    let ours: Vec<_> = rows
         .iter()
-        .find(|r| r[0].as_deref() == Some(DB) && r[1].as_deref() == Some(SCRAM_USER))
-        .expect("the pgw pool");
-    assert_eq!(column(&cols, pool, "cl_active"), "5");
-    assert_eq!(column(&cols, pool, "cl_waiting"), "0");
-    assert_eq!(
-        column(&cols, pool, "sv_active"),
-        "1",
-        "the open transaction's server"
+        .filter(|r| r[0].as_deref() == Some(DB) && r[1].as_deref() == Some(SCRAM_USER))
+        .collect();
+    let ports: std::collections::BTreeSet<&str> =
+        ours.iter().map(|r| column(&cols, r, "port")).collect();
+    assert!(
+        ports.contains(c.primary.port.to_string().as_str()),
+        "{ours:?}"
     );
+    assert_eq!(ports.len(), ours.len(), "one row per node: {ours:?}");
+    let (dcols, drows) = table(&admin, "SHOW DATABASES").await;
+    let nodes: Vec<_> = drows
+        .iter()
+        .filter(|r| r[0].as_deref() == Some(DB))
+        .collect();
+    assert_eq!(nodes.len(), 1 + c.replicas.len(), "{drows:?}");
+    for node in &nodes {
+        let port = column(&dcols, node, "port");
+        let role = column(&dcols, node, "role");
+        assert_eq!(
+            role == "primary",
+            port == c.primary.port.to_string(),
+            "{node:?}"
+        );
+        // current_connections is the node's: the servers of its pools.
+        let servers: u32 = rows
+            .iter()
+            .filter(|r| r[0].as_deref() == Some(DB) && column(&cols, r, "port") == port)
+            .map(|r| {
+                column(&cols, r, "sv_active").parse::<u32>().unwrap()
+                    + column(&cols, r, "sv_idle").parse::<u32>().unwrap()
+            })
+            .sum();
+        assert_eq!(
+            column(&dcols, node, "current_connections"),
+            servers.to_string(),
+            "{node:?}"
+        );
+    }
+    let sum = |name: &str| -> u32 {
+        ours.iter()
+            .map(|r| column(&cols, r, name).parse::<u32>().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("cl_active"), 5);
+    assert_eq!(sum("cl_waiting"), 0);
+    assert_eq!(sum("sv_active"), 1, "the open transaction's server");
+    let pool = ours[0];
     assert_eq!(column(&cols, pool, "pool_mode"), "transaction");
 
     let expect = [
-        ("SHOW DATABASES", "name,host,port,database,force_user,pool_size,min_pool_size,reserve_pool,pool_mode,max_connections,current_connections,paused,disabled"),
+        ("SHOW DATABASES", "name,host,port,database,force_user,pool_size,min_pool_size,reserve_pool,pool_mode,max_connections,current_connections,paused,disabled,role"),
         ("SHOW USERS", "name,pool_mode"),
         ("SHOW CONFIG", "key,value,default,changeable"),
         ("SHOW LISTS", "list,items"),
@@ -266,7 +321,7 @@ async fn access_rules() {
     .await;
     // stats_users: SHOW only.
     let stats = console(&proxy, MD5_USER, "pgwarden").await;
-    assert_eq!(table(&stats, "SHOW POOLS").await.0.len(), 16);
+    assert_eq!(table(&stats, "SHOW POOLS").await.0.len(), 19);
     for sql in ["SET default_pool_size = 5", "PAUSE", "RELOAD", "SHUTDOWN"] {
         let e = stats.simple_query(sql).await.unwrap_err();
         assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
@@ -603,13 +658,7 @@ async fn http_bearer_token_guards_everything_but_health() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_metrics_health_ready_pools() {
-    let proxy = proxy(|cfg| {
-        admins(cfg);
-        with_replicas(cfg);
-        cfg.proxy.admin_listen = Some("127.0.0.1:0".into());
-    })
-    .await;
-    assert!(replicas_ready(&proxy).await);
+    let proxy = http_proxy_with_replicas().await;
     let client = connect(&proxy, SCRAM_USER).await.unwrap();
     for _ in 0..10 {
         client.simple_query("SELECT 1").await.unwrap();
@@ -646,7 +695,7 @@ async fn http_metrics_health_ready_pools() {
         "pgwarden_pool_clients",
         "pgwarden_pool_waiting_clients",
         "pgwarden_pool_active_servers",
-        "pgwarden_pool_wait_microseconds_total",
+        "pgwarden_pool_wait_seconds_total",
         "pgwarden_transactions_total",
         "pgwarden_queries_total",
         "pgwarden_received_bytes_total",
@@ -654,9 +703,60 @@ async fn http_metrics_health_ready_pools() {
         "pgwarden_node_lag_bytes",
         "pgwarden_node_transactions_total",
         "pgwarden_errors_total",
-        "pgwarden_query_latency_microseconds",
+        "pgwarden_query_duration_seconds_bucket",
+        "pgwarden_query_duration_seconds_sum",
+        "pgwarden_query_duration_seconds_count",
+        "pgwarden_database_split_brain",
     ] {
         assert!(names.contains(expected), "{expected} missing from:\n{text}");
+    }
+    // By the book: every family has HELP and TYPE, counters end in _total,
+    // no unit but seconds and bytes; then Prometheus' own linter agrees.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let mut words = line.split(' ').skip(2);
+        let (name, kind) = (words.next().unwrap(), words.next().unwrap());
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
+        assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+        assert!(!name.contains("micro") && !name.contains("milli"), "{line}");
+    }
+    let buckets: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("pgwarden_query_duration_seconds_bucket"))
+        .collect();
+    assert!(
+        buckets.iter().any(|l| l.contains("le=\"0.0001\"")),
+        "{buckets:?}"
+    );
+    assert!(
+        buckets.iter().any(|l| l.contains("le=\"10\"")),
+        "{buckets:?}"
+    );
+    assert!(
+        buckets.iter().any(|l| l.contains("le=\"+Inf\"")),
+        "{buckets:?}"
+    );
+    promtool_check_metrics(&text);
+    // The shipped alert rules and dashboard name only series that exist.
+    let families: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for file in ["pgwarden-alerts.yml", "grafana-dashboard.json"] {
+        let shipped = std::fs::read_to_string(monitoring_dir().join(file)).unwrap();
+        for name in series_names(&shipped) {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| families.contains(f)))
+                .unwrap_or(&name);
+            assert!(
+                families.contains(family),
+                "{file} uses {name}, which /metrics lacks"
+            );
+        }
     }
     assert!(
         text.contains("pgwarden_errors_total{sqlstate=\"28P01\"} 1"),
@@ -871,6 +971,85 @@ async fn kill_ends_a_databases_clients_until_resume() {
     proxy.shutdown(Duration::from_secs(5)).await;
 }
 
+/// psql against the console: every `SHOW` that `SHOW HELP` lists works,
+/// every command of the console is listed, and `SHOW QUERIES` with
+/// `query_stats` off says why it is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_help_lists_every_command_and_each_listed_show_works() {
+    let proxy = proxy(admins).await;
+    let psql = |commands: &[&str]| {
+        let mut cmd = std::process::Command::new(pg_tool("psql"));
+        cmd.args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p"])
+            .arg(proxy.addr.port().to_string())
+            .args(["-U", SCRAM_USER, "-d", "pgbouncer", "-v", "ON_ERROR_STOP=1"])
+            .env("PGPASSWORD", PASSWORD);
+        for c in commands {
+            cmd.args(["-c", c]);
+        }
+        run_tool(&mut cmd)
+    };
+    let (ok, help) = psql(&["SHOW HELP"]);
+    assert!(ok, "{help}");
+    let lines: Vec<&str> = help
+        .lines()
+        .map(|l| l.trim().trim_start_matches("DETAIL:").trim())
+        .collect();
+    let mut shows = Vec::new();
+    for line in &lines {
+        if let Some(names) = line.strip_prefix("SHOW ") {
+            shows.extend(names.split('|').map(str::to_owned));
+        }
+    }
+    for expected in [
+        "STATS",
+        "STATS_TOTALS",
+        "STATS_AVERAGES",
+        "NODES",
+        "QUERIES",
+        "MEM",
+    ] {
+        assert!(
+            shows.iter().any(|s| s == expected),
+            "{expected} not in:\n{help}"
+        );
+    }
+    for command in [
+        "DRAIN NODE",
+        "UNDRAIN NODE",
+        "SWITCHOVER",
+        "SET",
+        "SAVE CONFIG",
+        "RELOAD",
+        "PAUSE",
+        "RESUME",
+        "DISABLE",
+        "ENABLE",
+        "RECONNECT",
+        "WAIT_CLOSE",
+        "SUSPEND",
+        "KILL",
+        "SHUTDOWN",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(command)),
+            "{command} not in:\n{help}"
+        );
+    }
+    let listed: Vec<String> = shows
+        .iter()
+        .filter(|s| *s != "HELP")
+        .map(|s| format!("SHOW {s}"))
+        .collect();
+    let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
+    let (ok, text) = psql(&listed);
+    assert!(ok, "a listed SHOW failed: {text}");
+    assert!(
+        text.contains("NOTICE:  query_stats is off"),
+        "SHOW QUERIES with query_stats off: {text}"
+    );
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_queries_groups_by_fingerprint_when_enabled() {
     let proxy = proxy(admins).await;
@@ -1050,4 +1229,216 @@ async fn a_password_prompt_is_not_an_error() {
     );
     // A login still works afterwards.
     connect(&proxy, SCRAM_USER).await.unwrap();
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package) on `text`: no
+/// problem reported.
+fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        return missing_dependency("promtool (Debian's prometheus package)");
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
+}
+
+fn monitoring_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/monitoring")
+}
+
+/// The `pgwarden_*` series names in a text.
+fn series_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("pgwarden_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The shipped alert rules pass `promtool check rules` and their unit
+/// tests (`promtool test rules`); every dashboard query parses as PromQL
+/// (checked as recording rules).
+#[test]
+fn alert_rules_and_dashboard_queries_are_valid() {
+    let dir = monitoring_dir();
+    let promtool = |args: &[&str]| {
+        std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+    };
+    let Ok(out) = promtool(&["check", "rules", "pgwarden-alerts.yml"]) else {
+        return missing_dependency("promtool (Debian's prometheus package)");
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = promtool(&["test", "rules", "pgwarden-alerts.test.yml"]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("grafana-dashboard.json")).unwrap())
+            .unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let mut n = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            n += 1;
+            rules.push_str(&format!(
+                "      - record: dashboard:query{n}\n        expr: {}\n",
+                serde_json::to_string(expr).unwrap()
+            ));
+        }
+    }
+    assert!(n >= 10, "{n} queries");
+    let file = std::env::temp_dir().join(format!("pgwarden-dashboard-{}.yml", std::process::id()));
+    std::fs::write(&file, rules).unwrap();
+    let out = promtool(&["check", "rules", file.to_str().unwrap()]).unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The status page at `/`, loaded in headless Chromium (Debian's
+/// `chromium`) against a proxy with a primary and two replicas: one HTML
+/// page without script that reloads itself, whose nodes table says what
+/// `SHOW NODES` says. A screenshot is left in `target/status-page.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_in_headless_chromium_matches_show_nodes() {
+    let proxy = http_proxy_with_replicas().await;
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    for _ in 0..20 {
+        client.simple_query("SELECT 1").await.unwrap();
+    }
+    let url = format!("http://{}/", proxy.admin_addr.unwrap());
+    let profile = tempfile_dir("chromium-profile");
+    let chromium = |extra: &[&str]| {
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+    };
+    let Ok(dom) = chromium(&["--dump-dom"]) else {
+        return missing_dependency("chromium (Debian's chromium package)");
+    };
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    let admin = console(&proxy, SCRAM_USER, "pgwarden").await;
+    let (cols, nodes) = table(&admin, "SHOW NODES").await;
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/status-page.png");
+    let out = chromium(&[
+        "--window-size=1400,1100",
+        &format!("--screenshot={}", shot.display()),
+    ])
+    .unwrap();
+    assert!(out.status.success() && shot.exists(), "no screenshot");
+
+    assert!(dom.contains("http-equiv=\"refresh\""), "reloads itself");
+    assert!(!dom.contains("<script"), "no script");
+    let page = rows_of(&dom, "nodes");
+    let ours: Vec<_> = nodes
+        .iter()
+        .filter(|r| r[0].as_deref() == Some(DB))
+        .collect();
+    assert_eq!(
+        page.iter().filter(|r| r["database"] == DB).count(),
+        ours.len(),
+        "{page:?}"
+    );
+    for node in ours {
+        let addr = column(&cols, node, "node");
+        let shown = page
+            .iter()
+            .find(|r| r["node"] == addr)
+            .unwrap_or_else(|| panic!("{addr} not on the page: {page:?}"));
+        for name in ["database", "role", "region", "state"] {
+            assert_eq!(shown[name], column(&cols, node, name), "{addr} {name}");
+        }
+    }
+    let pools = rows_of(&dom, "pools");
+    let ports: std::collections::BTreeSet<_> = pools
+        .iter()
+        .filter(|r| r["database"] == DB)
+        .map(|r| r["port"].clone())
+        .collect();
+    assert!(
+        ports.contains(&cluster().primary.port.to_string()),
+        "{pools:?}"
+    );
+    assert!(dom.contains("id=\"minute\"") && dom.contains("id=\"tenants\""));
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A fresh directory under the system's temporary one.
+fn tempfile_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pgwarden-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The rows of the page's table `id`, as column name to cell text.
+fn rows_of(dom: &str, id: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let start = dom.find(&format!("<table id=\"{id}\">")).expect(id);
+    let body = &dom[start..];
+    let body = &body[..body.find("</table>").expect("end of table")];
+    let mut rows = Vec::new();
+    for tr in body.split("<tr>").skip(2) {
+        let mut row = std::collections::BTreeMap::new();
+        for td in tr.split("<td class=\"").skip(1) {
+            let (class, rest) = td.split_once("\">").unwrap_or(("", ""));
+            let name = class.split(' ').next().unwrap_or("").to_owned();
+            let text = rest.split("</td>").next().unwrap_or("");
+            row.insert(name, text.replace("&amp;", "&"));
+        }
+        rows.push(row);
+    }
+    rows
 }

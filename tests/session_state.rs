@@ -95,36 +95,176 @@ async fn two_clients_with_different_settings_never_see_each_others() {
     assert_eq!(show(&a, "TimeZone").await, "Asia/Tokyo");
 }
 
+/// SET the way drivers send it: inside transaction blocks (held until the
+/// COMMIT, dropped by ROLLBACK and by ROLLBACK TO an earlier savepoint),
+/// through `set_config`, and through the extended protocol. One server for
+/// two clients: each of `a`'s transactions is followed by one of `b`'s on
+/// the same server, which must never see `a`'s settings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settings_pgwarden_cannot_follow_never_leak() {
+async fn settings_made_in_blocks_set_config_and_prepared_statements_stick() {
     let proxy = proxy(|c| c.proxy.default_pool_size = 1).await;
     let a = connect(&proxy, MD5_USER).await.unwrap();
     let b = connect(&proxy, MD5_USER).await.unwrap();
     let baseline = show(&b, "work_mem").await;
-    // Session-level SET inside a transaction block, and set_config.
-    a.batch_execute("BEGIN; SET work_mem = '13MB'; COMMIT")
+    let steps: &[(&[&str], &str)] = &[
+        (&["BEGIN", "SET work_mem = '13MB'", "COMMIT"], "13MB"),
+        (&["BEGIN; SET work_mem = '2MB'; COMMIT"], "2MB"),
+        (&["BEGIN", "SET work_mem = '14MB'", "ROLLBACK"], "2MB"),
+        (
+            &[
+                "BEGIN",
+                "SET work_mem = '15MB'",
+                "SAVEPOINT s",
+                "SET work_mem = '16MB'",
+                "ROLLBACK TO SAVEPOINT s",
+                "COMMIT",
+            ],
+            "15MB",
+        ),
+        (
+            &[
+                "BEGIN",
+                "SAVEPOINT s",
+                "SET work_mem = '3MB'",
+                "RELEASE s",
+                "COMMIT",
+            ],
+            "3MB",
+        ),
+        (
+            &["BEGIN", "SET work_mem = '17MB'", "SELECT 1/0", "COMMIT"],
+            "3MB",
+        ),
+        (&["BEGIN", "SET LOCAL work_mem = '18MB'", "COMMIT"], "3MB"),
+        (&["SELECT set_config('work_mem', '19MB', false)"], "19MB"),
+        (
+            &[
+                "BEGIN",
+                "SELECT set_config('work_mem', '20MB', true)",
+                "COMMIT",
+            ],
+            "19MB",
+        ),
+    ];
+    for (statements, expected) in steps {
+        for sql in *statements {
+            // The failing statement fails; the others succeed.
+            let _ = a.batch_execute(sql).await;
+        }
+        assert_eq!(
+            show(&a, "work_mem").await,
+            *expected,
+            "after {statements:?}"
+        );
+        assert_eq!(
+            show(&b, "work_mem").await,
+            baseline,
+            "leaked: {statements:?}"
+        );
+    }
+    // The extended protocol: tokio-postgres prepares a named statement.
+    a.execute("SET work_mem = '21MB'", &[]).await.unwrap();
+    assert_eq!(show(&a, "work_mem").await, "21MB");
+    let tx = a.query_one("SELECT 1", &[]).await.unwrap();
+    assert_eq!(tx.get::<_, i32>(0), 1);
+    a.batch_execute("BEGIN").await.unwrap();
+    a.execute("SET work_mem = '22MB'", &[]).await.unwrap();
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(show(&a, "work_mem").await, "21MB", "rolled back");
+    assert_eq!(
+        show(&b, "work_mem").await,
+        baseline,
+        "leaked from a prepared SET"
+    );
+    // set_config takes a list as the server's configuration does.
+    a.batch_execute("SELECT set_config('search_path', 'pg_catalog, public', false)")
         .await
         .unwrap();
+    assert_eq!(show(&a, "search_path").await, "pg_catalog, public");
+    assert_ne!(show(&b, "search_path").await, "pg_catalog, public");
+}
+
+/// A change pgwarden cannot see (a DO block that calls set_config) gets
+/// one NOTICE per session, holds for none of the client's next
+/// transactions, and never reaches another client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_pgwarden_cannot_follow_are_told_and_never_leak() {
+    let proxy = proxy(|c| {
+        c.proxy.default_pool_size = 1;
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+    })
+    .await;
+    let b = connect(&proxy, TRUST_USER).await.unwrap();
+    let baseline = show(&b, "work_mem").await;
+    let mut a = raw_login(&proxy).await;
+    let a = &mut a;
+    let hidden = "DO $$ BEGIN PERFORM set_config('work_mem', '23MB', false); END $$";
+    let (notices, _) = raw_query(a, hidden).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].contains("cannot follow"), "{notices:?}");
+    assert!(notices[0].contains("00000"), "{notices:?}");
+    let (notices, value) = raw_query(a, "SHOW work_mem").await;
+    assert!(notices.is_empty());
+    assert_eq!(
+        value.as_deref(),
+        Some(baseline.as_str()),
+        "undone before the next transaction"
+    );
     assert_eq!(
         show(&b, "work_mem").await,
         baseline,
-        "leaked from a transaction block"
+        "leaked from a DO block"
     );
-    a.simple_query("SELECT set_config('work_mem', '14MB', false)")
-        .await
-        .unwrap();
+    let (notices, _) = raw_query(a, hidden).await;
+    assert!(notices.is_empty(), "told once per session: {notices:?}");
     assert_eq!(
         show(&b, "work_mem").await,
         baseline,
-        "leaked through set_config"
+        "leaked from a DO block"
     );
-    // A SET through the extended protocol.
-    a.execute("SET work_mem = '15MB'", &[]).await.unwrap();
-    assert_eq!(
-        show(&b, "work_mem").await,
-        baseline,
-        "leaked through the extended protocol"
-    );
+}
+
+/// Runs `sql` on a raw socket: the notices' bodies and the first value.
+async fn raw_query(sock: &mut tokio::net::TcpStream, sql: &str) -> (Vec<String>, Option<String>) {
+    use tokio::io::AsyncWriteExt;
+    let mut out = bytes::BytesMut::new();
+    pgwarden::wire::frontend::query(&mut out, sql);
+    sock.write_all(&out).await.unwrap();
+    let messages = read_until_ready(sock).await;
+    let notices = messages
+        .iter()
+        .filter(|(tag, _)| *tag == b'N')
+        .map(|(_, body)| String::from_utf8_lossy(body).into_owned())
+        .collect();
+    let value = messages
+        .iter()
+        .find(|(tag, _)| *tag == b'D')
+        .map(|(_, body)| String::from_utf8_lossy(&body[6..]).into_owned());
+    (notices, value)
+}
+
+/// Settings of many clients set the way drivers set them, interleaved on
+/// few servers: psycopg 3 in its default mode (autocommit off, savepoints)
+/// and with every statement prepared, asyncpg, and PgJDBC in its default
+/// mode; each client checks its own settings after every transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drivers_settings_hold_and_never_leak() {
+    let proxy = proxy(|c| c.proxy.default_pool_size = 3).await;
+    let port = proxy.addr.port();
+    let url = format!("postgresql://{MD5_USER}:{PASSWORD}@127.0.0.1:{port}/{DB}");
+    match python_with_drivers() {
+        Some(python) => run_driver(python.as_os_str(), &[], "settings.py", &url, &[]).await,
+        None => missing_dependency("Python with asyncpg and psycopg"),
+    }
+    let jar = std::path::Path::new("/usr/share/java/postgresql.jar");
+    if !jar.exists() {
+        return missing_dependency("PgJDBC (Debian's libpostgresql-jdbc-java)");
+    }
+    let port = proxy.addr.port();
+    let jdbc =
+        format!("jdbc:postgresql://127.0.0.1:{port}/{DB}?user={MD5_USER}&password={PASSWORD}");
+    let cp: [&std::ffi::OsStr; 2] = ["-cp".as_ref(), jar.as_os_str()];
+    run_driver("java".as_ref(), &cp, "JdbcSettings.java", &jdbc, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

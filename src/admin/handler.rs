@@ -37,6 +37,8 @@ pub struct Console {
 /// What a command produced.
 enum Reply {
     Table(Table),
+    /// A table after a notice about it.
+    Noted(Table, &'static str),
     /// Done; the command tag.
     Done(&'static str),
     /// `SHOW HELP`: a notice, then the tag.
@@ -66,6 +68,12 @@ impl Console {
         let shared = &self.shared;
         let done = match command {
             Command::Show(what) if what == "help" => return Ok(Reply::Help),
+            Command::Show(what) if what == "queries" && !shared.queries.enabled() => {
+                return Ok(Reply::Noted(
+                    super::own::queries(shared),
+                    "query_stats is off, so SHOW QUERIES is empty: SET query_stats = true to start counting",
+                ));
+            }
             Command::Show(what) => return show::show(shared, &what).map(Reply::Table),
             Command::Set { key, value } => live::set(shared, &key, &value).inspect(|()| {
                 tracing::info!(user = %Clean(&self.user), key = %Clean(&key), "SET from the admin console");
@@ -112,6 +120,15 @@ impl Console {
     {
         match self.run(sql).await {
             Ok(Reply::Table(t)) => Ok(Response::Query(t.response(formats)?)),
+            Ok(Reply::Noted(t, notice)) => {
+                let info = ErrorInfo::new("NOTICE".into(), "00000".into(), notice.into());
+                client
+                    .send(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+                        info,
+                    )))
+                    .await?;
+                Ok(Response::Query(t.response(formats)?))
+            }
             Ok(Reply::Done(tag)) => Ok(Response::Execution(Tag::new(tag))),
             Ok(Reply::Help) => {
                 let mut info =

@@ -16,6 +16,7 @@ use Kind::{Int4, Text};
 /// The console's usage, sent as a notice by `SHOW HELP`.
 pub const HELP: &str = "\
 \tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE|LISTS|MEM
+\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES
 \tSHOW NODES|ROUTING|TENANTS|LATENCY|QUERIES
 \tDRAIN NODE <addr>
 \tUNDRAIN NODE <addr>
@@ -86,6 +87,27 @@ fn state(shared: &Shared) -> Table {
 }
 
 /// Per (database, user), summed over the database's nodes.
+/// The role of node `id` of database `db`, for the per-node rows.
+fn role(shared: &Shared, db: &str, id: usize) -> &'static str {
+    match shared.topology(db).map(|t| t.snapshot().writer) {
+        Some(crate::topology::Writer::Node(w)) if w == id => "primary",
+        Some(crate::topology::Writer::Node(_)) => "replica",
+        Some(_) => "unknown",
+        None => "primary",
+    }
+}
+
+/// `host:port` split for PgBouncer's columns.
+fn host_port(addr: &str) -> (String, i32) {
+    addr.rsplit_once(':')
+        .map_or((addr.to_owned(), 0), |(h, p)| {
+            (h.to_owned(), p.parse().unwrap_or(0))
+        })
+}
+
+/// One row per pool, so per node: pool sizes apply to each node, and
+/// `sv_idle` matches what that PostgreSQL shows. PgBouncer's columns come
+/// first and in its order; `host`, `port` and `role` name the node.
 fn pools(shared: &Shared) -> Table {
     let mut t = Table::new(&[
         ("database", Text),
@@ -104,54 +126,49 @@ fn pools(shared: &Shared) -> Table {
         ("maxwait", Int4),
         ("maxwait_us", Int4),
         ("pool_mode", Text),
+        ("host", Text),
+        ("port", Int4),
+        ("role", Text),
     ]);
     let loaded = shared.config.load();
-    #[derive(Default)]
-    struct Sums {
-        clients: usize,
-        waiting: usize,
-        idle: usize,
-        total: usize,
-        max_wait: std::time::Duration,
-    }
-    let mut sums: BTreeMap<(String, String), Sums> = BTreeMap::new();
-    for pool in shared.pools.all() {
+    let mut pools = shared.pools.all();
+    pools.sort_by(|a, b| {
+        (&a.key.db, &a.key.user, a.key.node).cmp(&(&b.key.db, &b.key.user, b.key.node))
+    });
+    for pool in pools {
         let (idle, total, waiting) = pool.counts();
-        let s = sums
-            .entry((pool.key.db.clone(), pool.key.user.clone()))
-            .or_default();
-        s.clients += pool.stats.clients.load(Ordering::Relaxed);
-        s.waiting += waiting;
-        s.idle += idle;
-        s.total += total;
-        s.max_wait = s.max_wait.max(pool.max_wait());
-    }
-    for ((db, user), s) in sums {
-        let mode = loaded.pool_mode(&db, &user);
+        let clients = pool.stats.clients.load(Ordering::Relaxed);
+        let max_wait = pool.max_wait();
+        let (db, user) = (&pool.key.db, &pool.key.user);
+        let (host, port) = host_port(&pool.target().addr);
         t.push(vec![
-            db.into(),
-            user.into(),
-            s.clients.saturating_sub(s.waiting).into(),
-            s.waiting.into(),
+            db.as_str().into(),
+            user.as_str().into(),
+            clients.saturating_sub(waiting).into(),
+            waiting.into(),
             0.into(),
             0.into(),
-            s.total.saturating_sub(s.idle).into(),
+            total.saturating_sub(idle).into(),
             0.into(),
             0.into(),
-            s.idle.into(),
+            idle.into(),
             0.into(),
             0.into(),
             0.into(),
-            i64::try_from(s.max_wait.as_secs())
-                .unwrap_or(i64::MAX)
-                .into(),
-            i64::from(s.max_wait.subsec_micros()).into(),
-            mode.as_str().into(),
+            i64::try_from(max_wait.as_secs()).unwrap_or(i64::MAX).into(),
+            i64::from(max_wait.subsec_micros()).into(),
+            loaded.pool_mode(db, user).as_str().into(),
+            host.into(),
+            port.into(),
+            role(shared, db, pool.key.node).into(),
         ]);
     }
     t
 }
 
+/// One row per node of each database: `pool_size` applies to each, and
+/// `current_connections` is that node's (what its `pg_stat_activity`
+/// shows). PgBouncer's columns first; `role` names the node's.
 fn databases(shared: &Shared) -> Table {
     let mut t = Table::new(&[
         ("name", Text),
@@ -167,6 +184,7 @@ fn databases(shared: &Shared) -> Table {
         ("current_connections", Int4),
         ("paused", Int4),
         ("disabled", Int4),
+        ("role", Text),
     ]);
     let loaded = shared.config.load();
     let pools = shared.pools.all();
@@ -177,30 +195,32 @@ fn databases(shared: &Shared) -> Table {
         let Some(d) = loaded.database(name) else {
             continue;
         };
-        let (host, port) = d
-            .primary
-            .rsplit_once(':')
-            .map_or(("", 0), |(h, p)| (h, p.parse::<i32>().unwrap_or(0)));
-        let current: usize = pools
-            .iter()
-            .filter(|pool| &pool.key.db == name)
-            .map(|pool| pool.counts().1)
-            .sum();
-        t.push(vec![
-            name.as_str().into(),
-            host.into(),
-            port.into(),
-            d.dbname.clone().unwrap_or_else(|| name.clone()).into(),
-            d.user.clone().into(),
-            d.pool_size.unwrap_or(p.default_pool_size).into(),
-            d.min_pool_size.unwrap_or(p.min_pool_size).into(),
-            d.reserve_pool_size.unwrap_or(p.reserve_pool_size).into(),
-            d.pool_mode.map(|m| m.as_str().to_owned()).into(),
-            d.max_db_connections.unwrap_or(p.max_db_connections).into(),
-            current.into(),
-            i32::from(shared.gates.paused(Some(name))).into(),
-            i32::from(shared.gates.is_disabled(name)).into(),
-        ]);
+        let nodes =
+            std::iter::once(d.primary.clone()).chain(d.replicas.iter().map(|r| r.addr.clone()));
+        for (id, addr) in nodes.enumerate() {
+            let (host, port) = host_port(&addr);
+            let current: usize = pools
+                .iter()
+                .filter(|pool| &pool.key.db == name && pool.key.node == id)
+                .map(|pool| pool.counts().1)
+                .sum();
+            t.push(vec![
+                name.as_str().into(),
+                host.into(),
+                port.into(),
+                d.dbname.clone().unwrap_or_else(|| name.clone()).into(),
+                d.user.clone().into(),
+                d.pool_size.unwrap_or(p.default_pool_size).into(),
+                d.min_pool_size.unwrap_or(p.min_pool_size).into(),
+                d.reserve_pool_size.unwrap_or(p.reserve_pool_size).into(),
+                d.pool_mode.map(|m| m.as_str().to_owned()).into(),
+                d.max_db_connections.unwrap_or(p.max_db_connections).into(),
+                current.into(),
+                i32::from(shared.gates.paused(Some(name))).into(),
+                i32::from(shared.gates.is_disabled(name)).into(),
+                role(shared, name, id).into(),
+            ]);
+        }
     }
     t
 }

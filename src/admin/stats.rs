@@ -10,7 +10,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
+
 use super::table::{Kind, Table};
+use crate::pool::latency::{percentiles, Percentiles};
 use crate::pool::Pools;
 
 /// PgBouncer's default `stats_period`.
@@ -85,6 +88,10 @@ pub struct Window {
 struct WindowState {
     last: Option<(Instant, BTreeMap<String, Totals>)>,
     averages: BTreeMap<String, Totals>,
+    /// Each database's latencies at the last snapshot, and the percentiles
+    /// of those recorded in the last period (the status page's).
+    last_latency: BTreeMap<String, Histogram<u32>>,
+    latency: BTreeMap<String, Percentiles>,
 }
 
 impl Window {
@@ -111,11 +118,46 @@ impl Window {
                 .collect();
         }
         st.last = Some((now, current));
+        let mut merged: BTreeMap<String, Option<Histogram<u32>>> = BTreeMap::new();
+        for pool in pools.all() {
+            pool.stats
+                .latency
+                .merge_into(merged.entry(pool.key.db.clone()).or_default());
+        }
+        let merged: BTreeMap<String, Histogram<u32>> = merged
+            .into_iter()
+            .filter_map(|(db, h)| Some((db, h?)))
+            .collect();
+        st.latency = merged
+            .iter()
+            .map(|(db, h)| {
+                let mut period = h.clone();
+                if let Some(old) = st.last_latency.get(db) {
+                    // Fails only if a pool went away meanwhile: then the
+                    // whole history stands in for the period.
+                    if period.subtract(old).is_err() {
+                        period = h.clone();
+                    }
+                }
+                (db.clone(), percentiles(&Some(period)))
+            })
+            .collect();
+        st.last_latency = merged;
     }
 
     fn averages(&self, db: &str) -> Totals {
         let st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         st.averages.get(db).copied().unwrap_or_default()
+    }
+
+    /// Per-second averages and latency percentiles of the last complete
+    /// period (zero until one has passed).
+    pub fn last_period(&self, db: &str) -> (Totals, Percentiles) {
+        let st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            st.averages.get(db).copied().unwrap_or_default(),
+            st.latency.get(db).copied().unwrap_or_default(),
+        )
     }
 }
 

@@ -99,6 +99,11 @@ fn respond(head: &[u8], shared: &Shared) -> (u16, &'static str, String) {
         }
     }
     match path {
+        "/" => (
+            200,
+            "text/html; charset=utf-8",
+            super::status::render(shared),
+        ),
         "/metrics" => (200, "text/plain; version=0.0.4", super::render(shared)),
         "/health" => (200, "text/plain", "ok\n".into()),
         "/ready" => {

@@ -6,6 +6,7 @@
 //! wait when all are busy. The histograms are made at the first record, so
 //! a pool that never serves costs nothing.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
@@ -17,6 +18,8 @@ const SHARDS: usize = 2;
 #[derive(Debug, Default)]
 pub struct Latency {
     shards: [Mutex<Option<Histogram<u32>>>; SHARDS],
+    /// Every recorded latency added up (a histogram's `_sum`).
+    sum_us: AtomicU64,
 }
 
 /// Percentiles of one or more pools, in microseconds.
@@ -32,6 +35,7 @@ pub struct Percentiles {
 impl Latency {
     /// Records one query (a request to its answer) of `us` microseconds.
     pub fn record(&self, us: u64) {
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
         for shard in &self.shards {
             if let Ok(mut h) = shard.try_lock() {
                 add(&mut h, us);
@@ -40,6 +44,11 @@ impl Latency {
         }
         let mut h = self.shards[0].lock().unwrap_or_else(|p| p.into_inner());
         add(&mut h, us);
+    }
+
+    /// Every recorded latency added up, in microseconds.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.load(Ordering::Relaxed)
     }
 
     /// Adds this pool's latencies to `into`.

@@ -18,6 +18,7 @@
 //! and knows which server message to drop and where to insert its own.
 
 mod commands;
+mod followed;
 mod inject;
 mod outstanding;
 mod registry;
@@ -25,8 +26,9 @@ pub mod rewrite;
 mod server;
 mod tracker;
 
+pub use followed::Followed;
 pub use inject::Unnamed;
-pub use outstanding::{Action, Expect, Outstanding, QueryEnd, Retag, Seen};
+pub use outstanding::{Action, Done, Expect, Outstanding, Retag, Seen};
 pub use registry::{Registry, Statement};
 pub use server::ServerStatements;
 pub use tracker::Tracker;

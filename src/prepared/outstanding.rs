@@ -3,10 +3,12 @@
 //! messages it did not forward, each at the right place in the stream.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 
 use super::ServerStatements;
+use crate::state::Effect;
 
 /// Which server message ends the answer to one sent message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +68,8 @@ struct Entry {
     /// For a Parse (or a Query or Execute that runs SQL `PREPARE`): the
     /// statement it prepares. For a swallowed Close: the statement it closes.
     stmt: Option<u64>,
-    /// A Query that changes session settings: its outcome is reported.
+    /// A Query or Execute with an effect on session settings (in
+    /// `effects`): reported in `done` when it leaves the queue.
     changes_settings: bool,
     /// The first CommandComplete of the answer is replaced.
     retag: Option<Retag>,
@@ -75,14 +78,13 @@ struct Entry {
     named: bool,
 }
 
-/// How a settings-changing Query ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QueryEnd {
-    /// Succeeded outside a transaction block: the change holds.
-    Applied,
-    /// Succeeded inside a transaction block: it may yet be rolled back.
-    InTransaction,
-    Failed,
+/// A Query or Execute with an effect on settings that left the queue.
+#[derive(Debug)]
+pub struct Done {
+    pub effect: Arc<Effect>,
+    pub failed: bool,
+    /// pgwarden's own settings sync, not the client's statement.
+    pub own: bool,
 }
 
 /// What became of one server message.
@@ -90,8 +92,6 @@ pub enum QueryEnd {
 pub struct Seen {
     /// The client gets the message.
     pub keep: bool,
-    /// A settings-changing Query (or pgwarden's own settings sync) ended.
-    pub ended: Option<QueryEnd>,
     /// The message is a CommandComplete the client gets retagged.
     pub retag: Option<Retag>,
 }
@@ -99,7 +99,6 @@ pub struct Seen {
 impl Seen {
     const KEEP: Seen = Seen {
         keep: true,
-        ended: None,
         retag: None,
     };
 }
@@ -115,6 +114,10 @@ pub struct Outstanding {
     names: VecDeque<(Box<[u8]>, u64)>,
     /// Names whose creating message failed, for the tracker to drop.
     forgotten: Vec<(Box<[u8]>, u64)>,
+    /// Effects of the `changes_settings` entries, in queue order.
+    effects: VecDeque<Arc<Effect>>,
+    /// Effects whose entry left the queue, for the tracker to follow.
+    done: Vec<Done>,
 }
 
 impl Outstanding {
@@ -130,17 +133,29 @@ impl Outstanding {
     }
 
     /// A Query whose outcome matters for session settings: a client's
-    /// `SET` (`Forward`) or pgwarden's own sync (`Swallow`, answered to
-    /// no one).
-    pub fn push_settings_query(&mut self, action: Action) {
-        self.queue.push_back(Entry {
-            expect: Expect::Query,
-            action,
-            stmt: None,
-            changes_settings: true,
-            retag: None,
-            named: false,
-        });
+    /// statement with `effect` (`Forward`) or pgwarden's own sync
+    /// (`Swallow`, answered to no one).
+    pub fn push_effect_query(&mut self, action: Action, effect: Arc<Effect>) {
+        self.push(Expect::Query, action, None);
+        self.effect_last(effect);
+    }
+
+    /// The message pushed last has `effect` once it completes.
+    pub fn effect_last(&mut self, effect: Arc<Effect>) {
+        if let Some(e) = self.queue.back_mut() {
+            e.changes_settings = true;
+            self.effects.push_back(effect);
+        }
+    }
+
+    /// True while a message with an effect on settings is unanswered.
+    pub fn has_effects(&self) -> bool {
+        !self.effects.is_empty()
+    }
+
+    /// Effects whose message was answered (or skipped), in order.
+    pub fn take_done(&mut self) -> Option<std::vec::Drain<'_, Done>> {
+        (!self.done.is_empty()).then(|| self.done.drain(..))
     }
 
     /// True while server messages must be read whole: they answer a
@@ -189,8 +204,8 @@ impl Outstanding {
         (!self.forgotten.is_empty()).then(|| self.forgotten.drain(..))
     }
 
-    /// A server message arrived (`status` is ReadyForQuery's status byte).
-    pub fn on_message(&mut self, tag: u8, status: u8, server: &mut ServerStatements) -> Seen {
+    /// A server message arrived.
+    pub fn on_message(&mut self, tag: u8, server: &mut ServerStatements) -> Seen {
         let Some(head) = self.queue.front_mut() else {
             return Seen::KEEP;
         };
@@ -208,11 +223,7 @@ impl Outstanding {
                 _ => {}
             }
             if tag != b'Z' {
-                return Seen {
-                    keep,
-                    ended: None,
-                    retag,
-                };
+                return Seen { keep, retag };
             }
             self.queue.pop_front();
             let failed = std::mem::take(&mut self.head_failed);
@@ -223,18 +234,10 @@ impl Outstanding {
             }
             self.head_completed = false;
             self.finish(&head, failed);
-            let ended = head.changes_settings.then_some(if failed {
-                QueryEnd::Failed
-            } else if status == b'I' {
-                QueryEnd::Applied
-            } else {
-                QueryEnd::InTransaction
-            });
-            return Seen { keep, ended, retag };
+            return Seen { keep, retag };
         }
         Seen {
             keep: self.on_extended(head, tag, server),
-            ended: None,
             retag,
         }
     }
@@ -267,6 +270,15 @@ impl Outstanding {
     /// An entry left the queue: a client statement it created is kept, or
     /// forgotten when the message failed.
     fn finish(&mut self, e: &Entry, failed: bool) {
+        if e.changes_settings {
+            if let Some(effect) = self.effects.pop_front() {
+                self.done.push(Done {
+                    effect,
+                    failed,
+                    own: e.action == Action::Swallow,
+                });
+            }
+        }
         if !e.named {
             return;
         }
@@ -336,11 +348,11 @@ mod tests {
         q.take_answers(&mut out);
         assert_eq!(&out[..], b"1\0\0\0\x04");
         assert!(
-            !q.on_message(b'1', 0, &mut s).keep,
+            !q.on_message(b'1', &mut s).keep,
             "injected Parse answer dropped"
         );
-        assert!(q.on_message(b'2', 0, &mut s).keep);
-        assert!(q.on_message(b'Z', b'I', &mut s).keep);
+        assert!(q.on_message(b'2', &mut s).keep);
+        assert!(q.on_message(b'Z', &mut s).keep);
         assert!(q.is_empty());
     }
 
@@ -355,7 +367,7 @@ mod tests {
         q.push(Expect::CloseComplete, Action::Swallow, Some(3));
         q.push(Expect::ParseComplete, Action::Answer, None);
         q.push(Expect::Sync, Action::Forward, None);
-        assert!(q.on_message(b'E', 0, &mut s).keep);
+        assert!(q.on_message(b'E', &mut s).keep);
         assert!(!s.contains(2), "the skipped Parse prepared nothing");
         assert!(s.contains(3), "the skipped Close closed nothing");
         let mut out = BytesMut::new();
@@ -364,7 +376,7 @@ mod tests {
             out.is_empty(),
             "no answer for a message the server would skip"
         );
-        assert!(q.on_message(b'Z', b'I', &mut s).keep);
+        assert!(q.on_message(b'Z', &mut s).keep);
         assert!(q.is_empty());
     }
 
@@ -373,9 +385,9 @@ mod tests {
         let mut q = Outstanding::default();
         let mut s = ServerStatements::default();
         q.push(Expect::Query, Action::Forward, None);
-        assert!(q.on_message(b'E', 0, &mut s).keep);
+        assert!(q.on_message(b'E', &mut s).keep);
         assert!(!q.is_empty());
-        assert!(q.on_message(b'Z', b'I', &mut s).keep);
+        assert!(q.on_message(b'Z', &mut s).keep);
         assert!(q.is_empty());
     }
 }

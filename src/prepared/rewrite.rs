@@ -8,13 +8,15 @@
 
 use bytes::{BufMut, BytesMut};
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::commands;
 use super::inject::{self, Form, Unnamed};
-use super::{Action, ClientStatements, Expect, Outstanding, Registry, ServerStatements, Statement};
+use super::{
+    Action, ClientStatements, Expect, Followed, Outstanding, Registry, ServerStatements, Statement,
+};
 use crate::routing::statements::{self, Command};
-use crate::state::{classify, pins, Change, ServerParams};
+use crate::state::{effect, pins, Effect, ServerParams};
 use crate::wire::frontend as fe;
 use crate::wire::{put_cstr, put_message, take_cstr};
 
@@ -28,10 +30,13 @@ pub struct Ctx<'a> {
     pub max: usize,
     /// Statements used since this tick belong to the running transaction.
     pub since: u64,
-    /// The server's session settings, and the client's setting changes in
-    /// flight (one per settings Query in the queue).
+    /// The server's session settings.
     pub settings: &'a mut ServerParams,
-    pub changes: &'a mut VecDeque<Change>,
+    /// The client's statements and portals that change settings.
+    pub followed: &'a mut Followed,
+    /// Setting changes wait for their block to end (or are in flight):
+    /// statements that end or split a block matter too.
+    pub watching: bool,
     /// Why the client is pinned to its server (`state::pins::reason` bits).
     pub pins: &'a mut u8,
     /// Refuse session-only features instead of pinning.
@@ -73,10 +78,24 @@ pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> O
         fe::DESCRIBE if rewrites(ctx) => describe(ctx, body, out),
         fe::DESCRIBE if body.first() == Some(&b'S') => forward(ctx, Expect::DescribeStatement),
         fe::DESCRIBE => forward(ctx, Expect::DescribePortal),
-        fe::CLOSE if rewrites(ctx) => close(ctx, body),
-        fe::CLOSE => forward(ctx, Expect::CloseComplete),
+        fe::CLOSE => {
+            match body.split_first() {
+                Some((b'S', rest)) => ctx.followed.closed_statement(name_in(rest)),
+                Some((_, rest)) => ctx.followed.closed_portal(name_in(rest)),
+                None => {}
+            }
+            match rewrites(ctx) {
+                true => close(ctx, body),
+                false => forward(ctx, Expect::CloseComplete),
+            }
+        }
         fe::EXECUTE => {
             forward(ctx, Expect::Execute);
+            if let Some(effect) = ctx.followed.portal(name_in(body)).cloned() {
+                if follows(ctx, &effect) {
+                    ctx.queue.effect_last(effect);
+                }
+            }
             if body.first() == Some(&0) {
                 if let Some(retag) = ctx.unnamed.portal.take() {
                     ctx.queue.retag_last(retag);
@@ -88,6 +107,7 @@ pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> O
         fe::QUERY => {
             // A simple Query drops the unnamed statement.
             ctx.unnamed.statement = None;
+            ctx.followed.closed_statement(b"");
             if !crate::state::may_matter(body) {
                 return forward(ctx, Expect::Query);
             }
@@ -122,14 +142,16 @@ pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> O
                 // statements, and so does the client.
                 ctx.server.clear();
                 ctx.client.clear();
+                ctx.followed.clear_statements();
             }
-            match classify(body) {
-                Change::None => forward(ctx, Expect::Query),
-                change => {
-                    ctx.changes.push_back(change);
-                    ctx.queue.push_settings_query(Action::Forward);
+            let effect = effect(body);
+            match follows(ctx, &effect) {
+                true => {
+                    ctx.queue
+                        .push_effect_query(Action::Forward, Arc::new(effect));
                     Outcome::Verbatim
                 }
+                false => forward(ctx, Expect::Query),
             }
         }
         fe::FUNCTION_CALL => forward(ctx, Expect::Query),
@@ -151,6 +173,17 @@ pub fn refuse_oversized(ctx: &mut Ctx<'_>, tag: u8, message: &str, out: &mut Byt
 /// Named statements are carried across servers (else they pass through).
 fn rewrites(ctx: &Ctx<'_>) -> bool {
     ctx.pooled && ctx.max > 0
+}
+
+/// A statement with `effect` must be followed: it changes settings, or it
+/// ends or splits a block that holds changes.
+fn follows(ctx: &Ctx<'_>, effect: &Effect) -> bool {
+    effect.changes() || (ctx.watching && !effect.is_empty())
+}
+
+/// The name a Close or Execute body starts with.
+fn name_in(body: &[u8]) -> &[u8] {
+    take_cstr(body).map_or(&[][..], |(name, _)| name)
 }
 
 /// Replaces a Query by one that makes the server raise pgwarden's error.
@@ -205,12 +238,13 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
         // Parse would fail later at its Bind with a misleading error.
         *ctx.pins = pins::classify(key).apply(*ctx.pins);
     }
+    if matters {
+        let query = take_cstr(key).map_or(key, |(q, _)| q);
+        ctx.followed.parsed(name, effect(query));
+    } else {
+        ctx.followed.closed_statement(name);
+    }
     if name.is_empty() || !rewrites(ctx) {
-        if matters && classify(key) != Change::None {
-            // A SET through the extended protocol is not followed: wipe
-            // the server before anyone else uses it.
-            ctx.settings.mark_dirty();
-        }
         return forward(ctx, Expect::ParseComplete);
     }
     if ctx.client.get(name).is_some() {
@@ -287,6 +321,7 @@ fn bind_parts(
     rest: BindRest<'_>,
     out: &mut BytesMut,
 ) -> Outcome {
+    ctx.followed.bound(portal, name);
     if portal.is_empty() {
         // The unnamed portal answers for the unnamed statement's command.
         ctx.unnamed.portal = match name.is_empty() {
@@ -302,10 +337,6 @@ fn bind_parts(
         Some(Err(missing)) => return bind_missing(ctx, &missing, rest, out),
         None => return bind_missing(ctx, name, rest, out),
     };
-    if stmt.changes_settings {
-        // Runs a SET pgwarden does not follow: wipe the server after.
-        ctx.settings.mark_dirty();
-    }
     ensure(ctx, &stmt, out);
     let rest_len = match rest {
         BindRest::Here(r) => r.len(),
@@ -484,7 +515,7 @@ mod tests {
         servers: [ServerStatements; 2],
         queue: Outstanding,
         settings: ServerParams,
-        changes: VecDeque<Change>,
+        followed: Followed,
         pins: u8,
         unnamed: Unnamed,
     }
@@ -501,7 +532,8 @@ mod tests {
                 max,
                 since,
                 settings: &mut self.settings,
-                changes: &mut self.changes,
+                followed: &mut self.followed,
+                watching: false,
                 pins: &mut self.pins,
                 refuse_pins: false,
                 pooled: true,
@@ -519,7 +551,7 @@ mod tests {
             servers: Default::default(),
             queue: Outstanding::default(),
             settings: ServerParams::default(),
-            changes: VecDeque::new(),
+            followed: Followed::default(),
             pins: 0,
             unnamed: Unnamed::default(),
         }
@@ -591,8 +623,8 @@ mod tests {
             "{}",
             text(&out)
         );
-        w.queue.on_message(b'C', 0, &mut w.servers[0]);
-        w.queue.on_message(b'Z', b'I', &mut w.servers[0]);
+        w.queue.on_message(b'C', &mut w.servers[0]);
+        w.queue.on_message(b'Z', &mut w.servers[0]);
         // EXECUTE on a server without it prepares it in the same query.
         let (_, out) = w.send(1, fe::QUERY, b"execute A\0", 200);
         assert!(

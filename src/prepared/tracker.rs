@@ -1,24 +1,35 @@
 //! One session's side of statement tracking: its statements, the answers
 //! its server owes, and the edits to both streams.
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 
 use super::rewrite::{self, Ctx, Outcome};
-use super::{Action, ClientStatements, Outstanding, QueryEnd, Registry, ServerStatements, Unnamed};
+use super::{Action, ClientStatements, Followed, Outstanding, Registry, ServerStatements, Unnamed};
 use crate::routing::statements::{self, Command};
 use crate::server::ServerConn;
-use crate::state::{Change, ClientParams, ServerParams};
+use crate::state::{Change, ClientParams, Effect, ServerParams, Txn};
+use crate::wire::backend as be;
 use crate::wire::frontend as fe;
 use crate::wire::splice::Splice;
 use crate::wire::{put_cstr, put_message, take_cstr};
 
+/// The notice for a setting change pgwarden cannot follow.
+const NOT_FOLLOWED: &str = "pgwarden cannot follow this change of session settings in \
+transaction pooling: it is undone before this session's next transaction";
+const NOT_FOLLOWED_HINT: &str = "Use SET, RESET or set_config with constant arguments, \
+outside functions and DO blocks, or pool_mode = session.";
+
 pub struct Tracker {
     statements: ClientStatements,
-    /// The client's session settings, and its changes in flight.
+    /// The client's session settings, its statements that change them,
+    /// and the changes its open transaction holds.
     params: ClientParams,
-    changes: VecDeque<Change>,
+    followed: Followed,
+    txn: Txn,
+    /// The client was told once that a change could not be followed.
+    warned: bool,
     /// Why the client keeps its server between transactions.
     pins: u8,
     refuse_pins: bool,
@@ -43,7 +54,9 @@ impl Tracker {
         Self {
             statements: ClientStatements::default(),
             params: ClientParams::from_startup(startup),
-            changes: VecDeque::new(),
+            followed: Followed::default(),
+            txn: Txn::default(),
+            warned: false,
             pins: 0,
             refuse_pins,
             pooled,
@@ -83,6 +96,7 @@ impl Tracker {
     /// answers are dropped.
     pub fn attached(&mut self, conn: &mut ServerConn) -> Option<BytesMut> {
         self.since = conn.prepared.now();
+        self.txn.reset();
         let (queries, discarded) = conn.settings.sync_to(&self.params);
         if queries.is_empty() {
             return None;
@@ -92,7 +106,8 @@ impl Tracker {
         }
         let mut out = BytesMut::new();
         for sql in queries {
-            self.queue.push_settings_query(Action::Swallow);
+            self.queue
+                .push_effect_query(Action::Swallow, Arc::new(Effect::default()));
             put_message(&mut out, fe::QUERY, |b| put_cstr(b, sql.as_bytes()));
         }
         Some(out)
@@ -201,6 +216,7 @@ impl Tracker {
         f: impl FnOnce(&mut Ctx<'_>, &mut BytesMut) -> Outcome,
     ) {
         self.repl.clear();
+        let watching = !self.txn.is_empty() || self.queue.has_effects();
         let mut ctx = Ctx {
             registry,
             client: &mut self.statements,
@@ -209,7 +225,8 @@ impl Tracker {
             max: self.max,
             since: self.since,
             settings: &mut conn.settings,
-            changes: &mut self.changes,
+            followed: &mut self.followed,
+            watching,
             pins: &mut self.pins,
             refuse_pins: self.refuse_pins,
             pooled: self.pooled,
@@ -251,7 +268,7 @@ impl Tracker {
     ) -> bool {
         self.answers_due(src, at);
         let (prepared, settings) = server;
-        let seen = self.queue.on_message(tag, status, prepared);
+        let seen = self.queue.on_message(tag, prepared);
         if !seen.keep && complete {
             self.to_client.replace(src, at, at + len, &[]);
         } else if let Some(retag) = seen.retag.filter(|_| complete) {
@@ -266,25 +283,57 @@ impl Tracker {
                 }
             }
         }
-        match (seen.ended, seen.keep) {
-            // pgwarden's own sync failed: start clean next time.
-            (Some(QueryEnd::Failed), false) => settings.mark_dirty(),
-            (Some(end), true) => {
-                let change = self.changes.pop_front().unwrap_or(Change::Untrackable);
-                match end {
-                    QueryEnd::Applied => {
+        self.follow(settings, tag, status, complete);
+        if seen.keep && tag == be::READY_FOR_QUERY && complete && self.txn.take_lost() {
+            // Once per session: the change holds until this transaction
+            // ends, and the client's next transaction starts without it.
+            if !std::mem::replace(&mut self.warned, true) {
+                self.answers.clear();
+                be::notice_response(&mut self.answers, NOT_FOLLOWED, Some(NOT_FOLLOWED_HINT));
+                self.to_client.replace(src, at, at, &self.answers);
+            }
+        }
+        seen.keep || !complete
+    }
+
+    /// Follows the settings a server message tells of: statements that
+    /// completed or failed, errors, and the end of a transaction.
+    fn follow(&mut self, settings: &mut ServerParams, tag: u8, status: u8, complete: bool) {
+        if let Some(done) = self.queue.take_done() {
+            for d in done {
+                match d.own {
+                    // pgwarden's own sync failed: start clean next time.
+                    true if d.failed => settings.mark_dirty(),
+                    true => {}
+                    false => self.txn.done(&d.effect, d.failed),
+                }
+            }
+        }
+        match tag {
+            be::ERROR_RESPONSE => self.txn.error(),
+            be::READY_FOR_QUERY if complete => {
+                self.txn.ready(status);
+                if status == be::TX_IDLE {
+                    self.followed.transaction_ended();
+                }
+                let mut lost = false;
+                if let Some(changes) = self.txn.take_committed() {
+                    for change in changes {
+                        lost |= change == Change::Untrackable;
                         self.params.apply(&change);
                         settings.apply(&change);
                     }
-                    // May still be rolled back: not followed, so wiped.
-                    QueryEnd::InTransaction => settings.mark_dirty(),
-                    QueryEnd::Failed if change == Change::Untrackable => settings.mark_dirty(),
-                    QueryEnd::Failed => {}
+                }
+                if lost {
+                    self.txn.mark_lost();
                 }
             }
             _ => {}
         }
-        seen.keep || !complete
+        if self.txn.peek_lost() {
+            // Which changes hold on the server is unknown: wipe it.
+            settings.mark_dirty();
+        }
     }
 
     /// True while server messages must be read whole, to be dropped or

@@ -2,19 +2,22 @@
 //! every transaction, whichever server runs it, and never another's.
 //!
 //! A client's settings are its tracked startup parameters plus the
-//! session-level `SET`/`RESET` statements it ran outside a transaction
-//! block ([`ClientParams`]). Each server remembers what pgwarden set on it
+//! session-level `SET`/`RESET`/`set_config` it ran, through either
+//! protocol, each taking effect when its transaction commits ([`txn`])
+//! ([`ClientParams`]). Each server remembers what pgwarden set on it
 //! ([`ServerParams`]). Before a client's transaction, the difference is
 //! applied in one statement ([`ServerParams::sync_to`]); nothing is sent
-//! when nothing differs. Anything pgwarden cannot follow (a `SET` inside a
-//! transaction block, `set_config`, `SET ROLE`, several statements in one
-//! query) marks the server dirty, and a dirty server is wiped with
-//! `DISCARD ALL` before anyone else's transaction: state may be lost for
-//! the client that made it, but never leaks to another.
+//! when nothing differs. What pgwarden cannot follow (a `SET` run by a
+//! function or a `DO` block, `set_config` with computed arguments) marks
+//! the server dirty, and a dirty server is wiped with `DISCARD ALL` before
+//! anyone's next transaction: the change is lost for the client that made
+//! it (which is told so), but never leaks to another.
 
+mod effect;
 pub mod options;
 pub mod parse;
 pub mod pins;
+pub mod txn;
 
 use std::sync::LazyLock;
 
@@ -37,6 +40,11 @@ static TRIGGERS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
             "deallocate",
             "prepare",
             "execute",
+            // Ends or splits a block that holds setting changes.
+            "rollback",
+            "abort",
+            "savepoint",
+            "release",
         ])
         .ok()
 });
@@ -49,12 +57,24 @@ pub fn may_matter(sql: &[u8]) -> bool {
     }
 }
 
+pub use effect::effect;
 pub use parse::{classify, Change};
+pub use txn::{Effect, Event, Txn};
 
 use std::collections::BTreeMap;
 
 /// Parameter names are case-insensitive; keep them lower-case.
-type Params = BTreeMap<String, String>;
+type Params = BTreeMap<String, Value>;
+
+/// A setting's value, as the statement that gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    /// SQL text after `SET name =`, as the client wrote it.
+    Sql(String),
+    /// A plain string, as `set_config` and startup parameters take it (a
+    /// list such as `search_path` is not one quoted element then).
+    Raw(String),
+}
 
 /// What one client has set.
 #[derive(Debug, Default, Clone)]
@@ -74,10 +94,10 @@ impl ClientParams {
                 // The handshake refuses a malformed one and expands it
                 // before sessions see it; raw startup params may still hold it.
                 for (name, value) in options::parse(v).unwrap_or_default() {
-                    values.insert(name, quote(&value));
+                    values.insert(name, Value::Raw(value));
                 }
             } else {
-                values.insert(k.to_ascii_lowercase(), quote(v));
+                values.insert(k.to_ascii_lowercase(), Value::Raw(v.clone()));
             }
         }
         Self { values, version: 0 }
@@ -95,12 +115,17 @@ impl ClientParams {
 
     /// A setting's value as the client gave it, quotes removed.
     pub fn get(&self, name: &str) -> Option<&str> {
-        let v = self.values.get(name)?.trim();
-        Some(
-            v.strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .unwrap_or(v),
-        )
+        match self.values.get(name)? {
+            Value::Raw(v) => Some(v),
+            Value::Sql(v) => {
+                let v = v.trim();
+                Some(
+                    v.strip_prefix('\'')
+                        .and_then(|v| v.strip_suffix('\''))
+                        .unwrap_or(v),
+                )
+            }
+        }
     }
 }
 
@@ -146,7 +171,14 @@ impl ServerParams {
         }
         for (name, value) in &client.values {
             if self.values.get(name) != Some(value) {
-                sql.push_str(&format!("SET {} = {};", ident(name), value));
+                match value {
+                    Value::Sql(v) => sql.push_str(&format!("SET {} = {v};", ident(name))),
+                    Value::Raw(v) => sql.push_str(&format!(
+                        "SELECT pg_catalog.set_config({}, {}, false);",
+                        quote(name),
+                        quote(v)
+                    )),
+                }
             }
         }
         if !sql.is_empty() {
@@ -164,7 +196,10 @@ impl ServerParams {
 fn apply(values: &mut Params, change: &Change) {
     match change {
         Change::Set(name, value) => {
-            values.insert(name.clone(), value.clone());
+            values.insert(name.clone(), Value::Sql(value.clone()));
+        }
+        Change::SetRaw(name, value) => {
+            values.insert(name.clone(), Value::Raw(value.clone()));
         }
         Change::Reset(name) => {
             values.remove(name);
@@ -190,9 +225,13 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A startup value as an SQL literal.
+/// A string as an SQL literal, whatever `standard_conforming_strings`
+/// is (a backslash makes it an `E''` literal).
 fn quote(v: &str) -> String {
-    format!("'{}'", v.replace('\'', "''"))
+    match v.contains('\\') {
+        false => format!("'{}'", v.replace('\'', "''")),
+        true => format!("E'{}'", v.replace('\\', "\\\\").replace('\'', "''")),
+    }
 }
 
 #[cfg(test)]
@@ -213,7 +252,10 @@ mod tests {
         let c = startup(&[("application_name", "app")]);
         let mut s = ServerParams::default();
         let (sql, discard) = s.sync_to(&c);
-        assert_eq!(sql, ["SET \"application_name\" = 'app';"]);
+        assert_eq!(
+            sql,
+            ["SELECT pg_catalog.set_config('application_name', 'app', false);"]
+        );
         assert!(!discard);
         assert!(s.sync_to(&c).0.is_empty());
     }
@@ -237,7 +279,13 @@ mod tests {
         let c = startup(&[("options", "-c statement_timeout=5s -csearch_path=x")]);
         let mut s = ServerParams::default();
         let sql = s.sync_to(&c).0.concat();
-        assert!(sql.contains("SET \"statement_timeout\" = '5s';"), "{sql}");
-        assert!(sql.contains("SET \"search_path\" = 'x';"), "{sql}");
+        assert!(
+            sql.contains("set_config('statement_timeout', '5s', false);"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("set_config('search_path', 'x', false);"),
+            "{sql}"
+        );
     }
 }

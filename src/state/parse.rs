@@ -7,6 +7,8 @@ pub enum Change {
     None,
     /// `SET name TO value` (value kept as SQL text).
     Set(String, String),
+    /// `set_config(name, value, false)`: the value as a plain string.
+    SetRaw(String, String),
     /// `RESET name` or `SET name TO DEFAULT`.
     Reset(String),
     ResetAll,
@@ -46,7 +48,7 @@ pub fn classify(sql: &[u8]) -> Change {
     }
 }
 
-fn classify_one(text: &str) -> Change {
+pub(super) fn classify_one(text: &str) -> Change {
     let text = skip_comments(text);
     let lower = text.to_ascii_lowercase();
     let first = first_word(&lower);

@@ -129,18 +129,47 @@ pub fn error_response(
     message: &str,
     detail: Option<&str>,
 ) {
-    put_message(buf, ERROR_RESPONSE, |b| {
-        b.put_u8(b'S');
-        put_cstr(b, severity.as_str().as_bytes());
-        b.put_u8(b'V');
-        put_cstr(b, severity.as_str().as_bytes());
-        b.put_u8(b'C');
-        put_cstr(b, code.as_bytes());
-        b.put_u8(b'M');
-        put_cstr(b, message.as_bytes());
-        if let Some(d) = detail {
-            b.put_u8(b'D');
-            put_cstr(b, d.as_bytes());
+    let severity = severity.as_str();
+    put_fields(
+        buf,
+        ERROR_RESPONSE,
+        [(b'S', severity), (b'V', severity)],
+        code,
+        message,
+        [(b'D', detail)],
+    );
+}
+
+/// Builds a NoticeResponse of pgwarden's own: severity NOTICE, SQLSTATE
+/// 00000 (PostgreSQL's code for a plain notice), with an optional hint.
+pub fn notice_response(buf: &mut BytesMut, message: &str, hint: Option<&str>) {
+    let severity = "NOTICE";
+    put_fields(
+        buf,
+        NOTICE_RESPONSE,
+        [(b'S', severity), (b'V', severity)],
+        "00000",
+        message,
+        [(b'H', hint)],
+    );
+}
+
+fn put_fields(
+    buf: &mut BytesMut,
+    tag: u8,
+    severity: [(u8, &str); 2],
+    code: &str,
+    message: &str,
+    extra: [(u8, Option<&str>); 1],
+) {
+    put_message(buf, tag, |b| {
+        for (kind, value) in severity
+            .into_iter()
+            .chain([(b'C', code), (b'M', message)])
+            .chain(extra.into_iter().filter_map(|(k, v)| Some((k, v?))))
+        {
+            b.put_u8(kind);
+            put_cstr(b, value.as_bytes());
         }
         b.put_u8(0);
     });
