@@ -6,7 +6,9 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use pgwarden::prepared::rewrite::{self, Ctx};
-use pgwarden::prepared::{ClientStatements, Outstanding, Registry, ServerStatements, Unnamed};
+use pgwarden::prepared::{
+    ClientStatements, Followed, Outstanding, Registry, ServerStatements, Unnamed,
+};
 use pgwarden::routing::unit::{first_unit, message_at};
 use pgwarden::state::ServerParams;
 
@@ -17,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let mut server = ServerStatements::default();
     let mut queue = Outstanding::default();
     let mut settings = ServerParams::default();
-    let mut changes = Default::default();
+    let mut followed = Followed::default();
     let mut pins = 0;
     let mut unnamed = Unnamed::default();
     let mut pos = 0;
@@ -30,7 +32,9 @@ fuzz_target!(|data: &[u8]| {
             max: 4,
             since: 0,
             settings: &mut settings,
-            changes: &mut changes,
+            followed: &mut followed,
+            // Alternate, so that block statements are followed too.
+            watching: pos % 2 == 1,
             pins: &mut pins,
             refuse_pins: false,
             pooled: true,

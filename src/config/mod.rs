@@ -221,9 +221,82 @@ pub fn from_str(text: &str, base: &Path) -> Result<Loaded, Vec<Problem>> {
         if let (Some(line), false) = (line, key.starts_with("line ")) {
             what.push_str(&format!(" (line {line})"));
         }
-        vec![Problem { key, what }]
+        let first = with_unknown_field(&path, e.message());
+        let mut problems = vec![Problem { key, what }];
+        problems.extend(more_type_errors(text, &first));
+        problems
     })?;
     from_config(config, base)
+}
+
+/// `path`, with the field an "unknown field" message names appended: the
+/// key the problem is about, spelled the same for every error.
+fn with_unknown_field(path: &str, message: &str) -> String {
+    let path = path.trim_matches('.');
+    let field = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path.is_empty(), field) {
+        (_, None) => path.to_owned(),
+        // serde_path_to_error names the field itself where it can.
+        (_, Some(f)) if path == f || path.ends_with(&format!(".{f}")) => path.to_owned(),
+        (true, Some(f)) => f.to_owned(),
+        (false, Some(f)) => format!("{path}.{f}"),
+    }
+}
+
+/// Type errors and unknown keys after the first: serde stops at the first,
+/// so each found is taken out of a copy of the file and the rest read
+/// again (up to a bound), so that `check` reports them all at once.
+fn more_type_errors(text: &str, first: &str) -> Vec<Problem> {
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        // A syntax error: nothing after it can be read.
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for _ in 0..MAX_TYPE_ERRORS {
+        let value = toml::Value::Table(table.clone());
+        let Err(e) = serde_path_to_error::deserialize::<_, Config>(value) else {
+            break;
+        };
+        let path = e.path().to_string();
+        let message = e.into_inner().message().to_owned();
+        let key = with_unknown_field(&path, &message);
+        if !remove(&mut table, &key) {
+            break;
+        }
+        if key != first {
+            let secret = key.rsplit('.').next().is_some_and(|k| {
+                let k = k.to_ascii_lowercase();
+                k.contains("password") || k.contains("secret") || k.contains("token")
+            });
+            let what = match secret {
+                true => "invalid value (not shown: the key holds a secret)".to_owned(),
+                false => explain::plain(&message),
+            };
+            out.push(Problem { key, what });
+        }
+    }
+    out
+}
+
+/// How many type errors one `check` reports.
+const MAX_TYPE_ERRORS: usize = 32;
+
+/// Takes the value at dotted `key` out of `table`; false when not there.
+fn remove(table: &mut toml::Table, key: &str) -> bool {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(last) = parts.pop() else {
+        return false;
+    };
+    let mut at = table;
+    for part in parts {
+        match at.get_mut(part) {
+            Some(toml::Value::Table(t)) => at = t,
+            _ => return false,
+        }
+    }
+    at.remove(last).is_some()
 }
 
 /// True when the line of `text` around byte `at` sets a key whose name
@@ -615,6 +688,29 @@ mod tests {
             loaded.monitor_login("app").and_then(|l| l.1).as_deref(),
             Some("db-hunter2")
         );
+    }
+
+    #[test]
+    fn every_type_error_and_unknown_key_is_reported() {
+        let text = "[proxy]\ndefault_pool_size = \"twenty\"\nmax_client_conn = \"many\"\ndefualt_pool_mode = 1\n\
+                    [databases.app]\nprimary = \"127.0.0.1:5432\"\npool_size = -1\n";
+        let problems = match from_str(text, Path::new(".")) {
+            Err(p) => p,
+            Ok(_) => panic!("accepted"),
+        };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "proxy.default_pool_size",
+            "proxy.max_client_conn",
+            "proxy.defualt_pool_mode",
+            "databases.app.pool_size",
+        ] {
+            assert_eq!(
+                keys.iter().filter(|k| **k == key).count(),
+                1,
+                "{key} in {problems:?}"
+            );
+        }
     }
 
     #[test]
