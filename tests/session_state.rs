@@ -176,6 +176,16 @@ async fn settings_made_in_blocks_set_config_and_prepared_statements_stick() {
         baseline,
         "leaked from a prepared SET"
     );
+    // set_config with the value as a parameter: followed at its Bind.
+    a.query_one("SELECT set_config('work_mem', $1, false)", &[&"24MB"])
+        .await
+        .unwrap();
+    assert_eq!(show(&a, "work_mem").await, "24MB");
+    assert_eq!(
+        show(&b, "work_mem").await,
+        baseline,
+        "leaked from a bound set_config"
+    );
     // set_config takes a list as the server's configuration does.
     a.batch_execute("SELECT set_config('search_path', 'pg_catalog, public', false)")
         .await

@@ -321,7 +321,11 @@ fn bind_parts(
     rest: BindRest<'_>,
     out: &mut BytesMut,
 ) -> Outcome {
-    ctx.followed.bound(portal, name);
+    let values = match rest {
+        BindRest::Here(r) => Some(r),
+        BindRest::Streams { .. } => None,
+    };
+    ctx.followed.bound(portal, name, values);
     if portal.is_empty() {
         // The unnamed portal answers for the unnamed statement's command.
         ctx.unnamed.portal = match name.is_empty() {

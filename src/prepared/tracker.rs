@@ -9,7 +9,7 @@ use super::rewrite::{self, Ctx, Outcome};
 use super::{Action, ClientStatements, Followed, Outstanding, Registry, ServerStatements, Unnamed};
 use crate::routing::statements::{self, Command};
 use crate::server::ServerConn;
-use crate::state::{Change, ClientParams, Effect, ServerParams, Txn};
+use crate::state::{ClientParams, Effect, ServerParams, Txn};
 use crate::wire::backend as be;
 use crate::wire::frontend as fe;
 use crate::wire::splice::Splice;
@@ -18,7 +18,7 @@ use crate::wire::{put_cstr, put_message, take_cstr};
 /// The notice for a setting change pgwarden cannot follow.
 const NOT_FOLLOWED: &str = "pgwarden cannot follow this change of session settings in \
 transaction pooling: it is undone before this session's next transaction";
-const NOT_FOLLOWED_HINT: &str = "Use SET, RESET or set_config with constant arguments, \
+const NOT_FOLLOWED_HINT: &str = "Use SET, RESET or set_config with constants or parameters, \
 outside functions and DO blocks, or pool_mode = session.";
 
 pub struct Tracker {
@@ -319,7 +319,7 @@ impl Tracker {
                 let mut lost = false;
                 if let Some(changes) = self.txn.take_committed() {
                     for change in changes {
-                        lost |= change == Change::Untrackable;
+                        lost |= !change.is_followed();
                         self.params.apply(&change);
                         settings.apply(&change);
                     }

@@ -5,7 +5,7 @@
 //! literal or a dollar-quoted body splits nothing); each statement gives at
 //! most one event, `SELECT set_config(...)` one per call.
 
-use super::parse::{classify_one, skip_comments};
+use super::parse::{classify_one, skip_comments, Arg};
 use super::txn::{Effect, Event};
 use super::Change;
 use crate::routing::lexer::{Lexer, Token};
@@ -114,11 +114,15 @@ fn set_configs(text: &str, lower: &str) -> Vec<Event> {
     while let Some(at) = rest.to_ascii_lowercase().find("set_config") {
         let after = &rest[at + "set_config".len()..];
         match call(after) {
-            Some((name, value, false, tail)) => {
+            Some((Arg::Text(name), Arg::Text(value), false, tail)) => {
                 events.push(Event::Change(Change::SetRaw(
                     name.to_ascii_lowercase(),
                     value,
                 )));
+                rest = tail;
+            }
+            Some((name, value, false, tail)) => {
+                events.push(Event::Change(Change::SetBound(name, value)));
                 rest = tail;
             }
             Some((_, _, true, tail)) => rest = tail,
@@ -128,12 +132,13 @@ fn set_configs(text: &str, lower: &str) -> Vec<Event> {
     events
 }
 
-/// `('name', 'value', is_local)` at the start of `s`, and what follows.
-fn call(s: &str) -> Option<(String, String, bool, &str)> {
+/// `('name', 'value', is_local)` at the start of `s` (name and value may
+/// be parameters), and what follows.
+fn call(s: &str) -> Option<(Arg, Arg, bool, &str)> {
     let s = s.trim_start().strip_prefix('(')?;
-    let (name, s) = literal(s)?;
+    let (name, s) = argument(s)?;
     let s = s.trim_start().strip_prefix(',')?;
-    let (value, s) = literal(s)?;
+    let (value, s) = argument(s)?;
     let s = s.trim_start().strip_prefix(',')?.trim_start();
     let end = s.find(')')?;
     let local = match s[..end].trim().to_ascii_lowercase().as_str() {
@@ -142,6 +147,25 @@ fn call(s: &str) -> Option<(String, String, bool, &str)> {
         _ => return None,
     };
     Some((name, value, local, &s[end + 1..]))
+}
+
+/// A literal, or `$n` (with an optional `::text` cast), and the rest.
+fn argument(s: &str) -> Option<(Arg, &str)> {
+    let s = s.trim_start();
+    let Some(digits) = s.strip_prefix('$') else {
+        return literal(s).map(|(v, rest)| (Arg::Text(v), rest));
+    };
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let n: usize = digits[..end].parse().ok()?;
+    let rest = &digits[end..];
+    let rest = rest
+        .trim_start()
+        .strip_prefix("::text")
+        .or_else(|| rest.trim_start().strip_prefix("::TEXT"))
+        .unwrap_or(rest);
+    Some((Arg::Param(n.checked_sub(1)?), rest))
 }
 
 /// A standard string literal at the start of `s` (no `E''`, no
@@ -232,6 +256,13 @@ mod tests {
         assert!(events("SELECT set_config('a.b', '1', true)").is_empty());
         assert_eq!(
             events("SELECT set_config('a.b', $1, false)"),
+            [Event::Change(Change::SetBound(
+                Arg::Text("a.b".into()),
+                Arg::Param(0)
+            ))]
+        );
+        assert_eq!(
+            events("SELECT set_config('a.b', now()::text, false)"),
             [Event::Change(Change::Untrackable)]
         );
         assert_eq!(

@@ -58,7 +58,7 @@ pub fn may_matter(sql: &[u8]) -> bool {
 }
 
 pub use effect::effect;
-pub use parse::{classify, Change};
+pub use parse::{classify, Arg, Change};
 pub use txn::{Effect, Event, Txn};
 
 use std::collections::BTreeMap;
@@ -144,7 +144,7 @@ impl ServerParams {
 
     /// Records a change a client made here (it now holds on this server).
     pub fn apply(&mut self, change: &Change) {
-        if *change == Change::Untrackable {
+        if !change.is_followed() {
             self.dirty = true;
         }
         apply(&mut self.values, change);
@@ -205,7 +205,7 @@ fn apply(values: &mut Params, change: &Change) {
             values.remove(name);
         }
         Change::ResetAll => values.clear(),
-        Change::None | Change::Untrackable => {}
+        Change::None | Change::Untrackable | Change::SetBound(..) => {}
     }
 }
 

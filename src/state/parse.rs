@@ -9,11 +9,30 @@ pub enum Change {
     Set(String, String),
     /// `set_config(name, value, false)`: the value as a plain string.
     SetRaw(String, String),
+    /// `set_config` whose name or value is a parameter (`$1`) of a
+    /// prepared statement: known once the statement is bound
+    /// ([`super::Effect::bound`]); not followed before.
+    SetBound(Arg, Arg),
     /// `RESET name` or `SET name TO DEFAULT`.
     Reset(String),
     ResetAll,
     /// Changes them in a way pgwarden does not follow.
     Untrackable,
+}
+
+/// An argument of `set_config`: a literal, or the statement's parameter
+/// `$n` (0-based here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    Text(String),
+    Param(usize),
+}
+
+impl Change {
+    /// False for what pgwarden cannot carry to another server as it is.
+    pub fn is_followed(&self) -> bool {
+        !matches!(self, Change::Untrackable | Change::SetBound(..))
+    }
 }
 
 /// Classifies one simple-query text (with or without its trailing NUL).

@@ -12,7 +12,7 @@
 //! `COMMIT` can fail. Only what the status cannot tell is read from the
 //! text: `ROLLBACK` (which ends a block without error) and savepoints.
 
-use super::Change;
+use super::{Arg, Change};
 
 /// One statement's effect on settings or on the block that holds them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,43 @@ impl Effect {
     /// True when it changes a setting (not only the block around them).
     pub fn changes(&self) -> bool {
         self.events.iter().any(|e| matches!(e, Event::Change(_)))
+    }
+
+    /// True when a `set_config` argument is a parameter of the statement.
+    pub fn needs_parameters(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e, Event::Change(Change::SetBound(..))))
+    }
+
+    /// The effect once bound: `values[n]` is parameter `$n+1` as sent
+    /// (text, or a text parameter's binary form, which is the same bytes);
+    /// `None` for NULL. A value missing or not UTF-8 is not followed.
+    pub fn bound(&self, values: &[Option<&[u8]>]) -> Effect {
+        let arg = |a: &Arg| match a {
+            Arg::Text(t) => Some(t.clone()),
+            Arg::Param(n) => values
+                .get(*n)
+                .copied()
+                .flatten()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned),
+        };
+        let events = self
+            .events
+            .iter()
+            .map(|e| match e {
+                Event::Change(Change::SetBound(name, value)) => match (arg(name), arg(value)) {
+                    (Some(n), Some(v)) => Event::Change(Change::SetRaw(n.to_ascii_lowercase(), v)),
+                    _ => Event::Change(Change::Untrackable),
+                },
+                other => other.clone(),
+            })
+            .collect();
+        Effect {
+            events,
+            several: self.several,
+        }
     }
 }
 
@@ -330,6 +367,25 @@ mod tests {
         t.done(&e, true);
         assert!(t.take_lost());
         assert!(!t.take_lost(), "reported once");
+    }
+
+    #[test]
+    fn parameters_are_put_in_when_bound() {
+        let e = crate::state::effect(b"SELECT set_config('App.Tenant', $1, false)");
+        assert!(e.needs_parameters());
+        let b = e.bound(&[Some(b"acme")]);
+        assert_eq!(
+            b.events,
+            [Event::Change(Change::SetRaw(
+                "app.tenant".into(),
+                "acme".into()
+            ))]
+        );
+        assert_eq!(
+            e.bound(&[None]).events,
+            [Event::Change(Change::Untrackable)]
+        );
+        assert_eq!(e.bound(&[]).events, [Event::Change(Change::Untrackable)]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 // Usage: java -cp postgresql.jar JdbcSettings.java JDBC_URL  (prints OK)
 import java.sql.Connection;
 import java.sql.DriverManager;
+import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.Savepoint;
 import java.sql.Statement;
@@ -54,7 +55,11 @@ public class JdbcSettings {
                         Savepoint sp = conn.setSavepoint();
                         st.execute("SET TimeZone = 'Asia/Kolkata'");
                         conn.rollback(sp);
-                        st.execute("SELECT set_config('app.tenant', 'j" + i + "', false)");
+                        try (PreparedStatement ps =
+                                conn.prepareStatement("SELECT set_config('app.tenant', ?, false)")) {
+                            ps.setString(1, "j" + i);
+                            ps.execute();
+                        }
                         conn.commit();
                         tenant = "j" + i;
                         break;

@@ -69,9 +69,10 @@ async def psycopg_client(dsn, i, rounds, prepared):
                     except psycopg.Rollback:
                         pass
                 elif step == 2:
-                    # A nested transaction released: kept at the commit.
+                    # A nested transaction released: kept at the commit;
+                    # the value as a parameter (psycopg binds it as $1).
                     async with conn.transaction():
-                        await cur.execute(f"SELECT set_config('app.tenant', '{tenant}', false)")
+                        await cur.execute("SELECT set_config('app.tenant', %s, false)", (tenant,))
                     m.tenant = tenant
                 elif step == 3:
                     # SET LOCAL never outlives its transaction.
@@ -126,8 +127,10 @@ async def asyncpg_client(dsn, i, rounds):
                     except RuntimeError:
                         pass
                 elif step == 2:
-                    # A prepared statement (asyncpg's cache names it).
-                    await conn.fetchval(f"SELECT set_config('app.tenant', '{tenant}', false)")
+                    # A prepared statement (asyncpg's cache names it), the
+                    # tenant as its parameter: the usual row-level-security
+                    # pattern.
+                    await conn.fetchval("SELECT set_config('app.tenant', $1, false)", tenant)
                     m.tenant = tenant
                 else:
                     await conn.fetchval(f"SET TimeZone = '{zone}'")
