@@ -1442,3 +1442,91 @@ fn rows_of(dom: &str, id: &str) -> Vec<std::collections::BTreeMap<String, String
     }
     rows
 }
+
+/// On a cluster of its own (so no other test's connections count): after
+/// reads and writes through the proxy, each node's row in SHOW DATABASES
+/// (`current_connections`) and its SHOW POOLS rows (`sv_active + sv_idle`)
+/// count exactly the pgwarden server connections that node's
+/// `pg_stat_activity` shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_node_rows_match_each_nodes_pg_stat_activity() {
+    let c = fresh_cluster(1);
+    let proxy = Proxy::start(config_for(&c, |cfg| {
+        cfg.proxy.admin_users = NameList(vec!["postgres".into()]);
+    }))
+    .await
+    .unwrap();
+    assert!(replicas_ready(&proxy).await);
+    let user_url = url(&proxy, "postgres", &c.superuser_password, DB);
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(connect_url(&user_url).await.unwrap());
+    }
+    // Concurrent reads (to the replica) and writes (to the primary), so
+    // that each node opens a few servers.
+    clients[0]
+        .batch_execute("CREATE TABLE IF NOT EXISTS per_node (v int)")
+        .await
+        .unwrap();
+    let work = clients.iter().enumerate().map(|(i, client)| async move {
+        for _ in 0..20 {
+            match i % 2 {
+                0 => client.simple_query("SELECT pg_sleep(0.01)").await.map(drop),
+                _ => {
+                    client
+                        .batch_execute("INSERT INTO per_node VALUES (1)")
+                        .await
+                }
+            }
+            .unwrap();
+        }
+    });
+    futures::future::join_all(work).await;
+    let admin = connect_url(&url(&proxy, "postgres", &c.superuser_password, "pgwarden"))
+        .await
+        .unwrap();
+    let nodes: Vec<(u16, &str)> = std::iter::once((c.primary.port, "primary"))
+        .chain(c.replicas.iter().map(|r| (r.port, "replica")))
+        .collect();
+    let matched = eventually(Duration::from_secs(5), || {
+        let (admin, c, nodes) = (&admin, &c, &nodes);
+        async move {
+            let (pcols, pools) = table(admin, "SHOW POOLS").await;
+            let (dcols, dbs) = table(admin, "SHOW DATABASES").await;
+            let mut all = true;
+            for (port, role) in nodes {
+                let port_s = port.to_string();
+                let node = direct_to(c, *port, "postgres").await;
+                let seen: i64 = node
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'postgres' \
+                         AND usename = 'postgres' AND backend_type = 'client backend' \
+                         AND application_name NOT LIKE 'pgwarden %' AND pid <> pg_backend_pid()",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                let row = dbs
+                    .iter()
+                    .find(|r| r[0].as_deref() == Some(DB) && column(&dcols, r, "port") == port_s)
+                    .expect("a SHOW DATABASES row per node");
+                assert_eq!(column(&dcols, row, "role"), *role);
+                let servers: i64 = pools
+                    .iter()
+                    .filter(|r| r[0].as_deref() == Some(DB) && column(&pcols, r, "port") == port_s)
+                    .map(|r| {
+                        column(&pcols, r, "sv_active").parse::<i64>().unwrap()
+                            + column(&pcols, r, "sv_idle").parse::<i64>().unwrap()
+                    })
+                    .sum();
+                let current: i64 = column(&dcols, row, "current_connections").parse().unwrap();
+                all &= seen > 0 && seen == servers && seen == current;
+            }
+            all
+        }
+    })
+    .await;
+    assert!(matched, "per-node counts never matched pg_stat_activity");
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
