@@ -43,7 +43,7 @@ impl Stream {
     pub async fn accept_tls(&mut self, tls: &ClientTls) -> io::Result<()> {
         match std::mem::replace(self, Stream::Closed) {
             Stream::Tcp(tcp) => {
-                *self = tls.accept(tcp).await?;
+                *self = Stream::Tls(Box::new(tls.accept(tcp).await?));
                 Ok(())
             }
             other => {

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsStream};
 
 use super::{binding, files, provider, Protocols, SslMode};
-use crate::net::Stream;
 
 /// ALPN name of the PostgreSQL protocol (PostgreSQL 17's direct TLS).
 pub const ALPN: &[u8] = b"postgresql";
@@ -106,8 +105,8 @@ impl ClientTls {
     ///
     /// # Errors
     /// The handshake failed (a bad certificate, garbage, a lost client).
-    pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<Stream> {
+    pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
         let tls = self.acceptor.accept(tcp).await?;
-        Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
+        Ok(TlsStream::Server(tls))
     }
 }
