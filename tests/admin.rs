@@ -64,6 +64,18 @@ async fn table(c: &tokio_postgres::Client, sql: &str) -> (Vec<String>, Vec<Vec<O
     (columns, rows)
 }
 
+/// `sv_active + sv_idle` of database `pgw`'s SHOW POOLS rows on node `port`.
+fn servers_on(cols: &[String], pools: &[Vec<Option<String>>], port: &str) -> i64 {
+    pools
+        .iter()
+        .filter(|r| r[0].as_deref() == Some(DB) && column(cols, r, "port") == port)
+        .map(|r| {
+            column(cols, r, "sv_active").parse::<i64>().unwrap()
+                + column(cols, r, "sv_idle").parse::<i64>().unwrap()
+        })
+        .sum()
+}
+
 fn column<'a>(cols: &[String], row: &'a [Option<String>], name: &str) -> &'a str {
     let i = cols.iter().position(|c| c == name).expect(name);
     row[i].as_deref().unwrap_or("")
@@ -136,14 +148,7 @@ async fn pgbouncer_tables_with_their_columns() {
             "{node:?}"
         );
         // current_connections is the node's: the servers of its pools.
-        let servers: u32 = rows
-            .iter()
-            .filter(|r| r[0].as_deref() == Some(DB) && column(&cols, r, "port") == port)
-            .map(|r| {
-                column(&cols, r, "sv_active").parse::<u32>().unwrap()
-                    + column(&cols, r, "sv_idle").parse::<u32>().unwrap()
-            })
-            .sum();
+        let servers = servers_on(&cols, &rows, port);
         assert_eq!(
             column(&dcols, node, "current_connections"),
             servers.to_string(),
@@ -1512,14 +1517,7 @@ async fn per_node_rows_match_each_nodes_pg_stat_activity() {
                     .find(|r| r[0].as_deref() == Some(DB) && column(&dcols, r, "port") == port_s)
                     .expect("a SHOW DATABASES row per node");
                 assert_eq!(column(&dcols, row, "role"), *role);
-                let servers: i64 = pools
-                    .iter()
-                    .filter(|r| r[0].as_deref() == Some(DB) && column(&pcols, r, "port") == port_s)
-                    .map(|r| {
-                        column(&pcols, r, "sv_active").parse::<i64>().unwrap()
-                            + column(&pcols, r, "sv_idle").parse::<i64>().unwrap()
-                    })
-                    .sum();
+                let servers = servers_on(&pcols, &pools, &port_s);
                 let current: i64 = column(&dcols, row, "current_connections").parse().unwrap();
                 all &= seen > 0 && seen == servers && seen == current;
             }

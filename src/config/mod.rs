@@ -215,7 +215,7 @@ pub fn from_str(text: &str, base: &Path) -> Result<Loaded, Vec<Problem>> {
         };
         // The message may quote the value: never a secret's.
         let mut what = match start.is_some_and(|at| holds_secret(text, at)) {
-            true => "invalid value (not shown: the key holds a secret)".to_owned(),
+            true => NOT_SHOWN.to_owned(),
             false => explain::plain(e.message()),
         };
         if let (Some(line), false) = (line, key.starts_with("line ")) {
@@ -266,12 +266,9 @@ fn more_type_errors(text: &str, first: &str) -> Vec<Problem> {
             break;
         }
         if key != first {
-            let secret = key.rsplit('.').next().is_some_and(|k| {
-                let k = k.to_ascii_lowercase();
-                k.contains("password") || k.contains("secret") || k.contains("token")
-            });
+            let secret = key.rsplit('.').next().is_some_and(names_a_secret);
             let what = match secret {
-                true => "invalid value (not shown: the key holds a secret)".to_owned(),
+                true => NOT_SHOWN.to_owned(),
                 false => explain::plain(&message),
             };
             out.push(Problem { key, what });
@@ -304,9 +301,17 @@ fn remove(table: &mut toml::Table, key: &str) -> bool {
 fn holds_secret(text: &str, at: usize) -> bool {
     let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("");
-    let key = line.split('=').next().unwrap_or("").to_ascii_lowercase();
+    names_a_secret(line.split('=').next().unwrap_or(""))
+}
+
+/// True when a key's name says it holds a secret: its value is never quoted.
+fn names_a_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
     key.contains("password") || key.contains("secret") || key.contains("token")
 }
+
+/// In place of a secret key's value in an error.
+const NOT_SHOWN: &str = "invalid value (not shown: the key holds a secret)";
 
 /// Validates an already-built config (used by `quickstart` and tests).
 ///
