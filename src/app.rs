@@ -31,15 +31,15 @@ pub struct Shared {
     /// Residency counters per tenant and region.
     pub audit: crate::audit::Audit,
     /// The previous stats period, for `SHOW STATS` averages.
-    pub stats: crate::admin::stats::Window,
+    pub stats: crate::stats::Window,
     /// `PAUSE`/`RESUME`, `DISABLE`/`ENABLE`.
     pub gates: crate::pool::gates::Gates,
     /// Errors sent to clients, by SQLSTATE (for `/metrics`).
-    pub errors: crate::metrics::ErrorCounts,
+    pub errors: crate::stats::ErrorCounts,
     /// The console's `SET`s not yet written by `SAVE CONFIG`.
     pub unsaved: crate::admin::live::Unsaved,
     /// `SHOW QUERIES` (when `query_stats` is on).
-    pub queries: crate::metrics::queries::QueryStats,
+    pub queries: crate::stats::queries::QueryStats,
     /// Logged-in clients, for `max_client_conn`.
     pub clients: AtomicUsize,
     /// Logins in progress, for `max_login_clients`.
@@ -83,7 +83,7 @@ impl Shared {
     }
 
     pub fn new(loaded: Loaded) -> Arc<Self> {
-        let queries = crate::metrics::queries::QueryStats::default();
+        let queries = crate::stats::queries::QueryStats::default();
         let p = &loaded.config.proxy;
         queries.configure(p.query_stats, p.query_stats_max);
         let topologies = loaded

@@ -295,6 +295,19 @@ impl ProxyError {
     }
 }
 
+impl From<crate::auth::frontend::AuthError> for ProxyError {
+    fn from(e: crate::auth::frontend::AuthError) -> Self {
+        use crate::auth::frontend::AuthError;
+        match e {
+            AuthError::BadPassword(user) => ProxyError::BadPassword(user),
+            AuthError::CertRequired => ProxyError::CertRequired,
+            AuthError::CertRefused(user) => ProxyError::CertRefused(user),
+            AuthError::Protocol(why) => ProxyError::Protocol(why),
+            AuthError::Abandoned => ProxyError::LoginAbandoned,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

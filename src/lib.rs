@@ -19,6 +19,8 @@ pub mod pool;
 pub mod prepared;
 pub mod routing;
 pub mod server;
+pub mod sql;
 pub mod state;
+pub mod stats;
 pub mod topology;
 pub mod wire;

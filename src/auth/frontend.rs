@@ -16,8 +16,7 @@ use super::backend::BackendSecret;
 use super::md5;
 use super::scram::{self, ChannelBinding, Keys, ScramSecret, ScramServer};
 use super::secret::Secret;
-use crate::config::AuthType;
-use crate::error::ProxyError;
+use super::AuthType;
 use crate::net::{MessageStream, NetError};
 use crate::wire::{backend as be, frontend as fe};
 
@@ -71,6 +70,24 @@ pub struct Claim<'a> {
     pub auth_type: AuthType,
 }
 
+/// Why a client's login failed; `error.rs` gives each its SQLSTATE.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// A wrong password, or a user pgwarden does not know (the client is
+    /// not told which).
+    #[error("password authentication failed for user \"{0}\"")]
+    BadPassword(String),
+    #[error("connection requires a valid client certificate")]
+    CertRequired,
+    #[error("certificate authentication failed for user \"{0}\"")]
+    CertRefused(String),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The client closed its connection mid-exchange.
+    #[error("the client closed the connection during login")]
+    Abandoned,
+}
+
 /// Runs the exchange and sends AuthenticationOk on success.
 ///
 /// # Errors
@@ -79,7 +96,7 @@ pub struct Claim<'a> {
 pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut MessageStream<S>,
     claim: &Claim<'_>,
-) -> Result<Authenticated, ProxyError> {
+) -> Result<Authenticated, AuthError> {
     let Claim {
         user,
         secret,
@@ -100,7 +117,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let method = choose(auth_type, Some(secret));
-    let bad = || ProxyError::BadPassword(user.to_owned());
+    let bad = || AuthError::BadPassword(user.to_owned());
     let mut out = BytesMut::new();
     let result = match method {
         Method::Trust => Authenticated {
@@ -108,8 +125,8 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         },
         // As PostgreSQL: the certificate's CN is the user; no password.
         Method::Cert => match cert_name {
-            None => return Err(ProxyError::CertRequired),
-            Some(cn) if cn != user => return Err(ProxyError::CertRefused(user.to_owned())),
+            None => return Err(AuthError::CertRequired),
+            Some(cn) if cn != user => return Err(AuthError::CertRefused(user.to_owned())),
             Some(_) => Authenticated {
                 backend_secret: BackendSecret::from_stored(secret).filter(|_| known),
             },
@@ -120,7 +137,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             let body = read_password(stream).await?;
             let pw = fe::parse_password(&body)
                 .and_then(|p| std::str::from_utf8(p).ok())
-                .ok_or_else(|| ProxyError::Protocol("malformed password message".into()))?;
+                .ok_or_else(|| AuthError::Protocol("malformed password message".into()))?;
             if !known || pw.is_empty() || !cleartext_matches(pw, user, secret) {
                 return Err(bad());
             }
@@ -135,7 +152,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             stream.write_all(&out).await.map_err(net)?;
             let body = read_password(stream).await?;
             let answer = fe::parse_password(&body)
-                .ok_or_else(|| ProxyError::Protocol("malformed password message".into()))?;
+                .ok_or_else(|| AuthError::Protocol("malformed password message".into()))?;
             let stored = match secret {
                 Secret::Plain(pw) => md5::secret(pw, user),
                 Secret::Md5(m) => m.clone(),
@@ -212,7 +229,7 @@ fn mock_secret(user: &str, auth_type: AuthType) -> Secret {
 
 enum ScramOutcome {
     Failed,
-    Fatal(ProxyError),
+    Fatal(AuthError),
 }
 
 async fn scram_exchange<S: AsyncRead + AsyncWrite + Unpin>(
@@ -221,7 +238,7 @@ async fn scram_exchange<S: AsyncRead + AsyncWrite + Unpin>(
     end_point: Option<&[u8]>,
     out: &mut BytesMut,
 ) -> Result<Keys, ScramOutcome> {
-    let fatal = |e: ProxyError| ScramOutcome::Fatal(e);
+    let fatal = |e: AuthError| ScramOutcome::Fatal(e);
     // PostgreSQL's order: -PLUS first, for clients that take the first.
     match end_point {
         Some(_) => be::authentication_sasl(out, &[scram::MECHANISM_PLUS, scram::MECHANISM]),
@@ -230,26 +247,26 @@ async fn scram_exchange<S: AsyncRead + AsyncWrite + Unpin>(
     stream.write_all(out).await.map_err(|e| fatal(net(e)))?;
     let body = read_password(stream).await.map_err(fatal)?;
     let (mechanism, data) = fe::parse_sasl_initial(&body)
-        .ok_or_else(|| fatal(ProxyError::Protocol("malformed SASLInitialResponse".into())))?;
+        .ok_or_else(|| fatal(AuthError::Protocol("malformed SASLInitialResponse".into())))?;
     let binding = match (mechanism, end_point) {
         (scram::MECHANISM, None) => ChannelBinding::Unsupported,
         (scram::MECHANISM, Some(_)) => ChannelBinding::NotChosen,
         (scram::MECHANISM_PLUS, Some(data)) => ChannelBinding::EndPoint(data.to_vec()),
         _ => {
-            return Err(fatal(ProxyError::Protocol(format!(
+            return Err(fatal(AuthError::Protocol(format!(
                 "client selected an invalid SASL authentication mechanism {mechanism:?}"
             ))))
         }
     };
     let (server, first) = ScramServer::start(secret, data, &binding)
-        .map_err(|e| fatal(ProxyError::Protocol(e.to_string())))?;
+        .map_err(|e| fatal(AuthError::Protocol(e.to_string())))?;
     out.clear();
     be::authentication_sasl_continue(out, first.as_bytes());
     stream.write_all(out).await.map_err(|e| fatal(net(e)))?;
     let body = read_password(stream).await.map_err(fatal)?;
     let (final_msg, keys) = server.finish(&body).map_err(|e| match e {
         scram::ScramError::BadProof => ScramOutcome::Failed,
-        other => fatal(ProxyError::Protocol(other.to_string())),
+        other => fatal(AuthError::Protocol(other.to_string())),
     })?;
     out.clear();
     be::authentication_sasl_final(out, final_msg.as_bytes());
@@ -270,10 +287,10 @@ fn cleartext_matches(pw: &str, user: &str, secret: &Secret) -> bool {
 
 async fn read_password<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut MessageStream<S>,
-) -> Result<bytes::Bytes, ProxyError> {
+) -> Result<bytes::Bytes, AuthError> {
     let (tag, body) = stream.read_message(MAX_AUTH_MESSAGE).await.map_err(net)?;
     if tag != fe::PASSWORD {
-        return Err(ProxyError::Protocol(format!(
+        return Err(AuthError::Protocol(format!(
             "expected password response, got message type {:?}",
             tag as char
         )));
@@ -281,10 +298,10 @@ async fn read_password<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(body)
 }
 
-fn net(e: NetError) -> ProxyError {
+fn net(e: NetError) -> AuthError {
     match e {
-        NetError::Frame(f) => ProxyError::Protocol(f.to_string()),
-        _ => ProxyError::LoginAbandoned,
+        NetError::Frame(f) => AuthError::Protocol(f.to_string()),
+        _ => AuthError::Abandoned,
     }
 }
 

@@ -408,7 +408,7 @@ async fn check_password(
         cert_name: cert_name.as_deref(),
         auth_type,
     };
-    authenticate(stream, &claim).await
+    authenticate(stream, &claim).await.map_err(ProxyError::from)
 }
 
 /// `auth_type`, or with `hba` the method of the first matching line.

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::metrics::queries::QueryStats;
+use crate::stats::queries::QueryStats;
 use crate::pool::latency::Latency;
 use crate::pool::PoolStats;
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::Secs;
 use super::residency::{ResidencySettings, TenantMap};
+pub use crate::auth::AuthType;
 pub use crate::net::tls::SslMode;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -30,30 +31,6 @@ impl PoolMode {
             PoolMode::Statement => "statement",
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub enum AuthType {
-    /// No password asked; any user is let in (PgBouncer's `any` is the same here).
-    #[serde(rename = "trust", alias = "any")]
-    Trust,
-    /// Cleartext password.
-    #[serde(rename = "plain")]
-    Plain,
-    /// md5, or SCRAM when the stored secret is a SCRAM secret (as PgBouncer).
-    #[default]
-    #[serde(rename = "md5")]
-    Md5,
-    /// SCRAM-SHA-256, or md5 when only an md5 secret is known (as PgBouncer).
-    #[serde(rename = "scram-sha-256")]
-    ScramSha256,
-    /// The TLS client certificate's common name is the user name (needs
-    /// `client_tls_ca_file`).
-    #[serde(rename = "cert")]
-    Cert,
-    /// Per connection, from the first matching line of `auth_hba_file`.
-    #[serde(rename = "hba")]
-    Hba,
 }
 
 /// A list that may be written as a TOML array or as PgBouncer's comma-separated string.

@@ -9,33 +9,15 @@
 //! shows. `docs/metrics.md` lists every series.
 
 pub mod http;
-pub mod queries;
 pub mod status;
 pub mod text;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 
 use crate::app::Shared;
-use crate::error::ProxyError;
 use crate::topology::Writer;
 use text::{Exposition, Kind};
-
-/// Errors pgwarden sent to clients, by SQLSTATE.
-#[derive(Debug, Default)]
-pub struct ErrorCounts(Mutex<BTreeMap<String, u64>>);
-
-impl ErrorCounts {
-    pub fn count(&self, e: &ProxyError) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry(e.sqlstate().to_owned()).or_default() += 1;
-    }
-
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
 
 /// Upper bounds of the latency histogram's buckets, in seconds: 0.1 ms
 /// (a cached read over loopback) to 10 s.
@@ -229,7 +211,7 @@ fn latency(e: &mut Exposition, shared: &Shared) {
 }
 
 fn traffic(e: &mut Exposition, shared: &Shared) {
-    let totals = crate::admin::stats::totals(&shared.pools);
+    let totals = crate::stats::totals(&shared.pools);
     let rows: Vec<_> = totals
         .iter()
         .map(|(db, t)| (vec![("database", db.as_str())], t))

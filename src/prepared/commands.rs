@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use super::inject::{self, Form};
 use super::rewrite::{ensure, evict, parse_named, prepare, Ctx, Outcome};
 use super::{Action, Expect, Retag, Statement};
-use crate::routing::statements::{Command, Name};
+use crate::sql::statements::{Command, Name};
 use crate::wire::frontend as fe;
 use crate::wire::{put_cstr, put_message};
 

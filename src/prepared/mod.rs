@@ -23,14 +23,13 @@ mod inject;
 mod outstanding;
 mod registry;
 pub mod rewrite;
-mod server;
 mod tracker;
 
 pub use followed::Followed;
 pub use inject::Unnamed;
 pub use outstanding::{Action, Done, Expect, Outstanding, Retag, Seen};
 pub use registry::{Registry, Statement};
-pub use server::ServerStatements;
+pub use crate::server::statements::ServerStatements;
 pub use tracker::Tracker;
 
 use std::collections::HashMap;

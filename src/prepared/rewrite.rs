@@ -15,7 +15,7 @@ use super::inject::{self, Form, Unnamed};
 use super::{
     Action, ClientStatements, Expect, Followed, Outstanding, Registry, ServerStatements, Statement,
 };
-use crate::routing::statements::{self, Command};
+use crate::sql::statements::{self, Command};
 use crate::state::{effect, pins, Effect, ServerParams};
 use crate::wire::frontend as fe;
 use crate::wire::{put_cstr, put_message, take_cstr};

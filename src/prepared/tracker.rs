@@ -7,7 +7,7 @@ use bytes::BytesMut;
 
 use super::rewrite::{self, Ctx, Outcome};
 use super::{Action, ClientStatements, Followed, Outstanding, Registry, ServerStatements, Unnamed};
-use crate::routing::statements::{self, Command};
+use crate::sql::statements::{self, Command};
 use crate::server::ServerConn;
 use crate::state::{ClientParams, Effect, ServerParams, Txn};
 use crate::wire::backend as be;

@@ -1,9 +1,9 @@
-//! Is this SQL safe on a replica? One pass of the [lexer](super::lexer)
+//! Is this SQL safe on a replica? One pass of the [lexer](crate::sql::lexer)
 //! over the text, no parser: a statement is a read only when it starts
 //! with a reading verb and nothing in it may write. Anything else, and
 //! anything the lexer is unsure of, goes to the primary.
 
-use super::lexer::{Lexer, Token};
+use crate::sql::lexer::{Lexer, Token};
 
 /// What a text may do, from safest to least safe (so `max` combines them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -4,7 +4,7 @@
 //! itself. PostgreSQL would reject
 //! `primary` unquoted (a reserved word) and has no use for them.
 
-use super::lexer::{Lexer, Token};
+use crate::sql::lexer::{Lexer, Token};
 
 /// The routing settings a session may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,10 +6,8 @@
 
 pub mod classify;
 pub mod control;
-pub mod lexer;
 pub mod residency;
 pub mod select;
-pub mod statements;
 pub mod unit;
 
 pub use classify::{classify, Classified, Hint, Intent};

@@ -7,7 +7,7 @@
 //! is sent, since nothing can move a half-run unit to the primary.
 
 use super::classify::{classify, Classified, Intent};
-use super::statements::{self, Command};
+use crate::sql::statements::{self, Command};
 use crate::wire::codec::header_at;
 use crate::wire::frontend as fe;
 

@@ -6,6 +6,7 @@
 
 mod connect;
 pub mod control;
+pub mod statements;
 
 pub use connect::{connect, ServerError, ServerTarget};
 
@@ -33,7 +34,7 @@ pub struct ServerConn {
     pub created: Instant,
     pub last_used: Instant,
     /// Named statements pgwarden has prepared here for its clients.
-    pub prepared: crate::prepared::ServerStatements,
+    pub prepared: statements::ServerStatements,
     /// Session settings pgwarden has made here for its clients.
     pub settings: crate::state::ServerParams,
     /// The server sent FATAL or PANIC, or its socket failed: it is closing,

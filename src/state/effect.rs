@@ -8,7 +8,7 @@
 use super::parse::{classify_one, skip_comments, Arg};
 use super::txn::{Effect, Event};
 use super::Change;
-use crate::routing::lexer::{Lexer, Token};
+use crate::sql::lexer::{Lexer, Token};
 
 /// The effect of `sql` (with or without its trailing NUL). Callers skip
 /// texts [`super::may_matter`] rules out.
