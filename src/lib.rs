@@ -5,9 +5,11 @@
 //! [`auth`] are pure protocol code used by both halves.
 
 pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod cancel;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -19,6 +21,7 @@ pub mod pool;
 pub mod prepared;
 pub mod routing;
 pub mod server;
+pub mod shared;
 pub mod sql;
 pub mod state;
 pub mod stats;

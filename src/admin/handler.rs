@@ -21,9 +21,9 @@ use pgwire::messages::PgWireBackendMessage;
 use super::command::{self, Command};
 use super::table::Table;
 use super::{live, ops, show, to_pgwire, Access};
-use crate::app::Shared;
 use crate::error::ProxyError;
 use crate::logline::Clean;
+use crate::shared::Shared;
 
 /// One console session's command runner.
 pub struct Console {

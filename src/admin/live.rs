@@ -8,14 +8,13 @@
 //! it into the file (comments and layout kept) or `RELOAD` drops it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::app::Shared;
 use crate::config::{self, Loaded, ProxySettings};
 use crate::error::ProxyError;
+use crate::shared::Shared;
 
 /// Database keys that apply live (the rest shape nodes, monitors and
 /// server logins, made at start).
@@ -36,31 +35,6 @@ pub fn changeable(key: &str) -> bool {
         [t, _, k] if t == "databases" => DATABASE_LIVE.contains(&k.as_str()),
         [t, _, _] => t == "users",
         _ => false,
-    }
-}
-
-/// `SET`s not yet saved to the file, as (TOML path, value).
-#[derive(Debug, Default)]
-pub struct Unsaved(Mutex<Vec<(Vec<String>, toml::Value)>>);
-
-impl Unsaved {
-    fn push(&self, path: Vec<String>, value: toml::Value) {
-        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        v.retain(|(p, _)| *p != path);
-        v.push((path, value));
-    }
-
-    fn take(&self) -> Vec<(Vec<String>, toml::Value)> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn list(&self) -> Vec<(Vec<String>, toml::Value)> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The file was read again: what was set is gone.
-    pub fn clear(&self) {
-        self.take();
     }
 }
 

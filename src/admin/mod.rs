@@ -29,34 +29,10 @@ use pgwire::messages::PgWireFrontendMessage;
 use pgwire::tokio::server::{process_error, process_message, PgWireMessageServerCodec};
 use tokio_util::codec::{Framed, FramedParts};
 
-use crate::app::Shared;
-use crate::config::ProxySettings;
 use crate::net::Stream;
+use crate::shared::Shared;
 
-/// The database names that reach the console (unless configured as real ones).
-pub const DATABASES: [&str; 2] = ["pgwarden", "pgbouncer"];
-
-/// What a console user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// `admin_users`: everything.
-    Admin,
-    /// `stats_users`: `SHOW` only.
-    Stats,
-}
-
-impl Access {
-    /// The user's access, `None` when it has none.
-    pub fn of(settings: &ProxySettings, user: &str) -> Option<Access> {
-        if settings.admin_users.contains(user) {
-            Some(Access::Admin)
-        } else if settings.stats_users.contains(user) {
-            Some(Access::Stats)
-        } else {
-            None
-        }
-    }
-}
+pub use crate::config::access::{Access, CONSOLE_DATABASES as DATABASES};
 
 /// Serves a logged-in console user until it leaves. `rbuf` holds what it
 /// sent after its startup packet.

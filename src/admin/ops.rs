@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::app::Shared;
 use crate::error::ProxyError;
+use crate::shared::Shared;
 
 /// How often `PAUSE` looks whether the last transactions have ended.
 const PAUSE_POLL: Duration = Duration::from_millis(10);
@@ -56,7 +56,7 @@ pub async fn kill(shared: &Shared, db: &str) -> Result<(), ProxyError> {
             continue;
         }
         control.request_stop();
-        crate::client::cancel::forward_cancel(&control).await;
+        crate::cancel::forward_cancel(&control).await;
     }
     for pool in shared.pools.all() {
         if pool.key.db == db {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use super::table::{Cell, Kind, Table};
-use crate::app::Shared;
+use crate::shared::Shared;
 use crate::topology::Writer;
 
 use Kind::{Int4, Numeric, Text};

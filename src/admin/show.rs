@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use super::table::{Cell, Kind, Table};
-use crate::app::Shared;
 use crate::config::ProxySettings;
 use crate::error::ProxyError;
+use crate::shared::Shared;
 
 use Kind::{Int4, Text};
 
@@ -302,7 +302,7 @@ fn lists(shared: &Shared) -> Table {
         ("users", loaded.config.users.len()),
         ("pools", pools.len()),
         ("free_clients", 0),
-        ("used_clients", shared.clients.load(Ordering::Relaxed)),
+        ("used_clients", shared.admission.clients()),
         ("login_clients", 0),
         ("free_servers", idle),
         ("used_servers", total - idle.min(total)),
@@ -327,7 +327,7 @@ fn mem(shared: &Shared) -> Table {
         ("free", Int4),
         ("memtotal", Int4),
     ]);
-    let clients = shared.clients.load(Ordering::Relaxed);
+    let clients = shared.admission.clients();
     let servers: usize = shared.pools.all().iter().map(|p| p.counts().1).sum();
     let rows = [
         (

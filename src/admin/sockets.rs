@@ -4,7 +4,7 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::table::{Cell, Kind, Table};
-use crate::app::Shared;
+use crate::shared::Shared;
 
 use Kind::{Int4, Text};
 

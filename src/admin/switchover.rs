@@ -14,8 +14,8 @@ use crate::auth::backend::AuthMethods;
 use crate::net::tls::TlsPolicy;
 use crate::server::control::{self, ControlLogin};
 
-use crate::app::Shared;
 use crate::error::ProxyError;
+use crate::shared::Shared;
 use crate::topology::lag::{insert_lsn_as_replayed, parse_lsn, PRIMARY_LSN_SQL};
 use crate::topology::{Role, Topology, Writer};
 

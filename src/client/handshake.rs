@@ -6,25 +6,25 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 
-use super::admission::{admit, ClientSlot, LoginTicket};
-use super::cancel::Registration;
-use super::members::{route_ctx, tenant_of, welcome_pool};
-use super::route::Members;
+use super::members::{node_pools, tenant_of, welcome_pool};
 use super::secure::Negotiation;
 use super::tenancy::Tenancy;
-use crate::admin::Access;
-use crate::app::Shared;
+use crate::admission::{ClientSlot, LoginTicket};
 use crate::auth::backend::{BackendAuthError, BackendSecret};
 use crate::auth::frontend::{authenticate, Authenticated, Claim};
 use crate::auth::hba::{Connection, HbaMethod};
 use crate::auth::query::lookup;
 use crate::auth::secret::Secret;
+use crate::cancel::Registration;
+use crate::config::access::{Access, CONSOLE_DATABASES};
 use crate::config::{AuthType, DatabaseSettings, Loaded, PoolMode};
 use crate::error::{HbaConnection, ProxyError};
 use crate::net::{MessageStream, NetError, Stream};
+use crate::pool::Clusters;
 use crate::pool::{Pool, PoolError, PoolKey};
 use crate::server::control::{self, ControlLogin};
 use crate::server::{ServerError, ServerTarget};
+use crate::shared::Shared;
 use crate::wire::backend as be;
 use crate::wire::startup::{decode_startup, StartupError, StartupPacket};
 
@@ -67,7 +67,7 @@ pub struct Login {
     /// replicas; of the tenant's cluster, for a database made of clusters).
     pub pool: Arc<Pool>,
     /// Pools on every node of each cluster, when the database is routed.
-    pub route: Option<Members>,
+    pub route: Option<Clusters>,
     /// The session's tenant, for routed databases.
     pub tenancy: Option<Box<Tenancy>>,
     pub mode: PoolMode,
@@ -78,7 +78,7 @@ pub struct Login {
 }
 
 /// What the first packets asked for.
-pub enum Outcome {
+pub enum Asked {
     Login(Login),
     /// A user of the admin console, logged in and greeted.
     Console {
@@ -99,7 +99,7 @@ pub async fn handshake(
     stream: &mut MessageStream<Stream>,
     shared: &Arc<Shared>,
     ticket: &LoginTicket,
-) -> Result<Outcome, ProxyError> {
+) -> Result<Asked, ProxyError> {
     let tls = shared.config.load().client_tls.clone();
     let mut negotiation = Negotiation::default();
     negotiation.direct(stream, tls.as_ref()).await?;
@@ -114,7 +114,7 @@ pub async fn handshake(
                 secret_key,
             } => {
                 shared.cancels.cancel(process_id, secret_key).await;
-                return Ok(Outcome::Cancelled);
+                return Ok(Asked::Cancelled);
             }
             StartupPacket::Startup { minor, params } => break (minor, params),
         }
@@ -160,8 +160,7 @@ pub async fn handshake(
     let database = database
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| user.clone());
-    if crate::admin::DATABASES.contains(&database.as_str()) && loaded.database(&database).is_none()
-    {
+    if CONSOLE_DATABASES.contains(&database.as_str()) && loaded.database(&database).is_none() {
         stream.write_all(&out).await.map_err(lost)?;
         let attempt = Attempt::new(&negotiation, &user, &database);
         return console_login(stream, shared, &loaded, attempt, &tracked).await;
@@ -190,7 +189,9 @@ pub async fn handshake(
     if shared.gates.is_disabled(&database) {
         return Err(ProxyError::DatabaseDisabled(database));
     }
-    let slot = admit(shared)?;
+    let slot = shared
+        .admission
+        .admit(shared.config.load().config.proxy.max_client_conn)?;
 
     // A database with its own `user` logs every client in as that user and
     // so shares one pool among them, as in PgBouncer.
@@ -222,16 +223,16 @@ pub async fn handshake(
         };
         (key, target)
     };
-    let route: Option<Members> = if db_settings.clusters.is_empty() {
+    let route: Option<Clusters> = if db_settings.clusters.is_empty() {
         let (key, target) = login_target(&database, &db_settings);
-        route_ctx(shared, &loaded, &key, &target).map(|r| Arc::from([r]))
+        node_pools(shared, &loaded, &key, &target).map(|r| Arc::from([r]))
     } else {
         let members: Option<Vec<_>> = db_settings
             .clusters
             .iter()
             .map(|c| {
                 let (key, target) = login_target(c, loaded.database(c)?);
-                route_ctx(shared, &loaded, &key, &target)
+                node_pools(shared, &loaded, &key, &target)
             })
             .collect();
         Some(Arc::from(members.ok_or(ProxyError::Internal)?))
@@ -302,7 +303,7 @@ pub async fn handshake(
         be::parameter_status(&mut out, name, value);
     }
     let registration = shared.cancels.register();
-    let _ = registration.control.info.set(super::cancel::ClientInfo {
+    let _ = registration.control.info.set(crate::cancel::ClientInfo {
         user: user.clone(),
         database: database.clone(),
         addr: stream.io.peer_addr().ok(),
@@ -319,7 +320,7 @@ pub async fn handshake(
     be::ready_for_query(&mut out, be::TX_IDLE);
     stream.write_all(&out).await.map_err(lost)?;
 
-    Ok(Outcome::Login(Login {
+    Ok(Asked::Login(Login {
         database,
         mode,
         route,
@@ -339,12 +340,14 @@ async fn console_login(
     loaded: &Loaded,
     attempt: Attempt<'_>,
     tracked: &[(String, String)],
-) -> Result<Outcome, ProxyError> {
+) -> Result<Asked, ProxyError> {
     let user = attempt.user.to_owned();
     check_password(stream, loaded, attempt, loaded.users.get(&user)).await?;
     let access = Access::of(&loaded.config.proxy, &user)
         .ok_or_else(|| ProxyError::AdminNotAllowed(user.clone()))?;
-    let slot = admit(shared)?;
+    let slot = shared
+        .admission
+        .admit(shared.config.load().config.proxy.max_client_conn)?;
     let mut out = BytesMut::new();
     let version = format!("15.0 (pgwarden {})", env!("CARGO_PKG_VERSION"));
     let app = tracked
@@ -366,7 +369,7 @@ async fn console_login(
     be::backend_key_data(&mut out, 0, 0);
     be::ready_for_query(&mut out, be::TX_IDLE);
     stream.write_all(&out).await.map_err(lost)?;
-    Ok(Outcome::Console { access, user, slot })
+    Ok(Asked::Console { access, user, slot })
 }
 
 /// Who is logging in where, over what.

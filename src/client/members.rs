@@ -2,20 +2,19 @@
 //! (or of each of its regional clusters), its tenant, and the node whose
 //! server parameters greet it.
 //!
-//! Owns: the shared [`RouteCtx`] per (database, server user). Must not:
+//! Owns: the shared [`NodePools`] per (database, server user). Must not:
 //! route a transaction (that is [`super::route`]).
 
 use std::sync::Arc;
 
-use super::route::{Members, RouteCtx};
 use super::tenancy::{Plan, Tenancy};
-use crate::app::Shared;
 use crate::config::residency::{Policy, TenantFrom};
 use crate::config::Loaded;
 use crate::error::ProxyError;
-use crate::pool::{Pool, PoolKey};
+use crate::pool::{Clusters, NodePools, Pool, PoolKey};
 use crate::routing::residency::{contains, ALL};
 use crate::server::ServerTarget;
+use crate::shared::Shared;
 use crate::topology::Writer;
 
 /// The session's tenant from its configured source; where the tenant's
@@ -24,7 +23,7 @@ use crate::topology::Writer;
 pub fn tenant_of(
     loaded: &Loaded,
     shared: &Shared,
-    members: &Members,
+    members: &Clusters,
     database: &str,
     user: &str,
     tracked: &[(String, String)],
@@ -59,7 +58,7 @@ pub fn tenant_of(
 /// Where the welcome's server parameters come from: the writer of the
 /// tenant's cluster, else a node the tenant may use (a cached welcome
 /// first: it needs no server). `None`: no node the tenant may use is up.
-pub fn welcome_pool(members: &Members, plan: Option<Plan>) -> Option<Arc<Pool>> {
+pub fn welcome_pool(members: &Clusters, plan: Option<Plan>) -> Option<Arc<Pool>> {
     let plan = plan.unwrap_or(Plan {
         member: 0,
         mask: ALL,
@@ -88,40 +87,12 @@ pub fn welcome_pool(members: &Members, plan: Option<Plan>) -> Option<Arc<Pool>> 
 
 /// The pools on every node for `key`, shared by its sessions; `None` for a
 /// database without a topology.
-pub fn route_ctx(
-    shared: &Arc<Shared>,
+pub fn node_pools(
+    shared: &Shared,
     loaded: &Loaded,
     key: &PoolKey,
     target: &ServerTarget,
-) -> Option<Arc<RouteCtx>> {
-    let topology = shared.topology(&key.db)?.clone();
-    let mut routes = shared.routes.lock().unwrap_or_else(|p| p.into_inner());
-    let id = (key.db.clone(), key.user.clone());
-    if let Some(r) = routes.get(&id) {
-        return Some(r.clone());
-    }
-    let settings = loaded.database(&key.db)?.routing.clone();
-    let pools = topology
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| {
-            let node_key = PoolKey {
-                node: i,
-                ..key.clone()
-            };
-            let node_target = ServerTarget {
-                addr: node.addr.clone(),
-                ..target.clone()
-            };
-            shared.pools.get_or_create(&node_key, loaded, node_target)
-        })
-        .collect();
-    let ctx = Arc::new(RouteCtx {
-        topology,
-        pools,
-        settings,
-    });
-    routes.insert(id, ctx.clone());
-    Some(ctx)
+) -> Option<Arc<NodePools>> {
+    let topology = shared.topology(&key.db)?;
+    shared.pools.node_pools(topology, loaded, key, target)
 }

@@ -4,8 +4,6 @@
 //! ([`cancel`]) and the forwarding loop ([`session`]). Must not: share a
 //! server with another client, or hold a pool lock.
 
-pub mod admission;
-pub mod cancel;
 pub mod handshake;
 pub mod members;
 pub mod prefs;
@@ -22,14 +20,34 @@ use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::app::Shared;
+use crate::admission::ClientSlot;
+use crate::config::access::Access;
 use crate::error::ProxyError;
 use crate::logline::{Clean, Throttle};
 use crate::net::{MessageStream, Stream};
-use handshake::{handshake, Outcome};
+use crate::shared::Shared;
+use handshake::{handshake, Asked};
 
-/// Logs one accepted connection in; returns its session to run, or `None`
-/// when the connection ended (refused, or a cancel request).
+/// A logged-in connection, for the caller to run: a client's session, or
+/// the admin console (which `client` does not know; `app` runs it).
+pub enum Outcome {
+    Session(Box<session::Session>),
+    Console(ConsoleLogin),
+}
+
+/// A console user, logged in and greeted.
+pub struct ConsoleLogin {
+    pub io: Stream,
+    /// What it sent after its startup packet.
+    pub rbuf: BytesMut,
+    pub access: Access,
+    pub user: String,
+    /// Its place under `max_client_conn`, held while it stays.
+    pub slot: ClientSlot,
+}
+
+/// Logs one accepted connection in; returns what to run, or `None` when
+/// the connection ended (refused, or a cancel request).
 ///
 /// The session is returned rather than run here so that the caller can run
 /// it as a task of its own: the handshake's futures are large, and an idle
@@ -37,8 +55,8 @@ use handshake::{handshake, Outcome};
 pub async fn login(
     socket: TcpStream,
     shared: Arc<Shared>,
-    ticket: &admission::LoginTicket,
-) -> Option<Box<session::Session>> {
+    ticket: &crate::admission::LoginTicket,
+) -> Option<Outcome> {
     let mut stream = MessageStream::new(Stream::Tcp(socket));
     let login_timeout = shared
         .config
@@ -54,17 +72,22 @@ pub async fn login(
         None => handshake(&mut stream, &shared, ticket).await,
     };
     match result {
-        Ok(Outcome::Login(login)) => {
+        Ok(Asked::Login(login)) => {
             let MessageStream { io, rbuf } = stream;
-            Some(session::Session::new(io, rbuf, login, shared))
+            Some(Outcome::Session(session::Session::new(
+                io, rbuf, login, shared,
+            )))
         }
-        Ok(Outcome::Cancelled) => None,
-        Ok(Outcome::Console { access, user, slot }) => {
-            let _slot = slot;
+        Ok(Asked::Cancelled) => None,
+        Ok(Asked::Console { access, user, slot }) => {
             let MessageStream { io, rbuf } = stream;
-            // Boxed: a rare path that should not enlarge every login.
-            Box::pin(crate::admin::serve(io, rbuf, shared, access, user)).await;
-            None
+            Some(Outcome::Console(ConsoleLogin {
+                io,
+                rbuf,
+                access,
+                user,
+                slot,
+            }))
         }
         Err(ProxyError::LoginAbandoned) => {
             // Not a refusal: psql's password prompt looks like this.

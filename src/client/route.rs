@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::cancel::SessionControl;
 use super::handshake::pool_error;
 use super::prefs::Prefs;
 use super::tenancy::{Plan, Tenancy};
 use crate::audit::Audit;
-use crate::config::{CommitLsn, Consistency, Loaded, RoutingSettings};
+use crate::cancel::SessionControl;
+use crate::config::{CommitLsn, Consistency, Loaded};
 use crate::error::ProxyError;
-use crate::pool::{Pool, PoolError, ServerGuard};
+use crate::pool::{Clusters, NodePools, Pool, PoolError, ServerGuard};
 use crate::prepared::Tracker;
 use crate::routing::control::{self, Control};
 use crate::routing::residency::ALL;
@@ -29,7 +29,7 @@ use crate::routing::unit::{first_unit, message_at, Scan};
 use crate::routing::{classify, Classified, Hint, Intent};
 use crate::server::ServerError;
 use crate::topology::lag::{insert_lsn_as_replayed, parse_lsn, PRIMARY_LSN_SQL};
-use crate::topology::{NodeId, Topology, Writer};
+use crate::topology::{NodeId, Writer};
 use crate::wire::backend as be;
 use crate::wire::frontend as fe;
 
@@ -37,18 +37,6 @@ use crate::wire::frontend as fe;
 const MAX_UNIT_WAIT: usize = 1 << 20;
 /// Pause between read-your-writes checks of a replica.
 const CATCH_UP_POLL: Duration = Duration::from_millis(1);
-
-/// One (database, user)'s pools on every node of the database.
-pub struct RouteCtx {
-    pub topology: Arc<Topology>,
-    /// Indexed by node.
-    pub pools: Vec<Arc<Pool>>,
-    pub settings: RoutingSettings,
-}
-
-/// The clusters a session's database is served by: one for a plain
-/// database, one per region set for a database made of `clusters`.
-pub type Members = Arc<[Arc<RouteCtx>]>;
 
 /// Why no server was borrowed.
 enum Miss {
@@ -66,8 +54,8 @@ impl From<ProxyError> for Miss {
 /// A session's routing state; boxed, only routed sessions have one.
 pub struct RouteState {
     /// The cluster the current (or last) transaction used.
-    pub ctx: Arc<RouteCtx>,
-    members: Members,
+    pub ctx: Arc<NodePools>,
+    members: Clusters,
     /// The session's tenant and the nodes it may use.
     tenancy: Box<Tenancy>,
     /// Where the current transaction may go.
@@ -104,7 +92,7 @@ pub enum Attached {
 }
 
 impl RouteState {
-    pub fn new(members: Members, tenancy: Box<Tenancy>, pooled: bool) -> Option<Box<Self>> {
+    pub fn new(members: Clusters, tenancy: Box<Tenancy>, pooled: bool) -> Option<Box<Self>> {
         let ctx = members.first()?.clone();
         let prefs = Prefs::new(&ctx.settings);
         Some(Box::new(Self {

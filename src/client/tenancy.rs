@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use super::route::RouteCtx;
 use crate::audit::{self, Audit, TenantCounters};
 use crate::config::residency::{Policy, TenantFrom};
 use crate::config::Loaded;
 use crate::error::ProxyError;
+use crate::pool::NodePools;
 use crate::routing::residency::{self, allowed_regions, choose_cluster, ClusterRegions, Refusal};
 use crate::routing::select;
 use crate::topology::{NodeId, Topology};
@@ -107,7 +107,7 @@ impl Tenancy {
     pub fn plan(
         &mut self,
         loaded: &Loaded,
-        members: &[Arc<RouteCtx>],
+        members: &[Arc<NodePools>],
         audit: &Audit,
     ) -> Result<Plan, ProxyError> {
         if self
@@ -213,7 +213,7 @@ impl Tenancy {
     fn decide(
         &self,
         loaded: &Loaded,
-        members: &[Arc<RouteCtx>],
+        members: &[Arc<NodePools>],
         audit: &Audit,
     ) -> Result<Decision, ProxyError> {
         let settings = loaded

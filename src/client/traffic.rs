@@ -6,9 +6,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::stats::queries::QueryStats;
 use crate::pool::latency::Latency;
 use crate::pool::PoolStats;
+use crate::stats::queries::QueryStats;
 
 #[derive(Debug, Default)]
 pub struct Traffic {

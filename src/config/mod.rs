@@ -4,8 +4,10 @@
 //! [`Loaded`] config. Must not: start anything; a config that fails here is
 //! never used, and on reload the old one stays in force.
 
+pub mod access;
 pub mod duration;
 mod explain;
+pub mod overrides;
 pub mod residency;
 pub mod schema;
 mod validate_residency;
@@ -15,6 +17,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use overrides::Overrides;
 pub use schema::{
     AuthType, CommitLsn, Config, Consistency, DatabaseSettings, NameList, NodeSpec, Password,
     PoolMode, PrimaryReads, ProxySettings, ReplicaFallback, ReplicaSelection, RoutingSettings,

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::app::Shared;
+use crate::shared::Shared;
 use crate::topology::Writer;
 
 /// A request head larger than this is refused.

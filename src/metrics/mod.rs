@@ -15,7 +15,7 @@ pub mod text;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use crate::app::Shared;
+use crate::shared::Shared;
 use crate::topology::Writer;
 use text::{Exposition, Kind};
 
@@ -33,7 +33,7 @@ pub fn render(shared: &Shared) -> String {
         "pgwarden_clients",
         Kind::Gauge,
         "Client connections open, logged in or not.",
-        shared.clients.load(Ordering::Relaxed) as f64,
+        shared.admission.clients() as f64,
     );
     pools(&mut e, shared);
     traffic(&mut e, shared);

@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use crate::admin::show;
 use crate::admin::table::{Cell, Table};
-use crate::app::Shared;
+use crate::shared::Shared;
 
 /// Seconds between the page's reloads.
 pub const REFRESH_SECS: u32 = 5;
@@ -35,7 +35,7 @@ pub fn render(shared: &Shared) -> String {
     );
     let pools = table(shared, "pools");
     let waiting: i64 = column_sum(&pools, "cl_waiting");
-    let clients = shared.clients.load(std::sync::atomic::Ordering::Relaxed);
+    let clients = shared.admission.clients();
     let class = if waiting > 0 {
         " class=\"waiting\""
     } else {

@@ -14,10 +14,12 @@ pub mod gates;
 mod guard;
 pub mod latency;
 mod limit;
+mod nodes;
 mod registry;
 
 pub use guard::{Handoff, ServerGuard, SlotGuard};
 pub use limit::Limit;
+pub use nodes::{Clusters, NodePools};
 pub use registry::{PoolKey, Pools};
 
 use std::collections::VecDeque;

@@ -75,6 +75,8 @@ pub struct Pools {
     map: RwLock<HashMap<PoolKey, Arc<Pool>>>,
     db_limits: Mutex<HashMap<String, Arc<Limit>>>,
     user_limits: Mutex<HashMap<String, Arc<Limit>>>,
+    /// Per (database, user): its pools on every node, for routed sessions.
+    pub(super) node_pools: Mutex<HashMap<(String, String), Arc<super::NodePools>>>,
 }
 
 impl Pools {

@@ -25,11 +25,11 @@ mod registry;
 pub mod rewrite;
 mod tracker;
 
+pub use crate::server::statements::ServerStatements;
 pub use followed::Followed;
 pub use inject::Unnamed;
 pub use outstanding::{Action, Done, Expect, Outstanding, Retag, Seen};
 pub use registry::{Registry, Statement};
-pub use crate::server::statements::ServerStatements;
 pub use tracker::Tracker;
 
 use std::collections::HashMap;

@@ -7,8 +7,8 @@ use bytes::BytesMut;
 
 use super::rewrite::{self, Ctx, Outcome};
 use super::{Action, ClientStatements, Followed, Outstanding, Registry, ServerStatements, Unnamed};
-use crate::sql::statements::{self, Command};
 use crate::server::ServerConn;
+use crate::sql::statements::{self, Command};
 use crate::state::{ClientParams, Effect, ServerParams, Txn};
 use crate::wire::backend as be;
 use crate::wire::frontend as fe;
