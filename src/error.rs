@@ -9,6 +9,9 @@
 
 use bytes::BytesMut;
 
+use crate::auth::backend::BackendAuthError;
+use crate::pool::PoolError;
+use crate::server::ServerError;
 use crate::wire::backend::{self, Severity};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -78,6 +81,13 @@ pub enum ProxyError {
     ServerUnavailable,
     #[error("the server asks user \"{0}\" for a password that pgwarden does not know (add it to auth_file or [users], or use auth_query)")]
     NoServerPassword(String),
+    /// The server did not authenticate as `server_require_auth` wants.
+    #[error("{0}")]
+    ServerAuthNotAllowed(String),
+    /// A `SET pgwarden.route|consistency|max_staleness_ms` to a value it
+    /// cannot take.
+    #[error("invalid value for a pgwarden routing setting: {0}")]
+    BadRoutingValue(String),
     #[error("pgwarden is shutting down")]
     Shutdown,
     #[error("transaction blocks are not allowed in statement pooling mode")]
@@ -86,8 +96,9 @@ pub enum ProxyError {
         "no primary is reachable for database \"{db}\" (waited failover_wait_ms = {waited_ms})"
     )]
     NoPrimary { db: String, waited_ms: u64 },
-    #[error("writes refused: nodes {a} and {b} both claim to be the primary of database \"{db}\"; stop or demote one (split brain)")]
-    SplitBrain { db: String, a: String, b: String },
+    /// Which two nodes go to the log and `SHOW NODES`, not to the client.
+    #[error("writes refused: two nodes both claim to be the primary of database \"{db}\"; stop or demote one (split brain, see SHOW NODES)")]
+    SplitBrain { db: String },
     #[error(
         "no replica of database \"{0}\" is within the lag limits and replica_fallback = \"error\""
     )]
@@ -173,11 +184,12 @@ impl ProxyError {
             TooManyClients | TooManyLogins => "53300",
             MessageTooLarge(_) => "54000",
             BadPassword(_) => "28P01",
-            UnknownRole(_) | NoUser | NoServerPassword(_) => "28000",
+            UnknownRole(_) | NoUser | NoServerPassword(_) | ServerAuthNotAllowed(_) => "28000",
             UnknownDatabase(_) => "3D000",
             Protocol(_) | UnsupportedParameter(_) | LoginTimeout | TlsHandshake(_) => "08P01",
             TlsRequired | CertRequired | CertRefused(_) | HbaNoEntry(_) | HbaReject(_) => "28000",
-            StartupOption(_) => crate::state::options::OptionsError::SQLSTATE,
+            // ERRCODE_SYNTAX_ERROR, as PostgreSQL answers a bad `options`.
+            StartupOption(_) => "42601",
             Unsupported(_) | TransactionInStatementMode => "0A000",
             QueryWaitTimeout | QueryTimeout | Cancelled => "57014",
             IdleTransactionTimeout => "25P03",
@@ -196,7 +208,7 @@ impl ProxyError {
             AdminReadOnly(_) => "42501",
             AdminSyntax(_) => "08P01",
             AdminUnknownSetting(_) => "42704",
-            AdminBadValue { .. } => "22023",
+            AdminBadValue { .. } | BadRoutingValue(_) => "22023",
             AdminRestartOnly(_) => "55P02",
             UnknownNode(_) => "42704",
             NodeIsWriter { .. } | SwitchoverFailed(_) => "55000",
@@ -222,6 +234,7 @@ impl ProxyError {
             | ProxyError::AdminSyntax(_)
             | ProxyError::AdminUnknownSetting(_)
             | ProxyError::AdminBadValue { .. }
+            | ProxyError::BadRoutingValue(_)
             | ProxyError::AdminRestartOnly(_)
             | ProxyError::UnknownNode(_)
             | ProxyError::NodeIsWriter { .. }
@@ -257,6 +270,8 @@ impl ProxyError {
             ServerLost => "server_lost",
             ServerUnavailable => "server_unavailable",
             NoServerPassword(_) => "no_server_password",
+            ServerAuthNotAllowed(_) => "server_auth_not_allowed",
+            BadRoutingValue(_) => "bad_routing_value",
             Shutdown => "shutdown",
             TransactionInStatementMode => "statement_mode",
             NoPrimary { .. } => "no_primary",
@@ -295,6 +310,48 @@ impl ProxyError {
     }
 }
 
+impl ProxyError {
+    /// Why no server could be had for `user`: the server's own refusal
+    /// passed on (its code and message), else pgwarden's words; the
+    /// address and OS error stay in the log.
+    pub fn from_pool(e: PoolError, user: &str) -> Self {
+        match e {
+            PoolError::WaitTimeout => ProxyError::QueryWaitTimeout,
+            PoolError::Connect(err) => match (err.server_error(), &*err) {
+                (Some(fields), _) => ProxyError::Server {
+                    code: fields.code.clone(),
+                    message: fields.message.clone(),
+                },
+                (
+                    None,
+                    ServerError::Auth(
+                        BackendAuthError::NoPassword | BackendAuthError::CannotAnswer(_),
+                    ),
+                ) => ProxyError::NoServerPassword(user.to_owned()),
+                (None, ServerError::Auth(e @ BackendAuthError::NotAllowed(_))) => {
+                    ProxyError::ServerAuthNotAllowed(e.to_string())
+                }
+                (None, _) => ProxyError::ServerUnavailable,
+            },
+        }
+    }
+}
+
+/// The node could not be reached, or says it is starting, stopping or in
+/// a state that serves no one (classes 57P and 08), as opposed to refusing
+/// this login: the node leaves rotation and another may serve.
+pub fn node_unavailable(e: &PoolError) -> bool {
+    match e {
+        PoolError::WaitTimeout => false,
+        PoolError::Connect(err) => match &**err {
+            ServerError::Connect { .. } | ServerError::Timeout | ServerError::Net(_) => true,
+            other => other
+                .server_error()
+                .is_some_and(|f| f.code.starts_with("57P") || f.code.starts_with("08")),
+        },
+    }
+}
+
 impl From<crate::auth::frontend::AuthError> for ProxyError {
     fn from(e: crate::auth::frontend::AuthError) -> Self {
         use crate::auth::frontend::AuthError;
@@ -321,5 +378,57 @@ mod tests {
         assert_eq!(ProxyError::ServerLost.sqlstate(), "08006");
         assert_eq!(ProxyError::Shutdown.sqlstate(), "57P01");
         assert_eq!(ProxyError::TenantNotSet.sqlstate(), "RZ003");
+    }
+
+    fn connect_failed(e: ServerError) -> PoolError {
+        PoolError::Connect(std::sync::Arc::new(e))
+    }
+
+    #[test]
+    fn pool_failures_map_to_codes_without_internal_detail() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "os error 111");
+        let down = ProxyError::from_pool(
+            connect_failed(ServerError::Connect {
+                addr: "10.1.2.3:5432".into(),
+                source: refused,
+            }),
+            "app",
+        );
+        assert_eq!(down.sqlstate(), "08001");
+        let text = down.to_string();
+        assert!(
+            !text.contains("10.1.2.3") && !text.contains("os error"),
+            "{text}"
+        );
+        let waited = ProxyError::from_pool(PoolError::WaitTimeout, "app");
+        assert_eq!(waited.sqlstate(), "57014");
+        let server = crate::wire::backend::ErrorFields {
+            code: "3D000".into(),
+            message: "database \"gone\" does not exist".into(),
+            ..Default::default()
+        };
+        let passed_on = ProxyError::from_pool(connect_failed(ServerError::Refused(server)), "app");
+        assert_eq!(passed_on.sqlstate(), "3D000");
+        let no_password = ProxyError::from_pool(
+            connect_failed(ServerError::Auth(BackendAuthError::NoPassword)),
+            "app",
+        );
+        assert_eq!(no_password.sqlstate(), "28000");
+    }
+
+    #[test]
+    fn only_an_unreachable_or_stopping_node_leaves_rotation() {
+        assert!(node_unavailable(&connect_failed(ServerError::Timeout)));
+        assert!(!node_unavailable(&PoolError::WaitTimeout));
+        let with_code = |code: &str| {
+            connect_failed(ServerError::Refused(crate::wire::backend::ErrorFields {
+                code: code.into(),
+                ..Default::default()
+            }))
+        };
+        assert!(node_unavailable(&with_code("57P03")));
+        assert!(node_unavailable(&with_code("08006")));
+        assert!(!node_unavailable(&with_code("28P01")));
+        assert!(!node_unavailable(&with_code("3D000")));
     }
 }

@@ -253,6 +253,10 @@ async fn two_primaries_refuse_writes() {
         .map(|d| d.message().to_owned())
         .unwrap_or_default();
     assert!(msg.contains("both claim"), "{msg}");
+    assert!(
+        !msg.contains("127.0.0.1"),
+        "node addresses are for the log: {msg}"
+    );
     // Reads have no replica left and no primary to fall back to: refused
     // alike. The session goes on, and once one node steps down (here: it
     // stops), writes go to the one left.

@@ -78,9 +78,37 @@ pub async fn switchover(shared: &Shared, db: &str, node: &str) -> Result<(), Pro
     topo.hold_writes(false);
     match &result {
         Ok(()) => tracing::info!(db, to = node, "switchover done"),
-        Err(e) => tracing::warn!(db, to = node, error = %e, "switchover failed"),
+        Err(e) => {
+            tracing::warn!(db, to = node, step = %e.step, detail = %e.detail, "switchover failed")
+        }
     }
-    result.map_err(fail)
+    result.map_err(|e| fail(e.step))
+}
+
+/// A step that failed: what the console user is told, and the detail
+/// (addresses, the server's or the OS's words) that only the log gets.
+struct Failed {
+    step: String,
+    detail: String,
+}
+
+impl Failed {
+    fn new(step: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Self {
+            step: step.into(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl From<String> for Failed {
+    /// A step whose text carries nothing internal (a timeout).
+    fn from(step: String) -> Self {
+        Self {
+            detail: String::new(),
+            step,
+        }
+    }
 }
 
 struct Login<'a> {
@@ -99,7 +127,7 @@ async fn steps(
     target: usize,
     login: &Login<'_>,
     promote: bool,
-) -> Result<(), String> {
+) -> Result<(), Failed> {
     // Open transactions on the old primary finish.
     let old_pools: Vec<_> = shared
         .pools
@@ -144,7 +172,7 @@ async fn steps(
         replica
             .simple_query("SELECT pg_promote(true, 30)")
             .await
-            .map_err(|e| format!("pg_promote failed: {e}"))?;
+            .map_err(|e| Failed::new("pg_promote failed on the target (see pgwarden's log)", e))?;
     } else {
         tracing::info!(node = %topo.nodes[target].addr, "switchover waits for the node to be promoted");
     }
@@ -159,7 +187,7 @@ async fn steps(
     .await
 }
 
-async fn wait_for<F, Fut>(limit: Duration, what: &str, mut ready: F) -> Result<(), String>
+async fn wait_for<F, Fut>(limit: Duration, what: &str, mut ready: F) -> Result<(), Failed>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -167,14 +195,14 @@ where
     let deadline = Instant::now() + limit;
     while !ready().await {
         if Instant::now() >= deadline {
-            return Err(format!("timed out waiting for {what}"));
+            return Err(format!("timed out waiting for {what}").into());
         }
         tokio::time::sleep(POLL).await;
     }
     Ok(())
 }
 
-async fn connect(addr: &str, login: &Login<'_>) -> Result<Client, String> {
+async fn connect(addr: &str, login: &Login<'_>) -> Result<Client, Failed> {
     control::connect(&ControlLogin {
         addr,
         user: login.user,
@@ -186,17 +214,24 @@ async fn connect(addr: &str, login: &Login<'_>) -> Result<Client, String> {
         tls: &login.tls.target(addr),
     })
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| {
+        Failed::new(
+            "could not connect to a node of the switchover (see pgwarden's log)",
+            format_args!("{addr}: {e}"),
+        )
+    })
 }
 
 /// A WAL position as a number, from a query answering one `pg_lsn` text.
-async fn value(client: &Client, sql: &str) -> Result<u64, String> {
-    let row = client
-        .query_one(sql, &[])
-        .await
-        .map_err(|e| e.to_string())?;
+async fn value(client: &Client, sql: &str) -> Result<u64, Failed> {
+    let row = client.query_one(sql, &[]).await.map_err(|e| {
+        Failed::new(
+            "a node did not tell its WAL position (see pgwarden's log)",
+            e,
+        )
+    })?;
     let text: Option<String> = row.get(0);
     text.as_deref()
         .and_then(parse_lsn)
-        .ok_or_else(|| format!("no WAL position from {sql}"))
+        .ok_or_else(|| Failed::from(format!("no WAL position from {sql}")))
 }

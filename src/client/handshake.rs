@@ -10,7 +10,7 @@ use super::members::{node_pools, tenant_of, welcome_pool};
 use super::secure::Negotiation;
 use super::tenancy::Tenancy;
 use crate::admission::{ClientSlot, LoginTicket};
-use crate::auth::backend::{BackendAuthError, BackendSecret};
+use crate::auth::backend::BackendSecret;
 use crate::auth::frontend::{authenticate, Authenticated, Claim};
 use crate::auth::hba::{Connection, HbaMethod};
 use crate::auth::query::lookup;
@@ -21,9 +21,9 @@ use crate::config::{AuthType, DatabaseSettings, Loaded, PoolMode};
 use crate::error::{HbaConnection, ProxyError};
 use crate::net::{MessageStream, NetError, Stream};
 use crate::pool::Clusters;
-use crate::pool::{Pool, PoolError, PoolKey};
+use crate::pool::{Pool, PoolKey};
 use crate::server::control::{self, ControlLogin};
-use crate::server::{ServerError, ServerTarget};
+use crate::server::ServerTarget;
 use crate::shared::Shared;
 use crate::wire::backend as be;
 use crate::wire::startup::{decode_startup, StartupError, StartupPacket};
@@ -287,7 +287,7 @@ pub async fn handshake(
             let guard = welcome_pool
                 .checkout()
                 .await
-                .map_err(|e| pool_error(e, &welcome_pool.key.user))?;
+                .map_err(|e| ProxyError::from_pool(e, &welcome_pool.key.user))?;
             drop(guard);
             welcome_pool.welcome().unwrap_or_default()
         }
@@ -515,31 +515,6 @@ async fn read_startup(stream: &mut MessageStream<Stream>) -> Result<StartupPacke
             Err(e) => return Err(ProxyError::Protocol(e.to_string())),
         }
         stream.fill().await.map_err(lost)?;
-    }
-}
-
-/// Maps a pool failure during login or a transaction to the client's error.
-/// A server's own refusal (e.g. its `pg_hba.conf` or a missing database)
-/// is passed on with the server's SQLSTATE.
-pub fn pool_error(e: PoolError, user: &str) -> ProxyError {
-    match e {
-        PoolError::WaitTimeout => ProxyError::QueryWaitTimeout,
-        PoolError::Connect(err) => match (err.server_error(), &*err) {
-            (Some(fields), _) => ProxyError::Server {
-                code: fields.code.clone(),
-                message: fields.message.clone(),
-            },
-            (
-                None,
-                ServerError::Auth(BackendAuthError::NoPassword | BackendAuthError::CannotAnswer(_)),
-            ) => ProxyError::NoServerPassword(user.to_owned()),
-            // The server did not authenticate as `server_require_auth` wants.
-            (None, ServerError::Auth(e @ BackendAuthError::NotAllowed(_))) => ProxyError::Server {
-                code: "28000".into(),
-                message: e.to_string(),
-            },
-            (None, _) => ProxyError::ServerUnavailable,
-        },
     }
 }
 

@@ -6,13 +6,12 @@
 //! Owns: those preferences, refreshed only when the session's parameters
 //! changed. The `SET`s are answered by pgwarden ([`crate::routing::control`]).
 
-use bytes::BytesMut;
+use crate::error::ProxyError;
 
 use crate::config::{Consistency, RoutingSettings};
 use crate::prepared::Tracker;
 use crate::routing::control::{Command, Control};
 use crate::routing::Hint;
-use crate::wire::backend as be;
 
 /// What the session asked for.
 #[derive(Debug, Clone, Copy)]
@@ -44,9 +43,11 @@ impl Prefs {
         }
     }
 
-    /// Applies a `SET`/`RESET` of a routing preference, writing its answer
-    /// (CommandComplete, or 22023 for a bad value) to `out`.
-    pub fn set(&mut self, command: &Command, out: &mut BytesMut) {
+    /// Applies a `SET`/`RESET` of a routing preference.
+    ///
+    /// # Errors
+    /// `BadRoutingValue` (22023) for a value the preference cannot take.
+    pub fn set(&mut self, command: &Command) -> Result<(), ProxyError> {
         let value = command.value.as_deref();
         let ok = match command.control {
             Control::Tenant => false,
@@ -88,22 +89,14 @@ impl Prefs {
                 Some(Err(_)) => false,
             },
         };
-        if ok {
-            be::command_complete(out, if value.is_some() { "SET" } else { "RESET" });
-        } else {
-            be::error_response(
-                out,
-                be::Severity::Error,
-                "22023",
-                &format!(
-                    "invalid value for a pgwarden routing setting: {}",
-                    value.unwrap_or_default()
-                ),
-                None,
-            );
+        if !ok {
+            return Err(ProxyError::BadRoutingValue(
+                value.unwrap_or_default().to_owned(),
+            ));
         }
         // Applied on top of the parameters at the next refresh.
         self.version = None;
+        Ok(())
     }
 
     /// Makes the preferences again if the session's parameters changed.

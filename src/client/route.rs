@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::handshake::pool_error;
 use super::prefs::Prefs;
 use super::tenancy::{Plan, Tenancy};
 use crate::audit::Audit;
@@ -27,7 +26,6 @@ use crate::routing::residency::ALL;
 use crate::routing::select::{choose_read, choose_write, ReadChoice, ReadNeeds, WriteChoice};
 use crate::routing::unit::{first_unit, message_at, Scan};
 use crate::routing::{classify, Classified, Hint, Intent};
-use crate::server::ServerError;
 use crate::topology::lag::{insert_lsn_as_replayed, parse_lsn, PRIMARY_LSN_SQL};
 use crate::topology::{NodeId, Writer};
 use crate::wire::backend as be;
@@ -125,8 +123,8 @@ impl RouteState {
         audit: &Audit,
         cancel: &SessionControl,
     ) -> Attached {
-        if let Some((answer, len)) = self.control(buf, loaded) {
-            return Attached::Answered(answer, len);
+        if let Some(answered) = self.control(buf, loaded) {
+            return answered;
         }
         match self.tenancy.plan(loaded, &self.members, audit) {
             Ok(plan) => {
@@ -297,31 +295,31 @@ impl RouteState {
         }
     }
 
-    /// Answers a lone `SET`/`RESET pgwarden.*` Query at the start of `buf`.
-    fn control(&mut self, buf: &[u8], loaded: &Loaded) -> Option<(BytesMut, usize)> {
+    /// Answers a lone `SET`/`RESET pgwarden.*` Query at the start of `buf`
+    /// (an invalid value is refused, and the session goes on).
+    fn control(&mut self, buf: &[u8], loaded: &Loaded) -> Option<Attached> {
         let (tag, body, len) = message_at(buf, 0)?;
         if tag != fe::QUERY {
             return None;
         }
         let sql = &body[..body.len().saturating_sub(1)];
         let command = control::parse(sql)?;
-        let mut out = BytesMut::new();
-        match command.control {
-            Control::Tenant => match self.tenancy.set(loaded, command.value.clone()) {
-                Ok(()) => be::command_complete(
-                    &mut out,
-                    if command.value.is_some() {
-                        "SET"
-                    } else {
-                        "RESET"
-                    },
-                ),
-                Err(e) => e.encode(&mut out),
-            },
-            _ => self.prefs.set(&command, &mut out),
+        let applied = match command.control {
+            Control::Tenant => self.tenancy.set(loaded, command.value.clone()),
+            _ => self.prefs.set(&command),
+        };
+        if let Err(e) = applied {
+            return Some(Attached::Refused(e, Some(len)));
         }
+        let mut out = BytesMut::new();
+        let tag = if command.value.is_some() {
+            "SET"
+        } else {
+            "RESET"
+        };
+        be::command_complete(&mut out, tag);
         be::ready_for_query(&mut out, be::TX_IDLE);
-        Some((out, len))
+        Some(Attached::Answered(out, len))
     }
 
     /// A server for a read: a qualifying replica, else as configured.
@@ -365,11 +363,11 @@ impl RouteState {
             };
             let mut guard = match checkout(&ctx.pools[id], cancel).await? {
                 Ok(g) => g,
-                Err(e) if unreachable(&e) => {
+                Err(e) if crate::error::node_unavailable(&e) => {
                     topo.report_failure(id);
                     continue;
                 }
-                Err(e) => return Err(pool_error(e, &ctx.pools[id].key.user).into()),
+                Err(e) => return Err(ProxyError::from_pool(e, &ctx.pools[id].key.user).into()),
             };
             if matches!(choice, ReadChoice::CatchUp(_)) && !self.catch_up(id, &mut guard).await {
                 topo.nodes[id]
@@ -461,18 +459,21 @@ impl RouteState {
             };
             match choice {
                 WriteChoice::SplitBrain(a, b) => {
+                    static SPLIT: crate::logline::Throttle = crate::logline::Throttle::new(5);
+                    if let Some(suppressed) = SPLIT.admit() {
+                        tracing::error!(db = %topo.db, a = %topo.nodes[a].addr, b = %topo.nodes[b].addr,
+                            suppressed, "writes refused: both nodes claim to be the primary");
+                    }
                     return Err(ProxyError::SplitBrain {
                         db: topo.db.clone(),
-                        a: topo.nodes[a].addr.clone(),
-                        b: topo.nodes[b].addr.clone(),
                     }
-                    .into())
+                    .into());
                 }
                 WriteChoice::OutOfBounds => return Err(Miss::Region),
                 WriteChoice::Node(w) => match checkout(&ctx.pools[w], cancel).await? {
                     Ok(g) => return Ok((g, w)),
-                    Err(e) if unreachable(&e) => topo.report_failure(w),
-                    Err(e) => return Err(pool_error(e, &ctx.pools[w].key.user).into()),
+                    Err(e) if crate::error::node_unavailable(&e) => topo.report_failure(w),
+                    Err(e) => return Err(ProxyError::from_pool(e, &ctx.pools[w].key.user).into()),
                 },
                 WriteChoice::Wait => {}
             }
@@ -541,19 +542,5 @@ async fn checkout(
     match cancel.unless_cancelled(Box::pin(pool.checkout())).await {
         Some(r) => Ok(r),
         None => Err(ProxyError::Cancelled.into()),
-    }
-}
-
-/// The node could not be reached (as opposed to refusing this login).
-fn unreachable(e: &PoolError) -> bool {
-    match e {
-        PoolError::WaitTimeout => false,
-        PoolError::Connect(err) => match &**err {
-            ServerError::Connect { .. } | ServerError::Timeout | ServerError::Net(_) => true,
-            // Starting up, shutting down, or in recovery-only states.
-            other => other
-                .server_error()
-                .is_some_and(|f| f.code.starts_with("57P") || f.code.starts_with("08")),
-        },
     }
 }

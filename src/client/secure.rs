@@ -106,7 +106,11 @@ impl Negotiation {
     ) -> Result<(), ProxyError> {
         let result = stream.io.accept_tls(tls).await;
         CLIENT_HANDSHAKES.count(&result);
-        result.map_err(|e| ProxyError::TlsHandshake(e.to_string()))?;
+        result.map_err(|e| {
+            // rustls' words, or the OS's when the socket failed: the log's.
+            tracing::debug!(error = %e, "client TLS handshake failed");
+            ProxyError::TlsHandshake("see pgwarden's log".into())
+        })?;
         self.end_point = tls.end_point.clone();
         Ok(())
     }

@@ -20,7 +20,7 @@ use bytes::{Buf, BytesMut};
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 
-use super::handshake::{pool_error, Login};
+use super::handshake::Login;
 use super::route::{starts_with_control, Attached, RouteState};
 use super::tenancy::Tenancy;
 use super::traffic::{QueryText, Traffic};
@@ -741,7 +741,7 @@ impl Session {
             // Boxed: waiting in line or opening a server is the rare path,
             // and its futures would otherwise enlarge every session's task.
             None => match control.unless_cancelled(Box::pin(pool.checkout())).await {
-                Some(r) => r.map_err(|e| End::Error(pool_error(e, &pool.key.user)))?,
+                Some(r) => r.map_err(|e| End::Error(ProxyError::from_pool(e, &pool.key.user)))?,
                 None => return self.answer_cancelled().await,
             },
         };

@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use super::handshake::pool_error;
 use crate::error::ProxyError;
 use crate::pool::Pool;
 use crate::server::ServerError;
@@ -49,7 +48,7 @@ pub async fn check_settings(
         Some(g) => g,
         None => Box::pin(pool.checkout())
             .await
-            .map_err(|e| pool_error(e, &pool.key.user))?,
+            .map_err(|e| ProxyError::from_pool(e, &pool.key.user))?,
     };
     let sql = set_local_sql(unknown.iter().copied());
     match guard.conn().run(&sql).await {

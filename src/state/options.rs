@@ -19,11 +19,6 @@ pub enum OptionsError {
     Invalid(String),
 }
 
-impl OptionsError {
-    /// `ERRCODE_SYNTAX_ERROR`, as PostgreSQL answers these at login.
-    pub const SQLSTATE: &'static str = "42601";
-}
-
 /// Splits `opts` into words (PostgreSQL's `pg_split_opts`).
 fn words(opts: &str) -> Vec<String> {
     let mut out = Vec::new();
