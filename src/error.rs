@@ -335,6 +335,12 @@ impl ProxyError {
             },
         }
     }
+
+    /// The client's socket failed during login: it left (psql does when
+    /// it must ask for a password), and nobody is there to be told.
+    pub fn login_lost(_: crate::net::NetError) -> Self {
+        ProxyError::LoginAbandoned
+    }
 }
 
 /// The node could not be reached, or says it is starting, stopping or in

@@ -19,7 +19,7 @@ use crate::cancel::Registration;
 use crate::config::access::{Access, CONSOLE_DATABASES};
 use crate::config::{AuthType, DatabaseSettings, Loaded, PoolMode};
 use crate::error::{HbaConnection, ProxyError};
-use crate::net::{MessageStream, NetError, Stream};
+use crate::net::{MessageStream, Stream};
 use crate::pool::Clusters;
 use crate::pool::{Pool, PoolKey};
 use crate::server::control::{self, ControlLogin};
@@ -161,12 +161,18 @@ pub async fn handshake(
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| user.clone());
     if CONSOLE_DATABASES.contains(&database.as_str()) && loaded.database(&database).is_none() {
-        stream.write_all(&out).await.map_err(lost)?;
+        stream
+            .write_all(&out)
+            .await
+            .map_err(ProxyError::login_lost)?;
         let attempt = Attempt::new(&negotiation, &user, &database);
         return console_login(stream, shared, &loaded, attempt, &tracked).await;
     }
     if !out.is_empty() {
-        stream.write_all(&out).await.map_err(lost)?;
+        stream
+            .write_all(&out)
+            .await
+            .map_err(ProxyError::login_lost)?;
         out.clear();
     }
     let Some(db_settings) = loaded.database(&database).cloned() else {
@@ -318,7 +324,10 @@ pub async fn handshake(
     });
     be::backend_key_data(&mut out, registration.process_id, registration.secret_key);
     be::ready_for_query(&mut out, be::TX_IDLE);
-    stream.write_all(&out).await.map_err(lost)?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(ProxyError::login_lost)?;
 
     Ok(Asked::Login(Login {
         database,
@@ -368,7 +377,10 @@ async fn console_login(
     }
     be::backend_key_data(&mut out, 0, 0);
     be::ready_for_query(&mut out, be::TX_IDLE);
-    stream.write_all(&out).await.map_err(lost)?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(ProxyError::login_lost)?;
     Ok(Asked::Console { access, user, slot })
 }
 
@@ -514,12 +526,8 @@ async fn read_startup(stream: &mut MessageStream<Stream>) -> Result<StartupPacke
             }
             Err(e) => return Err(ProxyError::Protocol(e.to_string())),
         }
-        stream.fill().await.map_err(lost)?;
+        stream.fill().await.map_err(ProxyError::login_lost)?;
     }
-}
-
-pub(super) fn lost(_: NetError) -> ProxyError {
-    ProxyError::LoginAbandoned
 }
 
 /// Replaces `options` with the settings it carries, as PostgreSQL reads it

@@ -6,7 +6,6 @@
 //! in PostgreSQL), and the rule that no cleartext byte sent before the
 //! handshake is ever read as part of the encrypted session.
 
-use super::handshake::lost;
 use crate::error::ProxyError;
 use crate::net::tls::{acceptor::ALPN, ClientTls, CLIENT_HANDSHAKES};
 use crate::net::{MessageStream, Stream};
@@ -41,7 +40,10 @@ impl Negotiation {
             return Ok(());
         };
         let mut first = [0u8; 1];
-        let seen = tcp.peek(&mut first).await.map_err(|e| lost(e.into()))?;
+        let seen = tcp
+            .peek(&mut first)
+            .await
+            .map_err(|e| ProxyError::login_lost(e.into()))?;
         if seen == 0 || first[0] != TLS_HANDSHAKE {
             return Ok(());
         }
@@ -69,9 +71,12 @@ impl Negotiation {
             return Err(ProxyError::Protocol("SSL negotiation already done".into()));
         }
         let Some(tls) = tls else {
-            return stream.write_all(b"N").await.map_err(lost);
+            return stream.write_all(b"N").await.map_err(ProxyError::login_lost);
         };
-        stream.write_all(b"S").await.map_err(lost)?;
+        stream
+            .write_all(b"S")
+            .await
+            .map_err(ProxyError::login_lost)?;
         // Bytes behind the request arrived in cleartext, before the
         // handshake: a man in the middle may have put them there
         // (CVE-2021-23214). PostgreSQL's answer and text.
@@ -96,7 +101,7 @@ impl Negotiation {
                 "GSSAPI negotiation already done".into(),
             ));
         }
-        stream.write_all(b"N").await.map_err(lost)
+        stream.write_all(b"N").await.map_err(ProxyError::login_lost)
     }
 
     async fn upgrade(

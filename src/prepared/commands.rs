@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use super::inject::{self, Form};
-use super::rewrite::{ensure, evict, parse_named, prepare, Ctx, Outcome};
+use super::ctx::{Ctx, Outcome};
+use super::inject::{self, ensure, evict, prepare, Form};
 use super::{Action, Expect, Retag, Statement};
 use crate::sql::statements::{Command, Name};
 use crate::wire::frontend as fe;
@@ -194,4 +194,24 @@ pub fn resolve(ctx: &mut Ctx<'_>, name: &[u8]) -> Option<Result<Arc<Statement>, 
     let moved = ctx.registry.intern_running(&key, Some(now));
     ctx.client.insert_running(name, moved.clone(), &target);
     Some(Ok(moved))
+}
+
+/// The client's Parse of `name` as `stmt`: answered by pgwarden when the
+/// server has the statement, else sent under its server name.
+pub fn parse_named(
+    ctx: &mut Ctx<'_>,
+    name: &[u8],
+    stmt: std::sync::Arc<Statement>,
+    out: &mut BytesMut,
+) -> Outcome {
+    ctx.client.insert(name, stmt.clone());
+    if ctx.server.contains(stmt.id) {
+        ctx.server.touch(stmt.id);
+        ctx.queue.push(Expect::ParseComplete, Action::Answer, None);
+    } else {
+        prepare(ctx, &stmt, Action::Forward, out);
+    }
+    // Forgotten again if the server refuses the statement.
+    ctx.queue.name_last(name, stmt.id);
+    Outcome::Replaced
 }

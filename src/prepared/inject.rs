@@ -2,12 +2,14 @@
 //! an error PostgreSQL itself raises (so that the transaction and the
 //! extended protocol's skip-to-Sync behave as PostgreSQL's own), a no-op
 //! that answers for a command pgwarden carried out itself, and the unnamed
-//! Parse/Bind/Execute that runs a statement inside an extended batch.
+//! Parse/Bind/Execute that runs a statement inside an extended batch; and
+//! the Parse and Close that keep a server's statements what its clients
+//! need (prepare on first use, evict the least recently used).
 
 use bytes::{BufMut, BytesMut};
 
-use super::rewrite::{Ctx, Outcome};
-use super::{Action, Expect, Retag};
+use super::ctx::{Ctx, Outcome};
+use super::{Action, Expect, Retag, Statement};
 use crate::wire::frontend as fe;
 use crate::wire::{put_cstr, put_message};
 
@@ -115,4 +117,49 @@ pub fn run_unnamed(
 pub fn sync(ctx: &mut Ctx<'_>, out: &mut BytesMut) {
     put_message(out, fe::SYNC, |_| {});
     ctx.queue.push(Expect::Sync, Action::Swallow, None);
+}
+
+/// Prepares `stmt` on the server first if it does not have it (and the
+/// statement it runs, if any).
+pub fn ensure(ctx: &mut Ctx<'_>, stmt: &Statement, out: &mut BytesMut) {
+    if let Some(dep) = &stmt.depends {
+        ensure(ctx, dep, out);
+    }
+    if ctx.server.contains(stmt.id) {
+        ctx.server.touch(stmt.id);
+    } else {
+        prepare(ctx, stmt, Action::Swallow, out);
+    }
+}
+
+/// Prepares `stmt` on the server under its server name, making room
+/// first: a Parse (answered as `action`), or for a statement made by SQL
+/// `PREPARE` an unnamed run of that `PREPARE` (its answer dropped).
+pub fn prepare(ctx: &mut Ctx<'_>, stmt: &Statement, action: Action, out: &mut BytesMut) {
+    evict(ctx, out);
+    ctx.server.touch(stmt.id);
+    if stmt.sql {
+        run_unnamed(
+            ctx,
+            &stmt.sql_prepare(),
+            Action::Swallow,
+            Some(stmt.id),
+            out,
+        );
+    } else {
+        stmt.put_parse(out);
+        ctx.queue.push(Expect::ParseComplete, action, Some(stmt.id));
+    }
+}
+
+/// Closes least recently used statements until one more fits.
+pub fn evict(ctx: &mut Ctx<'_>, out: &mut BytesMut) {
+    while let Some(old) = ctx.server.evict_one(ctx.max.saturating_sub(1), ctx.since) {
+        put_message(out, fe::CLOSE, |b| {
+            b.put_u8(b'S');
+            put_cstr(b, format!("pgw_{old}").as_bytes());
+        });
+        ctx.queue
+            .push(Expect::CloseComplete, Action::Swallow, Some(old));
+    }
 }

@@ -18,6 +18,7 @@
 //! and knows which server message to drop and where to insert its own.
 
 mod commands;
+mod ctx;
 mod followed;
 mod inject;
 mod outstanding;

@@ -10,54 +10,17 @@ use bytes::{BufMut, BytesMut};
 
 use std::sync::Arc;
 
-use super::commands;
-use super::inject::{self, Form, Unnamed};
-use super::{
-    Action, ClientStatements, Expect, Followed, Outstanding, Registry, ServerStatements, Statement,
-};
+use super::commands::{self, parse_named};
+pub use super::ctx::{Ctx, Outcome};
+use super::inject::{self, ensure, Form};
+use super::{Action, Expect};
 use crate::sql::statements::{self, Command};
-use crate::state::{effect, pins, Effect, ServerParams};
+use crate::state::{effect, pins, Effect};
 use crate::wire::frontend as fe;
 use crate::wire::{put_cstr, put_message, take_cstr};
 
-/// What pgwarden knows while rewriting one client's messages.
-pub struct Ctx<'a> {
-    pub registry: &'a Registry,
-    pub client: &'a mut ClientStatements,
-    pub server: &'a mut ServerStatements,
-    pub queue: &'a mut Outstanding,
-    /// `max_prepared_statements`.
-    pub max: usize,
-    /// Statements used since this tick belong to the running transaction.
-    pub since: u64,
-    /// The server's session settings.
-    pub settings: &'a mut ServerParams,
-    /// The client's statements and portals that change settings.
-    pub followed: &'a mut Followed,
-    /// Setting changes wait for their block to end (or are in flight):
-    /// statements that end or split a block matter too.
-    pub watching: bool,
-    /// Why the client is pinned to its server (`state::pins::reason` bits).
-    pub pins: &'a mut u8,
-    /// Refuse session-only features instead of pinning.
-    pub refuse_pins: bool,
-    /// Transaction or statement mode: servers are shared between clients.
-    pub pooled: bool,
-    /// Command tags owed to the unnamed statement and portal.
-    pub unnamed: &'a mut Unnamed,
-}
-
 /// A client's extended-protocol message answered in its place.
 const EXTENDED: Form<'static> = Form::Extended { types: &[] };
-
-/// The outcome for one message.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Send the message as it is.
-    Verbatim,
-    /// The message was replaced by what was written to `out` (maybe nothing).
-    Replaced,
-}
 
 /// Tags whose bodies [`message`] needs whole.
 pub const WHOLE: &[u8] = &[
@@ -255,26 +218,6 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     parse_named(ctx, name, stmt, out)
 }
 
-/// The client's Parse of `name` as `stmt`: answered by pgwarden when the
-/// server has the statement, else sent under its server name.
-pub(super) fn parse_named(
-    ctx: &mut Ctx<'_>,
-    name: &[u8],
-    stmt: std::sync::Arc<Statement>,
-    out: &mut BytesMut,
-) -> Outcome {
-    ctx.client.insert(name, stmt.clone());
-    if ctx.server.contains(stmt.id) {
-        ctx.server.touch(stmt.id);
-        ctx.queue.push(Expect::ParseComplete, Action::Answer, None);
-    } else {
-        prepare(ctx, &stmt, Action::Forward, out);
-    }
-    // Forgotten again if the server refuses the statement.
-    ctx.queue.name_last(name, stmt.id);
-    Outcome::Replaced
-}
-
 fn bind(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     let Some((portal, rest)) = take_cstr(body) else {
         return forward(ctx, Expect::BindComplete);
@@ -410,51 +353,6 @@ fn close(ctx: &mut Ctx<'_>, body: &[u8]) -> Outcome {
     Outcome::Replaced
 }
 
-/// Prepares `stmt` on the server first if it does not have it (and the
-/// statement it runs, if any).
-pub(super) fn ensure(ctx: &mut Ctx<'_>, stmt: &Statement, out: &mut BytesMut) {
-    if let Some(dep) = &stmt.depends {
-        ensure(ctx, dep, out);
-    }
-    if ctx.server.contains(stmt.id) {
-        ctx.server.touch(stmt.id);
-    } else {
-        prepare(ctx, stmt, Action::Swallow, out);
-    }
-}
-
-/// Prepares `stmt` on the server under its server name, making room
-/// first: a Parse (answered as `action`), or for a statement made by SQL
-/// `PREPARE` an unnamed run of that `PREPARE` (its answer dropped).
-pub(super) fn prepare(ctx: &mut Ctx<'_>, stmt: &Statement, action: Action, out: &mut BytesMut) {
-    evict(ctx, out);
-    ctx.server.touch(stmt.id);
-    if stmt.sql {
-        inject::run_unnamed(
-            ctx,
-            &stmt.sql_prepare(),
-            Action::Swallow,
-            Some(stmt.id),
-            out,
-        );
-    } else {
-        stmt.put_parse(out);
-        ctx.queue.push(Expect::ParseComplete, action, Some(stmt.id));
-    }
-}
-
-/// Closes least recently used statements until one more fits.
-pub(super) fn evict(ctx: &mut Ctx<'_>, out: &mut BytesMut) {
-    while let Some(old) = ctx.server.evict_one(ctx.max.saturating_sub(1), ctx.since) {
-        put_message(out, fe::CLOSE, |b| {
-            b.put_u8(b'S');
-            put_cstr(b, format!("pgw_{old}").as_bytes());
-        });
-        ctx.queue
-            .push(Expect::CloseComplete, Action::Swallow, Some(old));
-    }
-}
-
 /// Raises, on the server, the error a client gets for SQL `PREPARE`.
 const REFUSE_SQL_PREPARE: &str = "DO $pgwarden$ BEGIN RAISE EXCEPTION USING \
     ERRCODE = 'feature_not_supported', \
@@ -496,6 +394,9 @@ fn starts_with_keyword(sql: &[u8], keyword: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prepared::inject::Unnamed;
+    use crate::prepared::{ClientStatements, Followed, Outstanding, Registry, ServerStatements};
+    use crate::state::ServerParams;
 
     fn parse_body(name: &str, sql: &str) -> Vec<u8> {
         let mut b = Vec::new();
