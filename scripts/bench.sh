@@ -10,6 +10,9 @@
 #   BENCH_SECONDS=30 scripts/bench.sh
 #   BENCH_SECTIONS=split scripts/bench.sh   # only the read/write split rows
 #   BENCH_SECTIONS=tls scripts/bench.sh     # only the TLS rows
+#   BENCH_SECTIONS=ab BENCH_AB_BIN=/path/to/old/pgwarden scripts/bench.sh
+#                                           # this build against another,
+#                                           # alternating, BENCH_AB_ROUNDS each
 #
 # The split section runs a second pgwarden that spreads reads over the
 # primary and two streaming replicas, next to the same load direct to the
@@ -363,4 +366,30 @@ for args in "-S -M simple" "-C -S -M simple"; do
   read -r dt _ du df _ < <(run "$SPPORT" "$SP_PID" -c 50 $args)
   printf "| %s | 50 | %.0f | %s | %.0f | %s | %s / %s |\n" "$args" "$rt" "$ru" "$dt" "$du" "$rf" "$df"
 done
+fi
+
+if [ "$SECTIONS" = ab ]; then
+# A/B: this build and another pgwarden binary (BENCH_AB_BIN, e.g. built from
+# the commit before a change) with the same config side by side, pgbench
+# -S -M simple at 50 clients alternating between them, so that drift in the
+# machine hits both alike. Each round prints both; the last row averages.
+OLD_BIN=${BENCH_AB_BIN:?set BENCH_AB_BIN to the binary to compare against}
+ROUNDS=${BENCH_AB_ROUNDS:-4}
+AB_PORT=$((PGPORT + 110))
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$AB_PORT\"/" "$WORK/pgwarden.toml" >"$WORK/ab.toml"
+RUST_LOG=warn "$OLD_BIN" run --config "$WORK/ab.toml" >"$WORK/ab.log" 2>&1 &
+A_PID=$!; pids+=($A_PID)
+sleep 1
+echo "A/B: pgbench -S -M simple -c 50, $SECS s per run; new = $BIN, old = $OLD_BIN"
+echo
+echo "| round | new tps | new CPU µs/tx | old tps | old CPU µs/tx |"
+echo "|---|---|---|---|---|"
+sums="0 0 0 0"
+for r in $(seq "$ROUNDS"); do
+  read -r nt _ nu _ _ < <(run "$WPORT" "$W_PID" -c 50 -S -M simple)
+  read -r ot _ ou _ _ < <(run "$AB_PORT" "$A_PID" -c 50 -S -M simple)
+  printf "| %s | %.0f | %s | %.0f | %s |\n" "$r" "$nt" "$nu" "$ot" "$ou"
+  sums=$(awk -v s="$sums" -v a="$nt" -v b="$nu" -v c="$ot" -v d="$ou" 'BEGIN {split(s,x," "); print x[1]+a, x[2]+b, x[3]+c, x[4]+d}')
+done
+awk -v s="$sums" -v n="$ROUNDS" 'BEGIN {split(s,x," "); printf "| mean | %.0f | %.1f | %.0f | %.1f |\n", x[1]/n, x[2]/n, x[3]/n, x[4]/n}'
 fi

@@ -12,7 +12,7 @@ use crate::config::residency::{Policy, TenantFrom};
 use crate::config::Loaded;
 use crate::error::ProxyError;
 use crate::pool::{Clusters, NodePools, Pool, PoolKey};
-use crate::routing::residency::{contains, ALL};
+use crate::routing::nodeset::NodeSet;
 use crate::server::ServerTarget;
 use crate::shared::Shared;
 use crate::topology::Writer;
@@ -61,8 +61,8 @@ pub fn tenant_of(
 pub fn welcome_pool(members: &Clusters, plan: Option<Plan>) -> Option<Arc<Pool>> {
     let plan = plan.unwrap_or(Plan {
         member: 0,
-        mask: ALL,
-        local: ALL,
+        mask: NodeSet::ALL,
+        local: NodeSet::ALL,
         spill: false,
     });
     let ctx = members.get(plan.member)?;
@@ -71,7 +71,7 @@ pub fn welcome_pool(members: &Clusters, plan: Option<Plan>) -> Option<Arc<Pool>>
         Writer::Node(w) => Some(w),
         _ => None,
     };
-    let allowed = |id: usize| plan.spill || contains(plan.mask, id);
+    let allowed = |id: usize| plan.spill || plan.mask.contains(id);
     let candidates: Vec<usize> = writer
         .into_iter()
         .chain((0..ctx.pools.len()).filter(|&id| snap.nodes.get(id).is_some_and(|v| v.up)))

@@ -22,7 +22,7 @@ use crate::error::ProxyError;
 use crate::pool::{Clusters, NodePools, Pool, PoolError, ServerGuard};
 use crate::prepared::Tracker;
 use crate::routing::control::{self, Control};
-use crate::routing::residency::ALL;
+use crate::routing::nodeset::NodeSet;
 use crate::routing::select::{choose_read, choose_write, ReadChoice, ReadNeeds, WriteChoice};
 use crate::routing::unit::{first_unit, message_at, Scan};
 use crate::routing::{classify, Classified, Hint, Intent};
@@ -100,8 +100,8 @@ impl RouteState {
             tenancy,
             plan: Plan {
                 member: 0,
-                mask: ALL,
-                local: ALL,
+                mask: NodeSet::ALL,
+                local: NodeSet::ALL,
                 spill: false,
             },
             prefs,
@@ -166,7 +166,7 @@ impl RouteState {
         let mut routed = self.route(read, self.plan.mask, cancel).await;
         if matches!(routed, Err(Miss::Region)) && self.plan.spill {
             // `preferred`: none of the tenant's nodes can serve; any may.
-            routed = self.route(read, ALL, cancel).await;
+            routed = self.route(read, NodeSet::ALL, cancel).await;
         }
         match routed {
             Ok((guard, node, on_replica)) => {
@@ -199,7 +199,7 @@ impl RouteState {
     async fn route(
         &mut self,
         read: bool,
-        mask: u32,
+        mask: NodeSet,
         cancel: &SessionControl,
     ) -> Result<(ServerGuard, NodeId, bool), Miss> {
         if self.split && read {
@@ -325,7 +325,7 @@ impl RouteState {
     /// A server for a read: a qualifying replica, else as configured.
     async fn reader(
         &mut self,
-        mask: u32,
+        mask: NodeSet,
         cancel: &SessionControl,
     ) -> Result<(ServerGuard, NodeId, bool), Miss> {
         let ctx = self.ctx.clone();
@@ -444,7 +444,7 @@ impl RouteState {
     /// wait for.
     async fn writer(
         &mut self,
-        mask: u32,
+        mask: NodeSet,
         cancel: &SessionControl,
     ) -> Result<(ServerGuard, NodeId), Miss> {
         let ctx = self.ctx.clone();

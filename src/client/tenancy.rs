@@ -14,6 +14,7 @@ use crate::config::residency::{Policy, TenantFrom};
 use crate::config::Loaded;
 use crate::error::ProxyError;
 use crate::pool::NodePools;
+use crate::routing::nodeset::NodeSet;
 use crate::routing::residency::{self, allowed_regions, choose_cluster, ClusterRegions, Refusal};
 use crate::routing::select;
 use crate::topology::{NodeId, Topology};
@@ -24,9 +25,9 @@ pub struct Plan {
     /// The cluster (index into the session's members).
     pub member: usize,
     /// The nodes it may use.
-    pub mask: u32,
+    pub mask: NodeSet,
     /// Nodes in the proxy's region, preferred among those.
-    pub local: u32,
+    pub local: NodeSet,
     /// `preferred`: when no node in `mask` can serve, any node of the
     /// member may (counted and logged as out of region).
     pub spill: bool,
@@ -38,9 +39,9 @@ struct Decision {
     policy: Policy,
     member: usize,
     /// Per member: its nodes in the tenant's regions (all, with no rules).
-    allowed: Vec<u32>,
+    allowed: Vec<NodeSet>,
     /// Per member: its nodes in the proxy's region (all, when it has none).
-    local: Vec<u32>,
+    local: Vec<NodeSet>,
     /// The tenant's regions, comma-joined, for errors and the audit.
     regions: String,
     /// Per member, per node: the tenant's counters in the node's region
@@ -122,7 +123,7 @@ impl Tenancy {
         let Some(d) = self.decision.as_ref() else {
             return Err(ProxyError::Internal);
         };
-        let plan = |member: usize, mask: u32, spill: bool| Plan {
+        let plan = |member: usize, mask: NodeSet, spill: bool| Plan {
             member,
             mask,
             local: d.local[member],
@@ -140,9 +141,9 @@ impl Tenancy {
         // other nodes, else the first other cluster with a node up.
         let m = (0..members.len())
             .map(|k| (d.member + k) % members.len())
-            .find(|&m| any_up(&members[m].topology, residency::ALL))
+            .find(|&m| any_up(&members[m].topology, NodeSet::ALL))
             .unwrap_or(d.member);
-        Ok(plan(m, residency::ALL, false))
+        Ok(plan(m, NodeSet::ALL, false))
     }
 
     /// A query runs with the current tenant: with `tenant_from = "set"`,
@@ -161,7 +162,7 @@ impl Tenancy {
             return;
         };
         TenantCounters::add(&c.routed);
-        if !residency::contains(d.allowed[member], node) {
+        if !d.allowed[member].contains(node) {
             TenantCounters::add(&c.out_of_region);
             audit::out_of_region(
                 self.tenant(),
@@ -178,7 +179,7 @@ impl Tenancy {
     pub fn allows(&self, member: usize, node: NodeId) -> bool {
         self.decision.as_ref().is_none_or(|d| {
             d.policy == Policy::Preferred
-                || (d.member == member && residency::contains(d.allowed[member], node))
+                || (d.member == member && d.allowed[member].contains(node))
         })
     }
 
@@ -248,13 +249,13 @@ impl Tenancy {
             tenant: self.tenant().to_owned(),
             regions: joined.clone(),
         })?;
-        let masks = |regions: Option<&[String]>| -> Vec<u32> {
+        let masks = |regions: Option<&[String]>| -> Vec<NodeSet> {
             nodes
                 .iter()
-                .map(|n| regions.map_or(residency::ALL, |r| residency::mask(n.iter().copied(), r)))
+                .map(|n| regions.map_or(NodeSet::ALL, |r| residency::mask(n.iter().copied(), r)))
                 .collect()
         };
-        let local: Vec<u32> = masks(proxy_region.map(|p| vec![p.to_owned()]).as_deref());
+        let local: Vec<NodeSet> = masks(proxy_region.map(|p| vec![p.to_owned()]).as_deref());
         let counters = match &regions {
             None => Vec::new(),
             Some(_) => nodes
@@ -290,6 +291,6 @@ fn node_regions<'a>(loaded: &'a Loaded, topology: &Topology) -> Vec<Option<&'a s
 }
 
 /// Whether any node of `topology` in `mask` was up at the last check.
-fn any_up(topology: &Topology, mask: u32) -> bool {
+fn any_up(topology: &Topology, mask: NodeSet) -> bool {
     select::any_up(&topology.snapshot(), mask)
 }

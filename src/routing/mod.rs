@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod control;
+pub mod nodeset;
 pub mod residency;
 pub mod select;
 pub mod unit;

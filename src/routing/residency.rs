@@ -5,13 +5,8 @@
 //! regional clusters. Must not: do I/O; the session applies the answers
 //! and counts and logs what they refused.
 //!
-//! Masks are bit sets over a topology's node ids (at most 32 nodes, as in
-//! [`super::select`]).
-
+use super::nodeset::NodeSet;
 use crate::config::residency::{Policy, ResidencySettings, TenantMap, UnknownTenant};
-
-/// Every node.
-pub const ALL: u32 = u32::MAX;
 
 /// Why a session may not run queries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,18 +47,13 @@ pub fn allowed_regions(
 pub fn mask<'a>(
     node_regions: impl IntoIterator<Item = Option<&'a str>>,
     regions: &[String],
-) -> u32 {
+) -> NodeSet {
     node_regions
         .into_iter()
-        .take(32)
         .enumerate()
         .filter(|(_, r)| r.is_some_and(|r| regions.iter().any(|a| a == r)))
-        .fold(0, |m, (i, _)| m | (1 << i))
-}
-
-/// Whether node `id` is in `mask`.
-pub fn contains(mask: u32, id: usize) -> bool {
-    id < 32 && mask & (1 << id) != 0
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// One regional cluster of a logical database, as configured.

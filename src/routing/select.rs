@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::residency::{contains, ALL};
+use super::nodeset::NodeSet;
 use crate::config::{
     Consistency, PrimaryReads, ReplicaFallback, ReplicaSelection, RoutingSettings,
 };
@@ -24,9 +24,9 @@ pub struct ReadNeeds {
     pub now: Instant,
     /// The nodes the session's tenant may use ([`super::residency::mask`]);
     /// no other is ever chosen.
-    pub allowed: u32,
+    pub allowed: NodeSet,
     /// Nodes in the proxy's own region: preferred among those that qualify.
-    pub local: u32,
+    pub local: NodeSet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,22 +55,22 @@ pub enum WriteChoice {
 }
 
 /// Chooses the node for a write among the `allowed` nodes.
-pub fn choose_write(snap: &Snapshot, allowed: u32) -> WriteChoice {
+pub fn choose_write(snap: &Snapshot, allowed: NodeSet) -> WriteChoice {
     match snap.writer {
         Writer::SplitBrain(a, b) => WriteChoice::SplitBrain(a, b),
-        Writer::Node(w) if contains(allowed, w) => WriteChoice::Node(w),
+        Writer::Node(w) if allowed.contains(w) => WriteChoice::Node(w),
         Writer::Node(_) => WriteChoice::OutOfBounds,
-        Writer::None if allowed != ALL && !any_up(snap, allowed) => WriteChoice::OutOfBounds,
+        Writer::None if !allowed.is_all() && !any_up(snap, allowed) => WriteChoice::OutOfBounds,
         Writer::None => WriteChoice::Wait,
     }
 }
 
 /// Whether any node in `mask` was up at the last check.
-pub fn any_up(snap: &Snapshot, mask: u32) -> bool {
+pub fn any_up(snap: &Snapshot, mask: NodeSet) -> bool {
     snap.nodes
         .iter()
         .enumerate()
-        .any(|(id, v)| v.up && contains(mask, id))
+        .any(|(id, v)| v.up && mask.contains(id))
 }
 
 /// Chooses the node for a read.
@@ -92,7 +92,7 @@ pub fn choose_read(
     for (id, view) in snap.nodes.iter().enumerate().take(32) {
         let primary_ok = settings.primary_reads == PrimaryReads::Always && Some(id) == writer;
         if !(view.readable || primary_ok)
-            || !contains(needs.allowed, id)
+            || !needs.allowed.contains(id)
             || topology.nodes[id].drained.load(Ordering::Relaxed)
         {
             continue;
@@ -123,7 +123,7 @@ pub fn choose_read(
         let mut near = [0usize; 32];
         let mut n_near = 0;
         for &id in &ok[..n_ok] {
-            if contains(needs.local, id) {
+            if needs.local.contains(id) {
                 near[n_near] = id;
                 n_near += 1;
             }
@@ -213,7 +213,7 @@ fn pick(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::residency::ALL;
+    use crate::routing::nodeset::NodeSet;
     use crate::topology::{NodeView, Role};
 
     fn view(role: Role, readable: bool, lsn: u64, lag_ms: u64) -> NodeView {
@@ -255,8 +255,8 @@ mod tests {
             consistency: Consistency::Eventual,
             min_lsn: 0,
             max_staleness_ms: 0,
-            allowed: ALL,
-            local: ALL,
+            allowed: NodeSet::ALL,
+            local: NodeSet::ALL,
             now: Instant::now(),
         }
     }
@@ -269,8 +269,8 @@ mod tests {
             consistency: Consistency::ReadYourWrites,
             min_lsn,
             max_staleness_ms: 0,
-            allowed: ALL,
-            local: ALL,
+            allowed: NodeSet::ALL,
+            local: NodeSet::ALL,
             now: Instant::now(),
         };
         assert_eq!(choose_read(&snap, &t, &s, ryw(350), 0), ReadChoice::Node(1));
@@ -284,8 +284,8 @@ mod tests {
             consistency: Consistency::Bounded,
             min_lsn: 0,
             max_staleness_ms: 100,
-            allowed: ALL,
-            local: ALL,
+            allowed: NodeSet::ALL,
+            local: NodeSet::ALL,
             now: Instant::now(),
         };
         assert_eq!(choose_read(&snap, &t, &s, bounded, 0), ReadChoice::Node(1));
