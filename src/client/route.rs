@@ -23,7 +23,8 @@ use crate::pool::{Clusters, NodePools, Pool, PoolError, ServerGuard};
 use crate::prepared::Tracker;
 use crate::routing::control::{self, Control};
 use crate::routing::nodeset::NodeSet;
-use crate::routing::select::{choose_read, choose_write, ReadChoice, ReadNeeds, WriteChoice};
+use crate::routing::route::{is_read, route, write_target, Ask, Refusal, Target, View};
+use crate::routing::select::ReadNeeds;
 use crate::routing::unit::{first_unit, message_at, Scan};
 use crate::routing::{classify, Classified, Hint, Intent};
 use crate::topology::lag::{insert_lsn_as_replayed, parse_lsn, PRIMARY_LSN_SQL};
@@ -153,20 +154,29 @@ impl RouteState {
                 }
             }
         };
-        let trusted = class.hint == Some(Hint::Replica)
-            || self.prefs.route == Some(Hint::Replica)
-            || self.prefs.read_only;
-        let read = match (class.hint, class.intent) {
-            (Some(Hint::Primary), _) | (_, Intent::Write) => false,
-            (_, Intent::Read) => true,
-            (_, Intent::Uncertain) => trusted,
+        let mut ask = Ask {
+            class,
+            route: self.prefs.route,
+            read_only: self.prefs.read_only,
+            split: self.split,
+            needs: ReadNeeds {
+                consistency: self.prefs.consistency,
+                min_lsn: self.last_write_lsn,
+                max_staleness_ms: self.prefs.max_staleness_ms,
+                allowed: self.plan.mask,
+                local: self.plan.local,
+                now: Instant::now(),
+            },
+            position_known: true,
         };
+        let read = is_read(&ask);
         self.fetch_lsn = !read && self.split;
         self.requests = 0;
-        let mut routed = self.route(read, self.plan.mask, cancel).await;
+        let mut routed = self.borrow(&mut ask, cancel).await;
         if matches!(routed, Err(Miss::Region)) && self.plan.spill {
             // `preferred`: none of the tenant's nodes can serve; any may.
-            routed = self.route(read, NodeSet::ALL, cancel).await;
+            ask.needs.allowed = NodeSet::ALL;
+            routed = self.borrow(&mut ask, cancel).await;
         }
         match routed {
             Ok((guard, node, on_replica)) => {
@@ -192,20 +202,6 @@ impl RouteState {
                 };
                 refuse(buf, e, len)
             }
-        }
-    }
-
-    /// Borrows a server for a read (`read`) or a write among `mask`'s nodes.
-    async fn route(
-        &mut self,
-        read: bool,
-        mask: NodeSet,
-        cancel: &SessionControl,
-    ) -> Result<(ServerGuard, NodeId, bool), Miss> {
-        if self.split && read {
-            self.reader(mask, cancel).await
-        } else {
-            self.writer(mask, cancel).await.map(|(g, n)| (g, n, false))
         }
     }
 
@@ -322,65 +318,6 @@ impl RouteState {
         Some(Attached::Answered(out, len))
     }
 
-    /// A server for a read: a qualifying replica, else as configured.
-    async fn reader(
-        &mut self,
-        mask: NodeSet,
-        cancel: &SessionControl,
-    ) -> Result<(ServerGuard, NodeId, bool), Miss> {
-        let ctx = self.ctx.clone();
-        let topo = &ctx.topology;
-        if !self.write_position_known() {
-            return self.writer(mask, cancel).await.map(|(g, n)| (g, n, false));
-        }
-        let needs = ReadNeeds {
-            consistency: self.prefs.consistency,
-            min_lsn: self.last_write_lsn,
-            max_staleness_ms: self.prefs.max_staleness_ms,
-            allowed: mask,
-            local: self.plan.local,
-            now: Instant::now(),
-        };
-        for _ in 0..topo.nodes.len() {
-            let snap = topo.snapshot_full();
-            let writer = match snap.writer {
-                Writer::Node(w) => Some(w),
-                _ => None,
-            };
-            let choice = choose_read(&snap, topo, &ctx.settings, needs, rand::random());
-            let id = match choice {
-                ReadChoice::Node(id) | ReadChoice::CatchUp(id) => id,
-                ReadChoice::Fallback => {
-                    if let Some(w) = writer {
-                        topo.nodes[w]
-                            .stats
-                            .fallbacks
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                    break;
-                }
-                ReadChoice::Nowhere => return Err(ProxyError::NoReplica(topo.db.clone()).into()),
-            };
-            let mut guard = match checkout(&ctx.pools[id], cancel).await? {
-                Ok(g) => g,
-                Err(e) if crate::error::node_unavailable(&e) => {
-                    topo.report_failure(id);
-                    continue;
-                }
-                Err(e) => return Err(ProxyError::from_pool(e, &ctx.pools[id].key.user).into()),
-            };
-            if matches!(choice, ReadChoice::CatchUp(_)) && !self.catch_up(id, &mut guard).await {
-                topo.nodes[id]
-                    .stats
-                    .fallbacks
-                    .fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-            return Ok((guard, id, Some(id) != writer));
-        }
-        self.writer(mask, cancel).await.map(|(g, n)| (g, n, false))
-    }
-
     /// With `ryw_commit_lsn = "monitor"`: whether the client's last write
     /// has a known position, taken from the first check of the primary sent
     /// after it. False sends the read to the primary.
@@ -411,7 +348,7 @@ impl RouteState {
 
     /// Read-your-writes: waits up to `ryw_wait_ms` for this replica to
     /// replay the client's last write. False if it did not in time.
-    async fn catch_up(&mut self, id: NodeId, guard: &mut ServerGuard) -> bool {
+    async fn catch_up(&mut self, id: NodeId, lsn: u64, guard: &mut ServerGuard) -> bool {
         let topo = &self.ctx.topology;
         topo.nodes[id]
             .stats
@@ -423,12 +360,12 @@ impl RouteState {
                 .conn()
                 .query_value("SELECT pg_last_wal_replay_lsn()")
                 .await;
-            let Ok(Some(lsn)) = replayed.map(|v| v.as_deref().and_then(parse_lsn)) else {
+            let Ok(Some(replayed)) = replayed.map(|v| v.as_deref().and_then(parse_lsn)) else {
                 guard.set_reusable(false);
                 return false;
             };
-            topo.nodes[id].saw_lsn(lsn);
-            if lsn >= self.last_write_lsn {
+            topo.nodes[id].saw_lsn(replayed);
+            if replayed >= lsn {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -438,27 +375,60 @@ impl RouteState {
         }
     }
 
-    /// A server on the writer, waiting up to `failover_wait_ms` for one
-    /// when there is none or it cannot be reached. A writer outside `mask`
-    /// is never used; with none of `mask`'s nodes up there is nothing to
-    /// wait for.
-    async fn writer(
+    /// Borrows a server where [`routing::route`](crate::routing::route)
+    /// sends the unit: asks again when the chosen node turns out
+    /// unreachable (a replica: at most once per node, then the writer),
+    /// waits up to `failover_wait_ms` for a writer, and for a replica to
+    /// catch up with the session's writes.
+    async fn borrow(
         &mut self,
-        mask: NodeSet,
+        ask: &mut Ask,
         cancel: &SessionControl,
-    ) -> Result<(ServerGuard, NodeId), Miss> {
+    ) -> Result<(ServerGuard, NodeId, bool), Miss> {
         let ctx = self.ctx.clone();
         let topo = &ctx.topology;
-        let wait = Duration::from_millis(ctx.settings.failover_wait_ms);
-        let deadline = Instant::now() + wait;
+        if is_read(ask) {
+            ask.position_known = self.write_position_known();
+            ask.needs.min_lsn = self.last_write_lsn;
+        }
+        let deadline = Instant::now() + Duration::from_millis(ctx.settings.failover_wait_ms);
+        let mut replica_tries = topo.nodes.len();
         loop {
-            let choice = match topo.holding_writes.load(Ordering::Acquire) {
-                // A switchover: wait for the new primary.
-                true => WriteChoice::Wait,
-                false => choose_write(&topo.snapshot(), mask),
+            let target = {
+                let snap = topo.snapshot();
+                let holding = topo.holding_writes.load(Ordering::Acquire);
+                if replica_tries == 0 {
+                    write_target(&snap, ask.needs.allowed, holding)
+                } else {
+                    let view = View {
+                        snap: &snap,
+                        live: &**topo,
+                        settings: &ctx.settings,
+                        holding_writes: holding,
+                        cursor: topo.cursor.fetch_add(1, Ordering::Relaxed),
+                        random: rand::random(),
+                    };
+                    let decision = route(ask, &view);
+                    if decision.fell_back {
+                        if let Writer::Node(w) = snap.writer {
+                            topo.nodes[w]
+                                .stats
+                                .fallbacks
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    decision.target
+                }
             };
-            match choice {
-                WriteChoice::SplitBrain(a, b) => {
+            let (id, catch_up) = match target {
+                Target::Writer(id) => (id, None),
+                Target::Replica(id) => (id, Some(None)),
+                Target::CatchUp { node, lsn } => (node, Some(Some(lsn))),
+                Target::Refuse(Refusal::OutsideRegions) => return Err(Miss::Region),
+                Target::Refuse(Refusal::NoReplica) => {
+                    return Err(ProxyError::NoReplica(topo.db.clone()).into())
+                }
+                Target::Refuse(Refusal::SplitBrain(a, b)) => {
                     static SPLIT: crate::logline::Throttle = crate::logline::Throttle::new(5);
                     if let Some(suppressed) = SPLIT.admit() {
                         tracing::error!(db = %topo.db, a = %topo.nodes[a].addr, b = %topo.nodes[b].addr,
@@ -469,29 +439,60 @@ impl RouteState {
                     }
                     .into());
                 }
-                WriteChoice::OutOfBounds => return Err(Miss::Region),
-                WriteChoice::Node(w) => match checkout(&ctx.pools[w], cancel).await? {
-                    Ok(g) => return Ok((g, w)),
-                    Err(e) if crate::error::node_unavailable(&e) => topo.report_failure(w),
-                    Err(e) => return Err(ProxyError::from_pool(e, &ctx.pools[w].key.user).into()),
-                },
-                WriteChoice::Wait => {}
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(ProxyError::NoPrimary {
-                    db: topo.db.clone(),
-                    waited_ms: ctx.settings.failover_wait_ms,
+                Target::Wait => {
+                    self.wait_for_writer(deadline, cancel).await?;
+                    continue;
                 }
-                .into());
+            };
+            let mut guard = match checkout(&ctx.pools[id], cancel).await? {
+                Ok(g) => g,
+                Err(e) if crate::error::node_unavailable(&e) => {
+                    topo.report_failure(id);
+                    match catch_up {
+                        Some(_) => replica_tries -= 1,
+                        None => self.wait_for_writer(deadline, cancel).await?,
+                    }
+                    continue;
+                }
+                Err(e) => return Err(ProxyError::from_pool(e, &ctx.pools[id].key.user).into()),
+            };
+            match catch_up {
+                None => return Ok((guard, id, false)),
+                Some(Some(lsn)) if !self.catch_up(id, lsn, &mut guard).await => {
+                    topo.nodes[id]
+                        .stats
+                        .fallbacks
+                        .fetch_add(1, Ordering::Relaxed);
+                    replica_tries = 0;
+                }
+                Some(_) => return Ok((guard, id, true)),
             }
-            // A new snapshot may name a writer; the timeout covers a
-            // snapshot published between the check above and this wait.
-            let step = (deadline - now).min(Duration::from_millis(100));
-            let changed = tokio::time::timeout(step, topo.changed());
-            if cancel.unless_cancelled(changed).await.is_none() {
-                return Err(ProxyError::Cancelled.into());
+        }
+    }
+
+    /// Waits for a new topology snapshot (a writer may appear), or fails
+    /// with 08006 once `deadline` has passed.
+    async fn wait_for_writer(
+        &self,
+        deadline: Instant,
+        cancel: &SessionControl,
+    ) -> Result<(), Miss> {
+        let topo = &self.ctx.topology;
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ProxyError::NoPrimary {
+                db: topo.db.clone(),
+                waited_ms: self.ctx.settings.failover_wait_ms,
             }
+            .into());
+        }
+        // A new snapshot may name a writer; the timeout covers a snapshot
+        // published between the check and this wait.
+        let step = (deadline - now).min(Duration::from_millis(100));
+        let changed = tokio::time::timeout(step, topo.changed());
+        match cancel.unless_cancelled(changed).await {
+            Some(_) => Ok(()),
+            None => Err(ProxyError::Cancelled.into()),
         }
     }
 }

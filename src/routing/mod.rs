@@ -8,6 +8,7 @@ pub mod classify;
 pub mod control;
 pub mod nodeset;
 pub mod residency;
+pub mod route;
 pub mod select;
 pub mod unit;
 

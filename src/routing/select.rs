@@ -2,14 +2,14 @@
 //! session's consistency, by the configured strategy; else the primary or
 //! an error, as `replica_fallback` and `primary_reads` say.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::nodeset::NodeSet;
+use super::route::Live;
 use crate::config::{
     Consistency, PrimaryReads, ReplicaFallback, ReplicaSelection, RoutingSettings,
 };
-use crate::topology::{NodeId, Snapshot, Topology, Writer};
+use crate::topology::{NodeId, Snapshot, Writer};
 
 /// What a read needs from its node.
 #[derive(Debug, Clone, Copy)]
@@ -73,12 +73,13 @@ pub fn any_up(snap: &Snapshot, mask: NodeSet) -> bool {
         .any(|(id, v)| v.up && mask.contains(id))
 }
 
-/// Chooses the node for a read.
-pub fn choose_read(
+/// Chooses the node for a read; `cursor` rotates the choice among equals.
+pub fn choose_read<L: Live>(
     snap: &Snapshot,
-    topology: &Topology,
+    live: &L,
     settings: &RoutingSettings,
     needs: ReadNeeds,
+    cursor: usize,
     random: u32,
 ) -> ReadChoice {
     let writer = match snap.writer {
@@ -91,10 +92,7 @@ pub fn choose_read(
     let mut n_behind = 0;
     for (id, view) in snap.nodes.iter().enumerate().take(32) {
         let primary_ok = settings.primary_reads == PrimaryReads::Always && Some(id) == writer;
-        if !(view.readable || primary_ok)
-            || !needs.allowed.contains(id)
-            || topology.nodes[id].drained.load(Ordering::Relaxed)
-        {
+        if !(view.readable || primary_ok) || !needs.allowed.contains(id) || live.drained(id) {
             continue;
         }
         let fresh = match needs.consistency {
@@ -106,9 +104,7 @@ pub fn choose_read(
                         .fresh_at
                         .is_some_and(|t| needs.now.saturating_duration_since(t) <= bound)
             }
-            Consistency::ReadYourWrites => {
-                primary_ok || topology.nodes[id].lsn(view) >= needs.min_lsn
-            }
+            Consistency::ReadYourWrites => primary_ok || live.lsn(id, view) >= needs.min_lsn,
         };
         if fresh {
             ok[n_ok] = id;
@@ -133,14 +129,14 @@ pub fn choose_read(
         } else {
             &ok[..n_ok]
         };
-        return ReadChoice::Node(pick(ids, snap, topology, settings, random));
+        return ReadChoice::Node(pick(ids, snap, live, settings, cursor, random));
     }
     if n_behind > 0 && needs.consistency == Consistency::ReadYourWrites {
         // The most advanced one is the likeliest to catch up first.
         let best = behind[..n_behind]
             .iter()
             .copied()
-            .max_by_key(|&id| topology.nodes[id].lsn(&snap.nodes[id]));
+            .max_by_key(|&id| live.lsn(id, &snap.nodes[id]));
         if let Some(id) = best {
             return ReadChoice::CatchUp(id);
         }
@@ -154,24 +150,23 @@ pub fn choose_read(
 }
 
 /// One of `ids` (never empty) by the configured strategy.
-fn pick(
+fn pick<L: Live>(
     ids: &[NodeId],
     snap: &Snapshot,
-    topology: &Topology,
+    live: &L,
     settings: &RoutingSettings,
+    cursor: usize,
     random: u32,
 ) -> NodeId {
     if ids.len() == 1 {
         return ids[0];
     }
-    let outstanding = |id: NodeId| topology.nodes[id].stats.outstanding.load(Ordering::Relaxed);
+    let outstanding = |id: NodeId| live.outstanding(id);
     match settings.replica_selection {
-        ReplicaSelection::RoundRobin => {
-            ids[topology.cursor.fetch_add(1, Ordering::Relaxed) % ids.len()]
-        }
+        ReplicaSelection::RoundRobin => ids[cursor % ids.len()],
         ReplicaSelection::LeastOutstanding => {
             // Ties are broken from a rotating start, so idle replicas share.
-            let start = topology.cursor.fetch_add(1, Ordering::Relaxed);
+            let start = cursor;
             (0..ids.len())
                 .map(|k| ids[(start + k) % ids.len()])
                 .min_by_key(|&id| outstanding(id))
@@ -195,11 +190,11 @@ fn pick(
         ReplicaSelection::WeightedRandom => {
             let total: u64 = ids
                 .iter()
-                .map(|&id| u64::from(topology.nodes[id].weight.max(1)))
+                .map(|&id| u64::from(live.weight(id).max(1)))
                 .sum();
             let mut at = u64::from(random) % total.max(1);
             for &id in ids {
-                let w = u64::from(topology.nodes[id].weight.max(1));
+                let w = u64::from(live.weight(id).max(1));
                 if at < w {
                     return id;
                 }
@@ -214,7 +209,8 @@ fn pick(
 mod tests {
     use super::*;
     use crate::routing::nodeset::NodeSet;
-    use crate::topology::{NodeView, Role};
+    use crate::topology::{NodeView, Role, Topology};
+    use std::sync::atomic::Ordering;
 
     fn view(role: Role, readable: bool, lsn: u64, lag_ms: u64) -> NodeView {
         NodeView {
@@ -273,13 +269,19 @@ mod tests {
             local: NodeSet::ALL,
             now: Instant::now(),
         };
-        assert_eq!(choose_read(&snap, &t, &s, ryw(350), 0), ReadChoice::Node(1));
         assert_eq!(
-            choose_read(&snap, &t, &s, ryw(450), 0),
+            choose_read(&snap, &*t, &s, ryw(350), 0, 0),
+            ReadChoice::Node(1)
+        );
+        assert_eq!(
+            choose_read(&snap, &*t, &s, ryw(450), 0, 0),
             ReadChoice::CatchUp(1)
         );
         t.nodes[2].saw_lsn(460);
-        assert_eq!(choose_read(&snap, &t, &s, ryw(450), 0), ReadChoice::Node(2));
+        assert_eq!(
+            choose_read(&snap, &*t, &s, ryw(450), 0, 0),
+            ReadChoice::Node(2)
+        );
         let bounded = ReadNeeds {
             consistency: Consistency::Bounded,
             min_lsn: 0,
@@ -288,19 +290,25 @@ mod tests {
             local: NodeSet::ALL,
             now: Instant::now(),
         };
-        assert_eq!(choose_read(&snap, &t, &s, bounded, 0), ReadChoice::Node(1));
+        assert_eq!(
+            choose_read(&snap, &*t, &s, bounded, 0, 0),
+            ReadChoice::Node(1)
+        );
         // Proven fresh when the snapshot was taken, stale by now.
         let later = ReadNeeds {
             now: Instant::now() + Duration::from_millis(200),
             ..bounded
         };
-        assert_eq!(choose_read(&snap, &t, &s, later, 0), ReadChoice::Fallback);
+        assert_eq!(
+            choose_read(&snap, &*t, &s, later, 0, 0),
+            ReadChoice::Fallback
+        );
         // Never proven: never chosen.
         let mut unproven = snap.clone();
         unproven.nodes[1].fresh_at = None;
         unproven.nodes[2].fresh_at = None;
         assert_eq!(
-            choose_read(&unproven, &t, &s, bounded, 0),
+            choose_read(&unproven, &*t, &s, bounded, 0, 0),
             ReadChoice::Fallback
         );
     }
@@ -312,17 +320,17 @@ mod tests {
         snap.nodes[2].readable = false;
         let mut s = RoutingSettings::default();
         assert_eq!(
-            choose_read(&snap, &t, &s, eventual(), 0),
+            choose_read(&snap, &*t, &s, eventual(), 0, 0),
             ReadChoice::Fallback
         );
         s.replica_fallback = ReplicaFallback::Error;
         assert_eq!(
-            choose_read(&snap, &t, &s, eventual(), 0),
+            choose_read(&snap, &*t, &s, eventual(), 0, 0),
             ReadChoice::Nowhere
         );
         s.primary_reads = PrimaryReads::Always;
         assert_eq!(
-            choose_read(&snap, &t, &s, eventual(), 0),
+            choose_read(&snap, &*t, &s, eventual(), 0, 0),
             ReadChoice::Node(0)
         );
     }
@@ -341,9 +349,14 @@ mod tests {
                 ..Default::default()
             };
             for r in 0..100u32 {
-                if let ReadChoice::Node(id) =
-                    choose_read(&snap, &t, &s, eventual(), r.wrapping_mul(2_654_435_761))
-                {
+                if let ReadChoice::Node(id) = choose_read(
+                    &snap,
+                    &*t,
+                    &s,
+                    eventual(),
+                    r as usize,
+                    r.wrapping_mul(2_654_435_761),
+                ) {
                     counts[id] += 1;
                 }
             }
@@ -353,7 +366,7 @@ mod tests {
         t.nodes[1].stats.outstanding.store(5, Ordering::Relaxed);
         let s = RoutingSettings::default();
         assert_eq!(
-            choose_read(&snap, &t, &s, eventual(), 0),
+            choose_read(&snap, &*t, &s, eventual(), 0, 0),
             ReadChoice::Node(2)
         );
         let w = RoutingSettings {
@@ -362,7 +375,7 @@ mod tests {
         };
         let heavy = (0..1000u32)
             .filter(|r| {
-                choose_read(&snap, &t, &w, eventual(), r.wrapping_mul(2_654_435_761))
+                choose_read(&snap, &*t, &w, eventual(), 0, r.wrapping_mul(2_654_435_761))
                     == ReadChoice::Node(2)
             })
             .count();

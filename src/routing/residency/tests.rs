@@ -238,7 +238,7 @@ proptest! {
             WriteChoice::Node(id) => Some(id),
             _ => None,
         };
-        let read_target = match choose_read(&snap, &topology, &settings, needs, random) {
+        let read_target = match choose_read(&snap, &*topology, &settings, needs, random as usize, random) {
             ReadChoice::Node(id) | ReadChoice::CatchUp(id) => Some(id),
             ReadChoice::Fallback => writer_target,
             ReadChoice::Nowhere => None,
