@@ -264,14 +264,17 @@ impl RouteState {
     /// read-your-writes read may follow on a replica; otherwise the
     /// monitor's next check of the primary gives the position for free, and
     /// until it has, reads that need it go to the primary.
-    pub async fn record_write(&mut self, guard: &mut ServerGuard) {
+    ///
+    /// False when the server did not answer the question: its state is not
+    /// known, so it is not to be lent again.
+    pub async fn record_write(&mut self, guard: &mut ServerGuard) -> bool {
         self.fetch_lsn = false;
         let ask = self.ctx.settings.ryw_commit_lsn == CommitLsn::Query
             && self.prefs.consistency == Consistency::ReadYourWrites
             && self.prefs.route != Some(Hint::Primary);
         if !ask {
             self.wrote_since = Some(Instant::now());
-            return;
+            return true;
         }
         let lsn = match guard.conn().query_value(PRIMARY_LSN_SQL).await {
             Ok(Some(text)) => parse_lsn(&text),
@@ -285,10 +288,11 @@ impl RouteState {
             None => {
                 // Unknown: reads go to the primary until the monitor has
                 // seen it after this moment.
-                guard.set_reusable(false);
                 self.wrote_since = Some(Instant::now());
+                return false;
             }
         }
+        true
     }
 
     /// Answers a lone `SET`/`RESET pgwarden.*` Query at the start of `buf`
@@ -361,7 +365,7 @@ impl RouteState {
                 .query_value("SELECT pg_last_wal_replay_lsn()")
                 .await;
             let Ok(Some(replayed)) = replayed.map(|v| v.as_deref().and_then(parse_lsn)) else {
-                guard.set_reusable(false);
+                guard.mark_used();
                 return false;
             };
             topo.nodes[id].saw_lsn(replayed);

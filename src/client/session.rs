@@ -29,7 +29,7 @@ use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::logline::Clean;
 use crate::net::{give_buffer, take_buffer, Stream, BUF_SIZE};
-use crate::pool::ServerGuard;
+use crate::pool::{Rest, ServerGuard};
 use crate::prepared::{self, Tracker};
 use crate::routing::unit::{first_unit, Scan};
 use crate::shared::Shared;
@@ -44,8 +44,6 @@ const SERVER_WHOLE: TagSet = TagSet::of(&[be::READY_FOR_QUERY, be::ERROR_RESPONS
 const CLIENT_WHOLE: TagSet = TagSet::EMPTY;
 /// ...unless it tracks prepared statements.
 const TRACKING_WHOLE: TagSet = TagSet::of(prepared::rewrite::WHOLE);
-/// How long cleanup (ROLLBACK, reset query) may take before the server is closed instead.
-const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 enum Event {
     Client(std::io::Result<usize>),
@@ -427,8 +425,8 @@ impl Session {
         }
         // Idle in a transaction for too long: the server is closed, which
         // rolls the transaction back.
-        if let Some(mut guard) = self.detach() {
-            guard.set_reusable(false);
+        if let Some(guard) = self.detach() {
+            guard.close();
         }
         Err(End::Error(ProxyError::IdleTransactionTimeout))
     }
@@ -456,7 +454,7 @@ impl Session {
         let (forward, terminate) = self.scan_client().map_err(protocol_error)?;
         if forward > 0 {
             if let Some(guard) = self.server.as_mut() {
-                guard.set_reusable(false);
+                guard.mark_used();
                 let bytes = match self.tracker.as_mut() {
                     Some(t) => t.to_server.finish(&self.cbuf, forward),
                     None => &self.cbuf[..forward],
@@ -812,7 +810,7 @@ impl Session {
         if let Some(tracker) = self.tracker.as_mut() {
             if let Some(sync) = tracker.attached(guard.conn()) {
                 // The client's settings go first; their answers are dropped.
-                guard.set_reusable(false);
+                guard.mark_used();
                 if guard.conn().stream.io.send(&sync).await.is_err() {
                     self.server = Some(guard);
                     return self.on_server_lost();
@@ -871,8 +869,9 @@ impl Session {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "server sent a malformed message");
-                        guard.set_reusable(false);
-                        self.detach();
+                        if let Some(guard) = self.detach() {
+                            guard.close();
+                        }
                         return Err(End::Error(ProxyError::ServerLost));
                     }
                 };
@@ -943,8 +942,8 @@ impl Session {
         match self.login.mode {
             PoolMode::Session => Ok(()),
             PoolMode::Statement if self.tx_status != be::TX_IDLE => {
-                if let Some(mut guard) = self.detach() {
-                    guard.set_reusable(false);
+                if let Some(guard) = self.detach() {
+                    guard.close();
                 }
                 Err(End::Error(ProxyError::TransactionInStatementMode))
             }
@@ -976,8 +975,8 @@ impl Session {
             return Ok(());
         }
         let e = r.lost_region(&self.shared.audit);
-        if let Some(mut guard) = self.detach() {
-            guard.set_reusable(false);
+        if let Some(guard) = self.detach() {
+            guard.close();
         }
         Err(End::Error(e))
     }
@@ -1013,59 +1012,57 @@ impl Session {
             && self.sscan.at_boundary()
     }
 
-    /// Gives the server back to the pool.
+    /// Gives the server back to the pool at the end of a transaction.
     async fn release(&mut self) {
         let Some(mut guard) = self.detach() else {
             return;
         };
         let cancels = self.login.registration.control.unassign();
+        let mut rest = match self.timeouts.reset_always {
+            true => Rest::NeedsReset,
+            false => Rest::Clean,
+        };
         if let Some(r) = self.route.as_mut().filter(|r| r.fetch_lsn) {
-            Box::pin(r.record_write(&mut guard)).await;
+            if !Box::pin(r.record_write(&mut guard)).await {
+                rest = Rest::Broken;
+            }
         }
-        let ok = !self.timeouts.reset_always || Box::pin(self.reset(&mut guard)).await;
-        self.give_back(guard, ok, cancels);
+        let reset = self.timeouts.reset_always;
+        self.give_back(guard, rest, reset, cancels).await;
     }
 
-    /// Puts a clean server back in its pool (or closes it if `ok` is
-    /// false), once every cancel forwarded to it has been answered: one
+    /// Checks the server in as `rest` (with `server_reset_query` when
+    /// `reset`), once every cancel forwarded to it has been answered: one
     /// landing later would hit the next client's query.
-    fn give_back(&self, mut guard: ServerGuard, ok: bool, cancels: bool) {
-        if !ok || !cancels {
-            guard.set_reusable(ok);
+    async fn give_back(&self, guard: ServerGuard, rest: Rest, reset: bool, cancels: bool) {
+        let wants_query = reset && matches!(rest, Rest::NeedsReset | Rest::NeedsRollback);
+        let config = wants_query.then(|| self.shared.config.load_full());
+        let reset_query = config
+            .as_ref()
+            .map_or("", |c| c.config.proxy.server_reset_query.as_str());
+        if !cancels || rest == Rest::Broken {
+            if let Some(tidy) = guard.check_in(rest, reset_query) {
+                // Boxed: rare, and it would enlarge every session's future.
+                Box::pin(tidy.run()).await;
+            }
             return;
         }
         let control = self.login.registration.control.clone();
+        let reset_query = reset_query.to_owned();
         tokio::spawn(async move {
-            let answered = control.cancels_answered().await;
-            guard.set_reusable(answered);
+            if !control.cancels_answered().await {
+                return guard.close();
+            }
+            if let Some(tidy) = guard.check_in(rest, &reset_query) {
+                tidy.run().await;
+            }
         });
-    }
-
-    async fn reset(&self, guard: &mut ServerGuard) -> bool {
-        let query = self
-            .shared
-            .config
-            .load()
-            .config
-            .proxy
-            .server_reset_query
-            .clone();
-        if query.trim().is_empty() {
-            return true;
-        }
-        // DISCARD ALL and the like drop prepared statements and settings.
-        guard.conn().prepared.clear();
-        guard.conn().settings = Default::default();
-        matches!(
-            tokio::time::timeout(CLEANUP_TIMEOUT, guard.conn().run(&query)).await,
-            Ok(Ok(()))
-        )
     }
 
     fn on_server_lost(&mut self) -> Result<(), End> {
         if let Some(mut guard) = self.detach() {
             guard.conn().broken = true;
-            guard.set_reusable(false);
+            guard.close();
         }
         tracing::info!(pool = %self.login.pool.key, "server connection lost mid-session");
         if self.sscan.at_boundary() {
@@ -1087,32 +1084,32 @@ impl Session {
         let cancels = self.login.registration.control.unassign();
         if self.tracker.as_ref().is_some_and(|t| t.pinned()) {
             // Its LISTENs, locks or temp tables die with the connection.
-            guard.set_reusable(false);
+            guard.close();
             return;
         }
         if !self.at_rest_without(&mut guard) {
-            guard.set_reusable(false);
-            if self.pending > 0 {
+            let busy = self.pending > 0;
+            let target = CancelTarget::of(guard.conn());
+            guard.close();
+            if busy {
                 // A busy backend does not notice its socket closing until the
                 // statement ends (pg_sleep, a long scan), holding its locks
                 // until then; cancel it so it aborts now.
-                let target = CancelTarget::of(guard.conn());
                 let registry = self.shared.cancels.clone();
                 tokio::spawn(async move { registry.cancel_target(&target).await });
             }
             return;
         }
-        let mut ok = true;
-        if self.tx_status != be::TX_IDLE {
-            ok = matches!(
-                tokio::time::timeout(CLEANUP_TIMEOUT, guard.conn().run("ROLLBACK")).await,
-                Ok(Ok(()))
-            );
-        }
-        if ok && (self.login.mode == PoolMode::Session || self.timeouts.reset_always) {
-            ok = self.reset(&mut guard).await;
-        }
-        self.give_back(guard, ok, cancels);
+        // A transaction left open is rolled back (a session mode client, or
+        // one that left mid-transaction at a message boundary); a session
+        // mode server, or any with reset_always, is reset.
+        let reset = self.login.mode == PoolMode::Session || self.timeouts.reset_always;
+        let rest = match self.tx_status != be::TX_IDLE {
+            true => Rest::NeedsRollback,
+            false if reset => Rest::NeedsReset,
+            false => Rest::Clean,
+        };
+        self.give_back(guard, rest, reset, cancels).await;
     }
 
     fn at_rest_without(&self, guard: &mut ServerGuard) -> bool {

@@ -62,7 +62,7 @@ pub async fn check_settings(
             message: e.message,
         }),
         Err(e) => {
-            guard.set_reusable(false);
+            guard.close();
             tracing::warn!(pool = %pool.key, error = %e, "server lost while checking startup settings");
             Err(ProxyError::ServerUnavailable)
         }

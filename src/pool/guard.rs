@@ -3,19 +3,43 @@
 //! handoff to a waiter that has just timed out).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Pool;
 use crate::server::ServerConn;
 
-/// A server lent to one client. Dropping it returns the server to its pool
-/// if it was marked reusable (and is not [broken](ServerConn::broken)), and
-/// closes it otherwise.
+/// How long giving a server back may spend on its ROLLBACK or reset query
+/// before the server is closed instead.
+const TIDY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The state a client leaves its server in. The session knows it from the
+/// protocol; the guard knows what each needs before another client may
+/// have the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rest {
+    /// Idle outside a transaction, owing nothing: back as it is.
+    Clean,
+    /// Idle inside a transaction (maybe a failed one): `ROLLBACK` first.
+    NeedsRollback,
+    /// Idle outside a transaction, with session state the next client must
+    /// not inherit: the reset query (`server_reset_query`) first.
+    NeedsReset,
+    /// Mid-message, owing answers, pinned to its client, or its state not
+    /// known: closed.
+    Broken,
+}
+
+/// A server lent to one client. It goes back to its pool through
+/// [`ServerGuard::check_in`]; dropped without one, it goes back only if
+/// nothing was sent on it since it was lent ([`ServerGuard::mark_used`]),
+/// and is closed otherwise, so that a path that forgets it cannot hand a
+/// dirty server to another client.
 pub struct ServerGuard {
     /// Boxed so that a session holding (or waiting for) a server stays
     /// small, and handing a server over moves one pointer.
     conn: Option<Box<ServerConn>>,
     pool: Arc<Pool>,
-    reusable: bool,
+    used: bool,
 }
 
 impl ServerGuard {
@@ -23,7 +47,7 @@ impl ServerGuard {
         Self {
             conn: Some(conn),
             pool,
-            reusable: true,
+            used: false,
         }
     }
 
@@ -39,10 +63,63 @@ impl ServerGuard {
         &self.pool
     }
 
-    /// Marks whether the server is in a clean, idle state that another
-    /// client may inherit. Set it to `false` as soon as the server is used.
-    pub fn set_reusable(&mut self, reusable: bool) {
-        self.reusable = reusable;
+    /// Something was sent on the server: from now on only
+    /// [`ServerGuard::check_in`] with its [`Rest`] gives it back.
+    pub fn mark_used(&mut self) {
+        self.used = true;
+    }
+
+    /// Closes the server: it is broken, or in a state nobody may inherit.
+    pub fn close(mut self) {
+        self.used = true;
+        if let Some(conn) = self.conn.take() {
+            self.pool.discard(*conn);
+        }
+    }
+
+    /// Gives the server back in the state `rest` says: at once when it is
+    /// [`Rest::Clean`] (or closed when [`Rest::Broken`]); otherwise the
+    /// returned [`Tidy`] rolls it back and/or runs `reset_query` first, and
+    /// closes it if that fails. `reset_query` is the reset the caller
+    /// wants (`server_reset_query` in session mode or with
+    /// `server_reset_query_always`), empty for none. Separate from
+    /// [`Tidy::run`] so that the common case awaits nothing and the caller
+    /// can box the rare one.
+    #[must_use = "a server that needs tidying stays out of the pool until Tidy::run"]
+    pub fn check_in(mut self, rest: Rest, reset_query: &str) -> Option<Tidy> {
+        self.used = true;
+        let reset = !reset_query.trim().is_empty();
+        let rollback = match rest {
+            Rest::Broken => {
+                self.close();
+                return None;
+            }
+            Rest::NeedsRollback => true,
+            Rest::NeedsReset if reset => false,
+            Rest::Clean | Rest::NeedsReset => {
+                self.give_back();
+                return None;
+            }
+        };
+        if reset {
+            // DISCARD ALL and the like drop prepared statements and
+            // settings: pgwarden's record of them goes too.
+            let conn = self.conn();
+            conn.prepared.clear();
+            conn.settings = Default::default();
+        }
+        Some(Tidy {
+            guard: self,
+            rollback,
+            reset: reset.then(|| reset_query.to_owned()),
+        })
+    }
+
+    /// Returns the server to its pool as it is.
+    fn give_back(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.checkin(conn);
+        }
     }
 
     /// Takes the server out without giving it back; the caller takes over
@@ -58,12 +135,37 @@ impl ServerGuard {
 impl Drop for ServerGuard {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            if self.reusable {
-                self.pool.checkin(conn);
-            } else {
-                self.pool.discard(*conn);
+            match self.used {
+                false => self.pool.checkin(conn),
+                true => self.pool.discard(*conn),
             }
         }
+    }
+}
+
+/// A server on its way back that must be rolled back and/or reset first.
+pub struct Tidy {
+    guard: ServerGuard,
+    rollback: bool,
+    /// Its own Query: `DISCARD ALL` cannot run in a transaction block.
+    reset: Option<String>,
+}
+
+impl Tidy {
+    /// Runs the statements (each bounded by a timeout), then gives the
+    /// server back, or closes it if one failed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future mid-way closes the server.
+    pub async fn run(mut self) {
+        let statements = [self.rollback.then_some("ROLLBACK"), self.reset.as_deref()];
+        for sql in statements.into_iter().flatten() {
+            let done = tokio::time::timeout(TIDY_TIMEOUT, self.guard.conn().run(sql)).await;
+            if !matches!(done, Ok(Ok(()))) {
+                return self.guard.close();
+            }
+        }
+        self.guard.give_back();
     }
 }
 

@@ -17,7 +17,7 @@ mod limit;
 mod nodes;
 mod registry;
 
-pub use guard::{Handoff, ServerGuard, SlotGuard};
+pub use guard::{Handoff, Rest, ServerGuard, SlotGuard, Tidy};
 pub use limit::Limit;
 pub use nodes::{Clusters, NodePools};
 pub use registry::{PoolKey, Pools};
@@ -456,7 +456,7 @@ impl Pool {
                 self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
                 return Some(guard);
             }
-            guard.set_reusable(false);
+            guard.close();
         }
     }
 
@@ -512,13 +512,13 @@ impl Pool {
     async fn validate(&self, mut guard: ServerGuard, s: &PoolSettings) -> Option<ServerGuard> {
         let conn = guard.conn();
         if !still_usable(conn, s) {
-            guard.set_reusable(false);
+            guard.close();
             return None;
         }
         if needs_check_query(s, conn) {
             if let Err(e) = conn.run(&s.check_query).await {
                 tracing::info!(pool = %self.key, error = %e, "server failed server_check_query");
-                guard.set_reusable(false);
+                guard.close();
                 return None;
             }
             conn.last_used = Instant::now();
@@ -574,23 +574,12 @@ impl Pool {
             self.discard(*conn);
             return;
         }
-        loop {
-            let waiter = {
-                let mut st = self.lock();
-                match pop_live(&mut st.waiters) {
-                    Some(w) => w,
-                    None => {
-                        st.idle.push(conn);
-                        return;
-                    }
-                }
-            };
-            match waiter.send(Handoff::Server(ServerGuard::new(conn, self.clone()))) {
-                Ok(()) => return,
-                Err(Handoff::Server(g)) => conn = g.into_inner(),
-                Err(Handoff::Slot(_)) => return,
+        let guard = ServerGuard::new(conn, self.clone());
+        self.hand_to_waiter(Handoff::Server(guard), |st, back| {
+            if let Handoff::Server(g) = back {
+                st.idle.push(g.into_inner());
             }
-        }
+        });
     }
 
     /// Closes a server and passes its slot on to a waiter, if any.
@@ -604,28 +593,42 @@ impl Pool {
 
     /// A slot was freed: give it to the next waiter, or count it down.
     pub(crate) fn release_slot(self: &Arc<Self>) {
+        // The slot passes on as is: total and limits stay counted.
+        let slot = SlotGuard::new(self.clone());
+        let mut kept = false;
+        self.hand_to_waiter(Handoff::Slot(slot), |st, back| {
+            if let Handoff::Slot(s) = back {
+                // Taken back without recursing into its Drop.
+                let _ = s.into_pool();
+            }
+            st.total = st.total.saturating_sub(1);
+            kept = true;
+        });
+        if kept {
+            self.release_limits();
+        }
+    }
+
+    /// Gives `handoff` to the first client still waiting; when none is,
+    /// `keep` puts it away under the same lock, so that a client that
+    /// starts waiting meanwhile finds it (idle, or the slot counted down).
+    fn hand_to_waiter(
+        self: &Arc<Self>,
+        mut handoff: Handoff,
+        keep: impl FnOnce(&mut State, Handoff),
+    ) {
         loop {
             let waiter = {
                 let mut st = self.lock();
                 match pop_live(&mut st.waiters) {
                     Some(w) => w,
-                    None => {
-                        st.total = st.total.saturating_sub(1);
-                        drop(st);
-                        self.release_limits();
-                        return;
-                    }
+                    None => return keep(&mut st, handoff),
                 }
             };
-            // The slot passes on as is: total and limits stay counted.
-            let slot = SlotGuard::new(self.clone());
-            match waiter.send(Handoff::Slot(slot)) {
+            match waiter.send(handoff) {
                 Ok(()) => return,
-                Err(Handoff::Slot(s)) => {
-                    // Not delivered: take it back without recursing into Drop.
-                    let _ = s.into_pool();
-                }
-                Err(Handoff::Server(_)) => return,
+                // It stopped waiting just now: the next one, or keep it.
+                Err(back) => handoff = back,
             }
         }
     }
