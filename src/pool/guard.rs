@@ -73,7 +73,7 @@ impl ServerGuard {
     pub fn close(mut self) {
         self.used = true;
         if let Some(conn) = self.conn.take() {
-            self.pool.discard(*conn);
+            self.pool.close_server(*conn);
         }
     }
 
@@ -137,7 +137,7 @@ impl Drop for ServerGuard {
         if let Some(conn) = self.conn.take() {
             match self.used {
                 false => self.pool.checkin(conn),
-                true => self.pool.discard(*conn),
+                true => self.pool.close_server(*conn),
             }
         }
     }
@@ -180,6 +180,12 @@ impl SlotGuard {
         Self { pool: Some(pool) }
     }
 
+    /// A slot of no pool, for tests of the books.
+    #[cfg(test)]
+    pub(super) fn detached() -> Self {
+        Self { pool: None }
+    }
+
     /// The slot is now held by an open server.
     pub(super) fn fill(mut self, conn: ServerConn) -> ServerGuard {
         match self.pool.take() {
@@ -198,7 +204,7 @@ impl SlotGuard {
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.take() {
-            pool.release_slot();
+            pool.free_slot();
         }
     }
 }
