@@ -20,7 +20,7 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::command::{self, Command};
 use super::table::Table;
-use super::{live, ops, show, to_pgwire, Access};
+use super::{control, reconfigure, show, to_pgwire, Access};
 use crate::error::ProxyError;
 use crate::logline::Clean;
 use crate::shared::Shared;
@@ -70,31 +70,31 @@ impl Console {
             Command::Show(what) if what == "help" => return Ok(Reply::Help),
             Command::Show(what) if what == "queries" && !shared.queries.enabled() => {
                 return Ok(Reply::Noted(
-                    super::own::queries(shared),
+                    super::show_pgwarden::queries(shared),
                     "query_stats is off, so SHOW QUERIES is empty: SET query_stats = true to start counting",
                 ));
             }
             Command::Show(what) => return show::show(shared, &what).map(Reply::Table),
-            Command::Set { key, value } => live::set(shared, &key, &value).inspect(|()| {
+            Command::Set { key, value } => reconfigure::set(shared, &key, &value).inspect(|()| {
                 tracing::info!(user = %Clean(&self.user), key = %Clean(&key), "SET from the admin console");
             }),
-            Command::Reload => live::reload(shared),
-            Command::SaveConfig => live::save(shared),
-            Command::Pause(db) => ops::pause(shared, db.as_deref()).await,
-            Command::Resume(db) => ops::resume(shared, db.as_deref()),
-            Command::Kill(db) => ops::kill(shared, &db).await,
-            Command::WaitClose(db) => ops::wait_close(shared, db.as_deref()).await,
-            Command::Suspend => ops::suspend(shared).await,
+            Command::Reload => reconfigure::reload(shared),
+            Command::SaveConfig => reconfigure::save(shared),
+            Command::Pause(db) => control::pause(shared, db.as_deref()).await,
+            Command::Resume(db) => control::resume(shared, db.as_deref()),
+            Command::Kill(db) => control::kill(shared, &db).await,
+            Command::WaitClose(db) => control::wait_close(shared, db.as_deref()).await,
+            Command::Suspend => control::suspend(shared).await,
             Command::Switchover { db, node } => {
                 super::switchover::switchover(shared, &db, &node).await
             }
-            Command::Disable(db) => ops::set_disabled(shared, &db, true),
-            Command::Enable(db) => ops::set_disabled(shared, &db, false),
-            Command::Reconnect(db) => ops::reconnect(shared, db.as_deref()),
-            Command::DrainNode(node) => ops::drain(shared, &node, true),
-            Command::UndrainNode(node) => ops::drain(shared, &node, false),
+            Command::Disable(db) => control::set_disabled(shared, &db, true),
+            Command::Enable(db) => control::set_disabled(shared, &db, false),
+            Command::Reconnect(db) => control::reconnect(shared, db.as_deref()),
+            Command::DrainNode(node) => control::drain(shared, &node, true),
+            Command::UndrainNode(node) => control::drain(shared, &node, false),
             Command::Shutdown => {
-                ops::shutdown(shared);
+                control::shutdown(shared);
                 self.close.store(true, Ordering::Relaxed);
                 Ok(())
             }

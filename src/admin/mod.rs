@@ -6,14 +6,14 @@
 //! (same auth as any client) and greets it; from the first query on,
 //! `pgwire`'s server API speaks the protocol (simple and extended query),
 //! with [`handler::Console`] answering. Commands are parsed in [`command`],
-//! tables built in [`show`], live changes made in [`live`].
+//! tables built in [`show`], live changes made in [`reconfigure`], traffic acted on in [`control`].
 
 pub mod command;
+pub mod control;
 pub mod handler;
-pub mod live;
-pub mod ops;
-pub mod own;
+pub mod reconfigure;
 pub mod show;
+pub mod show_pgwarden;
 pub mod sockets;
 pub mod stats;
 pub mod switchover;

@@ -1,5 +1,5 @@
 //! `SHOW` tables: PgBouncer's columns, names and types (as of 1.18,
-//! Debian's); pgwarden's own are in [`super::own`].
+//! Debian's); pgwarden's own are in [`super::show_pgwarden`].
 //!
 //! Reads the proxy's live state; changes nothing.
 
@@ -48,16 +48,16 @@ pub fn show(shared: &Shared, what: &str) -> Result<Table, ProxyError> {
         "mem" => Ok(mem(shared)),
         "version" => Ok(version()),
         "state" => Ok(state(shared)),
-        "nodes" => Ok(super::own::nodes(shared)),
-        "routing" => Ok(super::own::routing(shared)),
-        "tenants" => Ok(super::own::tenants(shared)),
+        "nodes" => Ok(super::show_pgwarden::nodes(shared)),
+        "routing" => Ok(super::show_pgwarden::routing(shared)),
+        "tenants" => Ok(super::show_pgwarden::tenants(shared)),
         "stats" | "stats_totals" | "stats_averages" => {
             Ok(super::stats::table(what, &shared.pools, &shared.stats))
         }
-        "latency" => Ok(super::own::latency(shared)),
+        "latency" => Ok(super::show_pgwarden::latency(shared)),
         "clients" => Ok(super::sockets::clients(shared)),
         "servers" => Ok(super::sockets::servers(shared)),
-        "queries" => Ok(super::own::queries(shared)),
+        "queries" => Ok(super::show_pgwarden::queries(shared)),
         "sockets" | "active_sockets" | "fds" | "totals" => Err(ProxyError::AdminNotYet(format!(
             "SHOW {} is not available in this build yet",
             what.to_ascii_uppercase()
@@ -253,7 +253,7 @@ fn config(shared: &Shared) -> Table {
     let defaults = flatten(&ProxySettings::default());
     for (key, value) in current {
         let default = defaults.get(&key).cloned().unwrap_or_default();
-        let changeable = super::live::changeable(&key);
+        let changeable = super::reconfigure::changeable(&key);
         t.push(vec![
             key.clone().into(),
             value.into(),

@@ -9,9 +9,19 @@
 use crate::error::ProxyError;
 
 use crate::config::{Consistency, RoutingSettings};
-use crate::prepared::Tracker;
+use crate::prepared::SessionTracker;
 use crate::routing::control::{Command, Control};
 use crate::routing::Hint;
+
+/// The session's own `SET pgwarden.route`, over its startup parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouteSet {
+    /// Never set, or `RESET`: the startup parameter holds.
+    NotSet,
+    /// `auto`: the classifier decides, whatever the startup parameter said.
+    Auto,
+    To(Hint),
+}
 
 /// What the session asked for.
 #[derive(Debug, Clone, Copy)]
@@ -24,7 +34,7 @@ pub struct Prefs {
     /// The parameters' version these were made from (`None`: make again).
     version: Option<u32>,
     /// `SET pgwarden.*` by the session, over its startup parameters.
-    set_route: Option<Option<Hint>>,
+    set_route: RouteSet,
     set_consistency: Option<Consistency>,
     set_staleness: Option<u64>,
 }
@@ -37,7 +47,7 @@ impl Prefs {
             max_staleness_ms: settings.max_staleness_ms,
             read_only: false,
             version: None,
-            set_route: None,
+            set_route: RouteSet::NotSet,
             set_consistency: None,
             set_staleness: None,
         }
@@ -52,16 +62,20 @@ impl Prefs {
         let ok = match command.control {
             Control::Tenant => false,
             Control::Route => match value {
-                None | Some("auto") => {
-                    self.set_route = value.map(|_| None);
+                None => {
+                    self.set_route = RouteSet::NotSet;
+                    true
+                }
+                Some("auto") => {
+                    self.set_route = RouteSet::Auto;
                     true
                 }
                 Some("primary") => {
-                    self.set_route = Some(Some(Hint::Primary));
+                    self.set_route = RouteSet::To(Hint::Primary);
                     true
                 }
                 Some("replica") => {
-                    self.set_route = Some(Some(Hint::Replica));
+                    self.set_route = RouteSet::To(Hint::Replica);
                     true
                 }
                 Some(_) => false,
@@ -100,7 +114,7 @@ impl Prefs {
     }
 
     /// Makes the preferences again if the session's parameters changed.
-    pub fn refresh(&mut self, tracker: &Tracker, settings: &RoutingSettings) {
+    pub fn refresh(&mut self, tracker: &SessionTracker, settings: &RoutingSettings) {
         let params = tracker.params();
         if self.version == Some(params.version()) {
             return;
@@ -123,8 +137,10 @@ impl Prefs {
             lower("default_transaction_read_only").as_deref(),
             Some("on" | "true" | "1" | "yes")
         );
-        if let Some(route) = self.set_route {
-            self.route = route;
+        match self.set_route {
+            RouteSet::NotSet => {}
+            RouteSet::Auto => self.route = None,
+            RouteSet::To(hint) => self.route = Some(hint),
         }
         if let Some(c) = self.set_consistency {
             self.consistency = c;

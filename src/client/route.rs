@@ -20,7 +20,7 @@ use crate::cancel::SessionControl;
 use crate::config::{CommitLsn, Consistency, Loaded};
 use crate::error::ProxyError;
 use crate::pool::{Clusters, NodePools, Pool, PoolError, ServerGuard};
-use crate::prepared::Tracker;
+use crate::prepared::SessionTracker;
 use crate::routing::control::{self, Control};
 use crate::routing::nodeset::NodeSet;
 use crate::routing::route::{is_read, route, write_target, Ask, Refusal, Target, View};
@@ -119,7 +119,7 @@ impl RouteState {
     pub async fn attach(
         &mut self,
         buf: &[u8],
-        tracker: &Tracker,
+        tracker: &SessionTracker,
         loaded: &Loaded,
         audit: &Audit,
         cancel: &SessionControl,

@@ -30,7 +30,7 @@ use crate::error::ProxyError;
 use crate::logline::Clean;
 use crate::net::{give_buffer, take_buffer, Stream, BUF_SIZE};
 use crate::pool::{Rest, ServerGuard};
-use crate::prepared::{self, Tracker};
+use crate::prepared::{self, SessionTracker};
 use crate::routing::unit::{first_unit, Scan};
 use crate::shared::Shared;
 use crate::wire::backend::{self as be};
@@ -55,10 +55,14 @@ enum Event {
     Shutdown,
 }
 
-/// Why the session ended, for the log.
+/// How the session ends.
 #[derive(Debug)]
 enum End {
-    ClientLeft,
+    /// Close the client's socket with nothing more to say: the client
+    /// left, or its stream was cut mid-message (the server was lost while
+    /// a message was half-forwarded), where any message would corrupt it.
+    Close,
+    /// Tell the client why, then close.
     Error(ProxyError),
 }
 
@@ -84,7 +88,7 @@ pub struct Session {
     /// Named prepared statements (transaction and statement mode), made
     /// at the first transaction so that clients that never run one pay
     /// nothing.
-    tracker: Option<Box<Tracker>>,
+    tracker: Option<Box<SessionTracker>>,
     /// This client is counted in its pool's pinned clients.
     pin_counted: bool,
     /// Client bytes wait in `cbuf` for the replica to answer the unit
@@ -240,10 +244,10 @@ impl Session {
         loop {
             let event = self.next_event().await;
             let step = match event {
-                Event::Client(Ok(0)) | Event::Client(Err(_)) => return End::ClientLeft,
+                Event::Client(Ok(0)) | Event::Client(Err(_)) => return End::Close,
                 Event::Client(Ok(_)) => self.on_client_data().await,
                 Event::ClientReadable => match self.read_idle_client().await {
-                    Some(Ok(0)) | Some(Err(_)) => return End::ClientLeft,
+                    Some(Ok(0)) | Some(Err(_)) => return End::Close,
                     Some(Ok(_)) => self.on_client_data().await,
                     None => Ok(()),
                 },
@@ -479,11 +483,11 @@ impl Session {
         if let Some(t) = self.tracker.as_mut() {
             let answers = t.answers_now();
             if !answers.is_empty() && self.client.send(answers).await.is_err() {
-                return Err(End::ClientLeft);
+                return Err(End::Close);
             }
         }
         if terminate {
-            return Err(End::ClientLeft);
+            return Err(End::Close);
         }
         Ok(())
     }
@@ -779,7 +783,7 @@ impl Session {
     async fn answer_unit(&mut self, out: &[u8], len: usize) -> Result<bool, End> {
         self.cbuf.advance(len.min(self.cbuf.len()));
         if self.client.send(out).await.is_err() {
-            return Err(End::ClientLeft);
+            return Err(End::Close);
         }
         Ok(false)
     }
@@ -799,7 +803,7 @@ impl Session {
             .get_or_insert_with(|| {
                 let pooled = login.mode != PoolMode::Session;
                 let refuse = login.pool.settings().refuse_session_features;
-                Box::new(Tracker::new(max, &login.params, refuse, pooled))
+                Box::new(SessionTracker::new(max, &login.params, refuse, pooled))
             })
             .set_max(max);
     }
@@ -914,7 +918,7 @@ impl Session {
             self.traffic.sent(bytes.len());
             if self.client.send(bytes).await.is_err() {
                 rbuf.advance(pos);
-                return Err(End::ClientLeft);
+                return Err(End::Close);
             }
             rbuf.advance(pos);
         }
@@ -1069,7 +1073,7 @@ impl Session {
             Err(End::Error(ProxyError::ServerLost))
         } else {
             // Mid-message: anything more would corrupt the client's stream.
-            Err(End::ClientLeft)
+            Err(End::Close)
         }
     }
 
@@ -1131,7 +1135,11 @@ impl Drop for Session {
 }
 
 /// The SQL a client message runs or prepares, for `SHOW QUERIES`.
-fn query_text<'a>(tag: u8, body: &'a [u8], tracker: Option<&'a Tracker>) -> Option<QueryText<'a>> {
+fn query_text<'a>(
+    tag: u8,
+    body: &'a [u8],
+    tracker: Option<&'a SessionTracker>,
+) -> Option<QueryText<'a>> {
     let cstr = |b: &'a [u8]| {
         b.iter()
             .position(|&c| c == 0)

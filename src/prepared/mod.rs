@@ -31,7 +31,7 @@ pub use followed::Followed;
 pub use inject::Unnamed;
 pub use outstanding::{Action, Done, Expect, Outstanding, Retag, Seen};
 pub use registry::{Registry, Statement};
-pub use tracker::Tracker;
+pub use tracker::SessionTracker;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -21,7 +21,7 @@ transaction pooling: it is undone before this session's next transaction";
 const NOT_FOLLOWED_HINT: &str = "Use SET, RESET or set_config with constants or parameters, \
 outside functions and DO blocks, or pool_mode = session.";
 
-pub struct Tracker {
+pub struct SessionTracker {
     statements: ClientStatements,
     /// The client's session settings, its statements that change them,
     /// and the changes its open transaction holds.
@@ -47,7 +47,7 @@ pub struct Tracker {
     pub to_client: Splice,
 }
 
-impl Tracker {
+impl SessionTracker {
     /// `max` is `max_prepared_statements` (0: statements pass through);
     /// `pooled` is false in session mode, where only settings are followed.
     pub fn new(max: usize, startup: &[(String, String)], refuse_pins: bool, pooled: bool) -> Self {
