@@ -108,4 +108,4 @@ pub fn choose_cluster(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -141,7 +141,7 @@ fn drawn() -> impl Strategy<Value = Drawn> {
         })
 }
 
-fn settings_from(i: u8) -> RoutingSettings {
+pub(crate) fn settings_from(i: u8) -> RoutingSettings {
     RoutingSettings {
         replica_selection: [
             ReplicaSelection::LeastOutstanding,

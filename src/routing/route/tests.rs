@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::{Consistency, PrimaryReads, ReplicaFallback, ReplicaSelection};
+use crate::config::Consistency;
 use crate::topology::Role;
 
 /// The live numbers of each node, as a test table.
@@ -100,25 +100,10 @@ fn snapshot(nodes: &[Drawn]) -> Snapshot {
     }
 }
 
+/// Every strategy, primary-reads and fallback setting (and consistency
+/// default) by the bits of `knobs`.
 fn settings(knobs: u8) -> RoutingSettings {
-    RoutingSettings {
-        replica_selection: [
-            ReplicaSelection::LeastOutstanding,
-            ReplicaSelection::P2c,
-            ReplicaSelection::RoundRobin,
-            ReplicaSelection::WeightedRandom,
-        ][usize::from(knobs % 4)],
-        primary_reads: [
-            PrimaryReads::Never,
-            PrimaryReads::Fallback,
-            PrimaryReads::Always,
-        ][usize::from(knobs / 4 % 3)],
-        replica_fallback: match knobs & 16 {
-            0 => ReplicaFallback::Primary,
-            _ => ReplicaFallback::Error,
-        },
-        ..Default::default()
-    }
+    crate::routing::residency::tests::settings_from(knobs)
 }
 
 fn class(i: u8) -> Classified {
