@@ -141,7 +141,10 @@ impl Console {
                     .await?;
                 Ok(Response::Execution(Tag::new("SHOW")))
             }
-            Err(e) => Err(to_pgwire(&e)),
+            Err(e) => {
+                self.shared.errors.count(&e);
+                Err(to_pgwire(&e))
+            }
         }
     }
 }

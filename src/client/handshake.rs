@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 
 use super::members::{node_pools, tenant_of, welcome_pool};
+use super::route::RouteState;
 use super::secure::Negotiation;
 use super::tenancy::Tenancy;
 use crate::admission::{ClientSlot, LoginTicket};
@@ -66,10 +67,10 @@ pub struct Login {
     /// The pool on the configured primary (on the only node, without
     /// replicas; of the tenant's cluster, for a database made of clusters).
     pub pool: Arc<Pool>,
-    /// Pools on every node of each cluster, when the database is routed.
-    pub route: Option<Clusters>,
-    /// The session's tenant, for routed databases.
-    pub tenancy: Option<Box<Tenancy>>,
+    /// How its transactions are routed (the pools on every node of each
+    /// cluster, its tenant), when the database is routed. Built here, once;
+    /// the session takes it over.
+    pub route: Option<Box<RouteState>>,
     pub mode: PoolMode,
     pub registration: Registration,
     pub params: Vec<(String, String)>,
@@ -329,11 +330,17 @@ pub async fn handshake(
         .await
         .map_err(ProxyError::login_lost)?;
 
+    let route = match route {
+        Some(members) => {
+            let tenancy = tenancy.unwrap_or_else(|| Tenancy::new(&database, None));
+            RouteState::new(members, tenancy, mode != PoolMode::Session)
+        }
+        None => None,
+    };
     Ok(Asked::Login(Login {
         database,
         mode,
         route,
-        tenancy,
         pool,
         registration,
         params: tracked,

@@ -22,7 +22,6 @@ use tokio_util::io::poll_read_buf;
 
 use super::handshake::Login;
 use super::route::{starts_with_control, Attached, RouteState};
-use super::tenancy::Tenancy;
 use super::traffic::{QueryText, Traffic};
 use crate::cancel::{forward_cancel, CancelTarget, SessionControl};
 use crate::config::PoolMode;
@@ -158,7 +157,7 @@ fn from_ms(ms: u32) -> Option<Duration> {
 }
 
 impl Session {
-    pub fn new(client: Stream, cbuf: BytesMut, login: Login, shared: Arc<Shared>) -> Box<Self> {
+    pub fn new(client: Stream, cbuf: BytesMut, mut login: Login, shared: Arc<Shared>) -> Box<Self> {
         let cfg = shared.config.load();
         let p = &cfg.config.proxy;
         let timeouts = Timeouts {
@@ -193,7 +192,7 @@ impl Session {
             pin_counted: false,
             held: false,
             unassigned: false,
-            route: None,
+            route: login.route.take(),
             traffic: Traffic::default(),
             login,
             shared,
@@ -705,17 +704,6 @@ impl Session {
             }
         }
         self.ensure_tracker();
-        if self.route.is_none() {
-            if let Some(members) = self.login.route.clone() {
-                let pooled = self.login.mode != PoolMode::Session;
-                let tenancy = self
-                    .login
-                    .tenancy
-                    .take()
-                    .unwrap_or_else(|| Tenancy::new(&self.login.database, None));
-                self.route = RouteState::new(members, tenancy, pooled);
-            }
-        }
         if let Some(state) = self.route.as_mut() {
             let Some(tracker) = self.tracker.as_deref() else {
                 return Err(End::Error(ProxyError::Internal));
