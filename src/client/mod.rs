@@ -4,6 +4,7 @@
 //! ([`cancel`]) and the forwarding loop ([`session`]). Must not: share a
 //! server with another client, or hold a pool lock.
 
+pub mod flow;
 pub mod handshake;
 pub mod members;
 pub mod prefs;

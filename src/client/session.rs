@@ -20,6 +20,7 @@ use bytes::{Buf, BytesMut};
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 
+use super::flow::{Flow, Next, Sent};
 use super::handshake::Login;
 use super::route::{starts_with_control, Attached, RouteState};
 use super::traffic::{QueryText, Traffic};
@@ -33,7 +34,7 @@ use crate::prepared::{self, SessionTracker};
 use crate::routing::unit::{first_unit, Scan};
 use crate::shared::Shared;
 use crate::wire::backend::{self as be};
-use crate::wire::codec::{checked_len, header_at, FrameError, Item, Scanner, Step, TagSet};
+use crate::wire::codec::{header_at, FrameError, Item, Step, TagSet};
 use crate::wire::frontend as fe;
 
 /// Server messages the session reads whole: only ReadyForQuery.
@@ -68,14 +69,9 @@ enum End {
 pub struct Session {
     client: Stream,
     cbuf: BytesMut,
-    cscan: Scanner,
     server: Option<ServerGuard>,
-    sscan: Scanner,
-    /// ReadyForQuery messages the server still owes.
-    pending: u32,
-    /// An extended-protocol batch was sent without its Sync yet.
-    open_batch: bool,
-    tx_status: u8,
+    /// Framing both ways, requests owed, batch and transaction state.
+    flow: Flow,
     /// When the oldest unanswered request went out (for `query_timeout`).
     request_since: Option<Instant>,
     cancel_sent: bool,
@@ -103,7 +99,6 @@ pub struct Session {
     route: Option<Box<RouteState>>,
     login: Login,
     shared: Arc<Shared>,
-    max_packet: usize,
     /// `max_client_buffer`: past it the client is not read from, and a
     /// message needed whole is refused.
     max_buffer: usize,
@@ -178,12 +173,8 @@ impl Session {
         Box::new(Self {
             client,
             cbuf,
-            cscan: Scanner::new(),
             server: None,
-            sscan: Scanner::new(),
-            pending: 0,
-            open_batch: false,
-            tx_status: be::TX_IDLE,
+            flow: Flow::new(max_packet),
             request_since: None,
             cancel_sent: false,
             last_activity: Instant::now(),
@@ -196,7 +187,6 @@ impl Session {
             traffic: Traffic::default(),
             login,
             shared,
-            max_packet,
             max_buffer,
             max_holders,
             holding: false,
@@ -252,7 +242,7 @@ impl Session {
                 },
                 Event::Server(Ok(0)) | Event::Server(Err(_)) => self.on_server_lost(),
                 Event::Server(Ok(_)) => match self.on_server_data().await {
-                    Ok(()) if self.held && self.pending == 0 => {
+                    Ok(()) if self.held && self.flow.pending() == 0 => {
                         self.held = false;
                         self.on_client_data().await
                     }
@@ -378,7 +368,7 @@ impl Session {
     /// Gives the client's read buffer back while it has no server, so that
     /// thousands of idle clients cost only their task.
     fn shed_idle_buffer(&mut self) {
-        if self.cbuf.is_empty() && self.cscan.at_boundary() && self.cbuf.capacity() > 0 {
+        if self.cbuf.is_empty() && self.flow.client_at_boundary() && self.cbuf.capacity() > 0 {
             give_buffer(std::mem::take(&mut self.cbuf));
         }
     }
@@ -395,7 +385,7 @@ impl Session {
         if self.server.is_none() {
             return t.client_idle().map(|d| self.last_activity + d);
         }
-        if self.pending > 0 {
+        if self.flow.pending() > 0 {
             if self.cancel_sent {
                 return None;
             }
@@ -404,7 +394,7 @@ impl Session {
                 .zip(self.request_since)
                 .map(|(d, since)| since + d);
         }
-        if self.tx_status != be::TX_IDLE {
+        if self.flow.in_transaction() {
             return t.idle_transaction().map(|d| self.last_activity + d);
         }
         None
@@ -418,7 +408,7 @@ impl Session {
         if self.server.is_none() {
             return Err(End::Error(ProxyError::ClientIdleTimeout));
         }
-        if self.pending > 0 {
+        if self.flow.pending() > 0 {
             // query_timeout: let the server cancel the statement; its own
             // 57014 error then reaches the client and the session goes on.
             self.cancel_sent = true;
@@ -440,7 +430,9 @@ impl Session {
         self.check_pinned_region()?;
         if self.server.is_none() {
             // Garbage never costs a server.
-            check_header(&self.cbuf, self.max_packet).map_err(protocol_error)?;
+            self.flow
+                .check_client_header(&self.cbuf)
+                .map_err(protocol_error)?;
         }
         // Rewriting statements needs to know the server's statements, so
         // the server comes first (unless the client is only saying goodbye).
@@ -501,23 +493,23 @@ impl Session {
         let on_replica = self.route.as_ref().is_some_and(|r| r.on_replica);
         let mut pos = 0;
         loop {
-            if on_replica && self.pending > 0 && self.cscan.at_boundary() {
+            if on_replica && self.flow.pending() > 0 && self.flow.client_at_boundary() {
                 // A replica gets one unit at a time: the next may be a
                 // write, or end the read-only transaction, and then belongs
                 // on the primary.
                 self.held = pos < self.cbuf.len();
                 return Ok((pos, false));
             }
-            if self.pending > 0
-                && !self.open_batch
+            if self.flow.pending() > 0
+                && !self.flow.mid_batch()
                 && self.route.is_some()
-                && self.cscan.at_boundary()
+                && self.flow.client_at_boundary()
                 && starts_with_control(&self.cbuf[pos..])
             {
                 self.held = true;
                 return Ok((pos, false));
             }
-            if self.cscan.at_boundary() {
+            if self.flow.client_at_boundary() {
                 match self.large_message(pos, whole)? {
                     Large::No => {}
                     Large::NeedMore(n) => {
@@ -531,25 +523,24 @@ impl Session {
                     }
                 }
             }
-            let (tag, body, used) =
-                match self.cscan.next(&self.cbuf[pos..], whole, self.max_packet)? {
-                    Step::Item(Item::Header { tag, .. }, used) => (tag, &[][..], used),
-                    Step::Item(Item::Message { tag, body }, used) => (tag, body, used),
-                    Step::Item(Item::Body(_), used) => {
-                        if self.discarding {
-                            if let Some(t) = self.tracker.as_mut() {
-                                t.to_server.replace(&self.cbuf, pos, pos + used, &[]);
-                            }
-                            self.discarding = !self.cscan.at_boundary();
+            let (tag, body, used) = match self.flow.next_client(&self.cbuf[pos..], whole)? {
+                Step::Item(Item::Header { tag, .. }, used) => (tag, &[][..], used),
+                Step::Item(Item::Message { tag, body }, used) => (tag, body, used),
+                Step::Item(Item::Body(_), used) => {
+                    if self.discarding {
+                        if let Some(t) = self.tracker.as_mut() {
+                            t.to_server.replace(&self.cbuf, pos, pos + used, &[]);
                         }
-                        pos += used;
-                        continue;
+                        self.discarding = !self.flow.client_at_boundary();
                     }
-                    Step::NeedMore(n) => {
-                        grow_for(&mut self.cbuf, pos + n);
-                        return Ok((pos, false));
-                    }
-                };
+                    pos += used;
+                    continue;
+                }
+                Step::NeedMore(n) => {
+                    grow_for(&mut self.cbuf, pos + n);
+                    return Ok((pos, false));
+                }
+            };
             if tag == fe::TERMINATE {
                 return Ok((pos, true));
             }
@@ -558,7 +549,7 @@ impl Session {
                 return Err(FrameError::UnknownType { tag });
             }
             if let (Some(t), Some(g)) = (self.tracker.as_mut(), self.server.as_mut()) {
-                if !self.open_batch && t.must_wait(tag, body) {
+                if !self.flow.mid_batch() && t.must_wait(tag, body) {
                     // Resumed when the server has answered what is in flight
                     // (all of it ends in a Sync or Query: it will answer).
                     // Within one batch the server's skip-to-Sync already
@@ -589,23 +580,15 @@ impl Session {
     /// Bookkeeping for a client message on its way: requests the server
     /// will answer with ReadyForQuery, and extended batches left open.
     fn note_sent(&mut self, tag: u8) {
-        match tag {
-            fe::QUERY | fe::SYNC | fe::FUNCTION_CALL => {
-                if let Some(r) = self.route.as_mut() {
-                    r.requested();
-                }
-                self.traffic.request(self.pending == 0);
-                if self.pending == 0 && self.timeouts.query_ms != 0 {
-                    self.request_since = Some(self.last_activity);
-                    self.cancel_sent = false;
-                }
-                self.pending += 1;
-                self.open_batch = false;
+        if let Sent::Request { first } = self.flow.sent(tag) {
+            if let Some(r) = self.route.as_mut() {
+                r.requested();
             }
-            fe::PARSE | fe::BIND | fe::DESCRIBE | fe::EXECUTE | fe::CLOSE | fe::FLUSH => {
-                self.open_batch = true;
+            self.traffic.request(first);
+            if first && self.timeouts.query_ms != 0 {
+                self.request_since = Some(self.last_activity);
+                self.cancel_sent = false;
             }
-            _ => {}
         }
     }
 
@@ -621,7 +604,7 @@ impl Session {
         };
         let len = len as usize;
         let body_len = len.saturating_sub(4);
-        if !whole.contains(tag) || len > self.max_packet {
+        if !whole.contains(tag) || len > self.flow.max_packet() {
             return Ok(Large::No);
         }
         let over = body_len > self.max_buffer;
@@ -651,7 +634,7 @@ impl Session {
                 pos,
                 pos + 5,
             );
-            self.cscan.stream(body_len);
+            self.flow.stream_client(body_len);
             self.discarding = true;
             return Ok(Large::Head { tag, used: 5 });
         }
@@ -675,7 +658,7 @@ impl Session {
             pos,
             end,
         );
-        self.cscan.stream(body_len - prefix_len);
+        self.flow.stream_client(body_len - prefix_len);
         Ok(Large::Head {
             tag,
             used: 5 + prefix_len,
@@ -809,8 +792,7 @@ impl Session {
                 }
             }
         }
-        self.sscan = Scanner::new();
-        self.tx_status = be::TX_IDLE;
+        self.flow.attached();
         self.server = Some(guard);
         Ok(())
     }
@@ -842,31 +824,30 @@ impl Session {
                 Some(t) if t.reads_whole() => &TagSet::ALL,
                 _ => &SERVER_WHOLE,
             };
-            let (tag, body, used, complete) =
-                match self.sscan.next(&rbuf[pos..], whole, self.max_packet) {
-                    Ok(Step::Item(Item::Message { tag, body }, used)) => (tag, body, used, true),
-                    Ok(Step::Item(Item::Header { tag, body_len }, used)) => {
-                        (tag, &[][..], used, body_len == 0)
+            let (tag, body, used, complete) = match self.flow.next_server(&rbuf[pos..], whole) {
+                Ok(Step::Item(Item::Message { tag, body }, used)) => (tag, body, used, true),
+                Ok(Step::Item(Item::Header { tag, body_len }, used)) => {
+                    (tag, &[][..], used, body_len == 0)
+                }
+                Ok(Step::Item(Item::Body(_), used)) => {
+                    pos += used;
+                    continue;
+                }
+                Ok(Step::NeedMore(n)) => {
+                    if let Some(t) = tracker.as_mut().filter(|_| self.flow.server_at_boundary()) {
+                        t.answers_due(rbuf, pos);
                     }
-                    Ok(Step::Item(Item::Body(_), used)) => {
-                        pos += used;
-                        continue;
+                    grow_for(rbuf, pos + n);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "server sent a malformed message");
+                    if let Some(guard) = self.detach() {
+                        guard.close();
                     }
-                    Ok(Step::NeedMore(n)) => {
-                        if let Some(t) = tracker.as_mut().filter(|_| self.sscan.at_boundary()) {
-                            t.answers_due(rbuf, pos);
-                        }
-                        grow_for(rbuf, pos + n);
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "server sent a malformed message");
-                        if let Some(guard) = self.detach() {
-                            guard.close();
-                        }
-                        return Err(End::Error(ProxyError::ServerLost));
-                    }
-                };
+                    return Err(End::Error(ProxyError::ServerLost));
+                }
+            };
             let status = match tag {
                 be::READY_FOR_QUERY => body.first().copied().unwrap_or(be::TX_IDLE),
                 be::ERROR_RESPONSE if complete => {
@@ -889,11 +870,9 @@ impl Session {
                 None => true,
             };
             if tag == be::READY_FOR_QUERY && complete && keep {
-                self.pending = self.pending.saturating_sub(1);
-                self.tx_status = status;
-                if self.pending == 0 {
+                if let Some(idle) = self.flow.ready(status) {
                     self.request_since = None;
-                    answered = Some(status == be::TX_IDLE);
+                    answered = Some(idle);
                 }
             }
             pos += used;
@@ -926,26 +905,22 @@ impl Session {
         }
         let pinned = self.tracker.as_ref().is_some_and(|t| t.pinned());
         self.count_pinned(pinned);
-        if pinned {
-            // LISTEN, a session advisory lock, a temp table...: the client
-            // keeps this server until that state is gone.
-            return Ok(());
-        }
-        match self.login.mode {
-            PoolMode::Session => Ok(()),
-            PoolMode::Statement if self.tx_status != be::TX_IDLE => {
+        match self
+            .flow
+            .next(self.login.mode, pinned, self.timeouts.reset_always)
+        {
+            Next::Keep => Ok(()),
+            Next::RefuseTransaction => {
                 if let Some(guard) = self.detach() {
                     guard.close();
                 }
                 Err(End::Error(ProxyError::TransactionInStatementMode))
             }
-            PoolMode::Transaction | PoolMode::Statement => {
-                if self.tx_status == be::TX_IDLE {
-                    self.release().await;
-                    self.shed_idle_buffer();
-                    if self.shared.is_stopping() {
-                        return Err(End::Error(ProxyError::Shutdown));
-                    }
+            Next::Release(rest) => {
+                self.release(rest).await;
+                self.shed_idle_buffer();
+                if self.shared.is_stopping() {
+                    return Err(End::Error(ProxyError::Shutdown));
                 }
                 Ok(())
             }
@@ -956,7 +931,7 @@ impl Session {
     /// from its tenant ends (its session state cannot move) rather than
     /// being served there.
     fn check_pinned_region(&mut self) -> Result<(), End> {
-        if !self.pin_counted || self.tx_status != be::TX_IDLE || !self.streams_quiet() {
+        if !self.pin_counted || self.flow.in_transaction() || !self.streams_quiet() {
             return Ok(());
         }
         let Some(r) = self.route.as_mut() else {
@@ -997,23 +972,16 @@ impl Session {
 
     /// Nothing owed by the server and no message half-sent in either direction.
     fn streams_quiet(&self) -> bool {
-        self.pending == 0
-            && !self.open_batch
-            && self.tracker.as_ref().is_none_or(|t| t.is_idle())
-            && self.cscan.at_boundary()
-            && self.sscan.at_boundary()
+        self.flow.quiet() && self.tracker.as_ref().is_none_or(|t| t.is_idle())
     }
 
-    /// Gives the server back to the pool at the end of a transaction.
-    async fn release(&mut self) {
+    /// Gives the server back to the pool at the end of a transaction, in
+    /// the state the flow says.
+    async fn release(&mut self, mut rest: Rest) {
         let Some(mut guard) = self.detach() else {
             return;
         };
         let cancels = self.login.registration.control.unassign();
-        let mut rest = match self.timeouts.reset_always {
-            true => Rest::NeedsReset,
-            false => Rest::Clean,
-        };
         if let Some(r) = self.route.as_mut().filter(|r| r.fetch_lsn) {
             if !Box::pin(r.record_write(&mut guard)).await {
                 rest = Rest::Broken;
@@ -1057,7 +1025,7 @@ impl Session {
             guard.close();
         }
         tracing::info!(pool = %self.login.pool.key, "server connection lost mid-session");
-        if self.sscan.at_boundary() {
+        if self.flow.server_at_boundary() {
             Err(End::Error(ProxyError::ServerLost))
         } else {
             // Mid-message: anything more would corrupt the client's stream.
@@ -1074,38 +1042,26 @@ impl Session {
             return;
         };
         let cancels = self.login.registration.control.unassign();
-        if self.tracker.as_ref().is_some_and(|t| t.pinned()) {
-            // Its LISTENs, locks or temp tables die with the connection.
-            guard.close();
-            return;
-        }
-        if !self.at_rest_without(&mut guard) {
-            let busy = self.pending > 0;
-            let target = CancelTarget::of(guard.conn());
-            guard.close();
-            if busy {
-                // A busy backend does not notice its socket closing until the
-                // statement ends (pg_sleep, a long scan), holding its locks
-                // until then; cancel it so it aborts now.
-                let registry = self.shared.cancels.clone();
-                tokio::spawn(async move { registry.cancel_target(&target).await });
-            }
-            return;
-        }
-        // A transaction left open is rolled back (a session mode client, or
-        // one that left mid-transaction at a message boundary); a session
-        // mode server, or any with reset_always, is reset.
+        let pinned = self.tracker.as_ref().is_some_and(|t| t.pinned());
+        let at_rest = self.at_rest_without(&mut guard);
+        // A session mode server, or any with reset_always, is reset.
         let reset = self.login.mode == PoolMode::Session || self.timeouts.reset_always;
-        let rest = match self.tx_status != be::TX_IDLE {
-            true => Rest::NeedsRollback,
-            false if reset => Rest::NeedsReset,
-            false => Rest::Clean,
-        };
+        let rest = self.flow.left(at_rest, pinned, reset);
+        if rest == Rest::Broken && !pinned && self.flow.pending() > 0 {
+            // A busy backend does not notice its socket closing until the
+            // statement ends (pg_sleep, a long scan), holding its locks
+            // until then; cancel it so it aborts now.
+            let target = CancelTarget::of(guard.conn());
+            let registry = self.shared.cancels.clone();
+            tokio::spawn(async move { registry.cancel_target(&target).await });
+        }
         self.give_back(guard, rest, reset, cancels).await;
     }
 
+    /// The server's buffered answers and the rewriting layer owe nothing
+    /// (the flow's own state is asked apart).
     fn at_rest_without(&self, guard: &mut ServerGuard) -> bool {
-        self.streams_quiet() && guard.conn().stream.rbuf.is_empty()
+        self.tracker.as_ref().is_none_or(|t| t.is_idle()) && guard.conn().stream.rbuf.is_empty()
     }
 }
 
@@ -1184,21 +1140,6 @@ fn bind_prefix_len(body: &[u8]) -> Option<usize> {
     let portal = body.iter().position(|&b| b == 0)?;
     let name = body[portal + 1..].iter().position(|&b| b == 0)?;
     Some(portal + 1 + name + 1)
-}
-
-/// Refuses the first buffered message as soon as its header shows it is
-/// not one a logged-in client may send.
-fn check_header(buf: &[u8], max: usize) -> Result<(), FrameError> {
-    let Some(&tag) = buf.first() else {
-        return Ok(());
-    };
-    if !fe::is_session_message(tag) {
-        return Err(FrameError::UnknownType { tag });
-    }
-    match header_at(buf, 0) {
-        Some((tag, len)) => checked_len(tag, len, max).map(|_| ()),
-        None => Ok(()),
-    }
 }
 
 fn protocol_error(e: FrameError) -> End {
