@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = pgwarden::routing::classify(data, &["pg_catalog.now".to_owned()]);
-    let _ = pgwarden::routing::statements::read(data);
+    let _ = pgwarden::sql::statements::read(data);
     let _ = pgwarden::state::classify(data);
     let _ = pgwarden::state::effect(data);
     let _ = pgwarden::state::pins::classify(data);
