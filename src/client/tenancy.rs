@@ -294,3 +294,6 @@ fn node_regions<'a>(loaded: &'a Loaded, topology: &Topology) -> Vec<Option<&'a s
 fn any_up(topology: &Topology, mask: NodeSet) -> bool {
     select::any_up(&topology.snapshot(), mask)
 }
+
+#[cfg(test)]
+mod tests;
