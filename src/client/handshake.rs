@@ -103,64 +103,19 @@ pub async fn handshake(
 ) -> Result<Asked, ProxyError> {
     let tls = shared.config.load().client_tls.clone();
     let mut negotiation = Negotiation::default();
-    negotiation.direct(stream, tls.as_ref()).await?;
-    let (minor, params) = loop {
-        let packet = read_startup(stream).await?;
-        ticket.spoke();
-        match packet {
-            StartupPacket::SslRequest => negotiation.ssl_request(stream, tls.as_ref()).await?,
-            StartupPacket::GssEncRequest => negotiation.gss_request(stream).await?,
-            StartupPacket::Cancel {
-                process_id,
-                secret_key,
-            } => {
-                shared.cancels.cancel(process_id, secret_key).await;
-                return Ok(Asked::Cancelled);
-            }
-            StartupPacket::Startup { minor, params } => break (minor, params),
-        }
+    let Some((minor, params)) = negotiate(stream, shared, ticket, &mut negotiation).await? else {
+        return Ok(Asked::Cancelled);
     };
     if tls.as_ref().is_some_and(|t| t.mode.requires_tls()) && !stream.io.is_tls() {
         return Err(ProxyError::TlsRequired);
     }
     let loaded = shared.config.load_full();
-    let mut out = BytesMut::new();
-
-    let unknown_pq: Vec<&str> = params
-        .iter()
-        .filter(|(k, _)| k.starts_with("_pq_."))
-        .map(|(k, _)| k.as_str())
-        .collect();
-    if minor > 0 || !unknown_pq.is_empty() {
-        be::negotiate_protocol_version(&mut out, 0, &unknown_pq);
-    }
-    let mut user = None;
-    let mut database = None;
-    let mut tracked = Vec::new();
-    for (k, v) in &params {
-        match k.as_str() {
-            "user" => user = Some(v.clone()),
-            "database" => database = Some(v.clone()),
-            "replication" if v != "false" && v != "0" && v != "off" => {
-                return Err(ProxyError::Unsupported("replication connections"))
-            }
-            k if k.starts_with("_pq_.") => {}
-            k if TRACKED_PARAMS.iter().any(|t| t.eq_ignore_ascii_case(k)) => {
-                tracked.push((k.to_owned(), v.clone()))
-            }
-            k if loaded
-                .config
-                .proxy
-                .ignore_startup_parameters
-                .contains_ignore_case(k) => {}
-            k => return Err(ProxyError::UnsupportedParameter(k.to_owned())),
-        }
-    }
-    let tracked = expand_options(tracked, &loaded)?;
-    let user = user.filter(|u| !u.is_empty()).ok_or(ProxyError::NoUser)?;
-    let database = database
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| user.clone());
+    let Requested {
+        user,
+        database,
+        tracked,
+        mut out,
+    } = requested(minor, &params, &loaded)?;
     if CONSOLE_DATABASES.contains(&database.as_str()) && loaded.database(&database).is_none() {
         stream
             .write_all(&out)
@@ -346,6 +301,99 @@ pub async fn handshake(
         params: tracked,
         slot,
     }))
+}
+
+/// TLS (direct, or after an SSLRequest) and the startup packet; `None`
+/// when the connection was a CancelRequest, now forwarded.
+async fn negotiate(
+    stream: &mut MessageStream<Stream>,
+    shared: &Shared,
+    ticket: &LoginTicket,
+    negotiation: &mut Negotiation,
+) -> Result<Option<(u16, Vec<(String, String)>)>, ProxyError> {
+    let tls = shared.config.load().client_tls.clone();
+    negotiation.direct(stream, tls.as_ref()).await?;
+    loop {
+        let packet = read_startup(stream).await?;
+        ticket.spoke();
+        match packet {
+            StartupPacket::SslRequest => negotiation.ssl_request(stream, tls.as_ref()).await?,
+            StartupPacket::GssEncRequest => negotiation.gss_request(stream).await?,
+            StartupPacket::Cancel {
+                process_id,
+                secret_key,
+            } => {
+                shared.cancels.cancel(process_id, secret_key).await;
+                return Ok(None);
+            }
+            StartupPacket::Startup { minor, params } => return Ok(Some((minor, params))),
+        }
+    }
+}
+
+/// What a startup packet asks for.
+#[derive(Debug)]
+struct Requested {
+    user: String,
+    /// The user name when the client named no database, as PostgreSQL.
+    database: String,
+    /// The parameters pgwarden follows, `options` expanded.
+    tracked: Vec<(String, String)>,
+    /// A NegotiateProtocolVersion to send first, when the client asked for
+    /// a newer minor version or `_pq_.` options (else empty).
+    out: BytesMut,
+}
+
+/// Reads the startup parameters: the user and database, the ones pgwarden
+/// follows, and a refusal for the rest (unless `ignore_startup_parameters`
+/// lists them), as PgBouncer does.
+fn requested(
+    minor: u16,
+    params: &[(String, String)],
+    loaded: &Loaded,
+) -> Result<Requested, ProxyError> {
+    let mut out = BytesMut::new();
+    let unknown_pq: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if minor > 0 || !unknown_pq.is_empty() {
+        be::negotiate_protocol_version(&mut out, 0, &unknown_pq);
+    }
+    let mut user = None;
+    let mut database = None;
+    let mut tracked = Vec::new();
+    for (k, v) in params {
+        match k.as_str() {
+            "user" => user = Some(v.clone()),
+            "database" => database = Some(v.clone()),
+            "replication" if v != "false" && v != "0" && v != "off" => {
+                return Err(ProxyError::Unsupported("replication connections"))
+            }
+            k if k.starts_with("_pq_.") => {}
+            k if TRACKED_PARAMS.iter().any(|t| t.eq_ignore_ascii_case(k)) => {
+                tracked.push((k.to_owned(), v.clone()))
+            }
+            k if loaded
+                .config
+                .proxy
+                .ignore_startup_parameters
+                .contains_ignore_case(k) => {}
+            k => return Err(ProxyError::UnsupportedParameter(k.to_owned())),
+        }
+    }
+    let tracked = expand_options(tracked, loaded)?;
+    let user = user.filter(|u| !u.is_empty()).ok_or(ProxyError::NoUser)?;
+    let database = database
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
+    Ok(Requested {
+        user,
+        database,
+        tracked,
+        out,
+    })
 }
 
 /// Logs a user in to the admin console: the same authentication as any
@@ -560,4 +608,93 @@ fn expand_options(
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(extra: &str) -> Loaded {
+        let text = format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nauth_type = \"trust\"\n{extra}\n[users.app]\npassword = \"app\"\n[databases.app]\nprimary = \"127.0.0.1:1\"\n"
+        );
+        match crate::config::from_str(&text, std::path::Path::new(".")) {
+            Ok(l) => l,
+            Err(p) => panic!("{p:?}"),
+        }
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn refused(r: Result<Requested, ProxyError>) -> String {
+        match r {
+            Ok(r) => panic!("accepted: {r:?}"),
+            Err(e) => e.sqlstate().to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_user_names_the_database_when_the_client_does_not() {
+        let l = loaded("");
+        let Ok(r) = requested(
+            0,
+            &params(&[("user", "app"), ("application_name", "x")]),
+            &l,
+        ) else {
+            panic!("a plain startup packet");
+        };
+        assert_eq!((r.user.as_str(), r.database.as_str()), ("app", "app"));
+        assert_eq!(r.tracked, params(&[("application_name", "x")]));
+        assert!(r.out.is_empty(), "nothing to negotiate");
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_unless_ignored() {
+        let l = loaded("");
+        let p = params(&[("user", "app"), ("geqo", "off")]);
+        assert_eq!(refused(requested(0, &p, &l)), "08P01");
+        let l = loaded("ignore_startup_parameters = \"geqo\"");
+        assert!(requested(0, &p, &l).is_ok());
+        let no_user = params(&[("database", "app")]);
+        assert_eq!(refused(requested(0, &no_user, &l)), "28000");
+        let replication = params(&[("user", "app"), ("replication", "database")]);
+        assert_eq!(refused(requested(0, &replication, &l)), "0A000");
+    }
+
+    #[test]
+    fn a_newer_minor_version_or_pq_options_are_negotiated_down() {
+        let l = loaded("");
+        let p = params(&[("user", "app"), ("_pq_.compression", "on")]);
+        let Ok(r) = requested(2, &p, &l) else {
+            panic!("_pq_ options are answered, not refused");
+        };
+        assert_eq!(r.out.first(), Some(&b'v'), "NegotiateProtocolVersion");
+        assert!(r.tracked.is_empty());
+    }
+
+    #[test]
+    fn options_are_expanded_into_settings() {
+        let l = loaded("");
+        let p = params(&[
+            ("user", "app"),
+            ("options", "-c search_path=s1 --work_mem=8MB"),
+        ]);
+        let Ok(r) = requested(0, &p, &l) else {
+            panic!("options carry settings");
+        };
+        assert!(
+            r.tracked
+                .iter()
+                .any(|(k, v)| k == "search_path" && v == "s1"),
+            "{:?}",
+            r.tracked
+        );
+        let bad = params(&[("user", "app"), ("options", "-c")]);
+        assert_eq!(refused(requested(0, &bad, &l)), "42601");
+    }
 }
