@@ -368,3 +368,34 @@ async fn switchover_under_load_fails_nothing() {
     assert_eq!(sqlstate(&e).as_deref(), Some("42704"), "{e}");
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Every node of a database without tenant rules is down when a client
+/// logs in: it gets the connection's own error (08001), not a residency
+/// refusal (RZ001 used to come out of the login when the monitor had
+/// already marked the nodes down).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_while_every_node_is_down_gets_the_connection_error() {
+    let proxy = proxy(|cfg| {
+        with_replicas(cfg);
+        let db = cfg.databases.get_mut(DB).expect("pgw configured");
+        // Nothing listens on these loopback ports: every node is down.
+        db.primary = "127.0.0.1:1".into();
+        db.replicas = vec![String::from("127.0.0.1:2").into()];
+    })
+    .await;
+    let topology = proxy.shared.topology(DB).expect("a topology").clone();
+    let down = eventually(Duration::from_secs(20), || {
+        let t = topology.clone();
+        async move {
+            let snap = t.snapshot();
+            snap.round > 0 && snap.nodes.iter().all(|n| !n.up)
+        }
+    })
+    .await;
+    assert!(down, "the monitor never saw the nodes down");
+    let err = match connect(&proxy, SCRAM_USER).await {
+        Ok(client) => client.simple_query("SELECT 1").await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert_eq!(sqlstate(&err).as_deref(), Some("08001"), "{err:?}");
+}

@@ -18,6 +18,7 @@ use crate::auth::query::lookup;
 use crate::auth::secret::Secret;
 use crate::cancel::Registration;
 use crate::config::access::{Access, CONSOLE_DATABASES};
+use crate::config::residency::Policy;
 use crate::config::{AuthType, DatabaseSettings, Loaded, PoolMode};
 use crate::error::{HbaConnection, ProxyError};
 use crate::net::{MessageStream, Stream};
@@ -234,6 +235,10 @@ pub async fn handshake(
     let welcome_pool = match &route {
         Some(members) => match welcome_pool(members, plan) {
             Some(p) => p,
+            // No node is known to be up and no tenant rule restricts the
+            // session: the primary's pool tries, and its own error (08001,
+            // a server's refusal) is the client's, not a residency one.
+            None if db_settings.residency.policy == Policy::Off => pool.clone(),
             None => {
                 let e = tenancy.as_mut().map(|t| t.no_node(&shared.audit));
                 return Err(e.unwrap_or(ProxyError::Internal));
