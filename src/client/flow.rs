@@ -122,11 +122,12 @@ impl Flow {
         self.client.stream(remaining);
     }
 
-    /// Neither direction is in the middle of a message... on the client's side.
+    /// The client's bytes are at a message boundary (none half-read).
     pub fn client_at_boundary(&self) -> bool {
         self.client.at_boundary()
     }
 
+    /// The server's bytes are at a message boundary.
     pub fn server_at_boundary(&self) -> bool {
         self.server.at_boundary()
     }

@@ -391,10 +391,13 @@ impl RouteState {
     ) -> Result<(ServerGuard, NodeId, bool), Miss> {
         let ctx = self.ctx.clone();
         let topo = &ctx.topology;
-        if is_read(ask) {
+        // Only a read that may go to a replica rotates the shared cursor
+        // or draws a random number: writes stay free of both.
+        let spread = is_read(ask) && {
             ask.position_known = self.write_position_known();
             ask.needs.min_lsn = self.last_write_lsn;
-        }
+            ask.position_known
+        };
         let deadline = Instant::now() + Duration::from_millis(ctx.settings.failover_wait_ms);
         let mut replica_tries = topo.nodes.len();
         loop {
@@ -409,8 +412,11 @@ impl RouteState {
                         live: &**topo,
                         settings: &ctx.settings,
                         holding_writes: holding,
-                        cursor: topo.cursor.fetch_add(1, Ordering::Relaxed),
-                        random: rand::random(),
+                        cursor: match spread {
+                            true => topo.cursor.fetch_add(1, Ordering::Relaxed),
+                            false => 0,
+                        },
+                        random: if spread { rand::random() } else { 0 },
                     };
                     let decision = route(ask, &view);
                     if decision.fell_back {
