@@ -1,6 +1,7 @@
-//! What a logged-in client sends, as the session reads it: the routing
-//! unit scanner over the buffered bytes, and the prepared-statement
-//! rewriter over every message, never panic whatever the bytes.
+//! What a logged-in client sends, as the session reads it: the session's
+//! flow over the buffered bytes (either way), the routing unit scanner,
+//! and the prepared-statement rewriter over every message, never panic
+//! whatever the bytes.
 #![no_main]
 
 use bytes::BytesMut;
@@ -9,7 +10,9 @@ use pgwarden::prepared::rewrite::{self, Ctx};
 use pgwarden::prepared::{
     ClientStatements, Followed, Outstanding, Registry, ServerStatements, Unnamed,
 };
-use pgwarden::routing::unit::{first_unit, message_at};
+use pgwarden::client::flow::{Flow, Inbound, Outbound};
+use pgwarden::routing::unit::first_unit;
+use pgwarden::wire::codec::whole_at;
 use pgwarden::state::ServerParams;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,8 +25,24 @@ fuzz_target!(|data: &[u8]| {
     let mut followed = Followed::default();
     let mut pins = 0;
     let mut unnamed = Unnamed::default();
+    let mut flow = Flow::new(1 << 20, 1 << 16);
+    let outbound = Outbound {
+        tracker: None,
+        server: None,
+        registry: &registry,
+        one_unit: data.first() == Some(&1),
+        routed: true,
+        queries: None,
+    };
+    let _ = flow.on_client(data, outbound);
+    let inbound = Inbound {
+        tracker: None,
+        prepared: &mut server,
+        settings: &mut settings,
+    };
+    let _ = flow.on_server(data, inbound);
     let mut pos = 0;
-    while let Some((tag, body, end)) = message_at(data, pos) {
+    while let Ok(Some((tag, body, end))) = whole_at(data, pos, 1 << 20) {
         let mut ctx = Ctx {
             registry: &registry,
             client: &mut client,

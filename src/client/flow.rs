@@ -6,13 +6,17 @@
 //! can go back to the pool now and in which [`Rest`], and in which state a
 //! leaving client leaves it.
 //!
+//! [`Flow::on_client`] (`outbound.rs`) and [`Flow::on_server`]
+//! (`inbound.rs`) walk each direction's buffered bytes and answer with a
+//! step: how much to forward, what must wait.
+//!
 //! Owns: those facts. Must not: touch a socket, a pool or a clock; tests
 //! feed it byte fixtures.
 
 use crate::config::PoolMode;
 use crate::pool::Rest;
 use crate::wire::backend as be;
-use crate::wire::codec::{checked_len, header_at, FrameError, Scanner, Step, TagSet};
+use crate::wire::codec::{checked_len, header_at, FrameError, Scanner};
 use crate::wire::frontend as fe;
 
 /// One session's protocol state.
@@ -21,6 +25,11 @@ pub struct Flow {
     client: Scanner,
     server: Scanner,
     max_packet: usize,
+    /// `max_client_buffer`: a message pgwarden must read whole and larger
+    /// than this is refused (its bytes dropped as they arrive).
+    max_buffer: usize,
+    /// The client body streaming through is a refused message's: dropped.
+    discarding: bool,
     /// Requests (Query, Sync, FunctionCall) sent and not yet answered by
     /// their ReadyForQuery.
     pending: u32,
@@ -57,39 +66,19 @@ pub enum Next {
 }
 
 impl Flow {
-    pub fn new(max_packet: usize) -> Self {
+    /// `max_packet` caps every message both ways; `max_buffer` the
+    /// messages pgwarden reads whole.
+    pub fn new(max_packet: usize, max_buffer: usize) -> Self {
         Self {
             client: Scanner::new(),
             server: Scanner::new(),
             max_packet,
+            max_buffer,
+            discarding: false,
             pending: 0,
             open_batch: false,
             tx_status: be::TX_IDLE,
         }
-    }
-
-    /// The next client message (or part of one) at the start of `buf`.
-    ///
-    /// # Errors
-    /// A length over `max_packet_size`, or a malformed header.
-    pub fn next_client<'a>(
-        &mut self,
-        buf: &'a [u8],
-        whole: &TagSet,
-    ) -> Result<Step<'a>, FrameError> {
-        self.client.next(buf, whole, self.max_packet)
-    }
-
-    /// The next server message (or part of one) at the start of `buf`.
-    ///
-    /// # Errors
-    /// As [`Flow::next_client`]: a server is held to the same cap.
-    pub fn next_server<'a>(
-        &mut self,
-        buf: &'a [u8],
-        whole: &TagSet,
-    ) -> Result<Step<'a>, FrameError> {
-        self.server.next(buf, whole, self.max_packet)
     }
 
     /// Checks the header of the first client message before a server is
@@ -114,12 +103,6 @@ impl Flow {
     /// `max_packet_size`, for the few checks made before scanning.
     pub fn max_packet(&self) -> usize {
         self.max_packet
-    }
-
-    /// The next `remaining` client bytes are one message's body, passed on
-    /// (or dropped) without being read whole.
-    pub fn stream_client(&mut self, remaining: usize) {
-        self.client.stream(remaining);
     }
 
     /// The client's bytes are at a message boundary (none half-read).
@@ -227,5 +210,10 @@ impl Flow {
     }
 }
 
+mod inbound;
+mod outbound;
 #[cfg(test)]
 mod tests;
+
+pub use inbound::{Inbound, ServerStep};
+pub use outbound::{ClientStep, Outbound};

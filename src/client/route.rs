@@ -25,12 +25,11 @@ use crate::routing::control::{self, Control};
 use crate::routing::nodeset::NodeSet;
 use crate::routing::route::{is_read, route, write_target, Ask, Refusal, Target, View};
 use crate::routing::select::ReadNeeds;
-use crate::routing::unit::{first_unit, message_at, Scan};
+use crate::routing::unit::{first_unit, Scan};
 use crate::routing::{classify, Classified, Hint, Intent};
 use crate::topology::lag::{insert_lsn_as_replayed, parse_lsn, PRIMARY_LSN_SQL};
 use crate::topology::{NodeId, Writer};
 use crate::wire::backend as be;
-use crate::wire::frontend as fe;
 
 /// A unit longer than this is routed before it has all arrived (as a write).
 const MAX_UNIT_WAIT: usize = 1 << 20;
@@ -247,11 +246,11 @@ impl RouteState {
         self.on_replica = false;
     }
 
-    /// The client sent a request on the attached server. A unit pipelined
+    /// The client sent `n` requests on the attached server. A unit pipelined
     /// behind the first rides the same server without being classified:
     /// on the primary it may write, so its position is recorded too.
-    pub fn requested(&mut self) {
-        self.requests = self.requests.saturating_add(1);
+    pub fn requested(&mut self, n: u32) {
+        self.requests = self.requests.saturating_add(n);
         if self.requests > 1 && self.split && !self.on_replica {
             self.fetch_lsn = true;
         }
@@ -298,12 +297,7 @@ impl RouteState {
     /// Answers a lone `SET`/`RESET pgwarden.*` Query at the start of `buf`
     /// (an invalid value is refused, and the session goes on).
     fn control(&mut self, buf: &[u8], loaded: &Loaded) -> Option<Attached> {
-        let (tag, body, len) = message_at(buf, 0)?;
-        if tag != fe::QUERY {
-            return None;
-        }
-        let sql = &body[..body.len().saturating_sub(1)];
-        let command = control::parse(sql)?;
+        let (command, len) = control::leading(buf, MAX_UNIT_WAIT)?;
         let applied = match command.control {
             Control::Tenant => self.tenancy.set(loaded, command.value.clone()),
             _ => self.prefs.set(&command),
@@ -505,27 +499,6 @@ impl RouteState {
             None => Err(ProxyError::Cancelled.into()),
         }
     }
-}
-
-/// Whether `buf` starts with a whole `SET`/`RESET pgwarden.*` Query, which
-/// pgwarden answers itself: pipelined behind other work, it waits for that
-/// work to end instead of reaching PostgreSQL (which would take it as a
-/// placeholder setting and change nothing).
-pub fn starts_with_control(buf: &[u8]) -> bool {
-    let Some((tag, body, _)) = message_at(buf, 0) else {
-        return false;
-    };
-    let sql = &body[..body.len().saturating_sub(1)];
-    let start = sql
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(0);
-    let word = |w: &[u8]| {
-        sql.get(start..start + w.len() + 1).is_some_and(|s| {
-            s[..w.len()].eq_ignore_ascii_case(w) && s[w.len()].is_ascii_whitespace()
-        })
-    };
-    tag == fe::QUERY && (word(b"set") || word(b"reset")) && control::parse(sql).is_some()
 }
 
 /// Refuses the unit at the start of `buf` with `e`, skipping it when its

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use crate::pool::latency::Latency;
 use crate::pool::PoolStats;
+use crate::prepared::SessionTracker;
 use crate::stats::queries::QueryStats;
+use crate::wire::frontend as fe;
 
 #[derive(Debug, Default)]
 pub struct Traffic {
@@ -37,11 +39,41 @@ pub enum QueryText<'a> {
     RunsParsed,
 }
 
+impl<'a> QueryText<'a> {
+    /// What the client message `tag` with `body` runs or prepares; a Bind
+    /// of a named statement is looked up in `tracker`.
+    pub fn of(tag: u8, body: &'a [u8], tracker: Option<&'a SessionTracker>) -> Option<Self> {
+        let cstr = |b: &'a [u8]| {
+            b.iter()
+                .position(|&c| c == 0)
+                .map(|end| (&b[..end], &b[end + 1..]))
+        };
+        match tag {
+            fe::QUERY => cstr(body).map(|(sql, _)| QueryText::Runs(sql)),
+            fe::PARSE => {
+                let (name, rest) = cstr(body)?;
+                let (sql, _) = cstr(rest)?;
+                // A named statement counts when a Bind runs it.
+                name.is_empty().then_some(QueryText::Parses(sql))
+            }
+            fe::BIND => {
+                let (_, rest) = cstr(body)?;
+                let (name, _) = cstr(rest)?;
+                if name.is_empty() {
+                    return Some(QueryText::RunsParsed);
+                }
+                tracker?.statement(name).map(|s| QueryText::Runs(s.query()))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Traffic {
-    /// A request (Query, Sync, FunctionCall) goes out; `first` when none
-    /// was outstanding.
-    pub fn request(&mut self, first: bool) {
-        self.queries += 1;
+    /// `n` requests (Query, Sync, FunctionCall) go out; `first` when none
+    /// was outstanding before them.
+    pub fn request(&mut self, n: u32, first: bool) {
+        self.queries += n;
         if first {
             let now = Instant::now();
             self.query_start = Some(now);

@@ -5,6 +5,8 @@
 //! `primary` unquoted (a reserved word) and has no use for them.
 
 use crate::sql::lexer::{Lexer, Token};
+use crate::wire::codec::whole_at;
+use crate::wire::frontend as fe;
 
 /// The routing settings a session may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +23,43 @@ pub enum Control {
 pub struct Command {
     pub control: Control,
     pub value: Option<String>,
+}
+
+/// A lone `SET`/`RESET pgwarden.*` Query at the start of `buf`, all of it
+/// arrived (at most `max` bytes): the command and the Query's length.
+pub fn leading(buf: &[u8], max: usize) -> Option<(Command, usize)> {
+    let sql = leading_query(buf, max)?;
+    Some((parse(sql.0)?, sql.1))
+}
+
+/// Whether `buf` starts with a whole `SET`/`RESET pgwarden.*` Query, which
+/// pgwarden answers itself: pipelined behind other work, it waits for that
+/// work to end instead of reaching PostgreSQL (which would take it as a
+/// placeholder setting and change nothing). Cheap for everything else: it
+/// runs on every pipelined message boundary.
+pub fn starts_with_control(buf: &[u8], max: usize) -> bool {
+    let Some((sql, _)) = leading_query(buf, max) else {
+        return false;
+    };
+    let start = sql
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    let word = |w: &[u8]| {
+        sql.get(start..start + w.len() + 1).is_some_and(|s| {
+            s[..w.len()].eq_ignore_ascii_case(w) && s[w.len()].is_ascii_whitespace()
+        })
+    };
+    (word(b"set") || word(b"reset")) && parse(sql).is_some()
+}
+
+/// The text of a whole simple Query at the start of `buf`, and its length.
+fn leading_query(buf: &[u8], max: usize) -> Option<(&[u8], usize)> {
+    if buf.first() != Some(&fe::QUERY) {
+        return None;
+    }
+    let (_, body, len) = whole_at(buf, 0, max).ok()??;
+    Some((&body[..body.len().saturating_sub(1)], len))
 }
 
 /// Recognises one `SET`/`RESET` of a `pgwarden.` setting (the whole text).

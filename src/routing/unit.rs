@@ -8,7 +8,7 @@
 
 use super::classify::{classify, Classified, Intent};
 use crate::sql::statements::{self, Command};
-use crate::wire::codec::header_at;
+use crate::wire::codec::whole_at;
 use crate::wire::frontend as fe;
 
 /// What the buffered bytes allow.
@@ -42,18 +42,15 @@ pub fn first_unit(
     let mut flushed = false;
     let mut pos = 0;
     loop {
-        if let Some((_, len)) = header_at(buf, pos) {
-            let len = len as usize;
-            if len < 4 || len >= max_wait {
-                // Malformed (the session's framing refuses it), or too long
-                // to wait for: decide now.
-                return Scan::Unit {
-                    len: None,
-                    class: Classified::WRITE.and(class),
-                };
-            }
-        }
-        let Some((tag, body, end)) = message_at(buf, pos) else {
+        // Malformed (the session's framing refuses it), or too long to
+        // wait for: decide now.
+        let Ok(found) = whole_at(buf, pos, max_wait.saturating_sub(1)) else {
+            return Scan::Unit {
+                len: None,
+                class: Classified::WRITE.and(class),
+            };
+        };
+        let Some((tag, body, end)) = found else {
             // A client that sent Flush waits for answers before it sends
             // the rest: decide now, safely.
             if flushed || buf.len() >= max_wait {
@@ -124,14 +121,6 @@ fn text_class(
         }
     }
     classify(sql, read_only_functions)
-}
-
-/// The whole message at `pos`: tag, body, and where it ends.
-pub fn message_at(buf: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
-    let (tag, len) = header_at(buf, pos)?;
-    let end = pos.checked_add(1 + len as usize)?;
-    let body = buf.get(pos + 5..end)?;
-    Some((tag, body, end))
 }
 
 /// Bytes up to the first NUL.

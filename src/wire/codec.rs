@@ -171,28 +171,35 @@ pub fn checked_len(tag: u8, len: u32, max: usize) -> Result<usize, FrameError> {
 /// A whole message: tag, body, and bytes used including the header.
 pub type Whole<'a> = (u8, &'a [u8], usize);
 
+/// The whole message at `buf[pos..]` once all of it has arrived: tag,
+/// body, and where it ends. The framing of readers that look ahead
+/// without consuming (routing reads a whole unit before any of it is
+/// sent; the handshake reads small messages whole); what is forwarded is
+/// framed by a [`Scanner`]. Both refuse a length below 4 or above `max`
+/// through [`checked_len`].
+///
+/// # Errors
+/// A length below 4 or above `max`.
+#[inline]
+pub fn whole_at(buf: &[u8], pos: usize, max: usize) -> Result<Option<Whole<'_>>, FrameError> {
+    let Some((tag, len)) = header_at(buf, pos) else {
+        return Ok(None);
+    };
+    let len = checked_len(tag, len, max)?;
+    let found = pos
+        .checked_add(1 + len)
+        .and_then(|end| Some((buf.get(pos + HEADER_LEN..end)?, end)));
+    Ok(found.map(|(body, end)| (tag, body, end)))
+}
+
 /// Reads one complete message from the front of `buf`, for the handshake
 /// phases where every message is small and read whole.
 ///
 /// # Errors
 /// A length below 4 or above `max`.
 pub fn decode_whole(buf: &[u8], max: usize) -> Result<Option<Whole<'_>>, FrameError> {
-    let mut scanner = Scanner::new();
-    match Scanner::next(&mut scanner, buf, &TagSet::of(&ALL_TAGS), max)? {
-        Step::Item(Item::Message { tag, body }, used) => Ok(Some((tag, body, used))),
-        _ => Ok(None),
-    }
+    whole_at(buf, 0, max)
 }
-
-const ALL_TAGS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = i as u8;
-        i += 1;
-    }
-    t
-};
 
 #[cfg(test)]
 mod tests {

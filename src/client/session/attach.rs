@@ -1,0 +1,192 @@
+//! Borrowing a server for the client's next transaction (or its session):
+//! through read/write routing when the database has replicas, from the
+//! login's pool otherwise. A cancel request or a PAUSE may end the wait;
+//! a refused unit is answered as PostgreSQL answers a failed one.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+
+use super::{End, Session};
+use crate::cancel::SessionControl;
+use crate::client::route::Attached;
+use crate::config::PoolMode;
+use crate::error::ProxyError;
+use crate::pool::ServerGuard;
+use crate::prepared::SessionTracker;
+use crate::routing::unit::{first_unit, Scan};
+use crate::wire::backend as be;
+
+impl Session {
+    /// Borrows a server for the next transaction (or the session). False
+    /// when none was attached: the unit must wait for more bytes
+    /// (`held` set), or was refused and answered (and dropped from `cbuf`).
+    pub(super) async fn attach(&mut self) -> Result<bool, End> {
+        let control = self.login.registration.control.clone();
+        control.begin_wait();
+        let attached = self.attach_or_wait(&control).await;
+        if !matches!(attached, Ok(true)) {
+            control.end_wait();
+        }
+        attached
+    }
+
+    async fn attach_or_wait(&mut self, control: &Arc<SessionControl>) -> Result<bool, End> {
+        if self.shared.gates.is_paused(&self.login.database) {
+            // PAUSE: the transaction starts once the database is resumed.
+            let open = self.shared.gates.wait_open(&self.login.database);
+            if control.unless_cancelled(Box::pin(open)).await.is_none() {
+                return self.answer_cancelled().await;
+            }
+        }
+        self.ensure_tracker();
+        if let Some(state) = self.route.as_mut() {
+            let Some(tracker) = self.tracker.as_deref() else {
+                return Err(End::Error(ProxyError::Internal));
+            };
+            let loaded = self.shared.config.load_full();
+            let attached = state.attach(&self.cbuf, tracker, &loaded, &self.shared.audit, control);
+            return match Box::pin(attached).await {
+                Attached::Server(guard) if control.take_cancelled() => {
+                    drop(guard);
+                    self.answer_cancelled().await
+                }
+                Attached::Server(guard) => self.adopt(guard).await.map(|()| true),
+                Attached::Wait => {
+                    self.held = true;
+                    Ok(false)
+                }
+                Attached::Answered(out, len) => self.answer_unit(&out, len).await,
+                Attached::Refused(e, Some(len)) => self.answer_error(e, len).await,
+                Attached::Refused(e, None) => Err(End::Error(e)),
+            };
+        }
+        let pool = &self.login.pool;
+        let guard = match pool.try_checkout() {
+            Some(guard) => guard,
+            // Boxed: waiting in line or opening a server is the rare path,
+            // and its futures would otherwise enlarge every session's task.
+            None => match control.unless_cancelled(Box::pin(pool.checkout())).await {
+                Some(r) => r.map_err(|e| End::Error(ProxyError::from_pool(e, &pool.key.user)))?,
+                None => return self.answer_cancelled().await,
+            },
+        };
+        if control.take_cancelled() {
+            drop(guard);
+            return self.answer_cancelled().await;
+        }
+        self.adopt(guard).await.map(|()| true)
+    }
+
+    /// A cancel request ended the wait for a server: the request at the
+    /// start of `cbuf` is dropped and answered as PostgreSQL answers a
+    /// cancelled statement. A request not all received yet keeps waiting.
+    async fn answer_cancelled(&mut self) -> Result<bool, End> {
+        let max = self.flow.max_packet().saturating_add(1);
+        match first_unit(&self.cbuf, max, &[], |_| None) {
+            Scan::Unit { len: Some(len), .. } => {
+                self.answer_error(ProxyError::Cancelled, len).await
+            }
+            _ => {
+                self.held = true;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Skips the unit of `len` bytes and answers it with `e` as PostgreSQL
+    /// answers a failed one; the session goes on.
+    async fn answer_error(&mut self, e: ProxyError, len: usize) -> Result<bool, End> {
+        self.shared.errors.count(&e);
+        let mut out = BytesMut::new();
+        e.encode(&mut out);
+        be::ready_for_query(&mut out, be::TX_IDLE);
+        self.answer_unit(&out, len).await
+    }
+
+    /// Drops the unit of `len` bytes pgwarden answered itself, sending `out`.
+    async fn answer_unit(&mut self, out: &[u8], len: usize) -> Result<bool, End> {
+        self.cbuf.advance(len.min(self.cbuf.len()));
+        if self.client.send(out).await.is_err() {
+            return Err(End::Close);
+        }
+        Ok(false)
+    }
+
+    /// The tracker follows settings in every mode, and statements when
+    /// pooled, with the `max_prepared_statements` in force now.
+    fn ensure_tracker(&mut self) {
+        let max = self
+            .shared
+            .config
+            .load()
+            .config
+            .proxy
+            .max_prepared_statements;
+        let login = &self.login;
+        self.tracker
+            .get_or_insert_with(|| {
+                let pooled = login.mode != PoolMode::Session;
+                let refuse = login.pool.settings().refuse_session_features;
+                Box::new(SessionTracker::new(max, &login.params, refuse, pooled))
+            })
+            .set_max(max);
+    }
+
+    /// Makes a borrowed server this session's: cancel target, settings.
+    async fn adopt(&mut self, mut guard: ServerGuard) -> Result<(), End> {
+        self.unassigned = true;
+        if let Some(tracker) = self.tracker.as_mut() {
+            if let Some(sync) = tracker.attached(guard.conn()) {
+                // The client's settings go first; their answers are dropped.
+                guard.mark_used();
+                if guard.conn().stream.io.send(&sync).await.is_err() {
+                    self.server = Some(guard);
+                    return self.on_server_lost();
+                }
+            }
+        }
+        self.flow.attached();
+        self.server = Some(guard);
+        Ok(())
+    }
+
+    /// A pinned session starting a transaction on a node a reload took
+    /// from its tenant ends (its session state cannot move) rather than
+    /// being served there.
+    pub(super) fn check_pinned_region(&mut self) -> Result<(), End> {
+        if !self.pin_counted || self.flow.in_transaction() || !self.streams_quiet() {
+            return Ok(());
+        }
+        let Some(r) = self.route.as_mut() else {
+            return Ok(());
+        };
+        let loaded = self.shared.config.load();
+        if r.still_allowed(&loaded, &self.shared.audit) {
+            return Ok(());
+        }
+        let e = r.lost_region(&self.shared.audit);
+        if let Some(guard) = self.detach() {
+            guard.close();
+        }
+        Err(End::Error(e))
+    }
+
+    /// The client holds session state (LISTEN, a temp table, ...) on its server.
+    pub(super) fn pinned(&self) -> bool {
+        self.tracker.as_ref().is_some_and(|t| t.pinned())
+    }
+
+    /// Keeps the pool's count of pinned clients.
+    pub(super) fn count_pinned(&mut self, pinned: bool) {
+        if pinned != self.pin_counted {
+            self.pin_counted = pinned;
+            let n = &self.login.pool.stats.pinned;
+            if pinned {
+                n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                n.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
