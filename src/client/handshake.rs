@@ -6,26 +6,21 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 
-use super::members::{node_pools, tenant_of, welcome_pool};
+use super::members::{choose, ServerLogin};
 use super::route::RouteState;
 use super::secure::Negotiation;
-use super::tenancy::Tenancy;
 use crate::admission::{ClientSlot, LoginTicket};
-use crate::auth::backend::BackendSecret;
 use crate::auth::frontend::{authenticate, Authenticated, Claim};
 use crate::auth::hba::{Connection, HbaMethod};
 use crate::auth::query::lookup;
 use crate::auth::secret::Secret;
 use crate::cancel::Registration;
 use crate::config::access::{Access, CONSOLE_DATABASES};
-use crate::config::residency::Policy;
-use crate::config::{AuthType, DatabaseSettings, Loaded, PoolMode};
+use crate::config::{AuthType, Loaded, PoolMode};
 use crate::error::{HbaConnection, ProxyError};
 use crate::net::{MessageStream, Stream};
-use crate::pool::Clusters;
-use crate::pool::{Pool, PoolKey};
+use crate::pool::Pool;
 use crate::server::control::{self, ControlLogin};
-use crate::server::ServerTarget;
 use crate::shared::Shared;
 use crate::wire::backend as be;
 use crate::wire::startup::{decode_startup, StartupError, StartupPacket};
@@ -155,111 +150,57 @@ pub async fn handshake(
     let slot = shared
         .admission
         .admit(shared.config.load().config.proxy.max_client_conn)?;
-
-    // A database with its own `user` logs every client in as that user and
-    // so shares one pool among them, as in PgBouncer.
-    let (server_user, backend_secret) = match &db_settings.user {
-        Some(forced) => (
-            forced.clone(),
-            db_settings
-                .password
-                .clone()
-                .map(|p| BackendSecret::Password(p.0))
-                .or_else(|| {
-                    loaded
-                        .users
-                        .get(forced)
-                        .and_then(BackendSecret::from_stored)
-                }),
-        ),
-        None => (user.clone(), auth.backend_secret),
-    };
     let mode = loaded.pool_mode(&database, &user);
-    let login_target = |db: &str, settings: &DatabaseSettings| {
-        let key = PoolKey::new(db, &server_user);
-        let target = ServerTarget {
-            addr: settings.primary.clone(),
-            dbname: settings.dbname.clone().unwrap_or_else(|| db.to_owned()),
-            user: server_user.clone(),
-            secret: backend_secret.clone(),
-            allowed_auth: loaded.allowed_server_auth(),
-        };
-        (key, target)
-    };
-    let route: Option<Clusters> = if db_settings.clusters.is_empty() {
-        let (key, target) = login_target(&database, &db_settings);
-        node_pools(shared, &loaded, &key, &target).map(|r| Arc::from([r]))
-    } else {
-        let members: Option<Vec<_>> = db_settings
-            .clusters
-            .iter()
-            .map(|c| {
-                let (key, target) = login_target(c, loaded.database(c)?);
-                node_pools(shared, &loaded, &key, &target)
-            })
-            .collect();
-        Some(Arc::from(members.ok_or(ProxyError::Internal)?))
-    };
-    let (mut tenancy, plan) = match &route {
-        Some(members) => {
-            let (tenancy, plan) = tenant_of(&loaded, shared, members, &database, &user, &tracked)?;
-            (Some(tenancy), plan)
-        }
-        None => (None, None),
-    };
-    let pool = match &route {
-        Some(members) => {
-            let member = plan.map_or(0, |p| p.member);
-            members
-                .get(member)
-                .and_then(|m| m.pools.first())
-                .cloned()
-                .ok_or(ProxyError::Internal)?
-        }
-        None => {
-            let (key, target) = login_target(&database, &db_settings);
-            shared.pools.get_or_create(&key, &loaded, target)
-        }
-    };
-    if let Some(secret) = backend_secret.clone() {
-        // Keep the freshest credentials: a newer login may carry SCRAM keys
-        // for a password changed since the pool was made.
-        let routed = route
-            .iter()
-            .flat_map(|m| m.iter().flat_map(|r| r.pools.iter()));
-        for p in routed.chain([&pool]) {
-            let secret = secret.clone();
-            p.update_target(|t| t.secret = Some(secret));
-        }
-    }
-    let welcome_pool = match &route {
-        Some(members) => match welcome_pool(members, plan) {
-            Some(p) => p,
-            // No node is known to be up and no tenant rule restricts the
-            // session: the primary's pool tries, and its own error (08001,
-            // a server's refusal) is the client's, not a residency one.
-            None if db_settings.residency.policy == Policy::Off => pool.clone(),
-            None => {
-                let e = tenancy.as_mut().map(|t| t.no_node(&shared.audit));
-                return Err(e.unwrap_or(ProxyError::Internal));
-            }
-        },
-        None => pool.clone(),
-    };
-    super::validate::check_settings(&welcome_pool, &tracked).await?;
-    let welcome = match welcome_pool.welcome() {
+    let server = ServerLogin::of(&db_settings, &loaded, &user, auth.backend_secret);
+    let chosen = choose(
+        shared,
+        &loaded,
+        (&database, &db_settings),
+        &user,
+        &tracked,
+        &server,
+    )?;
+    super::validate::check_settings(&chosen.welcome, &tracked).await?;
+    report_parameters(&mut out, &chosen.welcome, &tracked).await?;
+    let registration = register(shared, stream, &user, &database, &tracked);
+    be::backend_key_data(&mut out, registration.process_id, registration.secret_key);
+    be::ready_for_query(&mut out, be::TX_IDLE);
+    stream
+        .write_all(&out)
+        .await
+        .map_err(ProxyError::login_lost)?;
+    let route = chosen.routed.and_then(|(clusters, tenancy)| {
+        RouteState::new(clusters, tenancy, mode != PoolMode::Session)
+    });
+    Ok(Asked::Login(Login {
+        database,
+        mode,
+        route,
+        pool: chosen.pool,
+        registration,
+        params: tracked,
+        slot,
+    }))
+}
+
+/// The servers' parameters, learnt from a first server as PgBouncer does,
+/// except those the client set itself, reported as it set them.
+async fn report_parameters(
+    out: &mut BytesMut,
+    pool: &Arc<Pool>,
+    tracked: &[(String, String)],
+) -> Result<(), ProxyError> {
+    let welcome = match pool.welcome() {
         Some(w) => w,
         None => {
-            // Learn the server's parameters from a first server, as PgBouncer does.
-            let guard = welcome_pool
+            let guard = pool
                 .checkout()
                 .await
-                .map_err(|e| ProxyError::from_pool(e, &welcome_pool.key.user))?;
+                .map_err(|e| ProxyError::from_pool(e, &pool.key.user))?;
             drop(guard);
-            welcome_pool.welcome().unwrap_or_default()
+            pool.welcome().unwrap_or_default()
         }
     };
-
     for (name, value) in welcome.iter() {
         let own = REPORTED_FROM_CLIENT
             .iter()
@@ -267,12 +208,23 @@ pub async fn handshake(
             .then(|| tracked.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
             .flatten();
         let value = own.map(|(_, v)| v.as_str()).unwrap_or(value);
-        be::parameter_status(&mut out, name, value);
+        be::parameter_status(out, name, value);
     }
+    Ok(())
+}
+
+/// The client's cancel key, and what `SHOW CLIENTS` tells of it.
+fn register(
+    shared: &Shared,
+    stream: &MessageStream<Stream>,
+    user: &str,
+    database: &str,
+    tracked: &[(String, String)],
+) -> Registration {
     let registration = shared.cancels.register();
     let _ = registration.control.info.set(crate::cancel::ClientInfo {
-        user: user.clone(),
-        database: database.clone(),
+        user: user.to_owned(),
+        database: database.to_owned(),
         addr: stream.io.peer_addr().ok(),
         local: stream.io.local_addr().ok(),
         tls: stream.io.tls_label(),
@@ -283,29 +235,7 @@ pub async fn handshake(
             .map(|(_, v)| v.clone())
             .unwrap_or_default(),
     });
-    be::backend_key_data(&mut out, registration.process_id, registration.secret_key);
-    be::ready_for_query(&mut out, be::TX_IDLE);
-    stream
-        .write_all(&out)
-        .await
-        .map_err(ProxyError::login_lost)?;
-
-    let route = match route {
-        Some(members) => {
-            let tenancy = tenancy.unwrap_or_else(|| Tenancy::new(&database, None));
-            RouteState::new(members, tenancy, mode != PoolMode::Session)
-        }
-        None => None,
-    };
-    Ok(Asked::Login(Login {
-        database,
-        mode,
-        route,
-        pool,
-        registration,
-        params: tracked,
-        slot,
-    }))
+    registration
 }
 
 /// TLS (direct, or after an SSLRequest) and the startup packet; `None`

@@ -528,3 +528,6 @@ async fn checkout(
         None => Err(ProxyError::Cancelled.into()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -296,4 +296,4 @@ fn any_up(topology: &Topology, mask: NodeSet) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

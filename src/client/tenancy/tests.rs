@@ -6,7 +6,7 @@ use crate::config::Loaded;
 use crate::pool::{PoolKey, Pools};
 use crate::server::ServerTarget;
 
-const CONFIG: &str = r#"
+pub(in crate::client) const CONFIG: &str = r#"
 [proxy]
 listen = "127.0.0.1:0"
 pool_mode = "transaction"
@@ -30,7 +30,7 @@ acme = ["eu-west-1"]
 globex = ["us-east-1"]
 "#;
 
-fn setup(config: &str) -> (Loaded, Vec<Arc<NodePools>>) {
+pub(in crate::client) fn setup(config: &str) -> (Loaded, Vec<Arc<NodePools>>) {
     let loaded = match crate::config::from_str(config, std::path::Path::new(".")) {
         Ok(l) => l,
         Err(problems) => panic!("{problems:?}"),
