@@ -1,6 +1,10 @@
 //! Opens N client connections to a pooler, logs each in (trust auth), and
 //! holds them idle for a while: the load behind the "memory per idle client"
 //! benchmark row. Usage: idle_clients HOST:PORT USER DB N HOLD_SECONDS
+//!
+//! Each client sends what psycopg and PgJDBC send: a distinct
+//! `application_name`, `client_encoding`, `DateStyle`, `TimeZone` and
+//! `extra_float_digits` (`IDLE_PLAIN=1`: `user` and `database` only).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -9,10 +13,31 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn login(addr: &str, user: &str, db: &str) -> std::io::Result<TcpStream> {
-    let mut sock = TcpStream::connect(addr).await?;
+/// Connects from one of several loopback source addresses, so that more
+/// clients than one address has ephemeral ports can be held.
+async fn connect(addr: &str, id: usize) -> std::io::Result<TcpStream> {
+    let to: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    let from = std::net::Ipv4Addr::new(127, 0, 1 + (id / 20_000) as u8, 1);
+    socket.bind((from, 0).into())?;
+    socket.connect(to).await
+}
+
+async fn login(addr: &str, user: &str, db: &str, id: usize) -> std::io::Result<TcpStream> {
+    let mut sock = connect(addr, id).await?;
     let mut out = BytesMut::new();
-    pgwarden::wire::frontend::startup_message(&mut out, &[("user", user), ("database", db)]);
+    let app = format!("worker-{id}");
+    let mut params = vec![("user", user), ("database", db)];
+    if std::env::var_os("IDLE_PLAIN").is_none() {
+        params.extend([
+            ("application_name", app.as_str()),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO"),
+            ("TimeZone", "UTC"),
+            ("extra_float_digits", "3"),
+        ]);
+    }
+    pgwarden::wire::frontend::startup_message(&mut out, &params);
     sock.write_all(&out).await?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
@@ -51,9 +76,10 @@ async fn main() {
         let batch = left.min(100);
         left -= batch;
         let tasks: Vec<_> = (0..batch)
-            .map(|_| {
+            .map(|i| {
                 let (a, u, d) = (args[1].clone(), args[2].clone(), args[3].clone());
-                tokio::spawn(async move { login(&a, &u, &d).await })
+                let id = n - left - batch + i;
+                tokio::spawn(async move { login(&a, &u, &d, id).await })
             })
             .collect();
         for t in tasks {

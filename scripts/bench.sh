@@ -10,6 +10,9 @@
 #   BENCH_SECONDS=30 scripts/bench.sh
 #   BENCH_SECTIONS=split scripts/bench.sh   # only the read/write split rows
 #   BENCH_SECTIONS=tls scripts/bench.sh     # only the TLS rows
+#   BENCH_SECTIONS=idle IDLE_COUNTS="1000 10000 100000" scripts/bench.sh
+#                                           # memory per idle client, a
+#                                           # fresh proxy per count
 #   BENCH_SECTIONS=ab BENCH_AB_BIN=/path/to/old/pgwarden scripts/bench.sh
 #                                           # this build against another,
 #                                           # alternating, BENCH_AB_ROUNDS each
@@ -118,6 +121,7 @@ listen_addr = 127.0.0.1
 listen_port = $BPORT
 unix_socket_dir =
 auth_type = trust
+ignore_startup_parameters = extra_float_digits
 auth_file = $WORK/userlist.txt
 pool_mode = transaction
 default_pool_size = $POOL
@@ -176,6 +180,61 @@ run() {
   fi
   echo "${tps:-0} ${lat:-0} $us ${failed:-?} $mus"
 }
+
+if [ "$SECTIONS" = idle ]; then
+# Memory per idle client, a fresh pgwarden and PgBouncer per count, each
+# client logging in with what drivers send (a distinct application_name,
+# client_encoding, DateStyle, TimeZone, extra_float_digits); RSS again once
+# they have left. Then, with the most clients connected, how long a
+# `SELECT 1` through a fresh client takes.
+# As root the descriptor limit can be raised past 100,000 for both sides.
+ulimit -Hn 400000 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+IPORT=$((PGPORT + 110)); IBPORT=$((PGPORT + 120))
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$IPORT\"/" -e "s/^max_client_conn = .*/max_client_conn = 200000/" \
+  "$WORK/pgwarden.toml" >"$WORK/idle.toml"
+sed -e "s/^listen_port = .*/listen_port = $IBPORT/" -e "s/^max_client_conn = .*/max_client_conn = 200000/" \
+  -e "s/pgbouncer\.\(log\|pid\)/idle-bouncer.\1/" "$WORK/pgbouncer.ini" >"$WORK/idle-bouncer.ini"
+[ "$(id -u)" -eq 0 ] && chown postgres "$WORK/idle-bouncer.ini"
+echo "| proxy | clients | VmRSS before (KiB) | with clients (KiB) | per idle client (KiB) | after they left (KiB) | SELECT 1 through a fresh client (ms) |"
+echo "|---|---|---|---|---|---|---|"
+idle_row() {
+  local name=$1 port=$2 pid=$3 count=$4
+  local before after left ready ms
+  sleep 1
+  before=$(rss_kib "$pid")
+  "$HOLDER" "127.0.0.1:$port" app app "$count" 900 >"$WORK/holder.out" 2>&1 &
+  local hp=$!
+  for _ in $(seq 1800); do grep -q ready "$WORK/holder.out" && break; sleep 0.5; done
+  sleep 2
+  after=$(rss_kib "$pid")
+  ready=$(cat "$WORK/holder.out")
+  local t0 t1
+  t0=$(date +%s%N)
+  "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$port" -U app -d app -c 'SELECT 1' >/dev/null 2>&1 || t0=0
+  t1=$(date +%s%N)
+  ms=$([ "$t0" -gt 0 ] && awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}' || echo failed)
+  kill "$hp" 2>/dev/null || true; wait "$hp" 2>/dev/null || true
+  sleep 3
+  left=$(rss_kib "$pid")
+  printf "| %s | %s | %s | %s | %s (%s) | %s | %s |\n" "$name" "$count" "$before" "$after" \
+    "$(awk -v a="$after" -v b="$before" -v n="$count" 'BEGIN {printf "%.2f", (a - b) / n}')" "$ready" "$left" "$ms"
+}
+for count in ${IDLE_COUNTS:-1000 10000}; do
+  RUST_LOG=warn "$BIN" run --config "$WORK/idle.toml" >"$WORK/idle.log" 2>&1 &
+  I_PID=$!; pids+=($I_PID)
+  for _ in $(seq 50); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$IPORT" && break; sleep 0.1; done
+  idle_row pgwarden "$IPORT" "$I_PID" "$count"
+  kill -INT "$I_PID"; wait "$I_PID" 2>/dev/null || true
+  if [ "${IDLE_PGBOUNCER:-1}" = 1 ]; then
+    start_pgbouncer idle-bouncer
+    IB_PID=$(cat "$WORK/idle-bouncer.pid")
+    idle_row PgBouncer "$IBPORT" "$IB_PID" "$count"
+    kill "$IB_PID"; for _ in $(seq 50); do kill -0 "$IB_PID" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$WORK/idle-bouncer.pid"
+  fi
+done
+fi
 
 if [ "$SECTIONS" = all ] || [ "$SECTIONS" = core ]; then
 # Idle memory first, while both proxies are fresh: after the load rows their

@@ -202,12 +202,16 @@ fn start_monitors(shared: &Arc<Shared>) {
 async fn maintain_loop(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut trim = crate::trim::Trim::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shared.shutdown.cancelled() => return,
         }
         shared.stats.tick(&shared.pools);
+        if trim.tick(shared.admission.clients()) {
+            tracing::debug!("clients left: free memory given back to the system");
+        }
         for pool in shared.pools.all() {
             for slot in pool.maintain() {
                 let pool = pool.clone();

@@ -76,12 +76,13 @@ pub struct SessionControl {
 /// A logged-in client as the console shows it.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
-    pub user: String,
-    pub database: String,
+    /// Shared with every client of that name (see [`crate::intern`]).
+    pub user: Arc<str>,
+    pub database: Arc<str>,
     pub addr: Option<std::net::SocketAddr>,
     pub local: Option<std::net::SocketAddr>,
     pub connected: std::time::SystemTime,
-    pub application_name: String,
+    pub application_name: Box<str>,
     pub tls: crate::net::TlsLabel,
 }
 

@@ -17,7 +17,9 @@ use crate::admission::Admission;
 use crate::cancel::CancelRegistry;
 use crate::config::Loaded;
 use crate::error::ProxyError;
+use crate::intern::Interner;
 use crate::pool::Pools;
+use crate::state::StartupSet;
 use crate::stats::queries::QueryStats;
 use crate::stats::{ErrorCounts, Window};
 use crate::topology::Topology;
@@ -39,6 +41,11 @@ pub struct Shared {
     pub errors: ErrorCounts,
     /// The console's `SET`s not yet written by `SAVE CONFIG`.
     pub unsaved: crate::config::Overrides,
+    /// One copy of each user and database name clients log in with.
+    pub names: Interner<str>,
+    /// One copy of each set of startup parameters clients send (without
+    /// `application_name`, which differs per client).
+    pub startup_sets: Interner<StartupSet>,
     /// `SHOW QUERIES` (when `query_stats` is on).
     pub queries: QueryStats,
     /// Clients connected (for `max_client_conn`) and logins in progress
@@ -109,6 +116,8 @@ impl Shared {
             gates: Default::default(),
             errors: Default::default(),
             unsaved: Default::default(),
+            names: Interner::default(),
+            startup_sets: Interner::default(),
             queries,
             admission: Arc::default(),
             client_buffered: AtomicUsize::new(0),

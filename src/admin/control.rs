@@ -52,7 +52,7 @@ pub async fn kill(shared: &Shared, db: &str) -> Result<(), ProxyError> {
     known(shared, Some(db))?;
     shared.gates.pause(Some(db));
     for (_, control) in shared.cancels.sessions() {
-        if control.info.get().is_none_or(|i| i.database != db) {
+        if control.info.get().is_none_or(|i| &*i.database != db) {
             continue;
         }
         control.request_stop();

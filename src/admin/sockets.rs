@@ -59,8 +59,8 @@ pub fn clients(shared: &Shared) -> Table {
         };
         t.push(vec![
             "C".into(),
-            info.user.clone().into(),
-            info.database.clone().into(),
+            info.user.to_string().into(),
+            info.database.to_string().into(),
             state.into(),
             addr,
             port,
@@ -77,7 +77,7 @@ pub fn clients(shared: &Shared) -> Table {
                 .into(),
             0.into(),
             info.tls.to_string().into(),
-            info.application_name.clone().into(),
+            info.application_name.to_string().into(),
         ]);
     }
     t
@@ -95,8 +95,8 @@ pub fn servers(shared: &Shared) -> Table {
         let (addr, port) = host(Some(server.addr));
         t.push(vec![
             "S".into(),
-            info.user.clone().into(),
-            info.database.clone().into(),
+            info.user.to_string().into(),
+            info.database.to_string().into(),
             "active".into(),
             addr,
             port,

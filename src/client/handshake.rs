@@ -22,6 +22,7 @@ use crate::net::{MessageStream, Stream};
 use crate::pool::Pool;
 use crate::server::control::{self, ControlLogin};
 use crate::shared::Shared;
+use crate::state::StartupSet;
 use crate::wire::backend as be;
 use crate::wire::startup::{decode_startup, StartupError, StartupPacket};
 
@@ -59,7 +60,7 @@ const REPORTED_FROM_CLIENT: &[&str] = &[
 /// A logged-in client.
 pub struct Login {
     /// The database the client named.
-    pub database: String,
+    pub database: Arc<str>,
     /// The pool on the configured primary (on the only node, without
     /// replicas; of the tenant's cluster, for a database made of clusters).
     pub pool: Arc<Pool>,
@@ -69,9 +70,24 @@ pub struct Login {
     pub route: Option<Box<RouteState>>,
     pub mode: PoolMode,
     pub registration: Registration,
-    pub params: Vec<(String, String)>,
+    /// Its startup parameters but `application_name` (shared with every
+    /// client that sent the same; its own application name is in the
+    /// registration's `ClientInfo`).
+    pub params: Arc<StartupSet>,
     /// Its place under `max_client_conn`.
     pub slot: ClientSlot,
+}
+
+impl Login {
+    /// The startup parameters as the client sent them, `application_name`
+    /// included.
+    pub fn startup(&self) -> impl Iterator<Item = (&str, &str)> {
+        let app = self.registration.control.info.get();
+        let app = app
+            .filter(|i| !i.application_name.is_empty())
+            .map(|i| ("application_name", &*i.application_name));
+        self.params.iter().map(|(k, v)| (&**k, &**v)).chain(app)
+    }
 }
 
 /// What the first packets asked for.
@@ -163,6 +179,7 @@ pub async fn handshake(
     super::validate::check_settings(&chosen.welcome, &tracked).await?;
     report_parameters(&mut out, &chosen.welcome, &tracked).await?;
     let registration = register(shared, stream, &user, &database, &tracked);
+    let params = startup_set(shared, tracked);
     be::backend_key_data(&mut out, registration.process_id, registration.secret_key);
     be::ready_for_query(&mut out, be::TX_IDLE);
     stream
@@ -173,12 +190,12 @@ pub async fn handshake(
         RouteState::new(clusters, tenancy, mode != PoolMode::Session)
     });
     Ok(Asked::Login(Login {
-        database,
+        database: shared.names.get(&database),
         mode,
         route,
         pool: chosen.pool,
         registration,
-        params: tracked,
+        params,
         slot,
     }))
 }
@@ -223,8 +240,8 @@ fn register(
 ) -> Registration {
     let registration = shared.cancels.register();
     let _ = registration.control.info.set(crate::cancel::ClientInfo {
-        user: user.to_owned(),
-        database: database.to_owned(),
+        user: shared.names.get(user),
+        database: shared.names.get(database),
         addr: stream.io.peer_addr().ok(),
         local: stream.io.local_addr().ok(),
         tls: stream.io.tls_label(),
@@ -232,10 +249,21 @@ fn register(
         application_name: tracked
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("application_name"))
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| Box::from(v.as_str()))
             .unwrap_or_default(),
     });
     registration
+}
+
+/// The shared copy of the client's startup parameters, `application_name`
+/// left out (it is in the client's `ClientInfo`).
+fn startup_set(shared: &Shared, tracked: Vec<(String, String)>) -> Arc<StartupSet> {
+    let set: Vec<(Box<str>, Box<str>)> = tracked
+        .into_iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("application_name"))
+        .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+        .collect();
+    shared.startup_sets.get(&set)
 }
 
 /// TLS (direct, or after an SSLRequest) and the startup packet; `None`

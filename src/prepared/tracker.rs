@@ -50,7 +50,12 @@ pub struct SessionTracker {
 impl SessionTracker {
     /// `max` is `max_prepared_statements` (0: statements pass through);
     /// `pooled` is false in session mode, where only settings are followed.
-    pub fn new(max: usize, startup: &[(String, String)], refuse_pins: bool, pooled: bool) -> Self {
+    pub fn new<'a>(
+        max: usize,
+        startup: impl IntoIterator<Item = (&'a str, &'a str)>,
+        refuse_pins: bool,
+        pooled: bool,
+    ) -> Self {
         Self {
             statements: ClientStatements::default(),
             params: ClientParams::from_startup(startup),

@@ -77,6 +77,10 @@ enum Value {
 }
 
 /// What one client has set.
+/// A client's startup parameters as sent, `application_name` apart: the
+/// same for most clients of a pool, so shared (see [`crate::intern`]).
+pub type StartupSet = [(Box<str>, Box<str>)];
+
 #[derive(Debug, Default, Clone)]
 pub struct ClientParams {
     values: Params,
@@ -87,7 +91,7 @@ pub struct ClientParams {
 
 impl ClientParams {
     /// From the tracked startup parameters (`options=-c k=v` included).
-    pub fn from_startup(params: &[(String, String)]) -> Self {
+    pub fn from_startup<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut values = Params::new();
         for (k, v) in params {
             if k.eq_ignore_ascii_case("options") {
@@ -97,7 +101,7 @@ impl ClientParams {
                     values.insert(name, Value::Raw(value));
                 }
             } else {
-                values.insert(k.to_ascii_lowercase(), Value::Raw(v.clone()));
+                values.insert(k.to_ascii_lowercase(), Value::Raw(v.to_owned()));
             }
         }
         Self { values, version: 0 }
@@ -240,11 +244,7 @@ mod tests {
     use super::*;
 
     fn startup(kv: &[(&str, &str)]) -> ClientParams {
-        let v: Vec<(String, String)> = kv
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        ClientParams::from_startup(&v)
+        ClientParams::from_startup(kv.iter().copied())
     }
 
     #[test]

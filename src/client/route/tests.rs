@@ -38,7 +38,7 @@ impl Fixture {
         Self {
             loaded: Arc::new(loaded),
             state,
-            tracker: SessionTracker::new(100, &[], false, true),
+            tracker: SessionTracker::new(100, [], false, true),
             audit: Audit::default(),
             cancels: Arc::new(CancelRegistry::default()),
         }

@@ -128,7 +128,7 @@ impl Session {
             .get_or_insert_with(|| {
                 let pooled = login.mode != PoolMode::Session;
                 let refuse = login.pool.settings().refuse_session_features;
-                Box::new(SessionTracker::new(max, &login.params, refuse, pooled))
+                Box::new(SessionTracker::new(max, login.startup(), refuse, pooled))
             })
             .set_max(max);
     }
