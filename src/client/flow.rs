@@ -100,6 +100,11 @@ impl Flow {
         }
     }
 
+    /// `max_client_buffer`: past it the client is not read from.
+    pub fn max_buffer(&self) -> usize {
+        self.max_buffer
+    }
+
     /// `max_packet_size`, for the few checks made before scanning.
     pub fn max_packet(&self) -> usize {
         self.max_packet

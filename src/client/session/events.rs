@@ -42,7 +42,7 @@ impl Session {
         }
         // Past max_client_buffer the client waits (TCP pushes back) until
         // what is buffered has gone to the server.
-        let read_client = may_read && self.cbuf.len() < self.max_buffer;
+        let read_client = may_read && self.cbuf.len() < self.flow.max_buffer();
         let (server, client, cbuf) = (&mut self.server, &mut self.client, &mut self.cbuf);
         let control = &self.login.registration.control;
         std::future::poll_fn(|cx| {
