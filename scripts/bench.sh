@@ -438,7 +438,8 @@ if [ "$SECTIONS" = ab ]; then
 # A/B: this build and another pgwarden binary (BENCH_AB_BIN, e.g. built from
 # the commit before a change) with the same config side by side, pgbench
 # -S -M simple at 50 clients alternating between them, so that drift in the
-# machine hits both alike. Each round prints both; the last row averages.
+# machine hits both alike. Each round prints both; the last rows give
+# medians and means.
 OLD_BIN=${BENCH_AB_BIN:?set BENCH_AB_BIN to the binary to compare against}
 ROUNDS=${BENCH_AB_ROUNDS:-4}
 AB_PORT=$((PGPORT + 110))
@@ -450,12 +451,32 @@ echo "A/B: pgbench -S -M simple -c 50, $SECS s per run; new = $BIN, old = $OLD_B
 echo
 echo "| round | new tps | new CPU µs/tx | old tps | old CPU µs/tx |"
 echo "|---|---|---|---|---|"
-sums="0 0 0 0"
+: >"$WORK/ab.rounds"
 for r in $(seq "$ROUNDS"); do
-  read -r nt _ nu _ _ < <(run "$WPORT" "$W_PID" -c 50 -S -M simple)
-  read -r ot _ ou _ _ < <(run "$AB_PORT" "$A_PID" -c 50 -S -M simple)
+  # Alternating which goes first, so that whatever favours the first (or
+  # second) run of a pair favours each binary in half the rounds.
+  if [ $((r % 2)) -eq 1 ]; then
+    read -r nt _ nu _ _ < <(run "$WPORT" "$W_PID" -c 50 -S -M simple)
+    read -r ot _ ou _ _ < <(run "$AB_PORT" "$A_PID" -c 50 -S -M simple)
+  else
+    read -r ot _ ou _ _ < <(run "$AB_PORT" "$A_PID" -c 50 -S -M simple)
+    read -r nt _ nu _ _ < <(run "$WPORT" "$W_PID" -c 50 -S -M simple)
+  fi
   printf "| %s | %.0f | %s | %.0f | %s |\n" "$r" "$nt" "$nu" "$ot" "$ou"
-  sums=$(awk -v s="$sums" -v a="$nt" -v b="$nu" -v c="$ot" -v d="$ou" 'BEGIN {split(s,x," "); print x[1]+a, x[2]+b, x[3]+c, x[4]+d}')
+  echo "$nt $nu $ot $ou" >>"$WORK/ab.rounds"
 done
-awk -v s="$sums" -v n="$ROUNDS" 'BEGIN {split(s,x," "); printf "| mean | %.0f | %.1f | %.0f | %.1f |\n", x[1]/n, x[2]/n, x[3]/n, x[4]/n}'
+# Medians (robust to one disturbed round) and means of each column.
+for stat in median mean; do
+  line="| $stat |"
+  for col in 1 2 3 4; do
+    v=$(awk -v c="$col" '{print $c}' "$WORK/ab.rounds" | sort -g | awk -v s="$stat" '
+      {v[NR] = $1; t += $1}
+      END {
+        if (s == "mean") { printf "%.1f", t / NR; exit }
+        if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2
+      }')
+    line="$line $v |"
+  done
+  echo "$line"
+done
 fi
