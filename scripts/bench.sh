@@ -439,9 +439,9 @@ if [ "$SECTIONS" = ab ]; then
 # the commit before a change) with the same config side by side, pgbench
 # -S -M simple at 50 clients alternating between them, so that drift in the
 # machine hits both alike. Each round starts both proxies fresh and swaps
-# their ports and their order: a proxy that has run longer (the main one,
-# which also saw pgbench's setup) was measured 4-8% faster whatever binary
-# it ran. Each round prints both; the last rows give medians and means.
+# their ports and their order: with the main proxy (started first, on the
+# first port) as "new", whatever binary it ran measured 3-8% fewer tps
+# than the one started for the A/B. Each round prints both; the last rows give medians and means.
 OLD_BIN=${BENCH_AB_BIN:?set BENCH_AB_BIN to the binary to compare against}
 ROUNDS=${BENCH_AB_ROUNDS:-4}
 AB_PORTS=($((PGPORT + 110)) $((PGPORT + 111)))
