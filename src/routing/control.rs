@@ -64,6 +64,12 @@ fn leading_query(buf: &[u8], max: usize) -> Option<(&[u8], usize)> {
 
 /// Recognises one `SET`/`RESET` of a `pgwarden.` setting (the whole text).
 pub fn parse(sql: &[u8]) -> Option<Command> {
+    // Routed sessions ask this of every transaction's first Query: a text
+    // that never names `pgwarden` is refused before any word is lexed and
+    // copied.
+    if !sql.windows(8).any(|w| w.eq_ignore_ascii_case(b"pgwarden")) {
+        return None;
+    }
     let mut words = Vec::with_capacity(6);
     for t in Lexer::new(sql) {
         match t {
