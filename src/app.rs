@@ -12,10 +12,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
 use crate::client;
-use crate::config::Loaded;
+use crate::config::{Loaded, ProxySettings, WorkerModel};
 use crate::error::ProxyError;
 use crate::shared::Shared;
 use crate::topology::monitor;
+use crate::worker::Workers;
 
 /// A running proxy.
 pub struct Proxy {
@@ -24,6 +25,8 @@ pub struct Proxy {
     pub admin_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     tracker: TaskTracker,
+    /// Held so the workers run as long as the proxy.
+    _workers: Arc<Workers>,
 }
 
 impl Proxy {
@@ -39,9 +42,16 @@ impl Proxy {
             None => None,
         };
         let admin_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
+        let loaded_proxy = loaded.config.proxy.clone();
         let shared = Shared::new(loaded);
         let tracker = TaskTracker::new();
-        tracker.spawn(accept_loop(listener, shared.clone(), tracker.clone()));
+        let workers = Arc::new(start_workers(&loaded_proxy)?);
+        tracker.spawn(accept_loop(
+            listener,
+            shared.clone(),
+            tracker.clone(),
+            workers.clone(),
+        ));
         tokio::spawn(maintain_loop(shared.clone()));
         start_monitors(&shared);
         if let Some(http) = http {
@@ -53,6 +63,7 @@ impl Proxy {
             admin_addr,
             shared,
             tracker,
+            _workers: workers,
         })
     }
 
@@ -72,7 +83,21 @@ impl Proxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+/// Under `worker_model = "per_core"`, `workers` event loops, the caller's
+/// runtime being the first.
+fn start_workers(proxy: &ProxySettings) -> std::io::Result<Workers> {
+    if proxy.worker_model != WorkerModel::PerCore {
+        return Ok(Workers::none());
+    }
+    Workers::start(proxy.worker_count().saturating_sub(1))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    workers: Arc<Workers>,
+) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -92,7 +117,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
         let ticket = shared.admission.enter(budget);
         let shared = shared.clone();
         let sessions = tracker.clone();
-        tracker.spawn(async move {
+        workers.spawn_client(&tracker, socket, move |socket| async move {
             let ticket = match ticket {
                 Ok(t) => t,
                 Err(e) => {

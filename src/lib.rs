@@ -29,3 +29,4 @@ pub mod stats;
 pub mod topology;
 pub mod trim;
 pub mod wire;
+pub mod worker;

@@ -111,15 +111,18 @@ fn check(path: &Path) -> Result<()> {
 
 fn runtime(loaded: &Loaded) -> Result<tokio::runtime::Runtime> {
     raise_fd_limit();
-    let workers = loaded.config.proxy.workers;
-    // One worker: a plain event loop on this thread, as PgBouncer runs;
+    let proxy = &loaded.config.proxy;
+    let workers = proxy.worker_count();
+    // Per core, this thread is the first worker (`app` starts the others);
+    // one worker is a plain event loop on this thread, as PgBouncer runs:
     // it parks and wakes less than a one-thread work-stealing pool.
-    let mut b = if workers == 1 {
+    let single = workers == 1 || proxy.worker_model == pgwarden::config::WorkerModel::PerCore;
+    let mut b = if single {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
     };
-    if workers > 1 {
+    if !single {
         b.worker_threads(workers);
     }
     b.enable_all().build().context("starting the runtime")

@@ -466,3 +466,71 @@ async fn shutdown_lets_open_transaction_finish() {
             || connect(&proxy, SCRAM_USER).await.is_err()
     );
 }
+
+/// Three event loops (`worker_model = "per_core"`, `workers = 3`) share one
+/// pool of two servers: every server is lent across loops, prepared
+/// statements (the driver's default) follow the clients, counts stay exact,
+/// a client that vanishes mid-transaction loses only its own work, and the
+/// proxy drains and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_core_workers_share_one_pool_exactly() {
+    psql("DROP TABLE IF EXISTS counter_workers; CREATE TABLE counter_workers (n bigint); INSERT INTO counter_workers VALUES (0);");
+    let proxy = proxy(|c| {
+        c.proxy.default_pool_size = 2;
+        c.proxy.worker_model = pgwarden::config::WorkerModel::PerCore;
+        c.proxy.workers = 3;
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+    })
+    .await;
+    let url = url(&proxy, TRUST_USER, "", DB);
+    // Begins, writes, and leaves without committing.
+    let vanishing = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let client = connect_url(&url).await?;
+            client
+                .batch_execute("BEGIN; UPDATE counter_workers SET n = n + 1000000;")
+                .await?;
+            drop(client);
+            Ok::<_, tokio_postgres::Error>(())
+        })
+    };
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = connect_url(&url).await?;
+            let add = client
+                .prepare("UPDATE counter_workers SET n = n + $1 RETURNING $1::bigint")
+                .await?;
+            for _ in 0..10 {
+                let row = client.query_one(&add, &[&1i64]).await?;
+                assert_eq!(row.get::<_, i64>(0), 1);
+                let mine: String = client
+                    .query_one("SELECT $1::text", &[&format!("client {i}")])
+                    .await?
+                    .get(0);
+                assert_eq!(mine, format!("client {i}"));
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }));
+    }
+    vanishing.await.unwrap().unwrap();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(psql("SELECT n FROM counter_workers"), "600");
+    let totals: Vec<_> = proxy
+        .shared
+        .pools
+        .all()
+        .iter()
+        .map(|p| p.counts().1)
+        .collect();
+    assert!(
+        totals.iter().all(|&t| t <= 2),
+        "servers per pool: {totals:?}"
+    );
+    // Everyone has left: the proxy stops at once.
+    assert!(proxy.shutdown(Duration::from_secs(10)).await);
+}

@@ -21,7 +21,7 @@ pub use overrides::Overrides;
 pub use schema::{
     AuthType, CommitLsn, Config, Consistency, DatabaseSettings, NameList, NodeSpec, Password,
     PoolMode, PrimaryReads, ProxySettings, ReplicaFallback, ReplicaSelection, RoutingSettings,
-    SessionFeatures, SslMode, UserSettings,
+    SessionFeatures, SslMode, UserSettings, WorkerModel,
 };
 
 use crate::auth::hba::Hba;

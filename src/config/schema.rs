@@ -33,6 +33,27 @@ impl PoolMode {
     }
 }
 
+/// How the runtime's threads share the work (restart to change).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerModel {
+    /// One single-threaded event loop per worker; a client, and the servers
+    /// it borrows first, stay on one thread (see `worker.rs`).
+    #[default]
+    PerCore,
+    /// tokio's work-stealing runtime over `workers` threads.
+    Shared,
+}
+
+impl WorkerModel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerModel::PerCore => "per_core",
+            WorkerModel::Shared => "shared",
+        }
+    }
+}
+
 /// A list that may be written as a TOML array or as PgBouncer's comma-separated string.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct NameList(pub Vec<String>);
@@ -94,8 +115,24 @@ impl ProxySettings {
         "listen_addr",
         "listen_port",
         "workers",
+        "worker_model",
         "admin_listen",
     ];
+
+    /// Worker threads (`workers`, where 0 means automatic). Per core, the
+    /// automatic count is half the cores, at least one: a pooler usually
+    /// shares its machine with PostgreSQL or with the application it sits
+    /// beside, and one event loop that stays busy measured cheaper per
+    /// transaction than two that take turns sleeping (docs/benchmarks.md,
+    /// issue 19). On a host of its own, set `workers` to the core count.
+    pub fn worker_count(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        match (self.workers, self.worker_model) {
+            (0, WorkerModel::PerCore) => (cores / 2).max(1),
+            (0, WorkerModel::Shared) => cores,
+            (n, _) => n,
+        }
+    }
 
     /// Logins in progress allowed at once.
     pub fn login_budget(&self) -> usize {
@@ -113,6 +150,9 @@ impl ProxySettings {
         }
         if self.workers != next.workers {
             changed.push("workers");
+        }
+        if self.worker_model != next.worker_model {
+            changed.push("worker_model");
         }
         if self.admin_listen != next.admin_listen {
             changed.push("admin_listen");
@@ -141,8 +181,9 @@ pub struct ProxySettings {
     /// PgBouncer's spelling: each, when set, overrides its half of `listen`.
     pub listen_addr: Option<String>,
     pub listen_port: Option<u16>,
-    /// Runtime worker threads; 0 means one per core.
+    /// Worker threads; 0 means automatic ([`ProxySettings::worker_count`]).
     pub workers: usize,
+    pub worker_model: WorkerModel,
     pub pool_mode: PoolMode,
     pub max_client_conn: usize,
     /// Logins in progress at once (0: a quarter of `max_client_conn`, at
@@ -236,6 +277,7 @@ impl Default for ProxySettings {
             listen_addr: None,
             listen_port: None,
             workers: 0,
+            worker_model: WorkerModel::PerCore,
             pool_mode: PoolMode::Transaction,
             max_client_conn: 100,
             max_login_clients: 0,

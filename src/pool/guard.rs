@@ -51,6 +51,11 @@ impl ServerGuard {
         }
     }
 
+    /// The worker whose reactor watches the server.
+    pub(super) fn home(&self) -> u16 {
+        self.conn.as_ref().map_or(0, |c| c.home)
+    }
+
     /// The server. Always present until the guard is dropped.
     pub fn conn(&mut self) -> &mut ServerConn {
         match self.conn.as_mut() {

@@ -36,7 +36,13 @@ use tokio::sync::oneshot;
 
 use crate::server::{ServerConn, ServerError, ServerTarget};
 use opening::{expired, needs_check_query, still_usable};
-use state::{State, Take};
+use state::{Homed, State, Take};
+
+impl Homed for Box<ServerConn> {
+    fn home(&self) -> u16 {
+        self.home
+    }
+}
 use waiting::WaitCount;
 
 /// ParameterStatus values a server reported at login.
@@ -301,7 +307,10 @@ impl Pool {
     pub(super) fn try_take(self: &Arc<Self>, reserve: bool) -> Attempt {
         let settings = self.settings.load();
         let cap = settings.size + if reserve { settings.reserve_size } else { 0 };
-        let taken = self.lock().take(cap, || self.acquire_limits(&settings));
+        let here = crate::worker::current();
+        let taken = self
+            .lock()
+            .take(cap, || self.acquire_limits(&settings), here);
         match taken {
             Take::Idle(conn) => Attempt::Idle(conn),
             Take::Open => Attempt::Open(SlotGuard::new(self.clone())),
@@ -333,10 +342,11 @@ impl Pool {
         loop {
             let conn = {
                 let mut st = self.lock();
-                if needs_check_query(&s, st.idle.last()?) {
+                let i = st.next_idle(crate::worker::current())?;
+                if needs_check_query(&s, &st.idle[i]) {
                     return None;
                 }
-                st.idle.pop()?
+                st.idle.remove(i)
             };
             let mut guard = ServerGuard::new(conn, self.clone());
             if still_usable(guard.conn(), &s) {
@@ -450,7 +460,11 @@ impl Pool {
         loop {
             let waiter = {
                 let mut st = self.lock();
-                match st.next_waiter() {
+                let home = match &handoff {
+                    Handoff::Server(g) => Some(g.home()),
+                    Handoff::Slot(_) => None,
+                };
+                match st.next_waiter(home) {
                     Some(w) => w,
                     None => return keep(&mut st, handoff),
                 }

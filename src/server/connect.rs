@@ -133,5 +133,6 @@ async fn connect_inner(target: &ServerTarget, tls: &TlsTarget) -> Result<ServerC
         prepared: Default::default(),
         settings: Default::default(),
         broken: false,
+        home: crate::worker::current(),
     })
 }

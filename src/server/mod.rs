@@ -40,6 +40,9 @@ pub struct ServerConn {
     /// The server sent FATAL or PANIC, or its socket failed: it is closing,
     /// and no path may give it to another client.
     pub broken: bool,
+    /// The worker whose reactor watches this socket: lending it to a client
+    /// of the same worker keeps the transaction on one thread.
+    pub home: u16,
 }
 
 impl std::fmt::Debug for ServerConn {
