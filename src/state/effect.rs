@@ -50,9 +50,33 @@ pub fn effect(sql: &[u8]) -> Effect {
     }
 }
 
+/// First words of the statements that can be an event (with `set_config`
+/// anywhere): the arms of [`statement`] and those `classify_one` reads.
+const STARTS_AN_EVENT: [&str; 12] = [
+    "savepoint",
+    "release",
+    "rollback",
+    "abort",
+    "commit",
+    "end",
+    "set",
+    "reset",
+    "discard",
+    "do",
+    "call",
+    "execute",
+];
+
 /// The events of one statement, comments before it skipped.
 fn statement(text: &str) -> Vec<Event> {
     let lower = text.to_ascii_lowercase();
+    // Most statements that reach here (an `UPDATE ... SET`) start with a
+    // word none of the arms below or `classify_one` acts on: answer before
+    // splitting them into words.
+    if !STARTS_AN_EVENT.contains(&super::parse::first_word(&lower)) && !lower.contains("set_config")
+    {
+        return Vec::new();
+    }
     let words: Vec<&str> = lower.split_whitespace().collect();
     let first = words.first().copied().unwrap_or("");
     let event = match first {

@@ -172,7 +172,7 @@ pub(crate) fn skip_comments(mut text: &str) -> &str {
     }
 }
 
-fn first_word(lower: &str) -> &str {
+pub(super) fn first_word(lower: &str) -> &str {
     lower
         .split(|c: char| c.is_whitespace() || c == ';')
         .next()
