@@ -7,7 +7,7 @@
 # IDLE_CLIENTS idle connections). Prints a Markdown table.
 #
 #   scripts/bench.sh                     # 10 s per run
-#   BENCH_SECONDS=30 scripts/bench.sh
+#   BENCH_SECONDS=30 BENCH_ROUNDS=5 scripts/bench.sh   # rounds of the load rows (3)
 #   BENCH_SECTIONS=split scripts/bench.sh   # only the read/write split rows
 #   BENCH_SECTIONS=tls scripts/bench.sh     # only the TLS rows
 #   BENCH_SECTIONS=idle IDLE_COUNTS="1000 10000 100000" scripts/bench.sh
@@ -265,45 +265,52 @@ mem() {
 mem pgwarden "$WPORT" "$W_PID"
 mem PgBouncer "$BPORT" "$B_PID"
 echo
-echo "| workload | clients | direct tps | pgwarden tps (ratio) | PgBouncer tps (ratio) | latency ms direct / pgwarden / PgBouncer | CPU µs/tx pgwarden / PgBouncer | failed (w/b) |"
-echo "|---|---|---|---|---|---|---|---|"
-row() {
-  local name=$1 clients=$2; shift 2
-  read -r dt dl _ _ _ < <(run "$PGPORT" - -c "$clients" "$@")
-  read -r wt wl wu wf _ < <(run "$WPORT" "$W_PID" -c "$clients" "$@")
-  read -r bt bl bu bf _ < <(run "$BPORT" "$B_PID" -c "$clients" "$@")
-  local wr br
-  wr=$(awk -v a="$wt" -v b="$dt" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-  br=$(awk -v a="$bt" -v b="$dt" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-  printf "| %s | %s | %.0f | %.0f (%s) | %.0f (%s) | %s / %s / %s | %s / %s | %s / %s |\n" \
-    "$name" "$clients" "$dt" "$wt" "$wr" "$bt" "$br" "$dl" "$wl" "$bl" "$wu" "$bu" "$wf" "$bf"
+# The load rows, BENCH_ROUNDS times (3 by default). Within a round each
+# row runs direct, then through the two proxies in an order that alternates
+# by round, so that drift in the machine hits both alike; the summary gives
+# every round and the medians, against issue 19's targets. Rows a side
+# cannot run are left out: PgBouncer 1.18 has no prepared statements in
+# transaction mode (1.21 has), and PostgreSQL's max_connections (400 here)
+# is below 1,000 clients. ", routed" is the splitting pgwarden (primary and
+# two replicas), against the primary-only row of that name.
+for _ in $(seq 100); do
+  [ "$(PGOPTIONS='-c pgwarden.route=replica' "$PGBIN/psql" -h 127.0.0.1 -p "$SPORT" -U app -Atc 'SELECT pg_is_in_recovery()' app 2>/dev/null)" = t ] && break
+  sleep 0.2
+done
+ROUNDS=${BENCH_ROUNDS:-3}
+: >"$WORK/core.tsv"
+# measure ROUND TARGET PORT PID WORKLOAD CLIENTS PGBENCH-ARGS...
+measure() {
+  local r=$1 target=$2 port=$3 pid=$4 name=$5 clients=$6; shift 6
+  local t l u f
+  read -r t l u f _ < <(run "$port" "$pid" -c "$clients" "$@")
+  printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$r" "$name" "$clients" "$target" "$t" "$l" "$u" "$f" >>"$WORK/core.tsv"
 }
-# Rows a side cannot run print n/a there: PgBouncer 1.18 has no prepared
-# statement support in transaction mode (it came in 1.21), and PostgreSQL's
-# max_connections (400 here) is below 1,000 clients.
-row_without() {
-  local skip=$1 name=$2 clients=$3; shift 3
-  local dt=0 dl=n/a wt wl wu wf bt=0 bl=n/a bu=n/a bf=n/a
-  [ "$skip" != direct ] && read -r dt dl _ _ _ < <(run "$PGPORT" - -c "$clients" "$@")
-  read -r wt wl wu wf _ < <(run "$WPORT" "$W_PID" -c "$clients" "$@")
-  [ "$skip" != pgbouncer ] && read -r bt bl bu bf _ < <(run "$BPORT" "$B_PID" -c "$clients" "$@")
-  local wr="n/a" br="n/a" dshow="n/a" bshow="n/a"
-  if [ "$skip" != direct ]; then
-    dshow=$(printf "%.0f" "$dt")
-    wr=$(awk -v a="$wt" -v b="$dt" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-  fi
-  if [ "$skip" != pgbouncer ]; then
-    bshow=$(printf "%.0f" "$bt")
-    [ "$skip" != direct ] && br=$(awk -v a="$bt" -v b="$dt" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-  fi
-  printf "| %s | %s | %s | %.0f (%s) | %s (%s) | %s / %s / %s | %s / %s | %s / %s |\n" \
-    "$name" "$clients" "$dshow" "$wt" "$wr" "$bshow" "$br" "$dl" "$wl" "$bl" "$wu" "$bu" "$wf" "$bf"
+# core_row ROUND SKIP WORKLOAD CLIENTS PGBENCH-ARGS... (SKIP: direct,
+# pgbouncer or none)
+core_row() {
+  local r=$1 skip=$2 name=$3 clients=$4 order who; shift 4
+  if [ "$skip" != direct ]; then measure "$r" direct "$PGPORT" - "$name" "$clients" "$@"; fi
+  order="pgwarden pgbouncer"
+  if [ $((r % 2)) -eq 0 ]; then order="pgbouncer pgwarden"; fi
+  for who in $order; do
+    if [ "$who" = pgwarden ]; then
+      measure "$r" pgwarden "$WPORT" "$W_PID" "$name" "$clients" "$@"
+    elif [ "$skip" != pgbouncer ]; then
+      measure "$r" pgbouncer "$BPORT" "$B_PID" "$name" "$clients" "$@"
+    fi
+  done
 }
-for c in 10 50 200; do row "-S simple" "$c" -S -M simple; done
-for c in 10 50 200; do row "-S extended" "$c" -S -M extended; done
-for c in 10 50 200; do row_without pgbouncer "-S prepared" "$c" -S -M prepared; done
-row "TPC-B simple" 50 -M simple
-row_without direct "-S simple" 1000 -S -M simple
+for r in $(seq "$ROUNDS"); do
+  for c in 10 50 200; do core_row "$r" none "-S simple" "$c" -S -M simple; done
+  for c in 10 50 200; do core_row "$r" none "-S extended" "$c" -S -M extended; done
+  for c in 10 50 200; do core_row "$r" pgbouncer "-S prepared" "$c" -S -M prepared; done
+  core_row "$r" none "TPC-B simple" 50 -M simple
+  core_row "$r" direct "-S simple" 1000 -S -M simple
+  measure "$r" pgwarden "$SPORT" "$S_PID" "-S simple, routed" 50 -S -M simple
+done
+echo
+python3 scripts/bench_summary.py "$WORK/core.tsv"
 fi
 
 if [ "$SECTIONS" = all ] || [ "$SECTIONS" = split ]; then

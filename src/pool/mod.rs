@@ -339,17 +339,18 @@ impl Pool {
     /// lock. `None` sends the caller to [`Pool::checkout`].
     pub fn try_checkout(self: &Arc<Self>) -> Option<ServerGuard> {
         let s = self.settings.load();
+        let now = Instant::now();
         loop {
             let conn = {
                 let mut st = self.lock();
                 let i = st.next_idle(crate::worker::current())?;
-                if needs_check_query(&s, &st.idle[i]) {
+                if needs_check_query(&s, &st.idle[i], now) {
                     return None;
                 }
                 st.idle.remove(i)
             };
             let mut guard = ServerGuard::new(conn, self.clone());
-            if still_usable(guard.conn(), &s) {
+            if still_usable(guard.conn(), &s, now) {
                 self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
                 return Some(guard);
             }
@@ -407,9 +408,10 @@ impl Pool {
 
     /// Returns a server: to the first live waiter, or to the idle list.
     pub(crate) fn checkin(self: &Arc<Self>, mut conn: Box<ServerConn>) {
-        conn.last_used = Instant::now();
+        let now = Instant::now();
+        conn.last_used = now;
         let settings = self.settings.load();
-        if conn.broken || expired(&conn, &settings) {
+        if conn.broken || expired(&conn, &settings, now) {
             self.close_server(*conn);
             return;
         }

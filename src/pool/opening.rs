@@ -23,11 +23,12 @@ impl Pool {
         s: &PoolSettings,
     ) -> Option<ServerGuard> {
         let conn = guard.conn();
-        if !still_usable(conn, s) {
+        let now = Instant::now();
+        if !still_usable(conn, s, now) {
             guard.close();
             return None;
         }
-        if needs_check_query(s, conn) {
+        if needs_check_query(s, conn, now) {
             if let Err(e) = conn.run(&s.check_query).await {
                 tracing::info!(pool = %self.key, error = %e, "server failed server_check_query");
                 guard.close();
@@ -85,12 +86,13 @@ impl Pool {
             let mut st = self.lock();
             let mut keep = Vec::with_capacity(st.idle.len());
             let mut total = st.total;
+            let now = Instant::now();
             // Oldest-used first, so the surplus that ages out is the idle tail.
             for conn in std::mem::take(&mut st.idle) {
-                let too_old = expired(&conn, &s);
+                let too_old = expired(&conn, &s, now);
                 let too_idle = s
                     .idle_timeout
-                    .is_some_and(|t| conn.last_used.elapsed() >= t)
+                    .is_some_and(|t| now.saturating_duration_since(conn.last_used) >= t)
                     && total > s.min_size;
                 if too_old || too_idle {
                     total -= 1;
@@ -127,22 +129,26 @@ impl Pool {
     }
 }
 
+// These take the caller's `now`: a check-out reads the clock once, not once
+// per test (issue 19 counted seven clock reads per transaction).
+
 /// Not past `server_lifetime` and, if idle for a while, not closed by the
 /// server meanwhile.
-pub(super) fn still_usable(conn: &mut ServerConn, s: &PoolSettings) -> bool {
-    let expired = expired(conn, s);
+pub(super) fn still_usable(conn: &mut ServerConn, s: &PoolSettings, now: Instant) -> bool {
+    let expired = expired(conn, s, now);
     // A server reused within moments cannot have been closed unnoticed for
     // long; skip the probe's syscall on the busy path.
-    let probe = conn.last_used.elapsed() >= STALE_PROBE_AFTER;
+    let probe = now.saturating_duration_since(conn.last_used) >= STALE_PROBE_AFTER;
     !(expired || (probe && conn.is_stale()))
 }
 
-pub(super) fn needs_check_query(s: &PoolSettings, conn: &ServerConn) -> bool {
-    !s.check_query.is_empty() && conn.last_used.elapsed() >= s.check_delay
+pub(super) fn needs_check_query(s: &PoolSettings, conn: &ServerConn, now: Instant) -> bool {
+    !s.check_query.is_empty() && now.saturating_duration_since(conn.last_used) >= s.check_delay
 }
 
 /// Past `server_lifetime`, or opened before a `RECONNECT`.
-pub(super) fn expired(conn: &ServerConn, s: &PoolSettings) -> bool {
-    s.lifetime.is_some_and(|l| conn.created.elapsed() >= l)
+pub(super) fn expired(conn: &ServerConn, s: &PoolSettings, now: Instant) -> bool {
+    s.lifetime
+        .is_some_and(|l| now.saturating_duration_since(conn.created) >= l)
         || s.retire_before.is_some_and(|t| conn.created <= t)
 }
