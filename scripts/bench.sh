@@ -264,6 +264,17 @@ mem() {
 }
 mem pgwarden "$WPORT" "$W_PID"
 mem PgBouncer "$BPORT" "$B_PID"
+# Both proxies fresh for the load rows: a proxy that held the idle crowd
+# (its allocator's free lists, tokio's grown tables) is not the one a
+# deployment runs most of the time, and it measured slower.
+kill -INT "$W_PID"; wait "$W_PID" 2>/dev/null || true
+RUST_LOG=warn "$BIN" run --config "$WORK/pgwarden.toml" >>"$WORK/pgwarden.log" 2>&1 &
+W_PID=$!; pids+=($W_PID)
+kill "$B_PID"; for _ in $(seq 50); do kill -0 "$B_PID" 2>/dev/null || break; sleep 0.1; done
+rm -f "$WORK/pgbouncer.pid"
+start_pgbouncer pgbouncer
+B_PID=$(cat "$WORK/pgbouncer.pid")
+for _ in $(seq 50); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$WPORT" && break; sleep 0.1; done
 echo
 # The load rows, BENCH_ROUNDS times (3 by default). Within a round each
 # row runs direct, then through the two proxies in an order that alternates
@@ -278,6 +289,8 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 ROUNDS=${BENCH_ROUNDS:-3}
+# An unmeasured warm-up each: both open their servers first.
+for port in "$WPORT" "$BPORT" "$SPORT"; do run "$port" - -c 50 -S -M simple -T 2 >/dev/null; done
 : >"$WORK/core.tsv"
 # measure ROUND TARGET PORT PID WORKLOAD CLIENTS PGBENCH-ARGS...
 measure() {
