@@ -42,10 +42,9 @@ impl Proxy {
             None => None,
         };
         let admin_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
-        let loaded_proxy = loaded.config.proxy.clone();
+        let workers = Arc::new(start_workers(&loaded.config.proxy)?);
         let shared = Shared::new(loaded);
         let tracker = TaskTracker::new();
-        let workers = Arc::new(start_workers(&loaded_proxy)?);
         tracker.spawn(accept_loop(
             listener,
             shared.clone(),

@@ -45,15 +45,6 @@ pub enum WorkerModel {
     Shared,
 }
 
-impl WorkerModel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerModel::PerCore => "per_core",
-            WorkerModel::Shared => "shared",
-        }
-    }
-}
-
 /// A list that may be written as a TOML array or as PgBouncer's comma-separated string.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct NameList(pub Vec<String>);

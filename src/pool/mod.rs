@@ -37,13 +37,13 @@ use tokio::sync::oneshot;
 use crate::server::{ServerConn, ServerError, ServerTarget};
 use opening::{expired, needs_check_query, still_usable};
 use state::{Homed, State, Take};
+use waiting::WaitCount;
 
 impl Homed for Box<ServerConn> {
     fn home(&self) -> u16 {
         self.home
     }
 }
-use waiting::WaitCount;
 
 /// ParameterStatus values a server reported at login.
 pub type Welcome = Arc<Vec<(String, String)>>;
