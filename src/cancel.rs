@@ -258,11 +258,19 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry
-            .shard(self.process_id)
-            .remove(&self.process_id);
+        let mut shard = self.registry.shard(self.process_id);
+        shard.remove(&self.process_id);
+        // A table sized for a crowd that has left would hold its memory
+        // for good; halving it at a quarter full keeps the rehashes rare.
+        if shard.capacity() > SHRINK_ABOVE && shard.len() < shard.capacity() / 4 {
+            let keep = shard.len() * 2;
+            shard.shrink_to(keep);
+        }
     }
 }
+
+/// A shard's table never shrinks below room for this many keys.
+const SHRINK_ABOVE: usize = 64;
 
 impl CancelRegistry {
     fn shard(&self, pid: i32) -> std::sync::MutexGuard<'_, HashMap<i32, (i32, CancelSlot)>> {
@@ -382,5 +390,31 @@ async fn send_cancel(target: &CancelTarget) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "could not send cancel request to server"),
         Err(_) => tracing::warn!("cancel request not answered by the server in time"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capacity(r: &CancelRegistry) -> usize {
+        r.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).capacity())
+            .sum()
+    }
+
+    #[test]
+    fn the_tables_shrink_once_a_crowd_has_left() {
+        let registry = Arc::new(CancelRegistry::default());
+        let crowd: Vec<Registration> = (0..20_000).map(|_| registry.register()).collect();
+        let grown = capacity(&registry);
+        assert!(grown >= 20_000);
+        let stays = registry.register();
+        drop(crowd);
+        let left = capacity(&registry);
+        assert!(left <= SHARDS * SHRINK_ABOVE * 2, "{grown} -> {left}");
+        assert_eq!(registry.sessions().len(), 1, "the one left is still found");
+        assert_eq!(registry.sessions()[0].0, stays.process_id);
     }
 }

@@ -412,6 +412,37 @@ async fn session_mode_applies_startup_parameters_too() {
     assert_eq!(show(&b, "lock_timeout").await, "0");
 }
 
+/// `application_name` is never checked on a server at login: PostgreSQL
+/// cleans any value rather than refusing it, and drivers send a distinct
+/// one per client. A login with a new name goes through while the only
+/// server is busy in a transaction (a check would wait for it, then time
+/// out), and each client's name reaches the server as PostgreSQL shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_application_name_logs_in_without_a_server() {
+    let proxy = proxy(|c| {
+        c.proxy.default_pool_size = 1;
+        c.proxy.query_wait_timeout = pgwarden::config::duration::Secs::from_millis(700);
+    })
+    .await;
+    let base = url(&proxy, PLAIN_USER, PASSWORD, DB);
+    let busy = connect_url(&base).await.unwrap();
+    busy.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let named = |name: &str| format!("{base} application_name='{name}'");
+    let fresh = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        connect_url(&named("fresh-1")),
+    )
+    .await
+    .expect("no wait for the busy server")
+    .unwrap();
+    let accented = connect_url(&named("caf\u{e9}")).await.unwrap();
+    busy.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(show(&fresh, "application_name").await, "fresh-1");
+    // What PostgreSQL itself makes of a non-ASCII name.
+    assert_eq!(show(&accented, "application_name").await, "caf??");
+    assert_eq!(show(&busy, "application_name").await, "");
+}
+
 /// A startup setting PostgreSQL would refuse is refused at login with
 /// PostgreSQL's own error, and never leaves the client on a server that
 /// still has the previous client's settings (it once saw them).

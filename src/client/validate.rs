@@ -18,6 +18,17 @@ use crate::pool::Pool;
 use crate::server::ServerError;
 use crate::state::set_local_sql;
 
+/// Settings PostgreSQL never refuses a value of: pgwarden's own (mere
+/// placeholders to PostgreSQL) and `application_name`, which it cleans
+/// (non-ASCII becomes `?`) and truncates instead. Drivers send a distinct
+/// `application_name` per client, so checking it would cost a server round
+/// trip at nearly every login.
+fn any_value_goes(name: &str) -> bool {
+    name.get(..9)
+        .is_some_and(|p| p.eq_ignore_ascii_case("pgwarden."))
+        || name.eq_ignore_ascii_case("application_name")
+}
+
 /// Checks the client's startup settings (`options` already expanded into
 /// `settings`) on a server of `pool` unless each was accepted before.
 ///
@@ -32,11 +43,7 @@ pub async fn check_settings(
         let accepted = &pool.accepted_settings;
         settings
             .iter()
-            // pgwarden's own are placeholders to PostgreSQL: any value goes.
-            .filter(|(k, _)| {
-                !k.get(..9)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("pgwarden."))
-            })
+            .filter(|(k, _)| !any_value_goes(k))
             .filter(|(k, v)| !accepted.contains(k, v))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()
@@ -66,5 +73,20 @@ pub async fn check_settings(
             tracing::warn!(pool = %pool.key, error = %e, "server lost while checking startup settings");
             Err(ProxyError::ServerUnavailable)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::any_value_goes;
+
+    #[test]
+    fn only_settings_postgresql_never_refuses_skip_the_check() {
+        assert!(any_value_goes("application_name"));
+        assert!(any_value_goes("Application_Name"));
+        assert!(any_value_goes("pgwarden.min_lsn"));
+        assert!(!any_value_goes("DateStyle"));
+        assert!(!any_value_goes("search_path"));
+        assert!(!any_value_goes("application"));
     }
 }
