@@ -443,8 +443,11 @@ impl RouteState {
                     }
                     .into());
                 }
+                // Boxed, as every rare path here: the futures of a failover
+                // wait or a catch-up would otherwise enlarge the future of
+                // every routed transaction, copied whole into its box.
                 Target::Wait => {
-                    self.wait_for_writer(deadline, cancel).await?;
+                    Box::pin(self.wait_for_writer(deadline, cancel)).await?;
                     continue;
                 }
             };
@@ -454,7 +457,7 @@ impl RouteState {
                     topo.report_failure(id);
                     match catch_up {
                         Some(_) => replica_tries -= 1,
-                        None => self.wait_for_writer(deadline, cancel).await?,
+                        None => Box::pin(self.wait_for_writer(deadline, cancel)).await?,
                     }
                     continue;
                 }
@@ -462,7 +465,7 @@ impl RouteState {
             };
             match catch_up {
                 None => return Ok((guard, id, false)),
-                Some(Some(lsn)) if !self.catch_up(id, lsn, &mut guard).await => {
+                Some(Some(lsn)) if !Box::pin(self.catch_up(id, lsn, &mut guard)).await => {
                     topo.nodes[id]
                         .stats
                         .fallbacks

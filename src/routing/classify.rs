@@ -77,8 +77,8 @@ pub fn classify(sql: &[u8], read_only_functions: &[String]) -> Classified {
                 stmt = Statement::Start;
             }
             Token::Word(w) => {
-                let mut buf = [0u8; 64];
-                let word = lower(w, &mut buf);
+                let mut buf = [0u8; KEYWORD_MAX];
+                let word = keyword(w, &mut buf);
                 stmt = stmt.word(word);
                 if stmt.scans() && is_write_word(word) {
                     out.intent = Intent::Write;
@@ -558,6 +558,21 @@ fn hint_in(comment: &[u8]) -> Option<Hint> {
 
 /// Lower-cases into `buf`; longer words are cut, which only makes them
 /// unknown (and so never read-only by mistake: no listed word is that long).
+/// Longer than any word [`Statement::word`] or [`is_write_word`] knows.
+const KEYWORD_MAX: usize = 16;
+
+/// A word in lower case for the keyword matches, or nothing for a word too
+/// long to be one (most identifiers): no 64-byte buffer per word.
+fn keyword<'b>(w: &[u8], buf: &'b mut [u8; KEYWORD_MAX]) -> &'b [u8] {
+    if w.len() > KEYWORD_MAX {
+        return &[];
+    }
+    for (d, s) in buf.iter_mut().zip(w) {
+        *d = s.to_ascii_lowercase();
+    }
+    &buf[..w.len()]
+}
+
 fn lower<'b>(w: &[u8], buf: &'b mut [u8; 64]) -> &'b [u8] {
     let n = w.len().min(buf.len());
     for (d, s) in buf.iter_mut().zip(&w[..n]) {

@@ -105,3 +105,25 @@ mod props {
         }
     }
 }
+
+#[test]
+fn words_longer_than_any_keyword_are_plain_names() {
+    let long = "a_column_name_longer_than_sixteen_bytes";
+    assert_eq!(of(&format!("SELECT {long} FROM t")).intent, Intent::Read);
+    assert_eq!(of(&format!("{long} x")).intent, Intent::Write);
+    assert_eq!(
+        of(&format!("SELECT {long} FROM t FOR UPDATE")).intent,
+        Intent::Write
+    );
+    assert_eq!(
+        of(&format!(
+            "WITH {long} AS (DELETE FROM t RETURNING *) SELECT * FROM {long}"
+        ))
+        .intent,
+        Intent::Write
+    );
+    assert_eq!(
+        of("SET TRANSACTION_ISOLATION_LEVEL_LONG_NAME = 1").intent,
+        Intent::Read
+    );
+}
