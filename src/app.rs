@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::client;
 use crate::config::{Loaded, ProxySettings, WorkerModel};
 use crate::error::ProxyError;
+use crate::net::Stream;
 use crate::shared::Shared;
 use crate::topology::monitor;
 use crate::worker::Workers;
@@ -21,6 +22,8 @@ use crate::worker::Workers;
 /// A running proxy.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The Unix-domain socket's path, with `unix_socket_dir`.
+    pub unix_path: Option<std::path::PathBuf>,
     /// The HTTP endpoints' address, with `admin_listen`.
     pub admin_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
@@ -37,6 +40,8 @@ impl Proxy {
     pub async fn start(loaded: Loaded) -> std::io::Result<Proxy> {
         let listener = bind(&loaded.config.proxy.listen, "listen").await?;
         let addr = listener.local_addr()?;
+        let unix = bind_unix(&loaded.config.proxy, addr.port())?;
+        let unix_path = unix.as_ref().map(|u| u.path().to_owned());
         let http = match &loaded.config.proxy.admin_listen {
             Some(a) => Some(bind(a, "admin_listen").await?),
             None => None,
@@ -46,11 +51,20 @@ impl Proxy {
         let shared = Shared::new(loaded);
         let tracker = TaskTracker::new();
         tracker.spawn(accept_loop(
-            listener,
+            Listener::Tcp(listener),
             shared.clone(),
             tracker.clone(),
             workers.clone(),
         ));
+        if let Some(unix) = unix {
+            tracing::info!(path = %unix.path().display(), "pgwarden listening");
+            tracker.spawn(accept_loop(
+                Listener::Unix(unix),
+                shared.clone(),
+                tracker.clone(),
+                workers.clone(),
+            ));
+        }
         tokio::spawn(maintain_loop(shared.clone()));
         start_monitors(&shared);
         if let Some(http) = http {
@@ -59,6 +73,7 @@ impl Proxy {
         tracing::info!(%addr, "pgwarden listening");
         Ok(Proxy {
             addr,
+            unix_path,
             admin_addr,
             shared,
             tracker,
@@ -91,19 +106,27 @@ fn start_workers(proxy: &ProxySettings) -> std::io::Result<Workers> {
     Workers::start(proxy.worker_count().saturating_sub(1))
 }
 
+/// Where clients come in: the TCP listener, and the Unix-domain socket
+/// when `unix_socket_dir` is set.
+enum Listener {
+    Tcp(TcpListener),
+    /// Owns the socket file: removed when the loop ends.
+    Unix(crate::net::unix::UnixSocket),
+}
+
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
     shared: Arc<Shared>,
     tracker: TaskTracker,
     workers: Arc<Workers>,
 ) {
     loop {
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            r = accept(&listener) => r,
             _ = shared.shutdown.cancelled() => return,
         };
         let socket = match accepted {
-            Ok((s, _)) => s,
+            Ok(s) => s,
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
@@ -111,51 +134,80 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = socket.set_nodelay(true);
         let budget = shared.config.load().config.proxy.login_budget();
         let ticket = shared.admission.enter(budget);
-        let shared = shared.clone();
-        let sessions = tracker.clone();
-        workers.spawn_client(&tracker, socket, move |socket| async move {
-            let ticket = match ticket {
-                Ok(t) => t,
-                Err(e) => {
-                    shared.errors.count(&e);
-                    refuse(socket, &e).await;
-                    return;
-                }
-            };
-            let session = tokio::select! {
-                s = client::login(socket, shared.clone(), &ticket) => s,
-                () = ticket.evicted() => None,
-            };
-            drop(ticket);
-            match session {
-                Some(client::Outcome::Session(session)) => {
-                    sessions.spawn(session.run());
-                }
-                Some(client::Outcome::Console(c)) => {
-                    let client::ConsoleLogin {
-                        io,
-                        rbuf,
-                        access,
-                        user,
-                        slot,
-                    } = c;
-                    sessions.spawn(async move {
-                        crate::admin::serve(io, rbuf, shared, access, user).await;
-                        drop(slot);
-                    });
-                }
-                None => {}
+        let (shared, sessions) = (shared.clone(), tracker.clone());
+        match socket {
+            Accepted::Tcp(s) => {
+                let _ = s.set_nodelay(true);
+                workers.spawn_client(&tracker, s, move |s| {
+                    serve_client(Stream::Tcp(s), shared, ticket, sessions)
+                });
             }
-        });
+            Accepted::Unix(s) => workers.spawn_client(&tracker, s, move |s| {
+                serve_client(Stream::Unix(s), shared, ticket, sessions)
+            }),
+        }
+    }
+}
+
+enum Accepted {
+    Tcp(TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(l) => l.accept().await.map(|(s, _)| Accepted::Tcp(s)),
+        Listener::Unix(u) => u.listener.accept().await.map(|(s, _)| Accepted::Unix(s)),
+    }
+}
+
+/// Logs one accepted client in (or refuses it), then runs its session or
+/// console as a task of its own.
+async fn serve_client(
+    socket: Stream,
+    shared: Arc<Shared>,
+    ticket: Result<crate::admission::LoginTicket, ProxyError>,
+    sessions: TaskTracker,
+) {
+    let ticket = match ticket {
+        Ok(t) => t,
+        Err(e) => {
+            shared.errors.count(&e);
+            refuse(socket, &e).await;
+            return;
+        }
+    };
+    let session = tokio::select! {
+        s = client::login(socket, shared.clone(), &ticket) => s,
+        () = ticket.evicted() => None,
+    };
+    drop(ticket);
+    match session {
+        Some(client::Outcome::Session(session)) => {
+            sessions.spawn(session.run());
+        }
+        Some(client::Outcome::Console(c)) => {
+            let client::ConsoleLogin {
+                io,
+                rbuf,
+                access,
+                user,
+                slot,
+            } = c;
+            sessions.spawn(async move {
+                crate::admin::serve(io, rbuf, shared, access, user).await;
+                drop(slot);
+            });
+        }
+        None => {}
     }
 }
 
 /// Answers a client refused at the door with `e` once it has sent its
 /// startup packet (an 'N' to SSLRequest first, so libpq reads the error).
-async fn refuse(socket: TcpStream, e: &ProxyError) {
+async fn refuse(socket: Stream, e: &ProxyError) {
     let mut stream = crate::net::MessageStream::new(socket);
     let deadline = Duration::from_secs(5);
     let _ = tokio::time::timeout(deadline, async {
@@ -179,6 +231,23 @@ async fn refuse(socket: TcpStream, e: &ProxyError) {
     })
     .await;
     client::reject(&mut stream.io, e).await;
+}
+
+/// The Unix-domain socket of `unix_socket_dir` for TCP port `port`.
+fn bind_unix(
+    proxy: &ProxySettings,
+    port: u16,
+) -> std::io::Result<Option<crate::net::unix::UnixSocket>> {
+    use crate::net::unix;
+    if proxy.unix_socket_dir.is_empty() {
+        return Ok(None);
+    }
+    let path = unix::socket_path(&proxy.unix_socket_dir, port);
+    // The config check has refused a bad mode already.
+    let mode = unix::parse_mode(&proxy.unix_socket_mode).unwrap_or(0o777);
+    unix::bind(&path, mode, &proxy.unix_socket_group)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("unix_socket_dir: {e}")))
 }
 
 /// Binds, with an error that names the key and the address (the OS's own

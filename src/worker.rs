@@ -87,13 +87,10 @@ impl Workers {
     /// Runs a new client's task on the next worker in turn: `serve` gets
     /// the socket registered with that worker's reactor. Round-robin keeps
     /// the workers' client counts within one of each other.
-    pub fn spawn_client<F, Fut>(
-        &self,
-        tracker: &TaskTracker,
-        socket: tokio::net::TcpStream,
-        serve: F,
-    ) where
-        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    pub fn spawn_client<S, F, Fut>(&self, tracker: &TaskTracker, socket: S, serve: F)
+    where
+        S: Rehome,
+        F: FnOnce(S) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.count();
@@ -103,7 +100,7 @@ impl Workers {
         };
         // Re-registered on the worker: readiness must reach the thread that
         // polls this client, not the acceptor's.
-        let std = match socket.into_std() {
+        let std = match socket.leave() {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "could not hand a client to a worker");
@@ -112,13 +109,40 @@ impl Workers {
         };
         tracker.spawn_on(
             async move {
-                match tokio::net::TcpStream::from_std(std) {
+                match S::arrive(std) {
                     Ok(socket) => serve(socket).await,
                     Err(e) => tracing::warn!(error = %e, "could not register a client"),
                 }
             },
             handle,
         );
+    }
+}
+
+/// A socket that can leave one reactor and register with another.
+pub trait Rehome: Sized + Send + 'static {
+    type Std: Send + 'static;
+    fn leave(self) -> std::io::Result<Self::Std>;
+    fn arrive(std: Self::Std) -> std::io::Result<Self>;
+}
+
+impl Rehome for tokio::net::TcpStream {
+    type Std = std::net::TcpStream;
+    fn leave(self) -> std::io::Result<Self::Std> {
+        self.into_std()
+    }
+    fn arrive(std: Self::Std) -> std::io::Result<Self> {
+        Self::from_std(std)
+    }
+}
+
+impl Rehome for tokio::net::UnixStream {
+    type Std = std::os::unix::net::UnixStream;
+    fn leave(self) -> std::io::Result<Self::Std> {
+        self.into_std()
+    }
+    fn arrive(std: Self::Std) -> std::io::Result<Self> {
+        Self::from_std(std)
     }
 }
 

@@ -38,13 +38,24 @@ fn host(a: Option<std::net::SocketAddr>) -> (Cell, Cell) {
 
 pub fn clients(shared: &Shared) -> Table {
     let mut t = Table::new(&COLUMNS);
+    // A client of the Unix socket has no address: PgBouncer shows `unix`
+    // and the listening port, on both ends.
+    let unix = || -> (Cell, Cell) {
+        let listen = shared.config.load().config.proxy.listen.clone();
+        let port = listen
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<i32>().ok());
+        ("unix".into(), port.unwrap_or(0).into())
+    };
     for (key, control) in shared.cancels.sessions() {
         let Some(info) = control.info.get() else {
             continue;
         };
         let target = control.target();
-        let (addr, port) = host(info.addr);
-        let (local, local_port) = host(info.local);
+        let ((addr, port), (local, local_port)) = match info.addr {
+            Some(_) => (host(info.addr), host(info.local)),
+            None => (unix(), unix()),
+        };
         let connected = format_time(info.connected);
         // Waiting for a server (in line, behind PAUSE, or for a failover),
         // with PgBouncer's wait in seconds and the microseconds beyond.

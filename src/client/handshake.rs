@@ -118,7 +118,10 @@ pub async fn handshake(
     let Some((minor, params)) = negotiate(stream, shared, ticket, &mut negotiation).await? else {
         return Ok(Asked::Cancelled);
     };
-    if tls.as_ref().is_some_and(|t| t.mode.requires_tls()) && !stream.io.is_tls() {
+    // A Unix-domain socket is local by construction: TLS is not asked of
+    // it (PostgreSQL cannot offer it there, PgBouncer exempts it too).
+    let exempt = stream.io.is_unix();
+    if tls.as_ref().is_some_and(|t| t.mode.requires_tls()) && !stream.io.is_tls() && !exempt {
         return Err(ProxyError::TlsRequired);
     }
     let loaded = shared.config.load_full();
@@ -458,7 +461,18 @@ fn auth_type_for(
     let Some(hba) = loaded.hba.as_ref().filter(|_| configured == AuthType::Hba) else {
         return Ok(configured);
     };
-    let addr = stream.io.peer_addr().ok().map(|a| a.ip());
+    // `None` is a `local` connection: only the Unix socket's. A TCP peer
+    // whose address cannot be read has gone; it must not pass as local.
+    let addr = match stream.io.is_unix() {
+        true => None,
+        false => Some(
+            stream
+                .io
+                .peer_addr()
+                .map_err(|e| ProxyError::login_lost(e.into()))?
+                .ip(),
+        ),
+    };
     let tls = stream.io.is_tls();
     let conn = Connection {
         database: login.database,

@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::admission::ClientSlot;
 use crate::config::access::Access;
@@ -54,11 +53,11 @@ pub struct ConsoleLogin {
 /// it as a task of its own: the handshake's futures are large, and an idle
 /// client should not keep their space for its whole life.
 pub async fn login(
-    socket: TcpStream,
+    socket: Stream,
     shared: Arc<Shared>,
     ticket: &crate::admission::LoginTicket,
 ) -> Option<Outcome> {
-    let mut stream = MessageStream::new(Stream::Tcp(socket));
+    let mut stream = MessageStream::new(socket);
     let login_timeout = shared
         .config
         .load()

@@ -70,7 +70,8 @@ impl Negotiation {
         if std::mem::replace(&mut self.ssl, true) || stream.io.is_tls() {
             return Err(ProxyError::Protocol("SSL negotiation already done".into()));
         }
-        let Some(tls) = tls else {
+        // PostgreSQL never offers TLS on a Unix-domain socket.
+        let Some(tls) = tls.filter(|_| !stream.io.is_unix()) else {
             return stream.write_all(b"N").await.map_err(ProxyError::login_lost);
         };
         stream

@@ -30,10 +30,6 @@ const PGBOUNCER: &[(&str, &str)] = &[
         "not supported yet; run pgwarden under systemd or a supervisor",
     ),
     (
-        "unix_socket_dir",
-        "not supported yet: pgwarden listens on TCP (listen)",
-    ),
-    (
         "pkt_buf",
         "pgwarden sizes its buffers itself; see max_client_buffer",
     ),

@@ -337,6 +337,18 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
     if let Some(Err(e)) = p.admin_listen.as_deref().map(check_listen) {
         problem("proxy.admin_listen", e);
     }
+    if crate::net::unix::parse_mode(&p.unix_socket_mode).is_none() {
+        problem(
+            "proxy.unix_socket_mode",
+            format!(
+                "{:?} is not an octal file mode (e.g. \"0777\")",
+                p.unix_socket_mode
+            ),
+        );
+    }
+    if !p.unix_socket_dir.is_empty() && !std::path::Path::new(&p.unix_socket_dir).is_absolute() {
+        problem("proxy.unix_socket_dir", "must be an absolute path".into());
+    }
     if p.max_client_conn == 0 {
         problem("proxy.max_client_conn", "must be at least 1".into());
     }

@@ -105,6 +105,9 @@ impl ProxySettings {
         "listen",
         "listen_addr",
         "listen_port",
+        "unix_socket_dir",
+        "unix_socket_mode",
+        "unix_socket_group",
         "workers",
         "worker_model",
         "admin_listen",
@@ -135,20 +138,28 @@ impl ProxySettings {
 
     /// The restart-only keys whose values differ in `next`.
     pub fn restart_only_changes(&self, next: &ProxySettings) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        if self.listen != next.listen {
-            changed.push("listen");
-        }
-        if self.workers != next.workers {
-            changed.push("workers");
-        }
-        if self.worker_model != next.worker_model {
-            changed.push("worker_model");
-        }
-        if self.admin_listen != next.admin_listen {
-            changed.push("admin_listen");
-        }
-        changed
+        let changes = [
+            ("listen", self.listen != next.listen),
+            (
+                "unix_socket_dir",
+                self.unix_socket_dir != next.unix_socket_dir,
+            ),
+            (
+                "unix_socket_mode",
+                self.unix_socket_mode != next.unix_socket_mode,
+            ),
+            (
+                "unix_socket_group",
+                self.unix_socket_group != next.unix_socket_group,
+            ),
+            ("workers", self.workers != next.workers),
+            ("worker_model", self.worker_model != next.worker_model),
+            ("admin_listen", self.admin_listen != next.admin_listen),
+        ];
+        changes
+            .into_iter()
+            .filter_map(|(key, changed)| changed.then_some(key))
+            .collect()
     }
 }
 
@@ -172,6 +183,15 @@ pub struct ProxySettings {
     /// PgBouncer's spelling: each, when set, overrides its half of `listen`.
     pub listen_addr: Option<String>,
     pub listen_port: Option<u16>,
+    /// A directory for a Unix-domain socket `.s.PGSQL.<port>` beside the
+    /// TCP listener (empty: none). PgBouncer's name and meaning; its
+    /// default is `/tmp`, pgwarden's is off, so that a pgwarden beside a
+    /// PostgreSQL on the same port never takes over its socket name.
+    pub unix_socket_dir: String,
+    /// The socket file's permissions, in octal as PgBouncer writes them.
+    pub unix_socket_mode: String,
+    /// The socket file's group, a name or id (empty: the process's).
+    pub unix_socket_group: String,
     /// Worker threads; 0 means automatic ([`ProxySettings::worker_count`]).
     pub workers: usize,
     pub worker_model: WorkerModel,
@@ -267,6 +287,9 @@ impl Default for ProxySettings {
             listen: "127.0.0.1:6432".into(),
             listen_addr: None,
             listen_port: None,
+            unix_socket_dir: String::new(),
+            unix_socket_mode: "0777".into(),
+            unix_socket_group: String::new(),
             workers: 0,
             worker_model: WorkerModel::PerCore,
             pool_mode: PoolMode::Transaction,

@@ -5,6 +5,7 @@
 
 pub mod stream;
 pub mod tls;
+pub mod unix;
 
 pub use stream::{Stream, TlsLabel};
 

@@ -12,13 +12,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsStream;
 
 use super::tls::ClientTls;
 
 pub enum Stream {
     Tcp(TcpStream),
+    /// A client on the Unix-domain socket (`unix_socket_dir`): never TLS,
+    /// as PostgreSQL answers `N` to an SSLRequest there.
+    Unix(UnixStream),
     /// Boxed: a TLS connection is large, and most sessions are not TLS.
     Tls(Box<TlsStream<TcpStream>>),
     /// What is left after a TLS upgrade failed: reads see EOF, writes fail.
@@ -31,8 +34,13 @@ impl Stream {
         match self {
             Stream::Tcp(s) => Some(s),
             Stream::Tls(s) => Some(s.get_ref().0),
-            Stream::Closed => None,
+            Stream::Unix(_) | Stream::Closed => None,
         }
+    }
+
+    /// A client on the Unix-domain socket (`local` in hba terms).
+    pub fn is_unix(&self) -> bool {
+        matches!(self, Stream::Unix(_))
     }
 
     /// Runs the server side of a TLS handshake on a cleartext stream (after
@@ -82,6 +90,7 @@ impl Stream {
     pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
             Stream::Tls(s) => {
                 if has_plaintext(s) {
                     return Poll::Ready(Ok(()));
@@ -99,6 +108,7 @@ impl Stream {
     pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.try_read(buf),
+            Stream::Unix(s) => s.try_read(buf),
             Stream::Closed => Ok(0),
             Stream::Tls(_) => {
                 let mut cx = Context::from_waker(Waker::noop());
@@ -116,6 +126,9 @@ impl Stream {
     pub fn try_send(&mut self, buf: &[u8]) {
         match self {
             Stream::Tcp(s) => {
+                let _ = s.try_write(buf);
+            }
+            Stream::Unix(s) => {
                 let _ = s.try_write(buf);
             }
             Stream::Closed => {}
@@ -157,7 +170,7 @@ impl Stream {
     /// The DER certificates the peer presented (a client's, when asked).
     pub fn peer_certificates(&self) -> Option<&[rustls_pki_types::CertificateDer<'static>]> {
         match self {
-            Stream::Tcp(_) | Stream::Closed => None,
+            Stream::Tcp(_) | Stream::Unix(_) | Stream::Closed => None,
             Stream::Tls(s) => s.get_ref().1.peer_certificates(),
         }
     }
@@ -185,6 +198,7 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::Closed => Poll::Ready(Ok(())),
         }
@@ -199,6 +213,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
@@ -207,6 +222,7 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::Closed => Poll::Ready(Ok(())),
         }
@@ -215,6 +231,7 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::Closed => Poll::Ready(Ok(())),
         }
@@ -249,5 +266,11 @@ fn closed() -> io::Error {
 impl From<TcpStream> for Stream {
     fn from(s: TcpStream) -> Self {
         Stream::Tcp(s)
+    }
+}
+
+impl From<UnixStream> for Stream {
+    fn from(s: UnixStream) -> Self {
+        Stream::Unix(s)
     }
 }
