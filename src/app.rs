@@ -40,6 +40,9 @@ impl Proxy {
     pub async fn start(loaded: Loaded) -> std::io::Result<Proxy> {
         let listener = bind(&loaded.config.proxy.listen, "listen").await?;
         let addr = listener.local_addr()?;
+        if loaded.config.proxy.tcp_defer_accept > 0 {
+            crate::net::tcp::defer_accept(&listener, loaded.config.proxy.tcp_defer_accept);
+        }
         let unix = bind_unix(&loaded.config.proxy, addr.port())?;
         let unix_path = unix.as_ref().map(|u| u.path().to_owned());
         let http = match &loaded.config.proxy.admin_listen {
@@ -134,12 +137,20 @@ async fn accept_loop(
                 continue;
             }
         };
-        let budget = shared.config.load().config.proxy.login_budget();
+        let (budget, tcp) = {
+            let loaded = shared.config.load();
+            let p = &loaded.config.proxy;
+            (
+                p.login_budget(),
+                crate::net::tcp::TcpOptions::from_settings(p),
+            )
+        };
         let ticket = shared.admission.enter(budget);
         let (shared, sessions) = (shared.clone(), tracker.clone());
         match socket {
             Accepted::Tcp(s) => {
                 let _ = s.set_nodelay(true);
+                tcp.apply(&s);
                 workers.spawn_client(&tracker, s, move |s| {
                     serve_client(Stream::Tcp(s), shared, ticket, sessions)
                 });

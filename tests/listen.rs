@@ -142,3 +142,70 @@ fn bad_socket_settings_are_config_errors() {
         assert!(problems.iter().any(|p| p.key == key), "{key}: {problems:?}");
     }
 }
+
+/// Sockets of `/proc/net/tcp` (established) with their keepalive timer, in
+/// seconds from now: `(local port, remote port, seconds)`.
+fn keepalive_timers() -> Vec<(u16, u16, f64)> {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap(), 16).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (timer, when) = f[5].split_once(':')?;
+            // State 01 is ESTABLISHED; timer 2 is keepalive; `when` is in
+            // clock ticks (USER_HZ, 100 a second).
+            (f[3] == "01" && timer == "02").then(|| {
+                let ticks = u64::from_str_radix(when, 16).unwrap();
+                (port(f[1]), port(f[2]), ticks as f64 / 100.0)
+            })
+        })
+        .collect()
+}
+
+/// `tcp_keepalive`, `tcp_keepidle`...: both a client's socket and the
+/// servers' carry the keepalive timer the settings ask for (read back from
+/// the kernel's table of sockets, not from pgwarden).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_keepalive_settings_reach_client_and_server_sockets() {
+    let on = proxy(|c| {
+        c.proxy.tcp_keepidle = 4242;
+        c.proxy.tcp_keepintvl = 5;
+        c.proxy.tcp_keepcnt = 3;
+    })
+    .await;
+    let port = on.addr.port();
+    let client = connect(&on, MD5_USER).await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+    let pg_port = cluster().primary.port;
+    let near = |s: f64| s > 4000.0 && s <= 4242.0;
+    // Until the peer has acknowledged the last bytes, the table shows the
+    // retransmission timer instead.
+    let client_side = || {
+        keepalive_timers()
+            .iter()
+            .any(|&(l, _, s)| l == port && near(s))
+    };
+    eventually(std::time::Duration::from_secs(3), || async {
+        client_side()
+    })
+    .await;
+    let timers = keepalive_timers();
+    assert!(
+        timers.iter().any(|&(l, _, s)| l == port && near(s)),
+        "the client's socket on pgwarden's side: {timers:?}"
+    );
+    assert!(
+        timers.iter().any(|&(_, r, s)| r == pg_port && near(s)),
+        "a server socket towards PostgreSQL: {timers:?}"
+    );
+    drop(client);
+
+    // Off: no keepalive timer on a new client's socket.
+    let off = proxy(|c| c.proxy.tcp_keepalive = false).await;
+    let c = connect(&off, MD5_USER).await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    let off_port = off.addr.port();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!keepalive_timers().iter().any(|&(l, _, _)| l == off_port));
+}

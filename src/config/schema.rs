@@ -108,6 +108,7 @@ impl ProxySettings {
         "unix_socket_dir",
         "unix_socket_mode",
         "unix_socket_group",
+        "tcp_defer_accept",
         "workers",
         "worker_model",
         "admin_listen",
@@ -152,6 +153,10 @@ impl ProxySettings {
                 "unix_socket_group",
                 self.unix_socket_group != next.unix_socket_group,
             ),
+            (
+                "tcp_defer_accept",
+                self.tcp_defer_accept != next.tcp_defer_accept,
+            ),
             ("workers", self.workers != next.workers),
             ("worker_model", self.worker_model != next.worker_model),
             ("admin_listen", self.admin_listen != next.admin_listen),
@@ -192,6 +197,23 @@ pub struct ProxySettings {
     pub unix_socket_mode: String,
     /// The socket file's group, a name or id (empty: the process's).
     pub unix_socket_group: String,
+    /// PgBouncer's TCP options, on client and server sockets alike
+    /// (`net::tcp`); 0 keeps the system's value.
+    pub tcp_keepalive: bool,
+    /// Seconds.
+    pub tcp_keepidle: u64,
+    /// Seconds.
+    pub tcp_keepintvl: u64,
+    pub tcp_keepcnt: u32,
+    /// Milliseconds, as in PgBouncer.
+    pub tcp_user_timeout: u64,
+    /// Bytes, for both the send and the receive buffer.
+    pub tcp_socket_buffer: usize,
+    /// Seconds (`TCP_DEFER_ACCEPT` on the listener). PgBouncer's default
+    /// is 45 on Linux; pgwarden's is off, so that a client that connects
+    /// and says nothing is seen (and timed out by `client_login_timeout`)
+    /// rather than held back by the kernel.
+    pub tcp_defer_accept: u32,
     /// Worker threads; 0 means automatic ([`ProxySettings::worker_count`]).
     pub workers: usize,
     pub worker_model: WorkerModel,
@@ -290,6 +312,13 @@ impl Default for ProxySettings {
             unix_socket_dir: String::new(),
             unix_socket_mode: "0777".into(),
             unix_socket_group: String::new(),
+            tcp_keepalive: true,
+            tcp_keepidle: 0,
+            tcp_keepintvl: 0,
+            tcp_keepcnt: 0,
+            tcp_user_timeout: 0,
+            tcp_socket_buffer: 0,
+            tcp_defer_accept: 0,
             workers: 0,
             worker_model: WorkerModel::PerCore,
             pool_mode: PoolMode::Transaction,

@@ -70,6 +70,8 @@ pub struct PoolSettings {
     pub retire_before: Option<Instant>,
     /// TLS towards this pool's servers (`server_tls_*`).
     pub tls: crate::net::tls::TlsPolicy,
+    /// `tcp_*` options for its server sockets.
+    pub tcp: crate::net::tcp::TcpOptions,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -49,7 +49,7 @@ impl Pool {
         }
         let target = self.target();
         let tls = s.tls.target(&target.addr);
-        match server::connect(&target, &tls, s.connect_timeout).await {
+        match server::connect(&target, &tls, s.connect_timeout, &s.tcp).await {
             Ok(conn) => {
                 self.stats.servers_opened.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(pool = %self.key, pid = conn.process_id, "server opened");

@@ -151,6 +151,7 @@ mod tests {
                 })
                 .unwrap(),
             },
+            tcp: Default::default(),
         };
         let target = ServerTarget {
             // Nothing listens here: a test that opened a server would fail.

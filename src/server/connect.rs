@@ -62,14 +62,19 @@ pub async fn connect(
     target: &ServerTarget,
     tls: &TlsTarget,
     timeout: Duration,
+    tcp: &crate::net::tcp::TcpOptions,
 ) -> Result<ServerConn, ServerError> {
-    match tokio::time::timeout(timeout, connect_inner(target, tls)).await {
+    match tokio::time::timeout(timeout, connect_inner(target, tls, tcp)).await {
         Ok(r) => r,
         Err(_) => Err(ServerError::Timeout),
     }
 }
 
-async fn connect_inner(target: &ServerTarget, tls: &TlsTarget) -> Result<ServerConn, ServerError> {
+async fn connect_inner(
+    target: &ServerTarget,
+    tls: &TlsTarget,
+    tcp: &crate::net::tcp::TcpOptions,
+) -> Result<ServerConn, ServerError> {
     let socket = TcpStream::connect(&target.addr)
         .await
         .map_err(|source| ServerError::Connect {
@@ -78,7 +83,7 @@ async fn connect_inner(target: &ServerTarget, tls: &TlsTarget) -> Result<ServerC
         })?;
     // Small request/response messages: never wait for Nagle.
     let _ = socket.set_nodelay(true);
-    let _ = socket2::SockRef::from(&socket).set_keepalive(true);
+    tcp.apply(&socket);
     let addr = socket.peer_addr().map_err(|source| ServerError::Connect {
         addr: target.addr.clone(),
         source,
