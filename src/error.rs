@@ -130,6 +130,10 @@ pub enum ProxyError {
     AdminSyntax(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     AdminUnknownSetting(String),
+    /// A console command naming a database that is not configured:
+    /// PgBouncer's words and code (08P01, as every console error of its).
+    #[error("no such database: {0}")]
+    AdminNoSuchDatabase(String),
     #[error("invalid value for parameter \"{key}\": {why}")]
     AdminBadValue { key: String, why: String },
     #[error("no node \"{0}\" in any database (see SHOW NODES)")]
@@ -206,7 +210,7 @@ impl ProxyError {
             DatabaseDisabled(_) => "57P03",
             AdminNotAllowed(_) => "28000",
             AdminReadOnly(_) => "42501",
-            AdminSyntax(_) => "08P01",
+            AdminSyntax(_) | AdminNoSuchDatabase(_) => "08P01",
             AdminUnknownSetting(_) => "42704",
             AdminBadValue { .. } | BadRoutingValue(_) => "22023",
             AdminRestartOnly(_) => "55P02",
@@ -285,6 +289,7 @@ impl ProxyError {
             AdminNotAllowed(_) => "admin_not_allowed",
             AdminReadOnly(_) => "admin_read_only",
             AdminSyntax(_) => "admin_syntax",
+            AdminNoSuchDatabase(_) => "admin_no_such_database",
             AdminUnknownSetting(_) => "admin_unknown_setting",
             AdminBadValue { .. } => "admin_bad_value",
             AdminRestartOnly(_) => "admin_restart_only",

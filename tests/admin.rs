@@ -635,8 +635,25 @@ async fn disable_reconnect_and_shutdown() {
     assert_eq!(column(&cols, suspended, "value"), "yes");
     admin.simple_query("RESUME").await.unwrap();
     client.simple_query("SELECT 1").await.unwrap();
-    let e = admin.simple_query("PAUSE nosuchdb").await.unwrap_err();
-    assert_eq!(sqlstate(&e).as_deref(), Some("3D000"), "{e}");
+    // PgBouncer's answer to a database it does not have, for every
+    // command that names one.
+    for command in [
+        "PAUSE nosuchdb",
+        "RESUME nosuchdb",
+        "KILL nosuchdb",
+        "ENABLE nosuchdb",
+        "DISABLE nosuchdb",
+        "RECONNECT nosuchdb",
+    ] {
+        let e = admin.simple_query(command).await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("08P01"), "{command}: {e}");
+        let text = e.as_db_error().map(|d| d.message().to_owned());
+        assert_eq!(
+            text.as_deref(),
+            Some("no such database: nosuchdb"),
+            "{command}"
+        );
+    }
 
     let _ = admin.simple_query("SHUTDOWN").await;
     assert!(proxy.shared.is_stopping());
@@ -929,6 +946,46 @@ async fn drain_node_takes_it_out_of_rotation() {
         ports(40).await.contains(&r1),
         "back in rotation after UNDRAIN"
     );
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+/// `KILL` without a database: the clients of every database end, the
+/// console's own connections stay, and `RESUME` serves new clients again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_without_a_database_ends_every_client_but_the_consoles() {
+    let other = "pgw_other";
+    let proxy = proxy(|c| {
+        admins(c);
+        let mut second = c.databases[DB].clone();
+        second.dbname = Some(DB.into());
+        c.databases.insert(other.into(), second);
+    })
+    .await;
+    let admin = console(&proxy, SCRAM_USER, "pgbouncer").await;
+    let watcher = console(&proxy, MD5_USER, "pgbouncer").await;
+    let first = connect(&proxy, SCRAM_USER).await.unwrap();
+    let second = connect_url(&url(&proxy, SCRAM_USER, PASSWORD, other))
+        .await
+        .unwrap();
+    for c in [&first, &second] {
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+    admin.simple_query("KILL").await.unwrap();
+    for (name, c) in [("first", &first), ("second", &second)] {
+        let gone = eventually(Duration::from_secs(3), || async {
+            c.simple_query("SELECT 1").await.is_err()
+        })
+        .await;
+        assert!(gone, "the {name} database's client was not ended");
+    }
+    assert!(admin.simple_query("SHOW POOLS").await.is_ok());
+    assert!(watcher.simple_query("SHOW CLIENTS").await.is_ok());
+    admin.simple_query("RESUME").await.unwrap();
+    let late = connect(&proxy, SCRAM_USER).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(3), late.simple_query("SELECT 1"))
+        .await
+        .expect("served after RESUME")
+        .unwrap();
     proxy.shutdown(Duration::from_secs(5)).await;
 }
 

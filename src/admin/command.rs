@@ -17,7 +17,7 @@ pub enum Command {
     Suspend,
     Shutdown,
     Reconnect(Option<String>),
-    Kill(String),
+    Kill(Option<String>),
     Enable(String),
     Disable(String),
     WaitClose(Option<String>),
@@ -119,7 +119,7 @@ fn parse_text(text: &str) -> Result<Command, Bad> {
         "resume" => arity(2).map(|()| Command::Resume(name(1)))?,
         "reconnect" => arity(2).map(|()| Command::Reconnect(name(1)))?,
         "wait_close" => arity(2).map(|()| Command::WaitClose(name(1)))?,
-        "kill" => Command::Kill(needs(1, "KILL")?),
+        "kill" => arity(2).map(|()| Command::Kill(name(1)))?,
         "enable" => Command::Enable(needs(1, "ENABLE")?),
         "disable" => Command::Disable(needs(1, "DISABLE")?),
         "drain" | "undrain" if lower.get(1).map(String::as_str) == Some("node") => {
@@ -147,10 +147,7 @@ fn parse_text(text: &str) -> Result<Command, Bad> {
         "" => return Err("empty command".into()),
         _ => return Err(Bad::Unknown),
     };
-    if matches!(
-        &command,
-        Command::Kill(_) | Command::Enable(_) | Command::Disable(_)
-    ) {
+    if matches!(&command, Command::Enable(_) | Command::Disable(_)) {
         arity(2)?;
     }
     Ok(command)
@@ -239,7 +236,8 @@ mod tests {
             Ok(Command::Pause(Some("My Db".into())))
         );
         assert_eq!(parse("RESUME app"), Ok(Command::Resume(Some("app".into()))));
-        assert_eq!(parse("KILL app"), Ok(Command::Kill("app".into())));
+        assert_eq!(parse("KILL app"), Ok(Command::Kill(Some("app".into()))));
+        assert_eq!(parse("kill"), Ok(Command::Kill(None)));
         assert_eq!(parse(" reload ; "), Ok(Command::Reload));
         assert_eq!(
             parse("SET default_pool_size = 40"),
@@ -280,7 +278,8 @@ mod tests {
             "SELECT 1",
             "SHOW",
             "SHOW POOLS extra",
-            "KILL",
+            "KILL a b",
+            "ENABLE",
             "SET x",
             "SET = 1",
             "SWITCHOVER app node",

@@ -41,29 +41,31 @@ pub async fn pause(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> 
     }
 }
 
-/// `KILL db`: the database is paused (new logins' transactions wait for
-/// `RESUME`), every client of it is told to end (57P01) and its running
-/// query is cancelled so that it ends now rather than at its transaction's
-/// end, and idle servers are closed.
+/// `KILL [db]`: the database (without one, every database) is paused
+/// (new logins' transactions wait for `RESUME`), every client of it is
+/// told to end (57P01) and its running query is cancelled so that it ends
+/// now rather than at its transaction's end, and idle servers are closed.
+/// Console connections are not clients of a database: they stay.
 ///
 /// # Errors
 /// `db` is not configured.
-pub async fn kill(shared: &Shared, db: &str) -> Result<(), ProxyError> {
-    known(shared, Some(db))?;
-    shared.gates.pause(Some(db));
+pub async fn kill(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {
+    known(shared, db)?;
+    shared.gates.pause(db);
+    let affected = |name: &str| db.is_none_or(|d| d == name);
     for (_, control) in shared.cancels.sessions() {
-        if control.info.get().is_none_or(|i| &*i.database != db) {
+        if control.info.get().is_none_or(|i| !affected(&i.database)) {
             continue;
         }
         control.request_stop();
         crate::cancel::forward_cancel(&control).await;
     }
     for pool in shared.pools.all() {
-        if pool.key.db == db {
+        if affected(&pool.key.db) {
             pool.close_idle();
         }
     }
-    tracing::info!(db, "KILL from the admin console");
+    tracing::info!(db = db.unwrap_or("(all)"), "KILL from the admin console");
     Ok(())
 }
 
@@ -176,7 +178,7 @@ pub fn shutdown(shared: &Shared) {
 fn known(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {
     match db {
         Some(d) if shared.config.load().database(d).is_none() => {
-            Err(ProxyError::UnknownDatabase(d.to_owned()))
+            Err(ProxyError::AdminNoSuchDatabase(d.to_owned()))
         }
         _ => Ok(()),
     }

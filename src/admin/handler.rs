@@ -82,7 +82,7 @@ impl Console {
             Command::SaveConfig => reconfigure::save(shared),
             Command::Pause(db) => control::pause(shared, db.as_deref()).await,
             Command::Resume(db) => control::resume(shared, db.as_deref()),
-            Command::Kill(db) => control::kill(shared, &db).await,
+            Command::Kill(db) => control::kill(shared, db.as_deref()).await,
             Command::WaitClose(db) => control::wait_close(shared, db.as_deref()).await,
             Command::Suspend => control::suspend(shared).await,
             Command::Switchover { db, node } => {

@@ -31,7 +31,7 @@ pub const HELP: &str = "\
 \tRECONNECT [<db>]
 \tWAIT_CLOSE [<db>]
 \tSUSPEND
-\tKILL <db>
+\tKILL [<db>]
 \tSHUTDOWN";
 
 /// The table for `SHOW what`.
