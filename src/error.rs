@@ -196,7 +196,9 @@ impl ProxyError {
             StartupOption(_) => "42601",
             Unsupported(_) | TransactionInStatementMode => "0A000",
             QueryWaitTimeout | QueryTimeout | Cancelled => "57014",
-            IdleTransactionTimeout => "25P03",
+            // PgBouncer's code (it answers every error of its own with
+            // 08P01); PostgreSQL's own timeout would say 25P03.
+            IdleTransactionTimeout => "08P01",
             ClientIdleTimeout => "57P05",
             ServerLost | NoPrimary { .. } | LoginAbandoned => "08006",
             SplitBrain { .. } => "25006",

@@ -372,17 +372,34 @@ async fn idle_transaction_timeout_closes_and_rolls_back() {
         c.proxy.idle_transaction_timeout = pgwarden::config::duration::Secs::from_millis(300)
     })
     .await;
-    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(
+        &url(&proxy, SCRAM_USER, PASSWORD, DB),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    // The FATAL arrives unasked: the connection's task is what reads it.
+    let connection = tokio::spawn(conn);
     client
         .batch_execute("BEGIN; INSERT INTO idle_t VALUES (1);")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let err = client.simple_query("COMMIT").await.unwrap_err();
+    let ended = tokio::time::timeout(Duration::from_secs(3), connection)
+        .await
+        .expect("the connection is closed")
+        .unwrap()
+        .unwrap_err();
+    // PgBouncer's SQLSTATE; the words name the setting.
+    assert_eq!(sqlstate(&ended).as_deref(), Some("08P01"), "{ended:?}");
+    let message = ended.as_db_error().map(|d| d.message().to_owned());
     assert!(
-        err.is_closed() || sqlstate(&err).as_deref() == Some("25P03"),
-        "{err:?}"
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("idle_transaction_timeout")),
+        "{message:?}"
     );
+    assert!(client.simple_query("COMMIT").await.is_err());
     assert_eq!(psql("SELECT count(*) FROM idle_t"), "0");
 }
 
