@@ -18,6 +18,7 @@ pub mod localpg;
 pub mod logline;
 pub mod metrics;
 pub mod net;
+pub mod pidfile;
 pub mod pool;
 pub mod prepared;
 pub mod routing;

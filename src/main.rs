@@ -150,6 +150,11 @@ type OnReady = Box<dyn FnOnce(&Proxy) + Send>;
 /// (no wait); SIGHUP reloads the config file.
 async fn serve(loaded: Loaded, on_ready: Option<OnReady>) -> Result<()> {
     let shutdown_timeout = loaded.config.proxy.shutdown_timeout.0;
+    // Before binding: a second pgwarden of the same config stops here.
+    let _pidfile = match loaded.config.proxy.pidfile.as_str() {
+        "" => None,
+        path => Some(pgwarden::pidfile::PidFile::create(Path::new(path))?),
+    };
     let proxy = Proxy::start(loaded)
         .await
         .context("binding the listen address")?;

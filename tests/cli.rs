@@ -355,3 +355,44 @@ fn quickstart_shows_everything_and_survives_restarts() {
         && !state.join("replica2/postmaster.pid").exists();
     assert!(stopped, "PostgreSQL left running");
 }
+
+/// `pidfile`: written with the process's id while it runs, refused to a
+/// second process of the same config, removed at a clean exit.
+#[test]
+fn pidfile_names_the_running_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.toml");
+    let pidfile = dir.path().join("pgwarden.pid");
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\npidfile = \"{}\"\n[databases.app]\nprimary = \"127.0.0.1:5432\"\n",
+        pidfile.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut first = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let written = (0..100).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::read_to_string(&pidfile).ok()
+    });
+    assert_eq!(
+        written.as_deref().map(str::trim),
+        Some(first.id().to_string().as_str())
+    );
+    let second = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        err.contains("pidfile") && err.contains("is running"),
+        "{err}"
+    );
+    assert!(stop(&mut first, libc::SIGTERM).success());
+    assert!(!pidfile.exists(), "removed at exit");
+}

@@ -26,10 +26,6 @@ const PGBOUNCER: &[(&str, &str)] = &[
         "pgwarden logs to stderr (RUST_LOG sets the level)",
     ),
     (
-        "pidfile",
-        "not supported yet; run pgwarden under systemd or a supervisor",
-    ),
-    (
         "pkt_buf",
         "pgwarden sizes its buffers itself; see max_client_buffer",
     ),

@@ -109,6 +109,7 @@ impl ProxySettings {
         "unix_socket_mode",
         "unix_socket_group",
         "tcp_defer_accept",
+        "pidfile",
         "workers",
         "worker_model",
         "admin_listen",
@@ -157,6 +158,7 @@ impl ProxySettings {
                 "tcp_defer_accept",
                 self.tcp_defer_accept != next.tcp_defer_accept,
             ),
+            ("pidfile", self.pidfile != next.pidfile),
             ("workers", self.workers != next.workers),
             ("worker_model", self.worker_model != next.worker_model),
             ("admin_listen", self.admin_listen != next.admin_listen),
@@ -197,6 +199,8 @@ pub struct ProxySettings {
     pub unix_socket_mode: String,
     /// The socket file's group, a name or id (empty: the process's).
     pub unix_socket_group: String,
+    /// A file to write the process id to (empty: none), removed at exit.
+    pub pidfile: String,
     /// PgBouncer's TCP options, on client and server sockets alike
     /// (`net::tcp`); 0 keeps the system's value.
     pub tcp_keepalive: bool,
@@ -312,6 +316,7 @@ impl Default for ProxySettings {
             unix_socket_dir: String::new(),
             unix_socket_mode: "0777".into(),
             unix_socket_group: String::new(),
+            pidfile: String::new(),
             tcp_keepalive: true,
             tcp_keepidle: 0,
             tcp_keepintvl: 0,
