@@ -140,10 +140,7 @@ async fn accept_loop(
         let (budget, tcp) = {
             let loaded = shared.config.load();
             let p = &loaded.config.proxy;
-            (
-                p.login_budget(),
-                crate::net::tcp::TcpOptions::from_settings(p),
-            )
+            (p.login_budget(), p.tcp_options())
         };
         let ticket = shared.admission.enter(budget);
         let (shared, sessions) = (shared.clone(), tracker.clone());
@@ -312,7 +309,17 @@ async fn maintain_loop(shared: Arc<Shared>) {
             _ = tick.tick() => {}
             _ = shared.shutdown.cancelled() => return,
         }
-        shared.stats.tick(&shared.pools);
+        let (period, log_stats) = {
+            let loaded = shared.config.load();
+            let p = &loaded.config.proxy;
+            (
+                p.stats_period
+                    .enabled()
+                    .unwrap_or(crate::stats::STATS_PERIOD),
+                p.log_stats,
+            )
+        };
+        shared.stats.tick(&shared.pools, period, log_stats);
         if trim.tick(shared.admission.clients()) {
             tracing::debug!("clients left: free memory given back to the system");
         }

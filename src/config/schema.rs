@@ -130,6 +130,22 @@ impl ProxySettings {
         }
     }
 
+    /// The `tcp_*` options for client and server sockets, where 0 means
+    /// "the system's value" as in PgBouncer.
+    pub fn tcp_options(&self) -> crate::net::tcp::TcpOptions {
+        use std::time::Duration;
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        crate::net::tcp::TcpOptions {
+            keepalive: self.tcp_keepalive,
+            keepidle: secs(self.tcp_keepidle),
+            keepintvl: secs(self.tcp_keepintvl),
+            keepcnt: (self.tcp_keepcnt > 0).then_some(self.tcp_keepcnt),
+            user_timeout: (self.tcp_user_timeout > 0)
+                .then(|| Duration::from_millis(self.tcp_user_timeout)),
+            socket_buffer: (self.tcp_socket_buffer > 0).then_some(self.tcp_socket_buffer),
+        }
+    }
+
     /// Logins in progress allowed at once.
     pub fn login_budget(&self) -> usize {
         match self.max_login_clients {
@@ -201,6 +217,15 @@ pub struct ProxySettings {
     pub unix_socket_group: String,
     /// A file to write the process id to (empty: none), removed at exit.
     pub pidfile: String,
+    /// Append the client's address to its `application_name` at login.
+    pub application_name_add_host: bool,
+    /// The period of `SHOW STATS`' averages (0: PgBouncer's 60 s).
+    pub stats_period: Secs,
+    /// Log each database's averages once a period.
+    pub log_stats: bool,
+    /// PgBouncer 1.20+'s list of extra parameters to follow per client:
+    /// accepted for compatibility; pgwarden follows every parameter.
+    pub track_extra_parameters: NameList,
     /// PgBouncer's TCP options, on client and server sockets alike
     /// (`net::tcp`); 0 keeps the system's value.
     pub tcp_keepalive: bool,
@@ -317,6 +342,10 @@ impl Default for ProxySettings {
             unix_socket_mode: "0777".into(),
             unix_socket_group: String::new(),
             pidfile: String::new(),
+            application_name_add_host: false,
+            stats_period: Secs::from_secs(60),
+            log_stats: true,
+            track_extra_parameters: NameList(vec!["IntervalStyle".into()]),
             tcp_keepalive: true,
             tcp_keepidle: 0,
             tcp_keepintvl: 0,
@@ -660,4 +689,21 @@ pub struct Config {
     /// Regions each tenant may be served from.
     #[serde(default)]
     pub tenants: TenantMap,
+}
+
+#[cfg(test)]
+mod tcp_tests {
+    use super::*;
+
+    #[test]
+    fn zero_means_the_systems_value() {
+        let mut p = ProxySettings::default();
+        assert!(p.tcp_options().keepalive, "on by default");
+        assert_eq!(p.tcp_options().keepidle, None);
+        p.tcp_keepidle = 600;
+        p.tcp_user_timeout = 2500;
+        let o = p.tcp_options();
+        assert_eq!(o.keepidle, Some(std::time::Duration::from_secs(600)));
+        assert_eq!(o.user_timeout, Some(std::time::Duration::from_millis(2500)));
+    }
 }

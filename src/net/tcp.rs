@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
 
-use crate::config::ProxySettings;
-
 /// The options every client and server socket gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpOptions {
@@ -27,20 +25,6 @@ pub struct TcpOptions {
 }
 
 impl TcpOptions {
-    /// From `[proxy]`, where 0 means "the system's value" as in PgBouncer.
-    pub fn from_settings(p: &ProxySettings) -> Self {
-        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
-        Self {
-            keepalive: p.tcp_keepalive,
-            keepidle: secs(p.tcp_keepidle),
-            keepintvl: secs(p.tcp_keepintvl),
-            keepcnt: (p.tcp_keepcnt > 0).then_some(p.tcp_keepcnt),
-            user_timeout: (p.tcp_user_timeout > 0)
-                .then(|| Duration::from_millis(p.tcp_user_timeout)),
-            socket_buffer: (p.tcp_socket_buffer > 0).then_some(p.tcp_socket_buffer),
-        }
-    }
-
     /// Sets the options on a connected socket. Failures are logged, not
     /// fatal: a socket without keepalive still carries its session.
     pub fn apply(&self, socket: &tokio::net::TcpStream) {
@@ -159,17 +143,5 @@ mod tests {
         assert_eq!(rc, 0);
         // The kernel rounds to its retransmission steps.
         assert!(value >= 45, "{value}");
-    }
-
-    #[test]
-    fn zero_means_the_systems_value() {
-        let mut p = ProxySettings::default();
-        assert!(TcpOptions::from_settings(&p).keepalive, "on by default");
-        assert_eq!(TcpOptions::from_settings(&p).keepidle, None);
-        p.tcp_keepidle = 600;
-        p.tcp_user_timeout = 2500;
-        let o = TcpOptions::from_settings(&p);
-        assert_eq!(o.keepidle, Some(Duration::from_secs(600)));
-        assert_eq!(o.user_timeout, Some(Duration::from_millis(2500)));
     }
 }

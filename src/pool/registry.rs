@@ -66,7 +66,7 @@ impl PoolSettings {
                 .is_some_and(|d| d.session_features == crate::config::SessionFeatures::Refuse),
             retire_before: None,
             tls: loaded.tls_policy(&key.db),
-            tcp: crate::net::tcp::TcpOptions::from_settings(p),
+            tcp: p.tcp_options(),
         }
     }
 }
