@@ -1585,3 +1585,32 @@ async fn per_node_rows_match_each_nodes_pg_stat_activity() {
     assert!(matched, "per-node counts never matched pg_stat_activity");
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+/// `stats_period`: `SHOW STATS`' averages cover the configured period, so
+/// with one second they show the traffic of the last second soon after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_period_sets_the_averages_window() {
+    let proxy = proxy(|c| {
+        admins(c);
+        c.proxy.stats_period = pgwarden::config::duration::Secs::from_secs(1);
+    })
+    .await;
+    let admin = console(&proxy, SCRAM_USER, "pgbouncer").await;
+    let client = connect(&proxy, SCRAM_USER).await.unwrap();
+    let averaged = eventually(Duration::from_secs(6), || async {
+        for _ in 0..20 {
+            client.simple_query("SELECT 1").await.unwrap();
+        }
+        let (cols, rows) = table(&admin, "SHOW STATS").await;
+        rows.iter().any(|r| {
+            column(&cols, r, "database") == DB
+                && column(&cols, r, "avg_xact_count")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    > 0
+        })
+    })
+    .await;
+    assert!(averaged, "averages within a few one-second periods");
+    proxy.shutdown(Duration::from_secs(5)).await;
+}

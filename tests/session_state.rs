@@ -443,6 +443,32 @@ async fn a_new_application_name_logs_in_without_a_server() {
     assert_eq!(show(&busy, "application_name").await, "");
 }
 
+/// `application_name_add_host`: the server sees each client's address
+/// after its application name (`app - 127.0.0.1:port`), or after a bare
+/// dash when it sent none, in every transaction it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_name_add_host_shows_each_client_address() {
+    let proxy = proxy(|c| {
+        c.proxy.application_name_add_host = true;
+        c.proxy.default_pool_size = 1;
+    })
+    .await;
+    let base = url(&proxy, PLAIN_USER, PASSWORD, DB);
+    let named = connect_url(&format!("{base} application_name=billing"))
+        .await
+        .unwrap();
+    let bare = connect_url(&base).await.unwrap();
+    for _ in 0..2 {
+        let name = show(&named, "application_name").await;
+        let port = name
+            .strip_prefix("billing - 127.0.0.1:")
+            .map(str::parse::<u16>);
+        assert!(matches!(port, Some(Ok(_))), "{name}");
+        let name = show(&bare, "application_name").await;
+        assert!(name.starts_with(" - 127.0.0.1:"), "{name:?}");
+    }
+}
+
 /// A startup setting PostgreSQL would refuse is refused at login with
 /// PostgreSQL's own error, and never leaves the client on a server that
 /// still has the previous client's settings (it once saw them).

@@ -146,6 +146,10 @@ pub async fn handshake(
             .map_err(ProxyError::login_lost)?;
         out.clear();
     }
+    let mut tracked = tracked;
+    if loaded.config.proxy.application_name_add_host {
+        add_host(&mut tracked, &stream.io);
+    }
     let Some(db_settings) = loaded.database(&database).cloned() else {
         // Only a client that proves who it is learns that a database does
         // not exist (its secret from `auth_file`/`[users]`: there is no
@@ -256,6 +260,24 @@ fn register(
             .unwrap_or_default(),
     });
     registration
+}
+
+/// `application_name_add_host`: the client's address after its application
+/// name, as PgBouncer writes it (`app - 10.0.0.7:51234`), so that
+/// `pg_stat_activity` tells pooled clients apart; a client that sent no
+/// name gets the address alone after the dash.
+fn add_host(tracked: &mut Vec<(String, String)>, io: &Stream) {
+    let host = match io.peer_addr() {
+        Ok(a) => format!("{}:{}", a.ip(), a.port()),
+        Err(_) => "unix".to_owned(),
+    };
+    match tracked
+        .iter_mut()
+        .find(|(k, _)| k.eq_ignore_ascii_case("application_name"))
+    {
+        Some((_, name)) => *name = format!("{name} - {host}"),
+        None => tracked.push(("application_name".into(), format!(" - {host}"))),
+    }
 }
 
 /// The shared copy of the client's startup parameters, `application_name`

@@ -1,5 +1,5 @@
 //! Per-database totals summed from the pools' counters, and averages over
-//! the last complete period (`STATS_PERIOD`, PgBouncer's `stats_period`),
+//! the last complete period (`stats_period`, 60 s by default as in PgBouncer),
 //! for `SHOW STATS`, `/metrics` and the status page.
 //!
 //! Owns: the snapshot of the previous period, taken by the maintenance
@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use crate::pool::latency::{percentiles, Percentiles};
 use crate::pool::Pools;
 
-/// PgBouncer's default `stats_period`.
+/// PgBouncer's default `stats_period` (and pgwarden's).
 pub const STATS_PERIOD: Duration = Duration::from_secs(60);
 
 /// One database's counters at one moment.
@@ -94,14 +94,15 @@ struct WindowState {
 }
 
 impl Window {
-    /// Takes a snapshot once a period has passed since the last one.
-    pub fn tick(&self, pools: &Pools) {
+    /// Takes a snapshot once `period` has passed since the last one; with
+    /// `log`, writes each database's averages to the log (`log_stats`).
+    pub fn tick(&self, pools: &Pools, period: Duration, log: bool) {
         let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if st
             .last
             .as_ref()
-            .is_some_and(|(at, _)| now.duration_since(*at) < STATS_PERIOD)
+            .is_some_and(|(at, _)| now.duration_since(*at) < period)
         {
             return;
         }
@@ -115,6 +116,22 @@ impl Window {
                     (db.clone(), delta.averages(secs))
                 })
                 .collect();
+            if log {
+                for (db, a) in &st.averages {
+                    // PgBouncer's `log_stats` line, per database.
+                    tracing::info!(
+                        db = %db,
+                        xacts_per_s = a.xacts,
+                        queries_per_s = a.queries,
+                        in_bytes_per_s = a.recv,
+                        out_bytes_per_s = a.sent,
+                        xact_us = a.xact_us,
+                        query_us = a.query_us,
+                        wait_us_per_s = a.wait_us,
+                        "stats"
+                    );
+                }
+            }
         }
         st.last = Some((now, current));
         let mut merged: BTreeMap<String, Option<Histogram<u32>>> = BTreeMap::new();
