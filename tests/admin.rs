@@ -1612,5 +1612,20 @@ async fn stats_period_sets_the_averages_window() {
     })
     .await;
     assert!(averaged, "averages within a few one-second periods");
+    // SHOW TOTALS: the same, summed over databases, as name/value rows.
+    let (cols, rows) = table(&admin, "SHOW TOTALS").await;
+    assert_eq!(cols, ["name", "value"]);
+    let value = |name: &str| -> u64 {
+        let row = rows
+            .iter()
+            .find(|r| r[0].as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name} in SHOW TOTALS"));
+        column(&cols, row, "value").parse().unwrap()
+    };
+    assert!(value("total_xact_count") >= 20);
+    assert!(value("total_server_assignment_count") >= 20);
+    assert!(value("total_client_bytes") > 0 && value("total_server_bytes") > 0);
+    assert!(value("avg_xact_count") > 0);
+    assert_eq!(rows.len(), 22, "PgBouncer 1.25's rows");
     proxy.shutdown(Duration::from_secs(5)).await;
 }

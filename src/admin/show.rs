@@ -16,7 +16,7 @@ use Kind::{Int4, Text};
 /// The console's usage, sent as a notice by `SHOW HELP`.
 pub const HELP: &str = "\
 \tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE|LISTS|MEM
-\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES
+\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS
 \tSHOW NODES|ROUTING|TENANTS|LATENCY|QUERIES
 \tDRAIN NODE <addr>
 \tUNDRAIN NODE <addr>
@@ -58,7 +58,8 @@ pub fn show(shared: &Shared, what: &str) -> Result<Table, ProxyError> {
         "clients" => Ok(super::sockets::clients(shared)),
         "servers" => Ok(super::sockets::servers(shared)),
         "queries" => Ok(super::show_pgwarden::queries(shared)),
-        "sockets" | "active_sockets" | "fds" | "totals" => Err(ProxyError::AdminNotYet(format!(
+        "totals" => Ok(super::stats::totals_table(&shared.pools, &shared.stats)),
+        "sockets" | "active_sockets" | "fds" => Err(ProxyError::AdminNotYet(format!(
             "SHOW {} is not available in this build yet",
             what.to_ascii_uppercase()
         ))),

@@ -72,3 +72,67 @@ pub fn table(what: &str, pools: &Pools, window: &Window) -> Table {
     }
     t
 }
+
+/// `SHOW TOTALS`: `SHOW STATS` summed over every database, as PgBouncer's
+/// `name`/`value` rows. The prepared-statement counts and the average of
+/// server assignments are not kept by pgwarden: 0 (README, compatibility).
+pub fn totals_table(pools: &Pools, window: &Window) -> Table {
+    let mut sum = Totals::default();
+    let mut avg = Totals::default();
+    let (mut xact_us, mut query_us) = (0u128, 0u128);
+    for (db, t) in totals(pools) {
+        sum.xacts += t.xacts;
+        sum.queries += t.queries;
+        sum.recv += t.recv;
+        sum.sent += t.sent;
+        sum.xact_us += t.xact_us;
+        sum.query_us += t.query_us;
+        sum.wait_us += t.wait_us;
+        let a = window.averages(&db);
+        avg.xacts += a.xacts;
+        avg.queries += a.queries;
+        avg.recv += a.recv;
+        avg.sent += a.sent;
+        avg.wait_us += a.wait_us;
+        // Per-transaction and per-query times, weighted by their counts.
+        xact_us += u128::from(a.xact_us) * u128::from(a.xacts);
+        query_us += u128::from(a.query_us) * u128::from(a.queries);
+    }
+    let per = |total: u128, n: u64| u64::try_from(total / u128::from(n.max(1))).unwrap_or(u64::MAX);
+    avg.xact_us = per(xact_us, avg.xacts);
+    avg.query_us = per(query_us, avg.queries);
+    let assignments: u64 = pools
+        .all()
+        .iter()
+        .map(|p| p.stats.checkouts.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    let rows: [(&str, u64); 22] = [
+        ("total_server_assignment_count", assignments),
+        ("total_xact_count", sum.xacts),
+        ("total_query_count", sum.queries),
+        ("total_client_bytes", sum.recv),
+        ("total_server_bytes", sum.sent),
+        ("total_xact_time", sum.xact_us),
+        ("total_query_time", sum.query_us),
+        ("total_wait_time", sum.wait_us),
+        ("total_client_parse_count", 0),
+        ("total_server_parse_count", 0),
+        ("total_bind_count", 0),
+        ("avg_server_assignment_count", 0),
+        ("avg_xact_count", avg.xacts),
+        ("avg_query_count", avg.queries),
+        ("avg_client_bytes", avg.recv),
+        ("avg_server_bytes", avg.sent),
+        ("avg_xact_time", avg.xact_us),
+        ("avg_query_time", avg.query_us),
+        ("avg_wait_time", avg.wait_us),
+        ("avg_client_parse_count", 0),
+        ("avg_server_parse_count", 0),
+        ("avg_bind_count", 0),
+    ];
+    let mut t = Table::new(&[("name", Kind::Text), ("value", Kind::Numeric)]);
+    for (name, value) in rows {
+        t.push(vec![name.into(), value.into()]);
+    }
+    t
+}
