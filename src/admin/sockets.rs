@@ -40,13 +40,16 @@ pub fn clients(shared: &Shared) -> Table {
     let mut t = Table::new(&COLUMNS);
     // A client of the Unix socket has no address: PgBouncer shows `unix`
     // and the listening port, on both ends.
-    let unix = || -> (Cell, Cell) {
-        let listen = shared.config.load().config.proxy.listen.clone();
-        let port = listen
+    // Read once per table, not once per socket client.
+    let unix_port = {
+        let loaded = shared.config.load();
+        let listen = &loaded.config.proxy.listen;
+        listen
             .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<i32>().ok());
-        ("unix".into(), port.unwrap_or(0).into())
+            .and_then(|(_, p)| p.parse::<i32>().ok())
+            .unwrap_or(0)
     };
+    let unix = || -> (Cell, Cell) { ("unix".into(), unix_port.into()) };
     for (key, control) in shared.cancels.sessions() {
         let Some(info) = control.info.get() else {
             continue;
