@@ -8,7 +8,7 @@
 //! progress has spoken, the newcomer is refused with 53300. A login that
 //! speaks and then stalls is bounded by `client_login_timeout`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,15 +22,52 @@ pub struct Admission {
     clients: AtomicUsize,
     /// Oldest first.
     logins: Mutex<VecDeque<Arc<Ticket>>>,
+    /// Clients per database (as clients name it) and per login user, for
+    /// `max_db_client_connections` and `max_user_client_connections`;
+    /// always counted, so that a limit set by a reload holds at once.
+    per_db: Counts,
+    per_user: Counts,
 }
 
-/// A place counted against `max_client_conn` while a logged-in client lives.
-pub struct ClientSlot(Arc<Admission>);
+/// A count per name; entries stay (one per configured database or user
+/// that logged in, a bounded set).
+#[derive(Default)]
+struct Counts(Mutex<HashMap<Box<str>, Arc<AtomicUsize>>>);
+
+impl Counts {
+    fn of(&self, name: &str) -> Arc<AtomicUsize> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(name) {
+            return c.clone();
+        }
+        let c = Arc::new(AtomicUsize::new(0));
+        map.insert(name.into(), c.clone());
+        c
+    }
+}
+
+/// A place counted against `max_client_conn` (and, for a pooled client,
+/// against its database's and user's limits) while a logged-in client lives.
+pub struct ClientSlot {
+    admission: Arc<Admission>,
+    /// Its database's and its user's counts (none for a console client).
+    named: Option<Box<[Arc<AtomicUsize>; 2]>>,
+}
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+        self.admission.clients.fetch_sub(1, Ordering::Relaxed);
+        for count in self.named.iter().flat_map(|n| n.iter()) {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// The limits a pooled client's login is admitted under (0: none).
+pub struct ClientLimits<'a> {
+    pub max_client_conn: usize,
+    pub database: (&'a str, usize),
+    pub user: (&'a str, usize),
 }
 
 struct Ticket {
@@ -67,9 +104,38 @@ impl Admission {
     /// `TooManyClients` (53300) when `max` clients are logged in.
     pub fn admit(self: &Arc<Self>, max: usize) -> Result<ClientSlot, ProxyError> {
         let n = self.clients.fetch_add(1, Ordering::Relaxed);
-        let slot = ClientSlot(self.clone());
+        let slot = ClientSlot {
+            admission: self.clone(),
+            named: None,
+        };
         if n >= max {
             return Err(ProxyError::TooManyClients);
+        }
+        Ok(slot)
+    }
+
+    /// Takes a place for a pooled client that has just authenticated.
+    ///
+    /// # Errors
+    /// 53300 when `max_client_conn`, its database's or its user's limit is
+    /// reached (each named in the message, as PgBouncer does).
+    pub fn admit_pooled(
+        self: &Arc<Self>,
+        limits: &ClientLimits<'_>,
+    ) -> Result<ClientSlot, ProxyError> {
+        let mut slot = self.admit(limits.max_client_conn)?;
+        let (db, user) = (
+            self.per_db.of(limits.database.0),
+            self.per_user.of(limits.user.0),
+        );
+        let on_db = db.fetch_add(1, Ordering::Relaxed);
+        let as_user = user.fetch_add(1, Ordering::Relaxed);
+        slot.named = Some(Box::new([db, user]));
+        if limits.database.1 > 0 && on_db >= limits.database.1 {
+            return Err(ProxyError::TooManyDbClients);
+        }
+        if limits.user.1 > 0 && as_user >= limits.user.1 {
+            return Err(ProxyError::TooManyUserClients);
         }
         Ok(slot)
     }
@@ -152,5 +218,33 @@ mod tests {
         assert_eq!(a.clients(), 1);
         drop(one);
         assert_eq!(a.clients(), 0);
+    }
+
+    #[test]
+    fn database_and_user_limits_count_apart_and_free_on_drop() {
+        let a = Arc::new(Admission::default());
+        let limits = |db, user| ClientLimits {
+            max_client_conn: 100,
+            database: (db, 2),
+            user: (user, 3),
+        };
+        let one = a.admit_pooled(&limits("app", "u1")).unwrap();
+        let two = a.admit_pooled(&limits("app", "u2")).unwrap();
+        assert_eq!(
+            a.admit_pooled(&limits("app", "u3")).err(),
+            Some(ProxyError::TooManyDbClients)
+        );
+        let three = a.admit_pooled(&limits("other", "u1")).unwrap();
+        let four = a.admit_pooled(&limits("third", "u1")).unwrap();
+        assert_eq!(
+            a.admit_pooled(&limits("fourth", "u1")).err(),
+            Some(ProxyError::TooManyUserClients)
+        );
+        drop(one);
+        let again = a.admit_pooled(&limits("app", "u9")).unwrap();
+        drop((two, three, four, again));
+        assert_eq!(a.clients(), 0);
+        assert_eq!(a.per_db.of("app").load(Ordering::Relaxed), 0);
+        assert_eq!(a.per_user.of("u1").load(Ordering::Relaxed), 0);
     }
 }

@@ -18,6 +18,10 @@ use crate::wire::backend::{self, Severity};
 pub enum ProxyError {
     #[error("no more connections allowed (max_client_conn)")]
     TooManyClients,
+    #[error("client connections exceeded (max_db_client_connections)")]
+    TooManyDbClients,
+    #[error("client connections exceeded (max_user_client_connections)")]
+    TooManyUserClients,
     #[error("too many logins in progress (max_login_clients)")]
     TooManyLogins,
     #[error("{0}")]
@@ -51,6 +55,8 @@ pub enum ProxyError {
         "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)"
     )]
     IdleTransactionTimeout,
+    #[error("terminating connection due to transaction timeout (transaction_timeout)")]
+    TransactionTimeout,
     #[error("terminating connection due to idle timeout (client_idle_timeout)")]
     ClientIdleTimeout,
     #[error("client_login_timeout: login not completed in time")]
@@ -79,6 +85,9 @@ pub enum ProxyError {
     ServerLost,
     #[error("could not connect to the database server")]
     ServerUnavailable,
+    /// A new server's `connect_query` failed (with this message).
+    #[error("could not set up a server connection: connect_query failed: {0}")]
+    ConnectQueryFailed(String),
     #[error("the server asks user \"{0}\" for a password that pgwarden does not know (add it to auth_file or [users], or use auth_query)")]
     NoServerPassword(String),
     /// The server did not authenticate as `server_require_auth` wants.
@@ -185,7 +194,7 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             Server { code, .. } => code,
-            TooManyClients | TooManyLogins => "53300",
+            TooManyClients | TooManyLogins | TooManyDbClients | TooManyUserClients => "53300",
             MessageTooLarge(_) => "54000",
             BadPassword(_) => "28P01",
             UnknownRole(_) | NoUser | NoServerPassword(_) | ServerAuthNotAllowed(_) => "28000",
@@ -198,7 +207,7 @@ impl ProxyError {
             QueryWaitTimeout | QueryTimeout | Cancelled => "57014",
             // PgBouncer's code (it answers every error of its own with
             // 08P01); PostgreSQL's own timeout would say 25P03.
-            IdleTransactionTimeout => "08P01",
+            IdleTransactionTimeout | TransactionTimeout => "08P01",
             ClientIdleTimeout => "57P05",
             ServerLost | NoPrimary { .. } | LoginAbandoned => "08006",
             SplitBrain { .. } => "25006",
@@ -207,7 +216,7 @@ impl ProxyError {
             UnknownTenant(_) => "RZ002",
             TenantNotSet => "RZ003",
             TenantFixed(_) => "RZ004",
-            ServerUnavailable => "08001",
+            ServerUnavailable | ConnectQueryFailed(_) => "08001",
             Shutdown => "57P01",
             DatabaseDisabled(_) => "57P03",
             AdminNotAllowed(_) => "28000",
@@ -255,7 +264,9 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         use ProxyError::*;
         match self {
-            TooManyClients | TooManyLogins => "too_many_clients",
+            TooManyClients | TooManyLogins | TooManyDbClients | TooManyUserClients => {
+                "too_many_clients"
+            }
             BadPassword(_) => "bad_password",
             UnknownRole(_) | NoUser => "unknown_role",
             UnknownDatabase(_) => "unknown_database",
@@ -266,6 +277,7 @@ impl ProxyError {
             QueryTimeout => "query_timeout",
             Cancelled => "cancelled",
             IdleTransactionTimeout => "idle_transaction_timeout",
+            TransactionTimeout => "transaction_timeout",
             ClientIdleTimeout => "client_idle_timeout",
             LoginTimeout => "client_login_timeout",
             LoginAbandoned => "login_abandoned",
@@ -275,6 +287,7 @@ impl ProxyError {
             HbaNoEntry(_) | HbaReject(_) => "hba_refused",
             ServerLost => "server_lost",
             ServerUnavailable => "server_unavailable",
+            ConnectQueryFailed(_) => "connect_query_failed",
             NoServerPassword(_) => "no_server_password",
             ServerAuthNotAllowed(_) => "server_auth_not_allowed",
             BadRoutingValue(_) => "bad_routing_value",
@@ -338,6 +351,10 @@ impl ProxyError {
                 (None, ServerError::Auth(e @ BackendAuthError::NotAllowed(_))) => {
                     ProxyError::ServerAuthNotAllowed(e.to_string())
                 }
+                (None, ServerError::ConnectQuery(e)) => ProxyError::ConnectQueryFailed(
+                    e.server_error()
+                        .map_or_else(|| e.to_string(), |f| f.message.clone()),
+                ),
                 (None, _) => ProxyError::ServerUnavailable,
             },
         }

@@ -171,7 +171,15 @@ impl Shared {
             )));
         }
         for pool in self.pools.all() {
-            pool.set_settings(crate::pool::PoolSettings::from_config(&new, &pool.key));
+            let next = crate::pool::PoolSettings::from_config(&new, &pool.key);
+            let was = pool.settings();
+            // Servers opened another way than the new settings say are
+            // replaced as they fall idle, as PgBouncer does on such a RELOAD.
+            let reopen = was.startup != next.startup || was.connect_query != next.connect_query;
+            pool.set_settings(next);
+            if reopen {
+                pool.reconnect();
+            }
         }
         let current = self.config.load();
         for (name, db) in &new.config.databases {

@@ -763,11 +763,7 @@ async fn tls_passthrough_auth_query_and_switchover() {
     let looked_up = connect_url(&url(&proxy, "tls_looked_up", PASSWORD, DB))
         .await
         .unwrap();
-    let who = looked_up
-        .query_one("SELECT current_user::text", &[])
-        .await
-        .unwrap();
-    assert_eq!(who.get::<_, String>(0), "tls_looked_up");
+    assert_eq!(current_user(&looked_up).await, "tls_looked_up");
 
     let admin = connect_url(&url(&proxy, SCRAM_USER, PASSWORD, "pgwarden"))
         .await

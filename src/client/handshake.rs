@@ -9,10 +9,10 @@ use bytes::{Buf, BytesMut};
 use super::members::{choose, ServerLogin};
 use super::route::RouteState;
 use super::secure::Negotiation;
-use crate::admission::{ClientSlot, LoginTicket};
+use crate::admission::{ClientLimits, ClientSlot, LoginTicket};
 use crate::auth::frontend::{authenticate, Authenticated, Claim};
 use crate::auth::hba::{Connection, HbaMethod};
-use crate::auth::query::lookup;
+use crate::auth::query::lookup as lookup_secret;
 use crate::auth::secret::Secret;
 use crate::cancel::Registration;
 use crate::config::access::{Access, CONSOLE_DATABASES};
@@ -159,20 +159,17 @@ pub async fn handshake(
         return Err(ProxyError::UnknownDatabase(database));
     };
 
-    // A database made of clusters: the first one answers `auth_query`.
-    let auth_db = db_settings.clusters.first().unwrap_or(&database).clone();
-    let auth_addr = loaded
-        .database(&auth_db)
-        .map_or(db_settings.primary.as_str(), |d| d.primary.as_str());
-    let secret = find_secret(&loaded, &user, auth_addr, &auth_db).await;
+    let secret = find_secret(&loaded, &user, &database).await;
     let claim = Attempt::new(&negotiation, &user, &database);
     let auth = check_password(stream, &loaded, claim, secret.as_ref()).await?;
     if shared.gates.is_disabled(&database) {
         return Err(ProxyError::DatabaseDisabled(database));
     }
-    let slot = shared
-        .admission
-        .admit(shared.config.load().config.proxy.max_client_conn)?;
+    let slot = shared.admission.admit_pooled(&ClientLimits {
+        max_client_conn: loaded.config.proxy.max_client_conn,
+        database: (&database, loaded.max_db_client_connections(&database)),
+        user: (&user, loaded.max_user_client_connections(&user)),
+    })?;
     let mode = loaded.pool_mode(&database, &user);
     let server = ServerLogin::of(&db_settings, &loaded, &user, auth.backend_secret);
     let chosen = choose(
@@ -520,38 +517,37 @@ fn auth_type_for(
 }
 
 /// The user's secret: `auth_file`/`[users]` first, then `auth_query`.
-async fn find_secret(loaded: &Loaded, user: &str, primary: &str, database: &str) -> Option<Secret> {
+/// The client's secret: from `auth_file`/`[users]`, else looked up with
+/// `auth_query` as the database's (or `[proxy]`'s) `auth_user`.
+async fn find_secret(loaded: &Loaded, user: &str, database: &str) -> Option<Secret> {
     if let Some(s) = loaded.users.get(user) {
         return Some(s.clone());
     }
-    let p = &loaded.config.proxy;
-    let auth_user = p.auth_user.as_deref()?;
-    let Some(Secret::Plain(auth_password)) = loaded.users.get(auth_user) else {
+    let lookup = loaded.auth_lookup(database)?;
+    let Some(Secret::Plain(auth_password)) = loaded.users.get(lookup.user) else {
         tracing::warn!("auth_user needs a cleartext password in auth_file or [users]");
         return None;
     };
-    let dbname = loaded
-        .database(database)
-        .and_then(|d| d.dbname.clone())
-        .unwrap_or_else(|| database.to_owned());
-    let timeout = p
+    let timeout = loaded
+        .config
+        .proxy
         .server_connect_timeout
         .enabled()
         .unwrap_or(std::time::Duration::from_secs(15));
-    let tls = loaded.tls_policy(database).target(primary);
+    let tls = loaded.tls_policy(lookup.database).target(lookup.addr);
     let login = ControlLogin {
         tls: &tls,
-        addr: primary,
-        user: auth_user,
+        addr: lookup.addr,
+        user: lookup.user,
         password: Some(auth_password),
-        dbname: &dbname,
+        dbname: &lookup.dbname,
         application_name: "pgwarden auth_query",
         timeout,
         allowed_auth: loaded.allowed_server_auth(),
     };
     let looked_up = async {
         let client = control::connect(&login).await.map_err(|e| e.to_string())?;
-        tokio::time::timeout(timeout, lookup(&client, &p.auth_query, user))
+        tokio::time::timeout(timeout, lookup_secret(&client, lookup.query, user))
             .await
             .map_err(|_| "auth_query timed out".to_owned())?
             .map_err(|e| e.to_string())

@@ -91,7 +91,10 @@ impl Session {
     pub fn new(client: Stream, cbuf: BytesMut, mut login: Login, shared: Arc<Shared>) -> Box<Self> {
         let cfg = shared.config.load();
         let p = &cfg.config.proxy;
-        let timeouts = Timeouts::new(p);
+        // The login user's own timeouts (not the forced user servers see).
+        let info = login.registration.control.info.get();
+        let user = info.map_or(&*login.pool.key.user, |i| &*i.user);
+        let timeouts = Timeouts::new(cfg.session_timeouts(user), p.server_reset_query_always);
         let flow = Flow::new(p.max_packet_size, p.max_client_buffer);
         let budget = Budget::new(p.max_client_buffer, p.max_total_client_buffer);
         drop(cfg);

@@ -81,6 +81,11 @@ impl Traffic {
         }
     }
 
+    /// When the open transaction (or lone request) began.
+    pub fn xact_start(&self) -> Option<Instant> {
+        self.xact_start
+    }
+
     pub fn received(&mut self, bytes: usize) {
         self.recv += bytes as u64;
     }

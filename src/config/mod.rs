@@ -7,6 +7,7 @@
 pub mod access;
 pub mod duration;
 mod explain;
+mod lookup;
 pub mod overrides;
 pub mod residency;
 pub mod schema;
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use lookup::{AuthLookup, SessionTimeouts};
 pub use overrides::Overrides;
 pub use schema::{
     AuthType, CommitLsn, Config, Consistency, DatabaseSettings, NameList, NodeSpec, Password,
@@ -104,64 +106,6 @@ impl Loaded {
     /// Settings of the database a client named, if it is configured.
     pub fn database(&self, name: &str) -> Option<&DatabaseSettings> {
         self.config.databases.get(name)
-    }
-
-    pub fn pool_mode(&self, db: &str, user: &str) -> PoolMode {
-        self.config
-            .users
-            .get(user)
-            .and_then(|u| u.pool_mode)
-            .or_else(|| self.database(db).and_then(|d| d.pool_mode))
-            .unwrap_or(self.config.proxy.pool_mode)
-    }
-
-    pub fn pool_size(&self, db: &str) -> usize {
-        self.database(db)
-            .and_then(|d| d.pool_size)
-            .unwrap_or(self.config.proxy.default_pool_size)
-    }
-
-    pub fn min_pool_size(&self, db: &str) -> usize {
-        self.database(db)
-            .and_then(|d| d.min_pool_size)
-            .unwrap_or(self.config.proxy.min_pool_size)
-    }
-
-    pub fn reserve_pool_size(&self, db: &str) -> usize {
-        self.database(db)
-            .and_then(|d| d.reserve_pool_size)
-            .unwrap_or(self.config.proxy.reserve_pool_size)
-    }
-
-    pub fn max_db_connections(&self, db: &str) -> usize {
-        self.database(db)
-            .and_then(|d| d.max_db_connections)
-            .unwrap_or(self.config.proxy.max_db_connections)
-    }
-
-    /// The login the topology monitor uses for `db`: `monitor_user`, else
-    /// the database's forced `user`, else `auth_user`; the password from the
-    /// same place or, in cleartext, from `[users]`/`auth_file`.
-    pub fn monitor_login(&self, db: &str) -> Option<(String, Option<String>)> {
-        let d = self.database(db)?;
-        let (user, password) = match (&d.routing.monitor_user, &d.user) {
-            (Some(u), _) => (u.clone(), d.routing.monitor_password.clone().map(|p| p.0)),
-            (None, Some(u)) => (u.clone(), d.password.clone().map(|p| p.0)),
-            (None, None) => (self.config.proxy.auth_user.clone()?, None),
-        };
-        let password = password.or_else(|| match self.users.get(&user) {
-            Some(Secret::Plain(p)) => Some(p.clone()),
-            _ => None,
-        });
-        Some((user, password))
-    }
-
-    pub fn max_user_connections(&self, user: &str) -> usize {
-        self.config
-            .users
-            .get(user)
-            .and_then(|u| u.max_user_connections)
-            .unwrap_or(self.config.proxy.max_user_connections)
     }
 }
 
@@ -441,6 +385,7 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
         if validate_residency::monitored(&config, name)
             && r.monitor_user.is_none()
             && db.user.is_none()
+            && db.auth_user.is_none()
             && p.auth_user.is_none()
         {
             problem(
@@ -462,6 +407,8 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
         }
     }
 
+    lookup::check(&config, &mut problem);
+
     let mut users = HashMap::new();
     if let Some(file) = &p.auth_file {
         let path = base.join(file);
@@ -481,10 +428,16 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
             users.insert(name.clone(), Secret::parse(pw));
         }
     }
-    if let Some(auth_user) = &p.auth_user {
-        if !users.contains_key(auth_user) {
+    let auth_users = config
+        .databases
+        .iter()
+        .map(|(db, d)| (format!("databases.{db}.auth_user"), &d.auth_user));
+    for (key, auth_user) in
+        std::iter::once(("proxy.auth_user".to_owned(), &p.auth_user)).chain(auth_users)
+    {
+        if let Some(auth_user) = auth_user.as_ref().filter(|u| !users.contains_key(*u)) {
             problem(
-                "proxy.auth_user",
+                &key,
                 format!("{auth_user:?} has no password in auth_file or [users]"),
             );
         }
@@ -687,7 +640,7 @@ mod tests {
         let Ok(loaded) = loaded else {
             panic!("{loaded:?}")
         };
-        assert_eq!(loaded.pool_size("app"), 20);
+        assert_eq!(loaded.pool_size("app", "any"), 20);
         assert_eq!(loaded.pool_mode("app", "x"), PoolMode::Transaction);
     }
 

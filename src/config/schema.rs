@@ -257,6 +257,10 @@ pub struct ProxySettings {
     pub reserve_pool_timeout: Secs,
     pub max_db_connections: usize,
     pub max_user_connections: usize,
+    /// Clients logged in to one database (as clients name it) at once; 0: no limit.
+    pub max_db_client_connections: usize,
+    /// Clients logged in as one user at once; 0: no limit.
+    pub max_user_client_connections: usize,
     pub server_lifetime: Secs,
     pub server_idle_timeout: Secs,
     pub server_connect_timeout: Secs,
@@ -265,6 +269,8 @@ pub struct ProxySettings {
     pub client_idle_timeout: Secs,
     pub client_login_timeout: Secs,
     pub idle_transaction_timeout: Secs,
+    /// A transaction open longer than this ends its client (PgBouncer 1.25).
+    pub transaction_timeout: Secs,
     pub query_timeout: Secs,
     pub server_reset_query: String,
     pub server_reset_query_always: bool,
@@ -289,6 +295,9 @@ pub struct ProxySettings {
     pub auth_hba_file: Option<String>,
     pub auth_user: Option<String>,
     pub auth_query: String,
+    /// The configured database (a `[databases]` key) whose primary answers
+    /// `auth_query`; unset: the database the client asked for.
+    pub auth_dbname: Option<String>,
     pub shutdown_timeout: Secs,
     /// `SHOW QUERIES`: keep calls and latency per query fingerprint.
     pub query_stats: bool,
@@ -364,6 +373,8 @@ impl Default for ProxySettings {
             reserve_pool_timeout: Secs::from_secs(5),
             max_db_connections: 0,
             max_user_connections: 0,
+            max_db_client_connections: 0,
+            max_user_client_connections: 0,
             server_lifetime: Secs::from_secs(3600),
             server_idle_timeout: Secs::from_secs(600),
             server_connect_timeout: Secs::from_secs(15),
@@ -372,6 +383,7 @@ impl Default for ProxySettings {
             client_idle_timeout: Secs::ZERO,
             client_login_timeout: Secs::from_secs(60),
             idle_transaction_timeout: Secs::ZERO,
+            transaction_timeout: Secs::ZERO,
             query_timeout: Secs::ZERO,
             server_reset_query: "DISCARD ALL".into(),
             server_reset_query_always: false,
@@ -387,6 +399,7 @@ impl Default for ProxySettings {
             auth_hba_file: None,
             auth_user: None,
             auth_query: "SELECT usename, passwd FROM pg_shadow WHERE usename=$1".into(),
+            auth_dbname: None,
             shutdown_timeout: Secs::from_secs(30),
             query_stats: false,
             query_stats_max: 1000,
@@ -437,7 +450,22 @@ pub struct DatabaseSettings {
     pub min_pool_size: Option<usize>,
     pub reserve_pool_size: Option<usize>,
     pub max_db_connections: Option<usize>,
+    pub max_db_client_connections: Option<usize>,
     pub pool_mode: Option<PoolMode>,
+    pub server_lifetime: Option<Secs>,
+    /// Run on every new server connection before any client gets it
+    /// (PgBouncer's `connect_query`); its failure closes that server.
+    pub connect_query: Option<String>,
+    /// Startup parameters of every server connection, so the session
+    /// defaults clients start from (and `RESET` returns to).
+    pub client_encoding: Option<String>,
+    pub datestyle: Option<String>,
+    pub timezone: Option<String>,
+    pub application_name: Option<String>,
+    /// Override `[proxy] auth_user`, `auth_query`, `auth_dbname` here.
+    pub auth_user: Option<String>,
+    pub auth_query: Option<String>,
+    pub auth_dbname: Option<String>,
     /// Overrides `[proxy] server_tls_sslmode` for this database's nodes.
     pub server_tls_sslmode: Option<SslMode>,
     /// The name `verify-full` checks instead of each node address's host.
@@ -674,7 +702,16 @@ pub struct UserSettings {
     /// Cleartext, `md5...` or `SCRAM-SHA-256$...` secret.
     pub password: Option<Password>,
     pub pool_mode: Option<PoolMode>,
+    /// Over the database's and `default_pool_size`, as in PgBouncer.
+    pub pool_size: Option<usize>,
+    pub reserve_pool_size: Option<usize>,
     pub max_user_connections: Option<usize>,
+    pub max_user_client_connections: Option<usize>,
+    /// Over `[proxy]`'s for this user's sessions.
+    pub query_timeout: Option<Secs>,
+    pub idle_transaction_timeout: Option<Secs>,
+    pub transaction_timeout: Option<Secs>,
+    pub client_idle_timeout: Option<Secs>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

@@ -61,6 +61,10 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     pub login_retry: Duration,
     pub lifetime: Option<Duration>,
+    /// Startup parameters of its servers beyond `user` and `database`.
+    pub startup: Vec<(String, String)>,
+    /// Run on each new server before a client gets it.
+    pub connect_query: Option<String>,
     pub idle_timeout: Option<Duration>,
     pub check_query: String,
     pub check_delay: Duration,

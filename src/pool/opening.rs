@@ -49,7 +49,14 @@ impl Pool {
         }
         let target = self.target();
         let tls = s.tls.target(&target.addr);
-        match server::connect(&target, &tls, s.connect_timeout, &s.tcp).await {
+        let options = server::ConnectOptions {
+            tls: &tls,
+            timeout: s.connect_timeout,
+            tcp: &s.tcp,
+            startup: &s.startup,
+            connect_query: s.connect_query.as_deref(),
+        };
+        match server::connect(&target, &options).await {
             Ok(conn) => {
                 self.stats.servers_opened.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(pool = %self.key, pid = conn.process_id, "server opened");

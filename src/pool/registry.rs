@@ -43,9 +43,9 @@ impl PoolSettings {
     pub fn from_config(loaded: &Loaded, key: &PoolKey) -> Self {
         let p = &loaded.config.proxy;
         Self {
-            size: loaded.pool_size(&key.db),
+            size: loaded.pool_size(&key.db, &key.user),
             min_size: loaded.min_pool_size(&key.db),
-            reserve_size: loaded.reserve_pool_size(&key.db),
+            reserve_size: loaded.reserve_pool_size(&key.db, &key.user),
             reserve_timeout: p.reserve_pool_timeout.enabled(),
             max_db_connections: loaded.max_db_connections(&key.db),
             max_user_connections: loaded.max_user_connections(&key.user),
@@ -55,7 +55,13 @@ impl PoolSettings {
                 .enabled()
                 .unwrap_or(std::time::Duration::from_secs(15)),
             login_retry: p.server_login_retry.0,
-            lifetime: p.server_lifetime.enabled(),
+            lifetime: loaded.server_lifetime(&key.db),
+            startup: loaded
+                .server_startup(&key.db)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            connect_query: loaded.connect_query(&key.db).map(str::to_owned),
             idle_timeout: p.server_idle_timeout.enabled(),
             check_query: p.server_check_query.trim().to_owned(),
             check_delay: p.server_check_delay.0,

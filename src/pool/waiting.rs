@@ -134,6 +134,8 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             login_retry: Duration::ZERO,
             lifetime: None,
+            startup: Vec::new(),
+            connect_query: None,
             idle_timeout: None,
             check_query: String::new(),
             check_delay: Duration::ZERO,

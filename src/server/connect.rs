@@ -40,6 +40,8 @@ pub enum ServerError {
     Refused(ErrorFields),
     #[error("server did not end idle")]
     NotIdle,
+    #[error("connect_query failed: {0}")]
+    ConnectQuery(Box<ServerError>),
     #[error(transparent)]
     Net(NetError),
 }
@@ -54,17 +56,37 @@ impl ServerError {
     }
 }
 
+/// How to open a connection, beyond where and as whom.
+pub struct ConnectOptions<'a> {
+    pub tls: &'a TlsTarget,
+    /// For the whole of it: connecting, logging in, `connect_query`.
+    pub timeout: Duration,
+    pub tcp: &'a crate::net::tcp::TcpOptions,
+    /// Startup parameters beyond `user` and `database`.
+    pub startup: &'a [(String, String)],
+    /// Run once logged in, before the connection is handed out.
+    pub connect_query: Option<&'a str>,
+}
+
 /// Opens a connection and logs in, all within `timeout`.
 ///
 /// # Errors
-/// A refused or timed-out connection, or a failed login.
+/// A refused or timed-out connection, a failed login, or a failed
+/// `connect_query`.
 pub async fn connect(
     target: &ServerTarget,
-    tls: &TlsTarget,
-    timeout: Duration,
-    tcp: &crate::net::tcp::TcpOptions,
+    options: &ConnectOptions<'_>,
 ) -> Result<ServerConn, ServerError> {
-    match tokio::time::timeout(timeout, connect_inner(target, tls, tcp)).await {
+    let opened = async {
+        let mut conn = connect_inner(target, options).await?;
+        if let Some(sql) = options.connect_query {
+            conn.run_collecting_params(sql)
+                .await
+                .map_err(|e| ServerError::ConnectQuery(Box::new(e)))?;
+        }
+        Ok(conn)
+    };
+    match tokio::time::timeout(options.timeout, opened).await {
         Ok(r) => r,
         Err(_) => Err(ServerError::Timeout),
     }
@@ -72,9 +94,9 @@ pub async fn connect(
 
 async fn connect_inner(
     target: &ServerTarget,
-    tls: &TlsTarget,
-    tcp: &crate::net::tcp::TcpOptions,
+    options: &ConnectOptions<'_>,
 ) -> Result<ServerConn, ServerError> {
+    let (tls, tcp) = (options.tls, options.tcp);
     let socket = TcpStream::connect(&target.addr)
         .await
         .map_err(|source| ServerError::Connect {
@@ -91,10 +113,14 @@ async fn connect_inner(
     let socket = tls::negotiate(socket, tls).await?;
     let mut stream = MessageStream::new(socket);
     let mut out = BytesMut::new();
-    frontend::startup_message(
-        &mut out,
-        &[("user", &target.user), ("database", &target.dbname)],
+    let mut params: Vec<(&str, &str)> = vec![("user", &target.user), ("database", &target.dbname)];
+    params.extend(
+        options
+            .startup
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
     );
+    frontend::startup_message(&mut out, &params);
     stream.write_all(&out).await?;
     let end_point = stream
         .io

@@ -8,7 +8,7 @@ mod connect;
 pub mod control;
 pub mod statements;
 
-pub use connect::{connect, ServerError, ServerTarget};
+pub use connect::{connect, ConnectOptions, ServerError, ServerTarget};
 
 use std::time::Instant;
 
@@ -64,6 +64,36 @@ impl ServerConn {
         self.finish_until_idle().await
     }
 
+    /// Runs one simple-protocol statement as [`ServerConn::run`] does,
+    /// keeping the ParameterStatus values it reports (a `SET` in
+    /// `connect_query` changes what clients are greeted with, as in
+    /// PgBouncer).
+    ///
+    /// # Errors
+    /// As [`ServerConn::run`].
+    pub async fn run_collecting_params(&mut self, sql: &str) -> Result<(), ServerError> {
+        let mut out = BytesMut::new();
+        frontend::query(&mut out, sql);
+        self.stream.write_all(&out).await?;
+        let mut failure: Option<ErrorFields> = None;
+        loop {
+            let (tag, body) = self.stream.read_message(MAX_CONTROL_MESSAGE).await?;
+            match tag {
+                be::PARAMETER_STATUS => {
+                    if let Some((name, value)) = be::parse_parameter_status(&body) {
+                        match self.params.iter_mut().find(|(n, _)| *n == name) {
+                            Some(slot) => slot.1 = value,
+                            None => self.params.push((name, value)),
+                        }
+                    }
+                }
+                be::ERROR_RESPONSE => failure = self.note_error(&body),
+                be::READY_FOR_QUERY => return idle_end(failure, &body),
+                _ => {}
+            }
+        }
+    }
+
     /// Runs one simple-protocol statement and returns the first column of
     /// its first row as text (`None` for no row or NULL).
     ///
@@ -80,15 +110,7 @@ impl ServerConn {
             match tag {
                 be::DATA_ROW if value.is_none() => value = Some(be::first_column(&body)),
                 be::ERROR_RESPONSE => failure = self.note_error(&body),
-                be::READY_FOR_QUERY => {
-                    if let Some(e) = failure {
-                        return Err(ServerError::Refused(e));
-                    }
-                    return match body.first() {
-                        Some(&be::TX_IDLE) => Ok(value.flatten()),
-                        _ => Err(ServerError::NotIdle),
-                    };
-                }
+                be::READY_FOR_QUERY => return idle_end(failure, &body).map(|()| value.flatten()),
                 _ => {}
             }
         }
@@ -105,15 +127,7 @@ impl ServerConn {
             let (tag, body) = self.stream.read_message(MAX_CONTROL_MESSAGE).await?;
             match tag {
                 be::ERROR_RESPONSE => failure = self.note_error(&body),
-                be::READY_FOR_QUERY => {
-                    if let Some(e) = failure {
-                        return Err(ServerError::Refused(e));
-                    }
-                    return match body.first() {
-                        Some(&be::TX_IDLE) => Ok(()),
-                        _ => Err(ServerError::NotIdle),
-                    };
-                }
+                be::READY_FOR_QUERY => return idle_end(failure, &body),
                 _ => {}
             }
         }
@@ -146,6 +160,18 @@ impl ServerConn {
         frontend::terminate(&mut out);
         let mut io = self.stream.io;
         io.try_send(&out);
+    }
+}
+
+/// The end of a statement pgwarden ran itself: its error if it failed, else
+/// whether the server is idle again (ReadyForQuery's status `body`).
+fn idle_end(failure: Option<ErrorFields>, body: &[u8]) -> Result<(), ServerError> {
+    if let Some(e) = failure {
+        return Err(ServerError::Refused(e));
+    }
+    match body.first() {
+        Some(&be::TX_IDLE) => Ok(()),
+        _ => Err(ServerError::NotIdle),
     }
 }
 

@@ -150,6 +150,12 @@ pub async fn connect(
     connect_url(&url(proxy, user, PASSWORD, DB)).await
 }
 
+/// `current_user` of a session, through whatever it is connected to.
+pub async fn current_user(client: &tokio_postgres::Client) -> String {
+    let row = client.query_one("SELECT current_user::text", &[]).await;
+    row.expect("SELECT current_user").get(0)
+}
+
 pub async fn connect_url(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(async move {

@@ -1,7 +1,9 @@
-//! The session's three timeouts: `client_idle_timeout` (no server, nothing
+//! The session's four timeouts: `client_idle_timeout` (no server, nothing
 //! sent), `query_timeout` (a request unanswered: cancelled, the session
-//! goes on) and `idle_transaction_timeout` (a transaction left open: the
-//! server is closed). One timer serves all three, reset to the nearest.
+//! goes on), `idle_transaction_timeout` (a transaction left open: the
+//! server is closed) and `transaction_timeout` (a transaction open too
+//! long, busy or not: the server is closed). Each may be set per user. One
+//! timer serves all four, reset to the nearest.
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use tokio::time::Sleep;
 
 use super::{End, Session};
 use crate::cancel::forward_cancel;
-use crate::config::ProxySettings;
+use crate::config::SessionTimeouts;
 use crate::error::ProxyError;
 
 /// The timeouts in milliseconds, 0 for off (kept compact: every idle
@@ -19,18 +21,20 @@ use crate::error::ProxyError;
 pub(super) struct Timeouts {
     query_ms: u32,
     idle_transaction_ms: u32,
+    transaction_ms: u32,
     client_idle_ms: u32,
     /// `server_reset_query_always`, kept here for the same reason.
     pub(super) reset_always: bool,
 }
 
 impl Timeouts {
-    pub(super) fn new(p: &ProxySettings) -> Self {
+    pub(super) fn new(t: SessionTimeouts, reset_always: bool) -> Self {
         Self {
-            query_ms: to_ms(p.query_timeout.enabled()),
-            idle_transaction_ms: to_ms(p.idle_transaction_timeout.enabled()),
-            client_idle_ms: to_ms(p.client_idle_timeout.enabled()),
-            reset_always: p.server_reset_query_always,
+            query_ms: to_ms(t.query),
+            idle_transaction_ms: to_ms(t.idle_transaction),
+            transaction_ms: to_ms(t.transaction),
+            client_idle_ms: to_ms(t.client_idle),
+            reset_always,
         }
     }
 
@@ -41,7 +45,7 @@ impl Timeouts {
 
     /// Whether the time of the last activity is needed.
     pub(super) fn tracks_activity(&self) -> bool {
-        self.query_ms | self.idle_transaction_ms | self.client_idle_ms != 0
+        self.query_ms | self.idle_transaction_ms | self.client_idle_ms | self.transaction_ms != 0
     }
 }
 
@@ -49,6 +53,13 @@ fn to_ms(d: Option<Duration>) -> u32 {
     d.map_or(0, |d| {
         u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
     })
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn from_ms(ms: u32) -> Option<Duration> {
@@ -61,6 +72,13 @@ impl Session {
         if self.server.is_none() {
             return from_ms(t.client_idle_ms).map(|d| self.last_activity + d);
         }
+        earliest(self.own_deadline(), self.transaction_deadline())
+    }
+
+    /// `query_timeout` while a request is unanswered, else
+    /// `idle_transaction_timeout` while a transaction is open.
+    fn own_deadline(&self) -> Option<Instant> {
+        let t = &self.timeouts;
         if self.flow.pending() > 0 {
             if self.cancel_sent {
                 return None;
@@ -75,6 +93,15 @@ impl Session {
         None
     }
 
+    /// `transaction_timeout`, from the transaction's first request.
+    fn transaction_deadline(&self) -> Option<Instant> {
+        let open = self.flow.pending() > 0 || self.flow.in_transaction();
+        from_ms(self.timeouts.transaction_ms)
+            .filter(|_| open)
+            .zip(self.traffic.xact_start())
+            .map(|(d, since)| since + d)
+    }
+
     pub(super) async fn on_timer(&mut self) -> Result<(), End> {
         let now = Instant::now();
         if self.next_deadline().is_none_or(|d| now < d) {
@@ -82,6 +109,14 @@ impl Session {
         }
         if self.server.is_none() {
             return Err(End::Error(ProxyError::ClientIdleTimeout));
+        }
+        if self.transaction_deadline().is_some_and(|d| now >= d) {
+            // Busy or idle, the transaction has lasted too long: closing the
+            // server rolls it back.
+            if let Some(guard) = self.detach() {
+                guard.close();
+            }
+            return Err(End::Error(ProxyError::TransactionTimeout));
         }
         if self.flow.pending() > 0 {
             // query_timeout: let the server cancel the statement; its own
