@@ -182,7 +182,7 @@ async fn serve_client(
     let ticket = match ticket {
         Ok(t) => t,
         Err(e) => {
-            shared.errors.count(&e);
+            shared.pooler_error(&e, "connection refused");
             refuse(socket, &e).await;
             return;
         }

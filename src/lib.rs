@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod intern;
 pub mod localpg;
+pub mod logging;
 pub mod logline;
 pub mod metrics;
 pub mod net;

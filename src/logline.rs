@@ -13,6 +13,11 @@ const MAX_CHARS: usize = 256;
 /// newline cannot start a forged line) and at most [`MAX_CHARS`] of it.
 pub struct Clean<'a>(pub &'a str);
 
+/// A client's address as log lines show it: `unix` for the socket.
+pub fn peer(addr: Option<std::net::SocketAddr>) -> String {
+    addr.map_or_else(|| "unix".to_owned(), |a| a.to_string())
+}
+
 impl fmt::Display for Clean<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, c) in self.0.chars().enumerate() {

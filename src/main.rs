@@ -63,23 +63,14 @@ enum Cmd {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        // Logs on stderr (stdout is for what a command prints, like the
-        // quickstart's DATABASE_URL); colour codes only for a terminal.
-        .with_writer(std::io::stderr)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        )
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // Logs on stderr (stdout is for what a command prints, like the
+    // quickstart's DATABASE_URL), plus `logfile`/`syslog` once configured.
+    pgwarden::logging::init();
     match cli.command {
         Cmd::Check { config } => check(&config),
         Cmd::Run { config } => {
             let loaded = config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            pgwarden::logging::configure(&loaded.config.proxy.log_settings());
             runtime(&loaded)?.block_on(serve(loaded, None))
         }
         Cmd::Quickstart {

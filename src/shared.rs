@@ -68,6 +68,27 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// An error pgwarden itself sends a client: counted for `/metrics`,
+    /// and logged (`log_pooler_errors`) as `what: message`. A client can
+    /// cause these at will, so the lines are escaped and throttled.
+    pub fn pooler_error(&self, e: &ProxyError, what: &str) {
+        self.errors.count(e);
+        if !self.config.load().config.proxy.log_pooler_errors {
+            return;
+        }
+        static LINES: crate::logline::Throttle = crate::logline::Throttle::new(20);
+        if let Some(suppressed) = LINES.admit() {
+            let error = e.to_string();
+            tracing::warn!(
+                sqlstate = e.sqlstate(),
+                kind = e.kind(),
+                suppressed,
+                "{what}: {}",
+                crate::logline::Clean(&error)
+            );
+        }
+    }
+
     /// The database's nodes, for databases with replicas.
     pub fn topology(&self, db: &str) -> Option<&Arc<Topology>> {
         self.topologies.get(db)
@@ -200,6 +221,7 @@ impl Shared {
         drop(current);
         let p = &new.config.proxy;
         self.queries.configure(p.query_stats, p.query_stats_max);
+        crate::logging::configure(&p.log_settings());
         self.config.store(Arc::new(new));
         Ok(())
     }

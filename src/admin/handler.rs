@@ -142,7 +142,7 @@ impl Console {
                 Ok(Response::Execution(Tag::new("SHOW")))
             }
             Err(e) => {
-                self.shared.errors.count(&e);
+                self.shared.pooler_error(&e, "console error");
                 Err(to_pgwire(&e))
             }
         }

@@ -26,6 +26,16 @@ const DATABASE_LIVE: &[&str] = &[
     "pool_mode",
     "session_features",
     "region",
+    "max_db_client_connections",
+    "server_lifetime",
+    "connect_query",
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "application_name",
+    "auth_user",
+    "auth_query",
+    "auth_dbname",
 ];
 
 /// Whether `SET key` applies without a restart.
@@ -47,19 +57,19 @@ pub fn set(shared: &Shared, key: &str, value: &str) -> Result<(), ProxyError> {
     let path = split(key);
     let current = shared.config.load_full();
     let mut cfg = current.config.clone();
-    let value = parse_value(value);
+    let mut value = parse_value(value);
     let bad = |why: String| ProxyError::AdminBadValue {
         key: key.to_owned(),
         why,
     };
     match path.as_slice() {
-        [k] => cfg.proxy = with_key(&cfg.proxy, k, value.clone(), key)?,
+        [k] => cfg.proxy = with_key(&cfg.proxy, k, &mut value, key)?,
         [t, name, k] if t == "databases" => {
             let db = cfg
                 .databases
                 .get(name.as_str())
                 .ok_or_else(|| ProxyError::UnknownDatabase(name.clone()))?;
-            let db = with_key(db, k, value.clone(), key)?;
+            let db = with_key(db, k, &mut value, key)?;
             cfg.databases.insert(name.clone(), db);
         }
         [t, name, k] if t == "users" => {
@@ -67,7 +77,7 @@ pub fn set(shared: &Shared, key: &str, value: &str) -> Result<(), ProxyError> {
                 .users
                 .get(name.as_str())
                 .ok_or_else(|| ProxyError::AdminUnknownSetting(key.to_owned()))?;
-            let user = with_key(user, k, value.clone(), key)?;
+            let user = with_key(user, k, &mut value, key)?;
             cfg.users.insert(name.clone(), user);
         }
         _ => return Err(ProxyError::AdminUnknownSetting(key.to_owned())),
@@ -166,16 +176,22 @@ fn base(loaded: &Loaded) -> &Path {
 
 /// `settings` with `key` set to `value`, through its serde form (so the
 /// file's rules and types apply).
+/// `settings` with `key` set to `value`; a switch given as PgBouncer
+/// writes it (`0`, `1`, `on`, `off`) becomes a TOML boolean, in `value`
+/// too, so that `SAVE CONFIG` writes what loads.
 fn with_key<T: Serialize + DeserializeOwned>(
     settings: &T,
     key: &str,
-    value: toml::Value,
+    value: &mut toml::Value,
     full_key: &str,
 ) -> Result<T, ProxyError> {
     let Ok(toml::Value::Table(mut table)) = toml::Value::try_from(settings) else {
         return Err(ProxyError::Internal);
     };
-    table.insert(key.to_owned(), value);
+    if let (Some(toml::Value::Boolean(_)), Some(b)) = (table.get(key), as_switch(value)) {
+        *value = toml::Value::Boolean(b);
+    }
+    table.insert(key.to_owned(), value.clone());
     T::deserialize(toml::Value::Table(table)).map_err(|e| {
         let why = e.to_string();
         if why.contains("unknown field") {
@@ -229,6 +245,20 @@ fn split(key: &str) -> Vec<String> {
 
 /// A console value as TOML: a number, boolean or array when it reads as
 /// one, else a string.
+/// `0`/`1`, `on`/`off`, `yes`/`no`, `true`/`false` as a boolean.
+fn as_switch(value: &toml::Value) -> Option<bool> {
+    match value {
+        toml::Value::Integer(0) => Some(false),
+        toml::Value::Integer(1) => Some(true),
+        toml::Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "on" | "yes" | "true" => Some(true),
+            "off" | "no" | "false" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn parse_value(value: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&format!("v = {value}")) {
         Ok(mut t) => t

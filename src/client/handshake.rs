@@ -18,6 +18,7 @@ use crate::cancel::Registration;
 use crate::config::access::{Access, CONSOLE_DATABASES};
 use crate::config::{AuthType, Loaded, PoolMode};
 use crate::error::{HbaConnection, ProxyError};
+use crate::logline::Clean;
 use crate::net::{MessageStream, Stream};
 use crate::pool::Pool;
 use crate::server::control::{self, ControlLogin};
@@ -190,6 +191,15 @@ pub async fn handshake(
         .write_all(&out)
         .await
         .map_err(ProxyError::login_lost)?;
+    if loaded.config.proxy.log_connections {
+        tracing::info!(
+            user = %Clean(&user),
+            database = %Clean(&database),
+            addr = %crate::logline::peer(stream.io.peer_addr().ok()),
+            tls = stream.io.is_tls(),
+            "client logged in"
+        );
+    }
     let route = chosen.routed.and_then(|(clusters, tenancy)| {
         RouteState::new(clusters, tenancy, mode != PoolMode::Session)
     });

@@ -23,7 +23,6 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::admission::ClientSlot;
 use crate::config::access::Access;
 use crate::error::ProxyError;
-use crate::logline::{Clean, Throttle};
 use crate::net::{MessageStream, Stream};
 use crate::shared::Shared;
 use handshake::{handshake, Asked};
@@ -95,18 +94,7 @@ pub async fn login(
             None
         }
         Err(e) => {
-            shared.errors.count(&e);
-            // A client can cause this line at will: escaped and throttled.
-            static REFUSALS: Throttle = Throttle::new(20);
-            if let Some(suppressed) = REFUSALS.admit() {
-                let error = e.to_string();
-                tracing::info!(
-                    kind = e.kind(),
-                    suppressed,
-                    "login refused: {}",
-                    Clean(&error)
-                );
-            }
+            shared.pooler_error(&e, "login refused");
             reject(&mut stream.io, &e).await;
             None
         }

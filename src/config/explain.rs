@@ -22,10 +22,6 @@ const PGBOUNCER: &[(&str, &str)] = &[
         "pgwarden uses rustls's key exchange groups; remove it",
     ),
     (
-        "logfile",
-        "pgwarden logs to stderr (RUST_LOG sets the level)",
-    ),
-    (
         "pkt_buf",
         "pgwarden sizes its buffers itself; see max_client_buffer",
     ),
@@ -134,7 +130,7 @@ mod tests {
             plain("unknown field `defualt_pool_size`, expected one of `listen`, `default_pool_size`, `min_pool_size`"),
             "unknown key \"defualt_pool_size\"; did you mean \"default_pool_size\"?"
         );
-        assert!(plain("unknown field `logfile`, expected one of `listen`").contains("stderr"));
+        assert!(plain("unknown field `pkt_buf`, expected one of `listen`").contains("max_client_buffer"));
         assert!(
             plain("unknown field `zzz`, expected one of `listen`").contains("proxy.toml.example")
         );

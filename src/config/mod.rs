@@ -293,6 +293,15 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
     if !p.unix_socket_dir.is_empty() && !std::path::Path::new(&p.unix_socket_dir).is_absolute() {
         problem("proxy.unix_socket_dir", "must be an absolute path".into());
     }
+    if crate::logging::facility_code(&p.syslog_facility).is_none() {
+        problem(
+            "proxy.syslog_facility",
+            format!(
+                "unknown facility {:?} (daemon, user, local0 ... local7, ...)",
+                p.syslog_facility
+            ),
+        );
+    }
     if p.max_client_conn == 0 {
         problem("proxy.max_client_conn", "must be at least 1".into());
     }

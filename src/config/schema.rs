@@ -132,6 +132,19 @@ impl ProxySettings {
 
     /// The `tcp_*` options for client and server sockets, where 0 means
     /// "the system's value" as in PgBouncer.
+    /// Logging's settings (`crate::logging` does not read the config).
+    pub fn log_settings(&self) -> crate::logging::LogSettings {
+        crate::logging::LogSettings {
+            verbose: self.verbose,
+            logfile: self.logfile.clone(),
+            syslog: self.syslog.then(|| crate::logging::SyslogTarget {
+                socket: self.syslog_socket.clone(),
+                ident: self.syslog_ident.clone(),
+                facility: crate::logging::facility_code(&self.syslog_facility).unwrap_or(3),
+            }),
+        }
+    }
+
     pub fn tcp_options(&self) -> crate::net::tcp::TcpOptions {
         use std::time::Duration;
         let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
@@ -223,6 +236,21 @@ pub struct ProxySettings {
     pub stats_period: Secs,
     /// Log each database's averages once a period.
     pub log_stats: bool,
+    /// Log each client's login, and each end with its cause.
+    pub log_connections: bool,
+    pub log_disconnections: bool,
+    /// Log each error pgwarden itself sends a client.
+    pub log_pooler_errors: bool,
+    /// 0 logs at info, 1 adds debug, 2 trace (`RUST_LOG`, if set, wins).
+    pub verbose: u8,
+    /// Also append log lines to this file (empty: none); reopened on reload.
+    pub logfile: String,
+    /// Also send log lines to syslog.
+    pub syslog: bool,
+    pub syslog_ident: String,
+    pub syslog_facility: String,
+    /// The local syslog socket (pgwarden's own key; PgBouncer's is fixed).
+    pub syslog_socket: String,
     /// PgBouncer 1.20+'s list of extra parameters to follow per client:
     /// accepted for compatibility; pgwarden follows every parameter.
     pub track_extra_parameters: NameList,
@@ -354,6 +382,15 @@ impl Default for ProxySettings {
             application_name_add_host: false,
             stats_period: Secs::from_secs(60),
             log_stats: true,
+            log_connections: true,
+            log_disconnections: true,
+            log_pooler_errors: true,
+            verbose: 0,
+            logfile: String::new(),
+            syslog: false,
+            syslog_ident: "pgwarden".into(),
+            syslog_facility: "daemon".into(),
+            syslog_socket: "/dev/log".into(),
             track_extra_parameters: NameList(vec!["IntervalStyle".into()]),
             tcp_keepalive: true,
             tcp_keepidle: 0,

@@ -97,7 +97,7 @@ impl Session {
     /// Skips the unit of `len` bytes and answers it with `e` as PostgreSQL
     /// answers a failed one; the session goes on.
     async fn answer_error(&mut self, e: ProxyError, len: usize) -> Result<bool, End> {
-        self.shared.errors.count(&e);
+        self.shared.pooler_error(&e, "pooler error");
         let mut out = BytesMut::new();
         e.encode(&mut out);
         be::ready_for_query(&mut out, be::TX_IDLE);

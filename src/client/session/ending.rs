@@ -14,15 +14,39 @@ use crate::pool::{Rest, ServerGuard};
 impl Session {
     /// Tells the client why it is being let go, then leaves the server clean.
     pub(super) async fn finish(&mut self, end: End) {
+        let cause = match &end {
+            End::Error(e) => {
+                self.shared.pooler_error(e, "pooler error");
+                e.to_string()
+            }
+            End::Close => "client close request".to_owned(),
+        };
         if let End::Error(e) = end {
-            self.shared.errors.count(&e);
-            let error = e.to_string();
-            tracing::debug!(pool = %self.login.pool.key, kind = e.kind(), "session ended: {}", Clean(&error));
             let mut out = BytesMut::new();
             e.encode(&mut out);
             let _ = self.client.send(&out).await;
         }
+        self.log_disconnection(&cause);
         self.cleanup().await;
+    }
+
+    /// `log_disconnections`: who left, after how long, and why.
+    fn log_disconnection(&self, cause: &str) {
+        if !self.shared.config.load().config.proxy.log_disconnections {
+            return;
+        }
+        let Some(info) = self.login.registration.control.info.get() else {
+            return;
+        };
+        let age = info.connected.elapsed().unwrap_or_default();
+        tracing::info!(
+            user = %Clean(&info.user),
+            database = %Clean(&info.database),
+            addr = %crate::logline::peer(info.addr),
+            age_s = age.as_secs_f64(),
+            "client closed: {}",
+            Clean(cause)
+        );
     }
 
     /// Gives the server back to the pool at the end of a transaction, in
