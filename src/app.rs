@@ -95,6 +95,13 @@ impl Proxy {
             .is_ok()
     }
 
+    /// After `SHUTDOWN WAIT_FOR_CLIENTS`: resolves once every client has
+    /// left by itself (the listeners are closed already).
+    pub async fn drained(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
     pub fn client_count(&self) -> usize {
         self.shared.admission.clients()
     }
@@ -127,6 +134,7 @@ async fn accept_loop(
         let accepted = tokio::select! {
             r = accept(&listener) => r,
             _ = shared.shutdown.cancelled() => return,
+            _ = shared.draining.cancelled() => return,
         };
         let socket = match accepted {
             Ok(s) => s,

@@ -46,8 +46,10 @@ pub struct CancelTarget {
     pub addr: std::net::SocketAddr,
     pub process_id: i32,
     pub secret_key: i32,
-    /// For `SHOW SERVERS`.
+    /// For `SHOW SERVERS` and `SHOW FDS`.
     pub tls: crate::net::TlsLabel,
+    pub id: u64,
+    pub fd: i32,
 }
 
 impl CancelTarget {
@@ -57,6 +59,8 @@ impl CancelTarget {
             process_id: conn.process_id,
             secret_key: conn.secret_key,
             tls: conn.stream.io.tls_label(),
+            id: conn.id,
+            fd: conn.stream.io.fd(),
         }
     }
 }
@@ -67,6 +71,8 @@ pub struct SessionControl {
     inner: Mutex<ControlInner>,
     /// Set at shutdown; the session ends at its next idle point.
     stop: AtomicBool,
+    /// The stop is a console `KILL`/`KILL_CLIENT`, not a shutdown.
+    killed: AtomicBool,
     /// Who it is, for `SHOW CLIENTS` (set once logged in).
     pub info: std::sync::OnceLock<ClientInfo>,
     /// Cancels forwarded to its server and not yet answered.
@@ -76,6 +82,10 @@ pub struct SessionControl {
 /// A logged-in client as the console shows it.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
+    /// See [`crate::server::next_connection_id`].
+    pub id: u64,
+    /// Its socket's descriptor (`SHOW FDS`).
+    pub fd: i32,
     /// Shared with every client of that name (see [`crate::intern`]).
     pub user: Arc<str>,
     pub database: Arc<str>,
@@ -224,7 +234,19 @@ impl SessionControl {
         Poll::Pending
     }
 
-    /// Asks the session to end at its next idle point (`KILL`, shutdown).
+    /// Asks the session to end at its next idle point, telling its client
+    /// "admin forced disconnect" (`KILL`, `KILL_CLIENT`).
+    pub fn request_kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.request_stop();
+    }
+
+    /// Whether its stop came from [`Self::request_kill`].
+    pub fn was_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    /// Asks the session to end at its next idle point (shutdown).
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
         let waker = self.lock().waker.take();

@@ -143,6 +143,11 @@ pub enum ProxyError {
     /// PgBouncer's words and code (08P01, as every console error of its).
     #[error("no such database: {0}")]
     AdminNoSuchDatabase(String),
+    #[error("client not found: {0}")]
+    AdminNoSuchClient(u64),
+    /// `KILL_CLIENT`: what its client is told.
+    #[error("admin forced disconnect")]
+    AdminKilled,
     #[error("invalid value for parameter \"{key}\": {why}")]
     AdminBadValue { key: String, why: String },
     #[error("no node \"{0}\" in any database (see SHOW NODES)")]
@@ -221,7 +226,7 @@ impl ProxyError {
             DatabaseDisabled(_) => "57P03",
             AdminNotAllowed(_) => "28000",
             AdminReadOnly(_) => "42501",
-            AdminSyntax(_) | AdminNoSuchDatabase(_) => "08P01",
+            AdminSyntax(_) | AdminNoSuchDatabase(_) | AdminNoSuchClient(_) | AdminKilled => "08P01",
             AdminUnknownSetting(_) => "42704",
             AdminBadValue { .. } | BadRoutingValue(_) => "22023",
             AdminRestartOnly(_) => "55P02",
@@ -305,6 +310,8 @@ impl ProxyError {
             AdminReadOnly(_) => "admin_read_only",
             AdminSyntax(_) => "admin_syntax",
             AdminNoSuchDatabase(_) => "admin_no_such_database",
+            AdminNoSuchClient(_) => "admin_no_such_client",
+            AdminKilled => "admin_killed",
             AdminUnknownSetting(_) => "admin_unknown_setting",
             AdminBadValue { .. } => "admin_bad_value",
             AdminRestartOnly(_) => "admin_restart_only",

@@ -162,6 +162,15 @@ async fn serve(loaded: Loaded, on_ready: Option<OnReady>) -> Result<()> {
             _ = hup.recv() => reload(&proxy),
             // SHUTDOWN from the admin console.
             _ = proxy.shared.shutdown.cancelled() => break shutdown_timeout,
+            // SHUTDOWN WAIT_FOR_CLIENTS: no longer listening; exit once the
+            // last client has left (a signal still ends it sooner).
+            () = proxy.drained(), if proxy.shared.draining.is_cancelled() => {
+                tracing::info!("the last client has left after SHUTDOWN WAIT_FOR_CLIENTS");
+                return Ok(());
+            }
+            _ = proxy.shared.draining.cancelled(), if !proxy.shared.draining.is_cancelled() => {
+                tracing::info!(clients = proxy.client_count(), "waiting for every client to leave");
+            }
         }
     };
     tracing::info!(clients = proxy.client_count(), "shutting down");

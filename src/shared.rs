@@ -62,6 +62,9 @@ pub struct Shared {
     topologies: HashMap<String, Arc<Topology>>,
     /// Cancelled when the proxy stops accepting and asks clients to leave.
     pub shutdown: CancellationToken,
+    /// Cancelled when the proxy stops accepting but serves its clients
+    /// until they leave (`SHUTDOWN WAIT_FOR_CLIENTS`).
+    pub draining: CancellationToken,
     /// The same fact as a plain flag for the per-transaction check
     /// (`CancellationToken::is_cancelled` takes a proxy-wide lock).
     stopping: AtomicBool,
@@ -99,6 +102,11 @@ impl Shared {
         self.topologies.iter()
     }
 
+    /// Stops accepting; connected clients are served until they leave.
+    pub fn stop_accepting(&self) {
+        self.draining.cancel();
+    }
+
     /// Stops accepting and asks every idle session to end (57P01); busy
     /// ones end when their transaction does.
     pub fn begin_shutdown(&self) {
@@ -112,6 +120,7 @@ impl Shared {
         let queries = QueryStats::default();
         let p = &loaded.config.proxy;
         queries.configure(p.query_stats, p.query_stats_max);
+        crate::net::dns::configure(p.dns_max_ttl.0, p.dns_nxdomain_ttl.0);
         let topologies = loaded
             .config
             .databases
@@ -144,6 +153,7 @@ impl Shared {
             client_buffered: AtomicUsize::new(0),
             buffer_holders: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
+            draining: CancellationToken::new(),
             stopping: AtomicBool::new(false),
         })
     }
@@ -222,6 +232,7 @@ impl Shared {
         let p = &new.config.proxy;
         self.queries.configure(p.query_stats, p.query_stats_max);
         crate::logging::configure(&p.log_settings());
+        crate::net::dns::configure(p.dns_max_ttl.0, p.dns_nxdomain_ttl.0);
         self.config.store(Arc::new(new));
         Ok(())
     }

@@ -189,7 +189,7 @@ async fn pgbouncer_tables_with_their_columns() {
     // SHOW CLIENTS: the five clients; SHOW SERVERS: the open transaction's
     // server, linked to its client, and idle ones.
     let (cols, rows) = table(&admin, "SHOW CLIENTS").await;
-    assert_eq!(cols.len(), 18);
+    assert_eq!(cols.len(), 21);
     let ours: Vec<_> = rows
         .iter()
         .filter(|r| r[2].as_deref() == Some(DB))
@@ -1005,11 +1005,14 @@ async fn kill_ends_a_databases_clients_until_resume() {
         .expect("the running query ends at once")
         .unwrap()
         .unwrap_err();
+    // Ended as PgBouncer ends it: "admin forced disconnect" (08P01); the
+    // statement was cancelled on the server as well.
     assert_eq!(
         sqlstate(&cancelled).as_deref(),
-        Some("57014"),
+        Some("08P01"),
         "{cancelled}"
     );
+    assert!(format!("{cancelled:?}").contains("admin forced disconnect"));
     let gone = eventually(Duration::from_secs(3), || async {
         idle.simple_query("SELECT 1").await.is_err()
     })
@@ -1628,4 +1631,163 @@ async fn stats_period_sets_the_averages_window() {
     assert!(value("avg_xact_count") > 0);
     assert_eq!(rows.len(), 22, "PgBouncer 1.25's rows");
     proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+const SOCKET_COLUMNS: &str = "type,user,database,replication,state,addr,port,local_addr,\
+local_port,connect_time,request_time,wait,wait_us,close_needed,ptr,link,remote_pid,tls,\
+application_name,prepared_statements,id";
+
+/// PgBouncer 1.25's socket tables: `SHOW CLIENTS`/`SERVERS` with
+/// `replication`, `prepared_statements` and `id`, and the `idle` state;
+/// `SHOW SOCKETS`, `ACTIVE_SOCKETS`, `FDS`, `DNS_HOSTS`, `DNS_ZONES`; and
+/// `KILL_CLIENT id`, which ends that client only ("admin forced
+/// disconnect", 08P01). The database's primary is given by host name
+/// (`localhost`), resolved when a server is opened and listed in
+/// `SHOW DNS_HOSTS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_1_25_socket_tables_and_kill_client() {
+    let port = cluster().primary.port;
+    let proxy = proxy(|c| {
+        admins(c);
+        c.databases.get_mut(DB).unwrap().primary = format!("localhost:{port}");
+    })
+    .await;
+    let admin = console(&proxy, SCRAM_USER, "pgbouncer").await;
+    let idle = connect(&proxy, SCRAM_USER).await.unwrap();
+    idle.simple_query("SELECT 1").await.unwrap();
+    let busy = connect(&proxy, MD5_USER).await.unwrap();
+    busy.batch_execute("BEGIN; SELECT 1").await.unwrap();
+
+    let (cols, rows) = table(&admin, "SHOW CLIENTS").await;
+    assert_eq!(cols.join(","), SOCKET_COLUMNS);
+    let state_of = |user: &str| {
+        let r = rows
+            .iter()
+            .find(|r| column(&cols, r, "user") == user)
+            .unwrap();
+        (
+            column(&cols, r, "state"),
+            column(&cols, r, "id").parse::<u64>().unwrap(),
+        )
+    };
+    let (idle_state, idle_id) = state_of(SCRAM_USER);
+    let (busy_state, busy_id) = state_of(MD5_USER);
+    assert_eq!((idle_state, busy_state), ("idle", "active"));
+    assert_ne!(idle_id, busy_id);
+    assert!(rows
+        .iter()
+        .all(|r| column(&cols, r, "replication") == "none"));
+    let (cols, rows) = table(&admin, "SHOW SERVERS").await;
+    assert_eq!(cols.join(","), SOCKET_COLUMNS);
+    assert!(rows.iter().any(|r| column(&cols, r, "state") == "active"));
+
+    let (cols, rows) = table(&admin, "SHOW SOCKETS").await;
+    assert_eq!(cols.len(), 28, "{cols:?}");
+    let states: Vec<&str> = rows.iter().map(|r| column(&cols, r, "state")).collect();
+    for s in ["cl_active", "sv_active", "sv_idle"] {
+        assert!(states.contains(&s), "{s} in {states:?}");
+    }
+    let (_, active) = table(&admin, "SHOW ACTIVE_SOCKETS").await;
+    assert_eq!(
+        active.len(),
+        2,
+        "the linked client and its server: {active:?}"
+    );
+    let (cols, rows) = table(&admin, "SHOW FDS").await;
+    assert_eq!(
+        cols.join(","),
+        "fd,task,user,database,addr,port,cancel,link"
+    );
+    assert!(rows
+        .iter()
+        .all(|r| column(&cols, r, "fd").parse::<i32>().unwrap() > 2));
+    let (cols, rows) = table(&admin, "SHOW DNS_HOSTS").await;
+    assert_eq!(cols.join(","), "hostname,ttl,addrs");
+    let host = format!("localhost:{port}");
+    let row = rows.iter().find(|r| column(&cols, r, "hostname") == host);
+    assert!(
+        row.is_some_and(|r| column(&cols, r, "addrs").contains(&format!("127.0.0.1:{port}"))),
+        "{rows:?}"
+    );
+    let (cols, rows) = table(&admin, "SHOW DNS_ZONES").await;
+    assert_eq!(
+        (cols.join(","), rows.len()),
+        ("zonename,serial,count".into(), 0)
+    );
+
+    // KILL_CLIENT: that client only.
+    admin
+        .simple_query(&format!("KILL_CLIENT {busy_id}"))
+        .await
+        .unwrap();
+    let err = eventually(Duration::from_secs(3), || async {
+        busy.simple_query("SELECT 1").await.is_err()
+    })
+    .await;
+    assert!(err, "the killed client still runs queries");
+    idle.simple_query("SELECT 1").await.unwrap();
+    let err = admin
+        .simple_query("KILL_CLIENT 987654321")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("08P01"));
+    assert!(
+        err.to_string().contains("client not found")
+            || format!("{err:?}").contains("client not found")
+    );
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+/// `KILL_CLIENT` tells its client why, as PgBouncer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_client_says_admin_forced_disconnect() {
+    let proxy = proxy(|c| {
+        admins(c);
+        c.proxy.auth_type = pgwarden::config::AuthType::Trust;
+    })
+    .await;
+    let admin = console(&proxy, SCRAM_USER, "pgbouncer").await;
+    let mut sock = raw_login(&proxy).await;
+    let (cols, rows) = table(&admin, "SHOW CLIENTS").await;
+    let id = column(&cols, &rows[0], "id");
+    admin
+        .simple_query(&format!("KILL_CLIENT {id}"))
+        .await
+        .unwrap();
+    let messages = read_messages(&mut sock, |tag, _| tag == b'E').await;
+    let (tag, body) = messages.last().unwrap();
+    let text = String::from_utf8_lossy(body).into_owned();
+    assert_eq!(*tag, b'E');
+    assert!(
+        text.contains("08P01") && text.contains("admin forced disconnect"),
+        "{text}"
+    );
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+/// `SHUTDOWN WAIT_FOR_CLIENTS`: the listener closes at once, while every
+/// connected client goes on being served (new transactions included) until
+/// it leaves; then the proxy is done. `WAIT_FOR_SERVERS` is `SHUTDOWN`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_wait_for_clients_serves_the_connected_until_they_leave() {
+    let proxy = proxy(admins).await;
+    let admin = console(&proxy, SCRAM_USER, "pgbouncer").await;
+    let client = connect(&proxy, MD5_USER).await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+    let _ = admin.simple_query("SHUTDOWN WAIT_FOR_CLIENTS").await;
+    let refused = eventually(Duration::from_secs(3), || async {
+        tokio::net::TcpStream::connect(proxy.addr).await.is_err()
+    })
+    .await;
+    assert!(refused, "the listener still accepts");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client
+        .batch_execute("BEGIN; SELECT 1; COMMIT")
+        .await
+        .expect("a connected client is still served");
+    assert!(!proxy.shared.is_stopping());
+    drop((client, admin));
+    tokio::time::timeout(Duration::from_secs(5), proxy.drained())
+        .await
+        .expect("done once the last client left");
 }

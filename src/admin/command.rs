@@ -15,7 +15,12 @@ pub enum Command {
     Pause(Option<String>),
     Resume(Option<String>),
     Suspend,
-    Shutdown,
+    /// `SHUTDOWN` and `SHUTDOWN WAIT_FOR_SERVERS` (the same in pgwarden:
+    /// open transactions finish) are `false`; `WAIT_FOR_CLIENTS` is `true`.
+    Shutdown {
+        wait_for_clients: bool,
+    },
+    KillClient(u64),
     Reconnect(Option<String>),
     Kill(Option<String>),
     Enable(String),
@@ -45,7 +50,8 @@ impl Command {
             Command::Pause(_) => "PAUSE",
             Command::Resume(_) => "RESUME",
             Command::Suspend => "SUSPEND",
-            Command::Shutdown => "SHUTDOWN",
+            Command::Shutdown { .. } => "SHUTDOWN",
+            Command::KillClient(_) => "KILL_CLIENT",
             Command::Reconnect(_) => "RECONNECT",
             Command::Kill(_) => "KILL",
             Command::Enable(_) => "ENABLE",
@@ -114,7 +120,27 @@ fn parse_text(text: &str) -> Result<Command, Bad> {
         "set" => return parse_set(text).map_err(Bad::Syntax),
         "reload" => arity(1).map(|()| Command::Reload)?,
         "suspend" => arity(1).map(|()| Command::Suspend)?,
-        "shutdown" => arity(1).map(|()| Command::Shutdown)?,
+        "shutdown" => {
+            arity(2)?;
+            let wait_for_clients = match lower.get(1).map(String::as_str) {
+                None | Some("wait_for_servers") => false,
+                Some("wait_for_clients") => true,
+                Some(other) => {
+                    return Err(
+                        format!("SHUTDOWN {other:?}: WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS").into(),
+                    )
+                }
+            };
+            Command::Shutdown { wait_for_clients }
+        }
+        "kill_client" => {
+            arity(2)?;
+            let id = needs(1, "KILL_CLIENT")?;
+            Command::KillClient(
+                id.parse()
+                    .map_err(|_| format!("KILL_CLIENT {id:?}: not a client id"))?,
+            )
+        }
         "pause" => arity(2).map(|()| Command::Pause(name(1)))?,
         "resume" => arity(2).map(|()| Command::Resume(name(1)))?,
         "reconnect" => arity(2).map(|()| Command::Reconnect(name(1)))?,
@@ -238,6 +264,20 @@ mod tests {
         assert_eq!(parse("RESUME app"), Ok(Command::Resume(Some("app".into()))));
         assert_eq!(parse("KILL app"), Ok(Command::Kill(Some("app".into()))));
         assert_eq!(parse("kill"), Ok(Command::Kill(None)));
+        assert_eq!(parse("KILL_CLIENT 42"), Ok(Command::KillClient(42)));
+        assert!(parse("KILL_CLIENT x").is_err());
+        assert_eq!(
+            parse("SHUTDOWN WAIT_FOR_CLIENTS"),
+            Ok(Command::Shutdown {
+                wait_for_clients: true
+            })
+        );
+        assert_eq!(
+            parse("shutdown wait_for_servers"),
+            Ok(Command::Shutdown {
+                wait_for_clients: false
+            })
+        );
         assert_eq!(parse(" reload ; "), Ok(Command::Reload));
         assert_eq!(
             parse("SET default_pool_size = 40"),

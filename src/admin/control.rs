@@ -57,7 +57,7 @@ pub async fn kill(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {
         if control.info.get().is_none_or(|i| !affected(&i.database)) {
             continue;
         }
-        control.request_stop();
+        control.request_kill();
         crate::cancel::forward_cancel(&control).await;
     }
     for pool in shared.pools.all() {
@@ -169,10 +169,38 @@ pub async fn suspend(shared: &Shared) -> Result<(), ProxyError> {
     pause(shared, None).await
 }
 
-/// `SHUTDOWN`: as SIGTERM.
-pub fn shutdown(shared: &Shared) {
-    tracing::info!("SHUTDOWN from the admin console");
-    shared.begin_shutdown();
+/// `KILL_CLIENT id`: that client ends at once (a running query is
+/// cancelled), told "admin forced disconnect".
+///
+/// # Errors
+/// No logged-in client has that id (08P01).
+pub async fn kill_client(shared: &Shared, id: u64) -> Result<(), ProxyError> {
+    let found = shared
+        .cancels
+        .sessions()
+        .into_iter()
+        .find(|(_, c)| c.info.get().is_some_and(|i| i.id == id));
+    let Some((_, control)) = found else {
+        return Err(ProxyError::AdminNoSuchClient(id));
+    };
+    control.request_kill();
+    crate::cancel::forward_cancel(&control).await;
+    tracing::info!(id, "KILL_CLIENT from the admin console");
+    Ok(())
+}
+
+/// `SHUTDOWN [WAIT_FOR_SERVERS]`: as SIGTERM (new connections refused,
+/// idle clients told 57P01, open transactions finish). `SHUTDOWN
+/// WAIT_FOR_CLIENTS`: new connections refused, and every connected client
+/// served until it leaves by itself, as PgBouncer 1.23+ does for a rolling
+/// restart behind a load balancer.
+pub fn shutdown(shared: &Shared, wait_for_clients: bool) {
+    tracing::info!(wait_for_clients, "SHUTDOWN from the admin console");
+    if wait_for_clients {
+        shared.stop_accepting();
+    } else {
+        shared.begin_shutdown();
+    }
 }
 
 fn known(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {

@@ -93,8 +93,9 @@ impl Console {
             Command::Reconnect(db) => control::reconnect(shared, db.as_deref()),
             Command::DrainNode(node) => control::drain(shared, &node, true),
             Command::UndrainNode(node) => control::drain(shared, &node, false),
-            Command::Shutdown => {
-                control::shutdown(shared);
+            Command::KillClient(id) => control::kill_client(shared, id).await,
+            Command::Shutdown { wait_for_clients } => {
+                control::shutdown(shared, wait_for_clients);
                 self.close.store(true, Ordering::Relaxed);
                 Ok(())
             }

@@ -17,6 +17,7 @@ use Kind::{Int4, Text};
 pub const HELP: &str = "\
 \tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE|LISTS|MEM
 \tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS
+\tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|DNS_HOSTS|DNS_ZONES
 \tSHOW NODES|ROUTING|TENANTS|LATENCY|QUERIES
 \tDRAIN NODE <addr>
 \tUNDRAIN NODE <addr>
@@ -32,6 +33,7 @@ pub const HELP: &str = "\
 \tWAIT_CLOSE [<db>]
 \tSUSPEND
 \tKILL [<db>]
+\tKILL_CLIENT <id>
 \tSHUTDOWN";
 
 /// The table for `SHOW what`.
@@ -59,10 +61,11 @@ pub fn show(shared: &Shared, what: &str) -> Result<Table, ProxyError> {
         "servers" => Ok(super::sockets::servers(shared)),
         "queries" => Ok(super::show_pgwarden::queries(shared)),
         "totals" => Ok(super::stats::totals_table(&shared.pools, &shared.stats)),
-        "sockets" | "active_sockets" | "fds" => Err(ProxyError::AdminNotYet(format!(
-            "SHOW {} is not available in this build yet",
-            what.to_ascii_uppercase()
-        ))),
+        "sockets" => Ok(super::sockets::sockets(shared, false)),
+        "active_sockets" => Ok(super::sockets::sockets(shared, true)),
+        "fds" => Ok(super::sockets::fds(shared)),
+        "dns_hosts" => Ok(super::sockets::dns_hosts()),
+        "dns_zones" => Ok(super::sockets::dns_zones()),
         other => Err(ProxyError::AdminSyntax(format!(
             "invalid command 'SHOW {}', use SHOW HELP;",
             other.to_ascii_uppercase()

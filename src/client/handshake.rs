@@ -254,6 +254,8 @@ fn register(
 ) -> Registration {
     let registration = shared.cancels.register();
     let _ = registration.control.info.set(crate::cancel::ClientInfo {
+        id: crate::server::next_connection_id(),
+        fd: stream.io.fd(),
         user: shared.names.get(user),
         database: shared.names.get(database),
         addr: stream.io.peer_addr().ok(),

@@ -163,6 +163,9 @@ impl Session {
                 Event::Server(Ok(0)) | Event::Server(Err(_)) => self.on_server_lost(),
                 Event::Server(Ok(_)) => Box::pin(self.on_server_event()).await,
                 Event::Timer => self.on_timer().await,
+                Event::Shutdown if self.login.registration.control.was_killed() => {
+                    Err(End::Error(ProxyError::AdminKilled))
+                }
                 Event::Shutdown => Err(End::Error(ProxyError::Shutdown)),
             };
             if let Err(end) = step {

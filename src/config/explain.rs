@@ -130,7 +130,8 @@ mod tests {
             plain("unknown field `defualt_pool_size`, expected one of `listen`, `default_pool_size`, `min_pool_size`"),
             "unknown key \"defualt_pool_size\"; did you mean \"default_pool_size\"?"
         );
-        assert!(plain("unknown field `pkt_buf`, expected one of `listen`").contains("max_client_buffer"));
+        assert!(plain("unknown field `pkt_buf`, expected one of `listen`")
+            .contains("max_client_buffer"));
         assert!(
             plain("unknown field `zzz`, expected one of `listen`").contains("proxy.toml.example")
         );

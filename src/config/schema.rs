@@ -228,6 +228,10 @@ pub struct ProxySettings {
     pub unix_socket_mode: String,
     /// The socket file's group, a name or id (empty: the process's).
     pub unix_socket_group: String,
+    /// How long a server host name's addresses are kept (0: looked up on
+    /// every connect), and a failed lookup.
+    pub dns_max_ttl: Secs,
+    pub dns_nxdomain_ttl: Secs,
     /// A file to write the process id to (empty: none), removed at exit.
     pub pidfile: String,
     /// Append the client's address to its `application_name` at login.
@@ -378,6 +382,8 @@ impl Default for ProxySettings {
             unix_socket_dir: String::new(),
             unix_socket_mode: "0777".into(),
             unix_socket_group: String::new(),
+            dns_max_ttl: Secs::from_secs(15),
+            dns_nxdomain_ttl: Secs::from_secs(15),
             pidfile: String::new(),
             application_name_add_host: false,
             stats_period: Secs::from_secs(60),

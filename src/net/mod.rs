@@ -3,6 +3,7 @@
 //! `client::session` reads the same buffer through the same
 //! [`Scanner`](crate::wire::codec::Scanner), so there is one framing path.
 
+pub mod dns;
 pub mod stream;
 pub mod tcp;
 pub mod tls;

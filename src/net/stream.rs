@@ -69,6 +69,17 @@ impl Stream {
         self.tcp().ok_or_else(closed)?.peer_addr()
     }
 
+    /// The socket's descriptor, for `SHOW FDS` (-1 once closed).
+    pub fn fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.get_ref().0.as_raw_fd(),
+            Stream::Closed => -1,
+        }
+    }
+
     pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.tcp().ok_or_else(closed)?.local_addr()
     }

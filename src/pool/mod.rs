@@ -112,6 +112,10 @@ pub struct PoolStats {
 /// An idle server as the console shows it.
 #[derive(Debug, Clone, Copy)]
 pub struct IdleServer {
+    pub id: u64,
+    pub fd: i32,
+    /// Statements pgwarden has prepared on it.
+    pub prepared: usize,
     pub process_id: i32,
     pub addr: std::net::SocketAddr,
     pub local: Option<std::net::SocketAddr>,
@@ -206,6 +210,9 @@ impl Pool {
         st.idle
             .iter()
             .map(|c| IdleServer {
+                id: c.id,
+                fd: c.stream.io.fd(),
+                prepared: c.prepared.len(),
                 process_id: c.process_id,
                 addr: c.addr,
                 local: c.stream.io.local_addr().ok(),

@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 
 use super::ServerConn;
 use crate::auth::backend::{login, AuthMethods, BackendAuthError, BackendSecret};
@@ -97,7 +96,7 @@ async fn connect_inner(
     options: &ConnectOptions<'_>,
 ) -> Result<ServerConn, ServerError> {
     let (tls, tcp) = (options.tls, options.tcp);
-    let socket = TcpStream::connect(&target.addr)
+    let socket = crate::net::dns::connect(&target.addr)
         .await
         .map_err(|source| ServerError::Connect {
             addr: target.addr.clone(),
@@ -154,6 +153,7 @@ async fn connect_inner(
     }
     let now = Instant::now();
     Ok(ServerConn {
+        id: crate::server::next_connection_id(),
         stream,
         addr,
         params,

@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_postgres::{Client, NoTls};
 
 use crate::auth::backend::AuthMethods;
@@ -75,7 +74,7 @@ pub async fn connect(login: &ControlLogin<'_>) -> Result<Client, ControlError> {
     }
     let attempt = async {
         let socket =
-            TcpStream::connect((host, port))
+            crate::net::dns::connect(addr)
                 .await
                 .map_err(|source| ControlError::Connect {
                     addr: addr.to_owned(),

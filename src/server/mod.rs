@@ -21,8 +21,17 @@ use crate::wire::frontend;
 /// Cap on messages read whole from a server outside the hot path.
 const MAX_CONTROL_MESSAGE: usize = 1 << 20;
 
+/// PgBouncer's `id` of a connection, client or server, in `SHOW CLIENTS`
+/// and `SHOW SERVERS` (and `KILL_CLIENT`): one sequence for both, from 1.
+pub fn next_connection_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A logged-in server connection.
 pub struct ServerConn {
+    /// PgBouncer's connection `id` ([`next_connection_id`]).
+    pub id: u64,
     pub stream: MessageStream<Stream>,
     /// Address it is connected to, for cancel requests.
     pub addr: std::net::SocketAddr,

@@ -48,6 +48,11 @@ impl Session {
         std::future::poll_fn(|cx| {
             match server.as_mut() {
                 Some(guard) => {
+                    // `KILL`/`KILL_CLIENT` end a session mid-transaction too
+                    // (its waker, kept from its idle waits, brings it here).
+                    if control.was_killed() {
+                        return Poll::Ready(Event::Shutdown);
+                    }
                     let stream = &mut guard.conn().stream;
                     if let Poll::Ready(r) =
                         poll_read_buf(Pin::new(&mut stream.io), cx, &mut stream.rbuf)
