@@ -308,3 +308,58 @@ async fn auth_query_per_database_in_auth_dbname() {
         "no auth_user on pgw"
     );
 }
+
+/// `[databases."*"]`: any database name without a table of its own is
+/// served from the template, on the server database of that name (a pool
+/// of its own, listed in `SHOW DATABASES`); a name the server does not have
+/// gets the server's own 3D000; the console's names still reach the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_star_database_serves_any_other_name() {
+    let proxy = proxy(|c| {
+        c.proxy.admin_users.0.push(SCRAM_USER.into());
+        c.databases.insert(
+            "*".into(),
+            DatabaseSettings {
+                primary: cluster().primary.addr(),
+                pool_size: Some(3),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let other = connect_url(&url(&proxy, MD5_USER, PASSWORD, "postgres"))
+        .await
+        .unwrap();
+    let row = other
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "postgres");
+    let pool = proxy
+        .shared
+        .pools
+        .get(&pgwarden::pool::PoolKey::new("postgres", MD5_USER))
+        .expect("a pool of its own");
+    assert_eq!(pool.settings().size, 3, "the template's pool_size");
+    let err = match connect_url(&url(&proxy, MD5_USER, PASSWORD, "no_such_db_here")).await {
+        Ok(c) => c.simple_query("SELECT 1").await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert_eq!(sqlstate(&err).as_deref(), Some("3D000"), "{err:?}");
+    // The configured database is its own; the console is the console.
+    let own = connect(&proxy, MD5_USER).await.unwrap();
+    own.simple_query("SELECT 1").await.unwrap();
+    let console = connect_url(&url(&proxy, SCRAM_USER, PASSWORD, "pgbouncer"))
+        .await
+        .unwrap();
+    let rows = console.simple_query("SHOW DATABASES").await.unwrap();
+    let names: Vec<String> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert!(names.iter().any(|n| n == "postgres"), "{names:?}");
+    assert!(names.iter().any(|n| n == DB), "{names:?}");
+}

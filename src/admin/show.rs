@@ -193,8 +193,17 @@ fn databases(shared: &Shared) -> Table {
     let loaded = shared.config.load();
     let pools = shared.pools.all();
     let p = &loaded.config.proxy;
+    // Configured databases, and those the `*` template serves (each has a
+    // pool), as PgBouncer lists its auto-databases.
     let mut names: Vec<&String> = loaded.config.databases.keys().collect();
+    names.extend(
+        pools
+            .iter()
+            .map(|p| &p.key.db)
+            .filter(|db| !loaded.configured(db)),
+    );
     names.sort();
+    names.dedup();
     for name in names {
         let Some(d) = loaded.database(name) else {
             continue;

@@ -132,7 +132,8 @@ pub async fn handshake(
         tracked,
         mut out,
     } = requested(minor, &params, &loaded)?;
-    if CONSOLE_DATABASES.contains(&database.as_str()) && loaded.database(&database).is_none() {
+    // The console's name wins over the `*` template, as in PgBouncer.
+    if CONSOLE_DATABASES.contains(&database.as_str()) && !loaded.configured(&database) {
         stream
             .write_all(&out)
             .await

@@ -22,6 +22,10 @@ const PGBOUNCER: &[(&str, &str)] = &[
         "pgwarden uses rustls's key exchange groups; remove it",
     ),
     (
+        "autodb_idle_timeout",
+        "a [databases.\"*\"] database keeps its pool; its idle servers close after server_idle_timeout; remove it",
+    ),
+    (
         "pkt_buf",
         "pgwarden sizes its buffers itself; see max_client_buffer",
     ),

@@ -330,6 +330,24 @@ mod tests {
     }
 
     #[test]
+    fn the_star_template_serves_unconfigured_names_only_without_replicas() {
+        let l = loaded(
+            "[databases.app]\nprimary = \"h:1\"\npool_size = 4\n\
+             [databases.\"*\"]\nprimary = \"h:2\"\npool_size = 9\n",
+        );
+        assert_eq!(l.pool_size("app", "u"), 4);
+        assert_eq!(l.pool_size("anything", "u"), 9);
+        assert!(l.configured("app") && !l.configured("anything"));
+        let text = "[databases.\"*\"]\nprimary = \"h:2\"\nreplicas = [\"h:3\"]\n";
+        let config: Config = toml::from_str(text).unwrap();
+        let problems = crate::config::from_config(config, std::path::Path::new("/")).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.key == "databases.*"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn server_startup_names_parameters_as_postgres_reports_them() {
         let l = loaded(
             "[databases.app]\nprimary = \"h:1\"\ntimezone = \"Asia/Tokyo\"\nclient_encoding = \"LATIN1\"\n",

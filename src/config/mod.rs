@@ -103,11 +103,24 @@ impl Loaded {
         crate::auth::backend::AuthMethods::from_names(&self.config.proxy.server_require_auth.0)
     }
 
-    /// Settings of the database a client named, if it is configured.
+    /// Settings of the database a client named: its own table, else the
+    /// `[databases."*"]` template (PgBouncer's auto-database), if any.
     pub fn database(&self, name: &str) -> Option<&DatabaseSettings> {
-        self.config.databases.get(name)
+        self.config
+            .databases
+            .get(name)
+            .or_else(|| self.config.databases.get(AUTO_DATABASE))
+    }
+
+    /// Whether `name` has a table of its own (not served by `*`).
+    pub fn configured(&self, name: &str) -> bool {
+        self.config.databases.contains_key(name)
     }
 }
+
+/// The `[databases]` key of the template any other database name is
+/// served from, its server database named as the client named it.
+pub const AUTO_DATABASE: &str = "*";
 
 /// Reads, parses and validates a config file.
 ///
@@ -400,6 +413,15 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
             problem(
                 &format!("databases.{name}.routing.monitor_user"),
                 "replicas and residency need a login for the topology monitor: set monitor_user (or the database's user, or auth_user)".into(),
+            );
+        }
+        let routed = !db.replicas.is_empty()
+            || !db.clusters.is_empty()
+            || validate_residency::monitored(&config, name);
+        if name == AUTO_DATABASE && routed {
+            problem(
+                &format!("databases.{name}"),
+                "the \"*\" template cannot have replicas, clusters or residency (their monitors start with the proxy, per named database)".into(),
             );
         }
         if db.pool_size == Some(0) {
