@@ -363,3 +363,64 @@ async fn the_star_database_serves_any_other_name() {
     assert!(names.iter().any(|n| n == "postgres"), "{names:?}");
     assert!(names.iter().any(|n| n == DB), "{names:?}");
 }
+
+/// `server_round_robin`: each transaction gets the least recently used
+/// idle server, so one client's transactions visit every server; PgBouncer's
+/// default (last in, first out) keeps giving it the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_round_robin_spreads_transactions_over_servers() {
+    for round_robin in [false, true] {
+        let proxy = proxy(|c| {
+            c.proxy.server_round_robin = round_robin;
+            c.proxy.min_pool_size = 3;
+            c.databases.get_mut(DB).unwrap().pool_size = Some(3);
+        })
+        .await;
+        let client = connect(&proxy, MD5_USER).await.unwrap();
+        let pool = proxy
+            .shared
+            .pools
+            .get(&pgwarden::pool::PoolKey::new(DB, MD5_USER))
+            .unwrap();
+        let warm = eventually(Duration::from_secs(10), || async { pool.counts().0 == 3 }).await;
+        assert!(warm, "three idle servers: {:?}", pool.counts());
+        let mut pids = std::collections::BTreeSet::new();
+        for _ in 0..6 {
+            pids.insert(backend_pid(&client).await);
+        }
+        let want = if round_robin { 3 } else { 1 };
+        assert_eq!(
+            pids.len(),
+            want,
+            "server_round_robin = {round_robin}: {pids:?}"
+        );
+    }
+}
+
+/// `query_wait_notify`: a client queued for a server that long is told so
+/// with a NOTICE (PgBouncer's words), and then served as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_client_is_told_after_query_wait_notify() {
+    let proxy = proxy(|c| {
+        c.proxy.query_wait_notify = Secs::from_millis(300);
+        c.databases.get_mut(DB).unwrap().pool_size = Some(1);
+    })
+    .await;
+    let holder = connect(&proxy, MD5_USER).await.unwrap();
+    holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let port = proxy.addr.port();
+    let waiter = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(pg_tool("psql"));
+        cmd.args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .args(["-U", MD5_USER, "-d", DB, "-c", "SELECT 41 + 1"])
+            .env("PGPASSWORD", PASSWORD);
+        run_tool(&mut cmd)
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    let (ok, out) = waiter.await.unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("42"), "{out}");
+    assert!(out.contains("client being queued"), "{out}");
+}

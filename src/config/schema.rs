@@ -298,6 +298,8 @@ pub struct ProxySettings {
     pub server_connect_timeout: Secs,
     pub server_login_retry: Secs,
     pub query_wait_timeout: Secs,
+    /// Tell a client queued this long for a server that it is (a NOTICE).
+    pub query_wait_notify: Secs,
     pub client_idle_timeout: Secs,
     pub client_login_timeout: Secs,
     pub idle_transaction_timeout: Secs,
@@ -306,6 +308,9 @@ pub struct ProxySettings {
     pub query_timeout: Secs,
     pub server_reset_query: String,
     pub server_reset_query_always: bool,
+    /// Lend the least recently used idle server (spreads load) instead of
+    /// the most recently used (PgBouncer's default, LIFO).
+    pub server_round_robin: bool,
     pub server_check_query: String,
     pub server_check_delay: Secs,
     pub ignore_startup_parameters: NameList,
@@ -423,6 +428,7 @@ impl Default for ProxySettings {
             server_connect_timeout: Secs::from_secs(15),
             server_login_retry: Secs::from_secs(15),
             query_wait_timeout: Secs::from_secs(120),
+            query_wait_notify: Secs::from_secs(5),
             client_idle_timeout: Secs::ZERO,
             client_login_timeout: Secs::from_secs(60),
             idle_transaction_timeout: Secs::ZERO,
@@ -430,6 +436,7 @@ impl Default for ProxySettings {
             query_timeout: Secs::ZERO,
             server_reset_query: "DISCARD ALL".into(),
             server_reset_query_always: false,
+            server_round_robin: false,
             server_check_query: "select 1".into(),
             server_check_delay: Secs::from_secs(30),
             ignore_startup_parameters: NameList::default(),

@@ -76,6 +76,8 @@ pub struct PoolSettings {
     pub tls: crate::net::tls::TlsPolicy,
     /// `tcp_*` options for its server sockets.
     pub tcp: crate::net::tcp::TcpOptions,
+    /// `server_round_robin`: lend the least recently used idle server.
+    pub round_robin: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,9 +323,11 @@ impl Pool {
         let settings = self.settings.load();
         let cap = settings.size + if reserve { settings.reserve_size } else { 0 };
         let here = crate::worker::current();
-        let taken = self
-            .lock()
-            .take(cap, || self.acquire_limits(&settings), here);
+        let taken = self.lock().take(
+            cap,
+            || self.acquire_limits(&settings),
+            (here, settings.round_robin),
+        );
         match taken {
             Take::Idle(conn) => Attempt::Idle(conn),
             Take::Open => Attempt::Open(SlotGuard::new(self.clone())),
@@ -356,7 +360,7 @@ impl Pool {
         loop {
             let conn = {
                 let mut st = self.lock();
-                let i = st.next_idle(crate::worker::current())?;
+                let i = st.next_idle(crate::worker::current(), s.round_robin)?;
                 if needs_check_query(&s, &st.idle[i], now) {
                     return None;
                 }

@@ -73,6 +73,7 @@ impl PoolSettings {
             retire_before: None,
             tls: loaded.tls_policy(&key.db),
             tcp: p.tcp_options(),
+            round_robin: p.server_round_robin,
         }
     }
 }

@@ -66,22 +66,31 @@ impl<C: Homed> State<C> {
     }
 
     /// The idle server to lend a client of worker `here`: the most
-    /// recently returned one of that worker, else the most recently returned.
-    pub fn next_idle(&self, here: u16) -> Option<usize> {
+    /// recently returned one of that worker, else the most recently
+    /// returned (PgBouncer's LIFO: few servers do most of the work). With
+    /// `round_robin` (`server_round_robin`), the least recently returned
+    /// instead, so that load spreads over every server (for a balancer of
+    /// several hosts behind one address).
+    pub fn next_idle(&self, here: u16, round_robin: bool) -> Option<usize> {
         let last = self.idle.len().checked_sub(1)?;
-        Some(
-            self.idle
-                .iter()
-                .rposition(|c| c.home() == here)
-                .unwrap_or(last),
-        )
+        let mut same_worker = self.idle.iter().map(|c| c.home() == here);
+        Some(if round_robin {
+            same_worker.position(|x| x).unwrap_or(0)
+        } else {
+            same_worker.rposition(|x| x).unwrap_or(last)
+        })
     }
 
     /// An idle server (see [`State::next_idle`]), else room under `cap` (and
     /// under the shared limits, which `limits` takes a unit of), else a
     /// place in line.
-    pub fn take(&mut self, cap: usize, limits: impl FnOnce() -> bool, here: u16) -> Take<C> {
-        if let Some(i) = self.next_idle(here) {
+    pub fn take(
+        &mut self,
+        cap: usize,
+        limits: impl FnOnce() -> bool,
+        (here, round_robin): (u16, bool),
+    ) -> Take<C> {
+        if let Some(i) = self.next_idle(here, round_robin) {
             return Take::Idle(self.idle.remove(i));
         }
         if self.claim(cap, limits) {
@@ -189,10 +198,10 @@ mod tests {
     #[test]
     fn idle_first_then_room_then_a_place_in_line() {
         let mut st = State::<u32>::new();
-        assert!(matches!(st.take(2, || true, 0), Take::Open));
-        assert!(matches!(st.take(2, || true, 0), Take::Open));
+        assert!(matches!(st.take(2, || true, (0, false)), Take::Open));
+        assert!(matches!(st.take(2, || true, (0, false)), Take::Open));
         assert_eq!(st.total, 2);
-        let Take::Wait(mut rx) = st.take(2, || true, 0) else {
+        let Take::Wait(mut rx) = st.take(2, || true, (0, false)) else {
             panic!("a full pool puts the client in line");
         };
         assert_eq!(st.waiting(), 1);
@@ -204,7 +213,11 @@ mod tests {
         assert!(rx.try_recv().is_ok());
         st.idle.push(7);
         st.idle.push(9);
-        assert_eq!(idle(&st.take(2, || true, 0)), Some(9), "last in, first out");
+        assert_eq!(
+            idle(&st.take(2, || true, (0, false))),
+            Some(9),
+            "last in, first out"
+        );
         assert_eq!(st.busy(), 1);
     }
 
@@ -213,16 +226,24 @@ mod tests {
         let mut st: State<u32> = State::new();
         st.idle.extend([7, 8, 9]);
         // A number's parity is its worker.
-        assert_eq!(idle(&st.take(3, || true, 0)), Some(8));
-        assert_eq!(idle(&st.take(3, || true, 2)), Some(9), "else the newest");
+        assert_eq!(idle(&st.take(3, || true, (0, false))), Some(8));
+        assert_eq!(
+            idle(&st.take(3, || true, (2, false))),
+            Some(9),
+            "else the newest"
+        );
         assert_eq!(st.idle, [7]);
+        // server_round_robin: the least recently returned instead.
+        st.idle.extend([8, 9]);
+        assert_eq!(idle(&st.take(3, || true, (1, true))), Some(7));
+        assert_eq!(st.idle, [8, 9]);
     }
 
     #[test]
     fn a_returned_server_goes_to_a_client_of_its_worker_unless_the_first_waited_long() {
         use tokio::sync::oneshot::error::TryRecvError::{Closed, Empty};
         let mut st = State::<u32>::new();
-        let mut line = [0u16, 1, 1].map(|worker| match st.take(0, || true, worker) {
+        let mut line = [0u16, 1, 1].map(|worker| match st.take(0, || true, (worker, false)) {
             Take::Wait(rx) => rx,
             _ => panic!("expected a place in line"),
         });
@@ -243,7 +264,7 @@ mod tests {
     #[test]
     fn shared_limits_hold_back_a_pool_with_room() {
         let mut st = State::<u32>::new();
-        assert!(matches!(st.take(5, || false, 0), Take::Wait(_)));
+        assert!(matches!(st.take(5, || false, (0, false)), Take::Wait(_)));
         assert_eq!(st.total, 0, "nothing counted when the limit refused");
         assert!(!st.claim(5, || false));
         assert!(st.claim(5, || true));
@@ -253,10 +274,10 @@ mod tests {
     #[test]
     fn clients_who_gave_up_leave_the_line() {
         let mut st = State::<u32>::new();
-        let Take::Wait(gone) = st.take(0, || true, 0) else {
+        let Take::Wait(gone) = st.take(0, || true, (0, false)) else {
             panic!("no room");
         };
-        let Take::Wait(_stays) = st.take(0, || true, 0) else {
+        let Take::Wait(_stays) = st.take(0, || true, (0, false)) else {
             panic!("no room");
         };
         drop(gone);

@@ -154,6 +154,7 @@ mod tests {
                 .unwrap(),
             },
             tcp: Default::default(),
+            round_robin: false,
         };
         let target = ServerTarget {
             // Nothing listens here: a test that opened a server would fail.

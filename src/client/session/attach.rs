@@ -32,9 +32,11 @@ impl Session {
     }
 
     async fn attach_or_wait(&mut self, control: &Arc<SessionControl>) -> Result<bool, End> {
+        let notify = self.wait_notice_after();
         if self.shared.gates.is_paused(&self.login.database) {
             // PAUSE: the transaction starts once the database is resumed.
             let open = self.shared.gates.wait_open(&self.login.database);
+            let open = notify_waiting(&mut self.client, notify, open);
             if control.unless_cancelled(Box::pin(open)).await.is_none() {
                 return self.answer_cancelled().await;
             }
@@ -46,6 +48,7 @@ impl Session {
             };
             let loaded = self.shared.config.load_full();
             let attached = state.attach(&self.cbuf, tracker, &loaded, &self.shared.audit, control);
+            let attached = notify_waiting(&mut self.client, notify, attached);
             return match Box::pin(attached).await {
                 Attached::Server(guard) if control.take_cancelled() => {
                     drop(guard);
@@ -66,7 +69,14 @@ impl Session {
             Some(guard) => guard,
             // Boxed: waiting in line or opening a server is the rare path,
             // and its futures would otherwise enlarge every session's task.
-            None => match control.unless_cancelled(Box::pin(pool.checkout())).await {
+            None => match control
+                .unless_cancelled(Box::pin(notify_waiting(
+                    &mut self.client,
+                    notify,
+                    pool.checkout(),
+                )))
+                .await
+            {
                 Some(r) => r.map_err(|e| End::Error(ProxyError::from_pool(e, &pool.key.user)))?,
                 None => return self.answer_cancelled().await,
             },
@@ -76,6 +86,18 @@ impl Session {
             return self.answer_cancelled().await;
         }
         self.adopt(guard).await.map(|()| true)
+    }
+
+    /// `query_wait_notify`: how long a client waits for a server before it
+    /// is told it is queued.
+    fn wait_notice_after(&self) -> Option<std::time::Duration> {
+        self.shared
+            .config
+            .load()
+            .config
+            .proxy
+            .query_wait_notify
+            .enabled()
     }
 
     /// A cancel request ended the wait for a server: the request at the
@@ -189,4 +211,31 @@ impl Session {
             }
         }
     }
+}
+
+/// Runs `wait` (for a server, or for `RESUME`), telling the client with a
+/// NOTICE, once it has waited `after`, that it is queued (PgBouncer's
+/// `query_wait_notify` and words). The client is waiting for an answer and
+/// nothing else is being written to it, so a whole notice may go in.
+async fn notify_waiting<F: std::future::Future>(
+    client: &mut crate::net::Stream,
+    after: Option<std::time::Duration>,
+    wait: F,
+) -> F::Output {
+    let mut wait = std::pin::pin!(wait);
+    if let Some(after) = after {
+        tokio::select! {
+            out = &mut wait => return out,
+            () = tokio::time::sleep(after) => {
+                let mut out = BytesMut::new();
+                be::notice_response(
+                    &mut out,
+                    "No server connection available in postgres backend, client being queued",
+                    None,
+                );
+                let _ = client.send(&out).await;
+            }
+        }
+    }
+    wait.await
 }
