@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -34,9 +34,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::wire::frontend;
 
 const SHARDS: usize = 16;
-/// How long a forwarded cancel may take to be answered; a server whose
-/// cancel is not answered by then is closed rather than lent again.
+/// How long a server whose forwarded cancel is not answered yet is kept
+/// from its next client; past it, it is closed rather than lent again.
 pub const CANCEL_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `cancel_wait_timeout`, in milliseconds (0: no limit): how long a
+/// forwarded cancel may take (connecting to the server, sending, and the
+/// server closing the connection once it has signalled the backend).
+/// Process-wide, set from the config at start and on reload.
+static CANCEL_WAIT_MS: AtomicU64 = AtomicU64::new(10_000);
+
+/// Sets `cancel_wait_timeout` (zero: no limit).
+pub fn configure(wait: Duration) {
+    CANCEL_WAIT_MS.store(
+        u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+}
 
 /// The server a client's cancel request must reach.
 ///
@@ -65,14 +79,26 @@ impl CancelTarget {
     }
 }
 
+/// Why a session is asked to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StopReason {
+    /// Nothing beyond a shutdown, if one was asked for.
+    Shutdown = 0,
+    /// `KILL`/`KILL_CLIENT`: at once.
+    Killed = 1,
+    /// `server_fast_close`: at its next transaction boundary.
+    ConfigChanged = 2,
+}
+
 /// What the rest of the proxy may ask of one live session.
 #[derive(Default)]
 pub struct SessionControl {
     inner: Mutex<ControlInner>,
     /// Set at shutdown; the session ends at its next idle point.
     stop: AtomicBool,
-    /// The stop is a console `KILL`/`KILL_CLIENT`, not a shutdown.
-    killed: AtomicBool,
+    /// Why it is asked to end, if not for a shutdown ([`StopReason`]).
+    reason: std::sync::atomic::AtomicU8,
     /// Who it is, for `SHOW CLIENTS` (set once logged in).
     pub info: std::sync::OnceLock<ClientInfo>,
     /// Cancels forwarded to its server and not yet answered.
@@ -234,16 +260,37 @@ impl SessionControl {
         Poll::Pending
     }
 
-    /// Asks the session to end at its next idle point, telling its client
-    /// "admin forced disconnect" (`KILL`, `KILL_CLIENT`).
+    /// Asks the session to end at once, even mid-transaction, telling its
+    /// client "admin forced disconnect" (`KILL`, `KILL_CLIENT`).
     pub fn request_kill(&self) {
-        self.killed.store(true, Ordering::Release);
+        self.reason
+            .store(StopReason::Killed as u8, Ordering::Release);
         self.request_stop();
     }
 
-    /// Whether its stop came from [`Self::request_kill`].
-    pub fn was_killed(&self) -> bool {
-        self.killed.load(Ordering::Acquire)
+    /// `server_fast_close`: a session-mode session whose server was opened
+    /// before a `RECONNECT` (or a reload that changed how servers are
+    /// opened) ends between two transactions, its server closed with it.
+    pub fn request_fast_close(&self) {
+        let _ = self.reason.compare_exchange(
+            StopReason::Shutdown as u8,
+            StopReason::ConfigChanged as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        let waker = self.lock().waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Why the session is asked to end, if it is for more than a shutdown.
+    pub fn stop_reason(&self) -> StopReason {
+        match self.reason.load(Ordering::Acquire) {
+            1 => StopReason::Killed,
+            2 => StopReason::ConfigChanged,
+            _ => StopReason::Shutdown,
+        }
     }
 
     /// Asks the session to end at its next idle point (shutdown).
@@ -408,10 +455,14 @@ async fn send_cancel(target: &CancelTarget) {
         while sock.read(&mut sink).await? > 0 {}
         Ok::<(), std::io::Error>(())
     };
-    match tokio::time::timeout(CANCEL_ANSWER_TIMEOUT, exchange).await {
+    let limit = match CANCEL_WAIT_MS.load(Ordering::Relaxed) {
+        0 => Duration::MAX,
+        ms => Duration::from_millis(ms),
+    };
+    match tokio::time::timeout(limit, exchange).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "could not send cancel request to server"),
-        Err(_) => tracing::warn!("cancel request not answered by the server in time"),
+        Err(_) => tracing::warn!("cancel request not done within cancel_wait_timeout"),
     }
 }
 
@@ -424,6 +475,37 @@ mod tests {
             .iter()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).capacity())
             .sum()
+    }
+
+    /// A server that takes a cancel and never closes: given up on after
+    /// `cancel_wait_timeout`.
+    #[tokio::test]
+    async fn a_cancel_is_given_up_after_cancel_wait_timeout() {
+        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+            return;
+        };
+        let Ok(addr) = listener.local_addr() else {
+            return;
+        };
+        let held = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
+        configure(Duration::from_millis(200));
+        let target = CancelTarget {
+            addr,
+            process_id: 1,
+            secret_key: 2,
+            tls: crate::net::TlsLabel::default(),
+            id: 0,
+            fd: -1,
+        };
+        let started = Instant::now();
+        send_cancel(&target).await;
+        configure(Duration::from_secs(10));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(held);
     }
 
     #[test]

@@ -148,6 +148,9 @@ pub enum ProxyError {
     /// `KILL_CLIENT`: what its client is told.
     #[error("admin forced disconnect")]
     AdminKilled,
+    /// `server_fast_close`: its session-mode server was replaced.
+    #[error("database configuration changed")]
+    ServerFastClose,
     #[error("invalid value for parameter \"{key}\": {why}")]
     AdminBadValue { key: String, why: String },
     #[error("no node \"{0}\" in any database (see SHOW NODES)")]
@@ -226,7 +229,11 @@ impl ProxyError {
             DatabaseDisabled(_) => "57P03",
             AdminNotAllowed(_) => "28000",
             AdminReadOnly(_) => "42501",
-            AdminSyntax(_) | AdminNoSuchDatabase(_) | AdminNoSuchClient(_) | AdminKilled => "08P01",
+            AdminSyntax(_)
+            | AdminNoSuchDatabase(_)
+            | AdminNoSuchClient(_)
+            | AdminKilled
+            | ServerFastClose => "08P01",
             AdminUnknownSetting(_) => "42704",
             AdminBadValue { .. } | BadRoutingValue(_) => "22023",
             AdminRestartOnly(_) => "55P02",
@@ -312,6 +319,7 @@ impl ProxyError {
             AdminNoSuchDatabase(_) => "admin_no_such_database",
             AdminNoSuchClient(_) => "admin_no_such_client",
             AdminKilled => "admin_killed",
+            ServerFastClose => "server_fast_close",
             AdminUnknownSetting(_) => "admin_unknown_setting",
             AdminBadValue { .. } => "admin_bad_value",
             AdminRestartOnly(_) => "admin_restart_only",

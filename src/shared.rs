@@ -102,6 +102,25 @@ impl Shared {
         self.topologies.iter()
     }
 
+    /// `server_fast_close`: after a `RECONNECT` (or a reload that changes
+    /// how servers are opened) of `db` (every database for `None`), each
+    /// session-mode client holding a server ends at its next transaction
+    /// boundary instead of keeping the old server until it leaves.
+    pub fn fast_close(&self, db: Option<&str>) {
+        if !self.config.load().config.proxy.server_fast_close {
+            return;
+        }
+        for (_, control) in self.cancels.sessions() {
+            if control
+                .info
+                .get()
+                .is_some_and(|i| db.is_none_or(|d| d == &*i.database))
+            {
+                control.request_fast_close();
+            }
+        }
+    }
+
     /// Stops accepting; connected clients are served until they leave.
     pub fn stop_accepting(&self) {
         self.draining.cancel();
@@ -121,6 +140,7 @@ impl Shared {
         let p = &loaded.config.proxy;
         queries.configure(p.query_stats, p.query_stats_max);
         crate::net::dns::configure(p.dns_max_ttl.0, p.dns_nxdomain_ttl.0);
+        crate::cancel::configure(p.cancel_wait_timeout.0);
         let topologies = loaded
             .config
             .databases
@@ -210,6 +230,7 @@ impl Shared {
             pool.set_settings(next);
             if reopen {
                 pool.reconnect();
+                self.fast_close(Some(&pool.key.db));
             }
         }
         let current = self.config.load();
@@ -233,6 +254,7 @@ impl Shared {
         self.queries.configure(p.query_stats, p.query_stats_max);
         crate::logging::configure(&p.log_settings());
         crate::net::dns::configure(p.dns_max_ttl.0, p.dns_nxdomain_ttl.0);
+        crate::cancel::configure(p.cancel_wait_timeout.0);
         self.config.store(Arc::new(new));
         Ok(())
     }

@@ -424,3 +424,49 @@ async fn a_queued_client_is_told_after_query_wait_notify() {
     assert!(out.contains("42"), "{out}");
     assert!(out.contains("client being queued"), "{out}");
 }
+
+/// `server_fast_close` (session mode): after `RECONNECT`, a client holding
+/// a server between transactions is ended at once ("database configuration
+/// changed", 08P01) with its server; one in a transaction finishes it
+/// first. Off, clients keep their servers until they leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_fast_close_ends_session_clients_between_transactions() {
+    for fast_close in [false, true] {
+        let proxy = proxy(|c| {
+            c.proxy.server_fast_close = fast_close;
+            c.proxy.pool_mode = pgwarden::config::PoolMode::Session;
+            c.proxy.admin_users.0.push(SCRAM_USER.into());
+        })
+        .await;
+        let resting = connect(&proxy, MD5_USER).await.unwrap();
+        let pid = backend_pid(&resting).await;
+        let busy = connect(&proxy, MD5_USER).await.unwrap();
+        busy.batch_execute("BEGIN; SELECT 1").await.unwrap();
+        let admin = connect_url(&url(&proxy, SCRAM_USER, PASSWORD, "pgbouncer"))
+            .await
+            .unwrap();
+        admin.simple_query("RECONNECT").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = resting.simple_query("SELECT pg_backend_pid()").await;
+        let in_txn = busy.batch_execute("SELECT 2; COMMIT").await;
+        if fast_close {
+            assert!(after.is_err(), "the resting client was not ended");
+            assert!(in_txn.is_ok(), "a transaction is let finish: {in_txn:?}");
+            let gone = eventually(Duration::from_secs(5), || async {
+                busy.simple_query("SELECT 1").await.is_err()
+            })
+            .await;
+            assert!(gone, "ended after its transaction");
+            let closed = eventually(Duration::from_secs(5), || async {
+                psql(&format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+                )) == "0"
+            })
+            .await;
+            assert!(closed, "its server was closed");
+        } else {
+            assert!(after.is_ok() && in_txn.is_ok());
+            assert_eq!(backend_pid(&resting).await, pid, "keeps its server");
+        }
+    }
+}

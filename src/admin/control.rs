@@ -103,6 +103,7 @@ pub fn reconnect(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {
             pool.reconnect();
         }
     }
+    shared.fast_close(db);
     Ok(())
 }
 

@@ -23,6 +23,7 @@ use super::flow::{Flow, Inbound, Next, Outbound};
 use super::handshake::Login;
 use super::route::RouteState;
 use super::traffic::Traffic;
+use crate::cancel::StopReason;
 use crate::cancel::{forward_cancel, CancelTarget};
 use crate::error::ProxyError;
 use crate::net::{give_buffer, Stream};
@@ -163,10 +164,15 @@ impl Session {
                 Event::Server(Ok(0)) | Event::Server(Err(_)) => self.on_server_lost(),
                 Event::Server(Ok(_)) => Box::pin(self.on_server_event()).await,
                 Event::Timer => self.on_timer().await,
-                Event::Shutdown if self.login.registration.control.was_killed() => {
-                    Err(End::Error(ProxyError::AdminKilled))
-                }
-                Event::Shutdown => Err(End::Error(ProxyError::Shutdown)),
+                Event::Shutdown => Err(End::Error(
+                    match self.login.registration.control.stop_reason() {
+                        StopReason::Killed => ProxyError::AdminKilled,
+                        StopReason::ConfigChanged if self.server.is_some() => {
+                            ProxyError::ServerFastClose
+                        }
+                        _ => ProxyError::Shutdown,
+                    },
+                )),
             };
             if let Err(end) = step {
                 return end;

@@ -298,6 +298,8 @@ pub struct ProxySettings {
     pub server_connect_timeout: Secs,
     pub server_login_retry: Secs,
     pub query_wait_timeout: Secs,
+    /// A cancel forwarded to a server must be done within this (0: no limit).
+    pub cancel_wait_timeout: Secs,
     /// Tell a client queued this long for a server that it is (a NOTICE).
     pub query_wait_notify: Secs,
     pub client_idle_timeout: Secs,
@@ -308,6 +310,9 @@ pub struct ProxySettings {
     pub query_timeout: Secs,
     pub server_reset_query: String,
     pub server_reset_query_always: bool,
+    /// In session mode, end a client between transactions once its server
+    /// is to be replaced (`RECONNECT`, a reload), not when it leaves.
+    pub server_fast_close: bool,
     /// Lend the least recently used idle server (spreads load) instead of
     /// the most recently used (PgBouncer's default, LIFO).
     pub server_round_robin: bool,
@@ -429,6 +434,7 @@ impl Default for ProxySettings {
             server_login_retry: Secs::from_secs(15),
             query_wait_timeout: Secs::from_secs(120),
             query_wait_notify: Secs::from_secs(5),
+            cancel_wait_timeout: Secs::from_secs(10),
             client_idle_timeout: Secs::ZERO,
             client_login_timeout: Secs::from_secs(60),
             idle_transaction_timeout: Secs::ZERO,
@@ -437,6 +443,7 @@ impl Default for ProxySettings {
             server_reset_query: "DISCARD ALL".into(),
             server_reset_query_always: false,
             server_round_robin: false,
+            server_fast_close: false,
             server_check_query: "select 1".into(),
             server_check_delay: Secs::from_secs(30),
             ignore_startup_parameters: NameList::default(),

@@ -12,6 +12,7 @@ use tokio_util::io::poll_read_buf;
 use super::budget::{reserve, BUFFER_RETRY};
 use super::timeouts::arm;
 use super::Session;
+use crate::cancel::StopReason;
 
 pub(super) enum Event {
     Client(std::io::Result<usize>),
@@ -45,13 +46,22 @@ impl Session {
         let read_client = may_read && self.cbuf.len() < self.flow.max_buffer();
         let (server, client, cbuf) = (&mut self.server, &mut self.client, &mut self.cbuf);
         let control = &self.login.registration.control;
+        // Between two transactions of a session-mode client: where
+        // `server_fast_close` may end it.
+        let at_rest = self.login.mode == crate::config::PoolMode::Session
+            && self.flow.pending() == 0
+            && !self.flow.in_transaction();
         std::future::poll_fn(|cx| {
             match server.as_mut() {
                 Some(guard) => {
                     // `KILL`/`KILL_CLIENT` end a session mid-transaction too
                     // (its waker, kept from its idle waits, brings it here).
-                    if control.was_killed() {
-                        return Poll::Ready(Event::Shutdown);
+                    match control.stop_reason() {
+                        StopReason::Killed => return Poll::Ready(Event::Shutdown),
+                        StopReason::ConfigChanged if at_rest => {
+                            return Poll::Ready(Event::Shutdown)
+                        }
+                        _ => {}
                     }
                     let stream = &mut guard.conn().stream;
                     if let Poll::Ready(r) =
