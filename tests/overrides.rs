@@ -470,3 +470,23 @@ async fn server_fast_close_ends_session_clients_between_transactions() {
         }
     }
 }
+
+/// `server_check_query` as PgBouncer 1.25 reads it: `<empty>` (the
+/// default) checks a server with an empty query, which passes, so the same
+/// server is lent again; a failing check query replaces the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_check_query_empty_passes_and_a_failing_one_replaces() {
+    for (check, same) in [("<empty>", true), ("SELECT 1/0", false)] {
+        let proxy = proxy(|c| {
+            c.proxy.server_check_query = check.into();
+            c.proxy.server_check_delay = Secs::ZERO;
+            c.databases.get_mut(DB).unwrap().pool_size = Some(1);
+        })
+        .await;
+        let client = connect(&proxy, MD5_USER).await.unwrap();
+        let first = backend_pid(&client).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = backend_pid(&client).await;
+        assert_eq!(first == second, same, "{check}: {first} then {second}");
+    }
+}

@@ -316,6 +316,9 @@ pub struct ProxySettings {
     /// Lend the least recently used idle server (spreads load) instead of
     /// the most recently used (PgBouncer's default, LIFO).
     pub server_round_robin: bool,
+    /// Run on a server idle `server_check_delay` before lending it;
+    /// `"<empty>"` sends an empty query (PgBouncer 1.25's default), `""`
+    /// checks nothing.
     pub server_check_query: String,
     pub server_check_delay: Secs,
     pub ignore_startup_parameters: NameList,
@@ -444,7 +447,7 @@ impl Default for ProxySettings {
             server_reset_query_always: false,
             server_round_robin: false,
             server_fast_close: false,
-            server_check_query: "select 1".into(),
+            server_check_query: "<empty>".into(),
             server_check_delay: Secs::from_secs(30),
             ignore_startup_parameters: NameList::default(),
             max_packet_size: i32::MAX as usize,

@@ -66,7 +66,8 @@ pub struct PoolSettings {
     /// Run on each new server before a client gets it.
     pub connect_query: Option<String>,
     pub idle_timeout: Option<Duration>,
-    pub check_query: String,
+    /// `None`: no check; `Some("")`: an empty query.
+    pub check_query: Option<String>,
     pub check_delay: Duration,
     /// Refuse session-only features instead of pinning.
     pub refuse_session_features: bool,

@@ -28,8 +28,12 @@ impl Pool {
             guard.close();
             return None;
         }
-        if needs_check_query(s, conn, now) {
-            if let Err(e) = conn.run(&s.check_query).await {
+        if let Some(query) = s
+            .check_query
+            .as_deref()
+            .filter(|_| needs_check_query(s, conn, now))
+        {
+            if let Err(e) = conn.run(query).await {
                 tracing::info!(pool = %self.key, error = %e, "server failed server_check_query");
                 guard.close();
                 return None;
@@ -150,7 +154,7 @@ pub(super) fn still_usable(conn: &mut ServerConn, s: &PoolSettings, now: Instant
 }
 
 pub(super) fn needs_check_query(s: &PoolSettings, conn: &ServerConn, now: Instant) -> bool {
-    !s.check_query.is_empty() && now.saturating_duration_since(conn.last_used) >= s.check_delay
+    s.check_query.is_some() && now.saturating_duration_since(conn.last_used) >= s.check_delay
 }
 
 /// Past `server_lifetime`, or opened before a `RECONNECT`.

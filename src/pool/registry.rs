@@ -63,7 +63,13 @@ impl PoolSettings {
                 .collect(),
             connect_query: loaded.connect_query(&key.db).map(str::to_owned),
             idle_timeout: p.server_idle_timeout.enabled(),
-            check_query: p.server_check_query.trim().to_owned(),
+            // PgBouncer 1.25: "<empty>" sends an empty query (the cheapest
+            // round trip), "" turns the check off.
+            check_query: match p.server_check_query.trim() {
+                "" => None,
+                "<empty>" => Some(String::new()),
+                q => Some(q.to_owned()),
+            },
             check_delay: p.server_check_delay.0,
             refuse_session_features: loaded
                 .config

@@ -137,7 +137,7 @@ mod tests {
             startup: Vec::new(),
             connect_query: None,
             idle_timeout: None,
-            check_query: String::new(),
+            check_query: None,
             check_delay: Duration::ZERO,
             refuse_session_features: false,
             retire_before: None,
