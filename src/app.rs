@@ -211,10 +211,11 @@ async fn serve_client(
                 access,
                 user,
                 slot,
+                registration,
             } = c;
             sessions.spawn(async move {
                 crate::admin::serve(io, rbuf, shared, access, user).await;
-                drop(slot);
+                drop((slot, registration));
             });
         }
         None => {}

@@ -110,6 +110,8 @@ pub struct SessionControl {
 pub struct ClientInfo {
     /// See [`crate::server::next_connection_id`].
     pub id: u64,
+    /// A user of the admin console: listed, never killed or stopped.
+    pub console: bool,
     /// Its socket's descriptor (`SHOW FDS`).
     pub fd: i32,
     /// Shared with every client of that name (see [`crate::intern`]).

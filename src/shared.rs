@@ -114,7 +114,7 @@ impl Shared {
             if control
                 .info
                 .get()
-                .is_some_and(|i| db.is_none_or(|d| d == &*i.database))
+                .is_some_and(|i| !i.console && db.is_none_or(|d| d == &*i.database))
             {
                 control.request_fast_close();
             }

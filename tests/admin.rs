@@ -1749,7 +1749,28 @@ async fn kill_client_says_admin_forced_disconnect() {
     let admin = console(&proxy, SCRAM_USER, "pgbouncer").await;
     let mut sock = raw_login(&proxy).await;
     let (cols, rows) = table(&admin, "SHOW CLIENTS").await;
-    let id = column(&cols, &rows[0], "id");
+    // The console itself is listed too, as PgBouncer lists it.
+    let console_row = rows
+        .iter()
+        .find(|r| column(&cols, r, "database") == "pgbouncer");
+    assert!(console_row.is_some(), "{rows:?}");
+    let err = admin
+        .simple_query(&format!(
+            "KILL_CLIENT {}",
+            column(&cols, console_row.unwrap(), "id")
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sqlstate(&err).as_deref(),
+        Some("08P01"),
+        "consoles are not killed"
+    );
+    let row = rows
+        .iter()
+        .find(|r| column(&cols, r, "user") == TRUST_USER)
+        .unwrap();
+    let id = column(&cols, row, "id");
     admin
         .simple_query(&format!("KILL_CLIENT {id}"))
         .await

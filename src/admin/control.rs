@@ -54,7 +54,11 @@ pub async fn kill(shared: &Shared, db: Option<&str>) -> Result<(), ProxyError> {
     shared.gates.pause(db);
     let affected = |name: &str| db.is_none_or(|d| d == name);
     for (_, control) in shared.cancels.sessions() {
-        if control.info.get().is_none_or(|i| !affected(&i.database)) {
+        if control
+            .info
+            .get()
+            .is_none_or(|i| i.console || !affected(&i.database))
+        {
             continue;
         }
         control.request_kill();
@@ -180,7 +184,7 @@ pub async fn kill_client(shared: &Shared, id: u64) -> Result<(), ProxyError> {
         .cancels
         .sessions()
         .into_iter()
-        .find(|(_, c)| c.info.get().is_some_and(|i| i.id == id));
+        .find(|(_, c)| c.info.get().is_some_and(|i| i.id == id && !i.console));
     let Some((_, control)) = found else {
         return Err(ProxyError::AdminNoSuchClient(id));
     };

@@ -99,6 +99,8 @@ pub enum Asked {
         access: Access,
         user: String,
         slot: ClientSlot,
+        /// Lists it in `SHOW CLIENTS` while it stays.
+        registration: Registration,
     },
     /// A CancelRequest was handled; close the socket.
     Cancelled,
@@ -184,7 +186,7 @@ pub async fn handshake(
     )?;
     super::validate::check_settings(&chosen.welcome, &tracked).await?;
     report_parameters(&mut out, &chosen.welcome, &tracked).await?;
-    let registration = register(shared, stream, &user, &database, &tracked);
+    let registration = register(shared, stream, &user, &database, &tracked, false);
     let params = startup_set(shared, tracked);
     be::backend_key_data(&mut out, registration.process_id, registration.secret_key);
     be::ready_for_query(&mut out, be::TX_IDLE);
@@ -252,10 +254,12 @@ fn register(
     user: &str,
     database: &str,
     tracked: &[(String, String)],
+    console: bool,
 ) -> Registration {
     let registration = shared.cancels.register();
     let _ = registration.control.info.set(crate::cancel::ClientInfo {
         id: crate::server::next_connection_id(),
+        console,
         fd: stream.io.fd(),
         user: shared.names.get(user),
         database: shared.names.get(database),
@@ -404,6 +408,8 @@ async fn console_login(
     tracked: &[(String, String)],
 ) -> Result<Asked, ProxyError> {
     let user = attempt.user.to_owned();
+    let database = attempt.database.to_owned();
+    let attempt_db = database.as_str();
     check_password(stream, loaded, attempt, loaded.users.get(&user)).await?;
     let access = Access::of(&loaded.config.proxy, &user)
         .ok_or_else(|| ProxyError::AdminNotAllowed(user.clone()))?;
@@ -428,13 +434,21 @@ async fn console_login(
     ] {
         be::parameter_status(&mut out, name, value);
     }
-    be::backend_key_data(&mut out, 0, 0);
+    // Listed in SHOW CLIENTS as PgBouncer lists its console's clients; its
+    // key cancels nothing (a console command is not a server query).
+    let registration = register(shared, stream, &user, attempt_db, tracked, true);
+    be::backend_key_data(&mut out, registration.process_id, registration.secret_key);
     be::ready_for_query(&mut out, be::TX_IDLE);
     stream
         .write_all(&out)
         .await
         .map_err(ProxyError::login_lost)?;
-    Ok(Asked::Console { access, user, slot })
+    Ok(Asked::Console {
+        access,
+        user,
+        slot,
+        registration,
+    })
 }
 
 /// Who is logging in where, over what.

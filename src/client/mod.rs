@@ -43,6 +43,8 @@ pub struct ConsoleLogin {
     pub user: String,
     /// Its place under `max_client_conn`, held while it stays.
     pub slot: ClientSlot,
+    /// Its listing in `SHOW CLIENTS`, held while it stays.
+    pub registration: crate::cancel::Registration,
 }
 
 /// Logs one accepted connection in; returns what to run, or `None` when
@@ -78,7 +80,12 @@ pub async fn login(
             )))
         }
         Ok(Asked::Cancelled) => None,
-        Ok(Asked::Console { access, user, slot }) => {
+        Ok(Asked::Console {
+            access,
+            user,
+            slot,
+            registration,
+        }) => {
             let MessageStream { io, rbuf } = stream;
             Some(Outcome::Console(ConsoleLogin {
                 io,
@@ -86,6 +93,7 @@ pub async fn login(
                 access,
                 user,
                 slot,
+                registration,
             }))
         }
         Err(ProxyError::LoginAbandoned) => {
