@@ -1812,3 +1812,106 @@ async fn shutdown_wait_for_clients_serves_the_connected_until_they_leave() {
         .await
         .expect("done once the last client left");
 }
+
+/// `SET` of every key PgBouncer 1.25 changes at run time and pgwarden has:
+/// each applies (its `SHOW CONFIG` value changes) without a restart; a key
+/// pgwarden does not take is refused by name (42704).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_takes_every_pgbouncer_runtime_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("p.log").display().to_string();
+    let proxy = proxy(admins).await;
+    let admin = console(&proxy, SCRAM_USER, "pgbouncer").await;
+    let keys: &[(&str, &str)] = &[
+        ("admin_users", "'pgw_scram, someone'"),
+        ("application_name_add_host", "1"),
+        (
+            "auth_query",
+            "'SELECT usename, passwd FROM pg_shadow WHERE usename = $1 '",
+        ),
+        ("cancel_wait_timeout", "3"),
+        ("client_idle_timeout", "600"),
+        ("client_login_timeout", "30"),
+        ("default_pool_size", "7"),
+        ("dns_max_ttl", "30"),
+        ("dns_nxdomain_ttl", "30"),
+        ("idle_transaction_timeout", "900"),
+        ("ignore_startup_parameters", "'extra_float_digits'"),
+        ("log_connections", "0"),
+        ("log_disconnections", "off"),
+        ("log_pooler_errors", "0"),
+        ("log_stats", "0"),
+        ("logfile", &format!("'{log}'")),
+        ("max_client_conn", "4000"),
+        ("max_db_client_connections", "300"),
+        ("max_db_connections", "50"),
+        ("max_packet_size", "1048576"),
+        ("max_prepared_statements", "50"),
+        ("max_user_client_connections", "300"),
+        ("max_user_connections", "50"),
+        ("min_pool_size", "1"),
+        ("pool_mode", "session"),
+        ("query_timeout", "60"),
+        ("query_wait_notify", "2"),
+        ("query_wait_timeout", "60"),
+        ("reserve_pool_size", "2"),
+        ("reserve_pool_timeout", "2"),
+        ("server_check_delay", "10"),
+        ("server_check_query", "'SELECT 2'"),
+        ("server_connect_timeout", "5"),
+        ("server_fast_close", "1"),
+        ("server_idle_timeout", "60"),
+        ("server_lifetime", "600"),
+        ("server_login_retry", "5"),
+        ("server_reset_query", "'DISCARD ALL;'"),
+        ("server_reset_query_always", "1"),
+        ("server_round_robin", "1"),
+        ("stats_period", "30"),
+        ("stats_users", "'pgw_md5, other'"),
+        ("syslog", "1"),
+        ("syslog_facility", "local1"),
+        ("syslog_ident", "pgw2"),
+        ("tcp_keepalive", "0"),
+        ("tcp_keepcnt", "3"),
+        ("tcp_keepidle", "60"),
+        ("tcp_keepintvl", "10"),
+        ("tcp_socket_buffer", "65536"),
+        ("tcp_user_timeout", "1000"),
+        ("transaction_timeout", "3600"),
+        ("verbose", "1"),
+    ];
+    let value_of = |rows: &[Vec<Option<String>>], key: &str| {
+        rows.iter()
+            .find(|r| r[0].as_deref() == Some(key))
+            .and_then(|r| r[1].clone())
+            .unwrap_or_else(|| panic!("{key} not in SHOW CONFIG"))
+    };
+    let (_, before) = table(&admin, "SHOW CONFIG").await;
+    for (key, value) in keys {
+        admin
+            .simple_query(&format!("SET {key} = {value}"))
+            .await
+            .unwrap_or_else(|e| panic!("SET {key} = {value}: {e:?}"));
+    }
+    let (_, after) = table(&admin, "SHOW CONFIG").await;
+    for (key, value) in keys {
+        assert_ne!(
+            value_of(&before, key),
+            value_of(&after, key),
+            "SET {key} = {value} did not change SHOW CONFIG"
+        );
+    }
+    for key in [
+        "peer_id",
+        "scram_iterations",
+        "client_tls_ciphers",
+        "sbuf_loopcnt",
+    ] {
+        let err = admin
+            .simple_query(&format!("SET {key} = 1"))
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&err).as_deref(), Some("42704"), "{key}");
+    }
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
