@@ -13,6 +13,7 @@ pub mod cancel;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod import;
 pub mod intern;
 pub mod localpg;
 pub mod logging;

@@ -43,6 +43,17 @@ enum Cmd {
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
     },
+    /// Translate a pgbouncer.ini (its %include files, and optionally its
+    /// userlist, whose passwords go into [users]) into proxy.toml on
+    /// stdout. Each setting pgwarden cannot express becomes a
+    /// "# not supported: key = value (why)" comment and a warning on stderr.
+    ImportPgbouncer {
+        /// The pgbouncer.ini to translate.
+        ini: PathBuf,
+        /// A userlist.txt to inline as [users.NAME] passwords.
+        #[arg(long)]
+        userlist: Option<PathBuf>,
+    },
     /// Start a local primary with streaming replicas and the proxy in front.
     Quickstart {
         /// Where the PostgreSQL data lives; reused on the next run.
@@ -68,6 +79,14 @@ fn main() -> Result<()> {
     pgwarden::logging::init();
     match cli.command {
         Cmd::Check { config } => check(&config),
+        Cmd::ImportPgbouncer { ini, userlist } => {
+            let imported = pgwarden::import::pgbouncer_ini(&ini, userlist.as_deref())?;
+            for w in &imported.warnings {
+                eprintln!("pgwarden import-pgbouncer: {w}");
+            }
+            print!("{}", imported.toml);
+            Ok(())
+        }
         Cmd::Run { config } => {
             let loaded = config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             pgwarden::logging::configure(&loaded.config.proxy.log_settings());

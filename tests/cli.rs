@@ -396,3 +396,92 @@ fn pidfile_names_the_running_process() {
     assert!(stop(&mut first, libc::SIGTERM).success());
     assert!(!pidfile.exists(), "removed at exit");
 }
+
+/// `import-pgbouncer` on PgBouncer's own test configuration (tests/data/
+/// pgbouncer, ISC-licensed, see COPYRIGHT there): every `[pgbouncer]`
+/// setting, database parameter and user parameter comes over with its
+/// value, the result passes `pgwarden check`, and only what pgwarden
+/// cannot express (host lists, `load_balance_hosts`) is left as a
+/// `# not supported` comment, each also warned about on stderr.
+#[test]
+fn import_pgbouncer_keeps_every_setting_of_pgbouncers_test_ini() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pgbouncer");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        format!("{data}/userlist.txt"),
+        dir.path().join("userlist.txt"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["import-pgbouncer", &format!("{data}/test.ini")])
+        .args(["--userlist", &format!("{data}/userlist.txt")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let toml_text = String::from_utf8(out.stdout).unwrap();
+    let warnings = String::from_utf8_lossy(&out.stderr).into_owned();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(&path, &toml_text).unwrap();
+    let (ok, checked) = check(&path);
+    assert!(ok, "{checked}\n{toml_text}");
+
+    let left_out: Vec<&str> = toml_text
+        .lines()
+        .filter(|l| l.starts_with("# not supported"))
+        .collect();
+    assert!(
+        left_out
+            .iter()
+            .all(|l| l.contains(": host = ") || l.contains(": load_balance_hosts = ")),
+        "{left_out:#?}"
+    );
+    assert_eq!(warnings.lines().count(), left_out.len(), "{warnings}");
+
+    let config: pgwarden::config::Config = toml::from_str(&toml_text).unwrap();
+    let p = &config.proxy;
+    assert_eq!((p.max_client_conn, p.default_pool_size), (10, 5));
+    assert_eq!(p.pool_mode.as_str(), "statement");
+    assert!(!p.tcp_keepalive);
+    assert_eq!(p.tcp_socket_buffer, 4096);
+    assert_eq!(p.listen_port, Some(6667));
+    let db = |n: &str| config.databases.get(n).unwrap_or_else(|| panic!("{n}"));
+    assert_eq!(
+        db("p8").connect_query.as_deref(),
+        Some("set enable_seqscan=off; set enable_nestloop=off")
+    );
+    assert_eq!(db("p0a").reserve_pool_size, Some(2), "reserve_pool");
+    assert_eq!(db("p0").reserve_pool_size, Some(2));
+    assert_eq!(db("p0y").max_db_connections, Some(2));
+    assert_eq!(db("p9").server_lifetime.map(|s| s.0.as_secs()), Some(2));
+    assert_eq!(
+        db("varcache_change").client_encoding.as_deref(),
+        Some("SQL_ASCII")
+    );
+    assert_eq!(db("pauthz").auth_dbname.as_deref(), Some("authdb"));
+    assert_eq!(db("conn_limit_db").max_db_client_connections, Some(2));
+    assert_eq!(
+        db("p4").password.as_ref().map(|p| p.0.as_str()),
+        Some("foo")
+    );
+    assert_eq!(db("hostlist1").primary, "127.0.0.1:6666");
+    let user = |n: &str| config.users.get(n).unwrap_or_else(|| panic!("{n}"));
+    assert_eq!(user("respoolsize1").reserve_pool_size, Some(2));
+    assert_eq!(user("maxedout2").max_user_client_connections, Some(2));
+    assert_eq!(user("maxedout").max_user_connections, Some(3));
+    assert_eq!(
+        user("puser1").password.as_ref().map(|p| p.0.as_str()),
+        Some("foo"),
+        "the userlist's passwords"
+    );
+
+    // PgBouncer's shipped example: every setting it sets is taken.
+    let out = Command::new(BIN)
+        .args(["import-pgbouncer", &format!("{data}/etc-pgbouncer.ini")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("not supported"), "{text}");
+    let config: pgwarden::config::Config = toml::from_str(&text).unwrap();
+    assert_eq!(config.proxy.listen_port, Some(6432));
+    assert_eq!(config.proxy.logfile, "/var/log/pgbouncer/pgbouncer.log");
+}

@@ -26,10 +26,63 @@ const PGBOUNCER: &[(&str, &str)] = &[
         "a [databases.\"*\"] database keeps its pool; its idle servers close after server_idle_timeout; remove it",
     ),
     (
+        "client_tls13_ciphers",
+        "pgwarden uses rustls's cipher suites; remove it",
+    ),
+    (
+        "server_tls13_ciphers",
+        "pgwarden uses rustls's cipher suites; remove it",
+    ),
+    (
+        "user",
+        "pgwarden does not switch users; run it as its own user (systemd User=)",
+    ),
+    (
+        "disable_pqexec",
+        "multi-statement queries are classified and routed whole",
+    ),
+    (
+        "conffile",
+        "SHOW CONFIG and pgwarden check name the file in use",
+    ),
+    ("service_name", "Windows only"),
+    ("job_name", "Windows only"),
+    (
+        "scram_iterations",
+        "SCRAM secrets pgwarden derives use 4096 iterations",
+    ),
+    ("auth_ident_file", "pgwarden has no peer/ident method"),
+    ("auth_ldap_options", "pgwarden has no LDAP method"),
+    ("listen_backlog", "the system's somaxconn is used"),
+    (
+        "sbuf_loopcnt",
+        "each worker serves its clients fairly by tokio's budget",
+    ),
+    ("so_reuseport", "rolling restarts are planned (issue 22)"),
+    ("peer_id", "peers are planned (issue 22)"),
+    (
+        "suspend_timeout",
+        "SUSPEND only waits for servers to be idle; there is no -R restart",
+    ),
+    (
+        "dns_zone_check_period",
+        "host names are looked up again after dns_max_ttl",
+    ),
+    ("resolv_conf", "the system's resolver is used"),
+    (
         "pkt_buf",
         "pgwarden sizes its buffers itself; see max_client_buffer",
     ),
 ];
+
+/// Why pgwarden does not take PgBouncer's `key` (or what it calls it), if
+/// the key is one of PgBouncer's it knows.
+pub fn pgbouncer_key(key: &str) -> Option<&'static str> {
+    PGBOUNCER
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, why)| *why)
+}
 
 /// One message, rephrased where a pattern is known.
 pub fn plain(message: &str) -> String {

@@ -118,6 +118,11 @@ impl Loaded {
     }
 }
 
+/// Why pgwarden does not take PgBouncer's setting `key`, if known.
+pub fn pgbouncer_key_note(key: &str) -> Option<&'static str> {
+    explain::pgbouncer_key(key)
+}
+
 /// The `[databases]` key of the template any other database name is
 /// served from, its server database named as the client named it.
 pub const AUTO_DATABASE: &str = "*";
