@@ -32,15 +32,16 @@ enum Cmd {
     /// Logs go to stderr; RUST_LOG sets their level (e.g. RUST_LOG=debug,
     /// or RUST_LOG=pgwarden=debug), NO_COLOR turns colours off.
     Run {
-        /// The config file (start from proxy.toml.example).
-        #[arg(short, long, default_value = "proxy.toml")]
+        /// The config file (start from proxy.toml.example); string values
+        /// may use ${VAR} and ${VAR:-default} from the environment.
+        #[arg(short, long, default_value = "proxy.toml", env = "PGWARDEN_CONFIG")]
         config: PathBuf,
     },
     /// Validate a config file and exit (non-zero on any problem): reads
     /// every file it names (TLS certificates, auth_file, auth_hba_file).
     Check {
         /// The config file to check.
-        #[arg(short, long, default_value = "proxy.toml")]
+        #[arg(short, long, default_value = "proxy.toml", env = "PGWARDEN_CONFIG")]
         config: PathBuf,
     },
     /// Translate a pgbouncer.ini (its %include files, and optionally its

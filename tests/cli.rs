@@ -485,3 +485,42 @@ fn import_pgbouncer_keeps_every_setting_of_pgbouncers_test_ini() {
     assert_eq!(config.proxy.listen_port, Some(6432));
     assert_eq!(config.proxy.logfile, "/var/log/pgbouncer/pgbouncer.log");
 }
+
+/// `${VAR}` and `${VAR:-default}` in string values come from the
+/// environment, and `PGWARDEN_CONFIG` names the file when `--config` is
+/// not given; an unset variable is a problem naming its key.
+#[test]
+fn config_values_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("env.toml");
+    std::fs::write(
+        &path,
+        "[proxy]\nlisten = \"127.0.0.1:${PGW_TEST_PORT:-6432}\"\n\
+         [databases.app]\nprimary = \"${PGW_TEST_DB_HOST}:5432\"\n\
+         [users.app]\npassword = \"${PGW_TEST_SECRET}\"\n",
+    )
+    .unwrap();
+    let run = |vars: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("check").env("PGWARDEN_CONFIG", &path);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(&[
+        ("PGW_TEST_DB_HOST", "db.internal"),
+        ("PGW_TEST_SECRET", "hunter2"),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("env.toml: OK"), "{text}");
+    let (ok, text) = run(&[("PGW_TEST_DB_HOST", "db.internal")]);
+    assert!(!ok);
+    assert!(
+        text.contains("users.app.password") && text.contains("PGW_TEST_SECRET"),
+        "{text}"
+    );
+}

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod duration;
+mod env;
 mod explain;
 mod lookup;
 pub mod overrides;
@@ -166,6 +167,8 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// # Errors
 /// Every problem found.
 pub fn from_str(text: &str, base: &Path) -> Result<Loaded, Vec<Problem>> {
+    let expanded = env::expand(text, |name| std::env::var(name).ok())?;
+    let text = expanded.as_str();
     let de = toml::Deserializer::new(text);
     let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
