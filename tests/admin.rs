@@ -1915,3 +1915,24 @@ async fn set_takes_every_pgbouncer_runtime_key() {
     }
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A shutdown ends idle console sessions too (57P01), so an open `psql` on
+/// the console does not hold the exit for `shutdown_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_an_idle_console() {
+    let proxy = proxy(|c| {
+        admins(c);
+        c.proxy.shutdown_timeout = pgwarden::config::duration::Secs::from_secs(20);
+    })
+    .await;
+    let admin = console(&proxy, SCRAM_USER, "pgbouncer").await;
+    admin.simple_query("SHOW VERSION").await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(proxy.shutdown(Duration::from_secs(20)).await, "all left");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(admin.simple_query("SHOW VERSION").await.is_err());
+}

@@ -51,9 +51,33 @@ pub async fn serve(
     parts.read_buf.put_slice(&rbuf);
     let mut framed = Framed::from_parts(parts);
     framed.set_state(PgWireConnectionState::ReadyForQuery);
+    // A shutdown ends the console too (told 57P01, as pooled clients are),
+    // else an open psql on the console would hold the exit for
+    // `shutdown_timeout`.
+    let stopping = shared.shutdown.clone();
     let console = Arc::new(handler::Console::new(shared, access, user));
     let noop = Arc::new(NoopHandler);
-    while let Some(Ok(message)) = framed.next().await {
+    loop {
+        let next = tokio::select! {
+            next = framed.next() => next,
+            () = stopping.cancelled() => {
+                let e = crate::error::ProxyError::Shutdown;
+                let info = pgwire::error::ErrorInfo::new(
+                    "FATAL".to_owned(),
+                    e.sqlstate().to_owned(),
+                    e.to_string(),
+                );
+                let _ = futures::SinkExt::send(
+                    &mut framed,
+                    pgwire::messages::PgWireBackendMessage::ErrorResponse(info.into()),
+                )
+                .await;
+                break;
+            }
+        };
+        let Some(Ok(message)) = next else {
+            break;
+        };
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
             break;
         }
