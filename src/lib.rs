@@ -20,6 +20,7 @@ pub mod logging;
 pub mod logline;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod pidfile;
 pub mod pool;
 pub mod prepared;

@@ -10,11 +10,20 @@ use tokio::signal::unix::{signal, SignalKind};
 use pgwarden::app::Proxy;
 use pgwarden::config::{self, Loaded};
 use pgwarden::localpg::Cluster;
+use pgwarden::notify::{notify, State};
+
+/// `pgwarden --version`: the release and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PGWARDEN_GIT_COMMIT"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "pgwarden",
-    version,
+    version = VERSION,
     about = "PostgreSQL connection proxy and pooler"
 )]
 struct Cli {
@@ -34,8 +43,25 @@ enum Cmd {
     Run {
         /// The config file (start from proxy.toml.example); string values
         /// may use ${VAR} and ${VAR:-default} from the environment.
-        #[arg(short, long, default_value = "proxy.toml", env = "PGWARDEN_CONFIG")]
-        config: PathBuf,
+        /// Default: proxy.toml.
+        #[arg(short, long, env = "PGWARDEN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Run without a file, in front of the one database this URL
+        /// names (postgres://user:password@host:port/db): clients log in
+        /// with the URL's user and password.
+        #[arg(long, env = "PGWARDEN_DATABASE_URL", conflicts_with = "config")]
+        database_url: Option<String>,
+        /// A streaming replica of --database-url's database that reads go
+        /// to (repeatable; the same user and database).
+        #[arg(long, requires = "database_url")]
+        replica_url: Vec<String>,
+        /// With --database-url: where clients connect.
+        #[arg(long, default_value = "127.0.0.1:6432", requires = "database_url")]
+        listen: String,
+        /// With --database-url: the console's HTTP side (/health, /ready,
+        /// /metrics); none by default.
+        #[arg(long, requires = "database_url")]
+        admin_listen: Option<String>,
     },
     /// Validate a config file and exit (non-zero on any problem): reads
     /// every file it names (TLS certificates, auth_file, auth_hba_file).
@@ -54,6 +80,16 @@ enum Cmd {
         /// A userlist.txt to inline as [users.NAME] passwords.
         #[arg(long)]
         userlist: Option<PathBuf>,
+    },
+    /// Exit 0 when the console's HTTP side answers 200 at URL (a health
+    /// check for images without curl: Docker's HEALTHCHECK, exec probes).
+    Probe {
+        /// e.g. http://127.0.0.1:6433/health or .../ready
+        #[arg(default_value = "http://127.0.0.1:6433/health")]
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
     },
     /// Start a local primary with streaming replicas and the proxy in front.
     Quickstart {
@@ -80,6 +116,15 @@ fn main() -> Result<()> {
     pgwarden::logging::init();
     match cli.command {
         Cmd::Check { config } => check(&config),
+        Cmd::Probe { url, timeout } => {
+            match pgwarden::net::probe::probe(&url, Duration::from_secs(timeout)) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    eprintln!("{url}: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Cmd::ImportPgbouncer { ini, userlist } => {
             let imported = pgwarden::import::pgbouncer_ini(&ini, userlist.as_deref())?;
             for w in &imported.warnings {
@@ -88,8 +133,32 @@ fn main() -> Result<()> {
             print!("{}", imported.toml);
             Ok(())
         }
-        Cmd::Run { config } => {
-            let loaded = config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Cmd::Run {
+            config,
+            database_url,
+            replica_url,
+            listen,
+            admin_listen,
+        } => {
+            let loaded = match database_url {
+                Some(url) => {
+                    let options = config::UrlOptions {
+                        listen,
+                        admin_listen,
+                    };
+                    config::from_database_url(&url, &replica_url, &options).map_err(|problems| {
+                        let lines: Vec<String> = problems
+                            .iter()
+                            .map(|p| format!("{}: {}", p.key, p.what))
+                            .collect();
+                        anyhow::anyhow!("{}", lines.join("\n"))
+                    })?
+                }
+                None => {
+                    let path = config.unwrap_or_else(|| PathBuf::from("proxy.toml"));
+                    config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?
+                }
+            };
             pgwarden::logging::configure(&loaded.config.proxy.log_settings());
             runtime(&loaded)?.block_on(serve(loaded, None))
         }
@@ -172,6 +241,7 @@ async fn serve(loaded: Loaded, on_ready: Option<OnReady>) -> Result<()> {
     if let Some(f) = on_ready {
         f(&proxy);
     }
+    notify(State::Ready, &format!("listening on {}", proxy.addr));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -179,7 +249,11 @@ async fn serve(loaded: Loaded, on_ready: Option<OnReady>) -> Result<()> {
         tokio::select! {
             _ = term.recv() => break shutdown_timeout,
             _ = int.recv() => break Duration::ZERO,
-            _ = hup.recv() => reload(&proxy),
+            _ = hup.recv() => {
+                notify(State::Reloading, "reloading the configuration");
+                reload(&proxy);
+                notify(State::Ready, &format!("listening on {}", proxy.addr));
+            }
             // SHUTDOWN from the admin console.
             _ = proxy.shared.shutdown.cancelled() => break shutdown_timeout,
             // SHUTDOWN WAIT_FOR_CLIENTS: no longer listening; exit once the
@@ -190,10 +264,15 @@ async fn serve(loaded: Loaded, on_ready: Option<OnReady>) -> Result<()> {
             }
             _ = proxy.shared.draining.cancelled(), if !proxy.shared.draining.is_cancelled() => {
                 tracing::info!(clients = proxy.client_count(), "waiting for every client to leave");
+                notify(State::Stopping, "SHUTDOWN WAIT_FOR_CLIENTS: waiting for clients to leave");
             }
         }
     };
     tracing::info!(clients = proxy.client_count(), "shutting down");
+    notify(
+        State::Stopping,
+        &format!("draining {} clients", proxy.client_count()),
+    );
     if !proxy.shutdown(wait).await {
         tracing::info!(clients = proxy.client_count(), "closing remaining clients");
     }

@@ -12,6 +12,7 @@ mod lookup;
 pub mod overrides;
 pub mod residency;
 pub mod schema;
+mod url;
 mod validate_residency;
 pub use validate_residency::monitored;
 
@@ -26,6 +27,7 @@ pub use schema::{
     PoolMode, PrimaryReads, ProxySettings, ReplicaFallback, ReplicaSelection, RoutingSettings,
     SessionFeatures, SslMode, UserSettings, WorkerModel,
 };
+pub use url::{from_database_url, UrlOptions};
 
 use crate::auth::hba::Hba;
 use crate::auth::scram::{self, ScramSecret};

@@ -136,6 +136,7 @@ impl ProxySettings {
     pub fn log_settings(&self) -> crate::logging::LogSettings {
         crate::logging::LogSettings {
             verbose: self.verbose,
+            json: self.log_format == LogFormat::Json,
             logfile: self.logfile.clone(),
             syslog: self.syslog.then(|| crate::logging::SyslogTarget {
                 socket: self.syslog_socket.clone(),
@@ -249,6 +250,9 @@ pub struct ProxySettings {
     pub verbose: u8,
     /// Also append log lines to this file (empty: none); reopened on reload.
     pub logfile: String,
+    /// `text` (human) or `json` (one object per line, for log shippers),
+    /// on stderr and in `logfile`; syslog lines stay text.
+    pub log_format: LogFormat,
     /// Also send log lines to syslog.
     pub syslog: bool,
     pub syslog_ident: String,
@@ -410,6 +414,7 @@ impl Default for ProxySettings {
             syslog_ident: "pgwarden".into(),
             syslog_facility: "daemon".into(),
             syslog_socket: "/dev/log".into(),
+            log_format: LogFormat::Text,
             track_extra_parameters: NameList(vec!["IntervalStyle".into()]),
             tcp_keepalive: true,
             tcp_keepidle: 0,
@@ -746,6 +751,14 @@ impl Default for RoutingSettings {
             monitor_password: None,
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -31,6 +31,16 @@ struct Control {
 static CONTROL: OnceLock<Control> = OnceLock::new();
 static FILE_ON: AtomicBool = AtomicBool::new(false);
 static SYSLOG_ON: AtomicBool = AtomicBool::new(false);
+/// `log_format = "json"`: stderr and the file write JSON lines instead.
+static JSON_ON: AtomicBool = AtomicBool::new(false);
+
+fn text() -> bool {
+    !JSON_ON.load(Ordering::Relaxed)
+}
+
+fn json() -> bool {
+    JSON_ON.load(Ordering::Relaxed)
+}
 
 /// Installs the subscriber: stderr (colour only on a terminal without
 /// `NO_COLOR`), the log file and syslog (both off until [`configure`]).
@@ -40,11 +50,27 @@ pub fn init() {
     let (filter, handle) = reload::Layer::new(initial);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let stderr = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    // Each output has a text and a JSON layer, one of them on: the format
+    // can change on reload, and a layer's format cannot.
+    let stderr = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_filter(filter::filter_fn(|_| text()));
+    let stderr_json = fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_writer(std::io::stderr)
+        .with_filter(filter::filter_fn(|_| json()));
+    let file_on = || FILE_ON.load(Ordering::Relaxed);
     let file = fmt::layer()
         .with_ansi(false)
         .with_writer(file::Writer)
-        .with_filter(filter::filter_fn(|_| FILE_ON.load(Ordering::Relaxed)));
+        .with_filter(filter::filter_fn(move |_| file_on() && text()));
+    let file_json = fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_writer(file::Writer)
+        .with_filter(filter::filter_fn(move |_| file_on() && json()));
     // syslog stamps the time and the program itself.
     let syslog = fmt::layer()
         .with_ansi(false)
@@ -55,7 +81,9 @@ pub fn init() {
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(stderr)
+        .with(stderr_json)
         .with(file)
+        .with(file_json)
         .with(syslog)
         .try_init();
     if installed.is_ok() {
@@ -71,6 +99,8 @@ pub fn init() {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogSettings {
     pub verbose: u8,
+    /// JSON lines on stderr and in the file (`log_format = "json"`).
+    pub json: bool,
     /// Empty: no file.
     pub logfile: String,
     pub syslog: Option<SyslogTarget>,
@@ -97,6 +127,7 @@ pub fn configure(p: &LogSettings) {
             tracing::error!(logfile = %p.logfile, error = %e, "cannot open the log file");
         }
     }
+    JSON_ON.store(p.json, Ordering::Relaxed);
     SYSLOG_ON.store(p.syslog.is_some(), Ordering::Relaxed);
     syslog::set_target(p.syslog.clone());
 }

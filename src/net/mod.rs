@@ -4,6 +4,7 @@
 //! [`Scanner`](crate::wire::codec::Scanner), so there is one framing path.
 
 pub mod dns;
+pub mod probe;
 pub mod stream;
 pub mod tcp;
 pub mod tls;
