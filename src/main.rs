@@ -180,6 +180,12 @@ fn check(path: &Path) -> Result<()> {
                 loaded.config.databases.len(),
                 loaded.users.len()
             );
+            if loaded.config.databases.is_empty() {
+                eprintln!(
+                    "note: no database is configured: clients can reach only the console \
+                     until a [databases.NAME] table is added (a reload takes it)"
+                );
+            }
             Ok(())
         }
         Err(e) => {

@@ -484,6 +484,26 @@ fn import_pgbouncer_keeps_every_setting_of_pgbouncers_test_ini() {
     let config: pgwarden::config::Config = toml::from_str(&text).unwrap();
     assert_eq!(config.proxy.listen_port, Some(6432));
     assert_eq!(config.proxy.logfile, "/var/log/pgbouncer/pgbouncer.log");
+    assert!(
+        config.databases.is_empty(),
+        "its databases are all comments"
+    );
+    // It passes `check` where its auth_file exists (a PgBouncer host has
+    // /etc/pgbouncer/userlist.txt; here the test's copy stands in), with
+    // a note that only the console answers until a database is added.
+    let text = text.replace(
+        "/etc/pgbouncer/userlist.txt",
+        &format!("{}/userlist.txt", dir.path().display()),
+    );
+    std::fs::write(&path, &text).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{text}");
+    assert!(stderr.contains("no database is configured"), "{stderr}");
 }
 
 /// `${VAR}` and `${VAR:-default}` in string values come from the

@@ -30,6 +30,19 @@ fn signal(child: &Child, sig: i32) {
     unsafe { libc::kill(child.id() as i32, sig) };
 }
 
+/// Waits for a clean exit and returns what the child wrote to stderr.
+fn exit_and_stderr(child: &mut Child) -> String {
+    assert!(wait_exit(child).success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
+}
+
 fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -124,14 +137,7 @@ async fn database_url_sidecar_with_a_replica_and_systemd_notify() {
     drop(client);
     signal(&child, libc::SIGTERM);
     assert!(next_message(&notify).starts_with("STOPPING=1\n"));
-    assert!(wait_exit(&mut child).success());
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = exit_and_stderr(&mut child);
     assert!(!stderr.contains(PASSWORD), "a password reached the log");
 }
 
@@ -212,14 +218,7 @@ async fn json_log_lines() {
     .await;
     assert!(up, "pgwarden did not start");
     signal(&child, libc::SIGTERM);
-    assert!(wait_exit(&mut child).success());
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = exit_and_stderr(&mut child);
     // Lines after the config is read are JSON objects, one per line.
     let json: Vec<serde_json::Value> = stderr
         .lines()

@@ -376,12 +376,8 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
             "auth_user is set but auth_query is empty".into(),
         );
     }
-    if config.databases.is_empty() {
-        problem(
-            "databases",
-            "no database is configured; add a [databases.NAME] table".into(),
-        );
-    }
+    // No database is allowed, as in PgBouncer: the console still answers
+    // and a reload may add them (`pgwarden check` says so).
     for (name, db) in &config.databases {
         if db.clusters.is_empty() {
             if let Err(e) = check_addr(&db.primary) {
