@@ -24,6 +24,10 @@ fi
 if [ "${1:-}" != "--bench" ] && ! command -v chromium >/dev/null 2>&1; then
   lean+=(chromium)
 fi
+# HAProxy, the load balancer in front of several pgwardens (tests/peers.rs).
+if [ "${1:-}" != "--bench" ] && [ ! -x /usr/sbin/haproxy ] && ! command -v haproxy >/dev/null 2>&1; then
+  lean+=(haproxy)
+fi
 if [ "${1:-}" = "--bench" ] && ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
   need+=(pgbouncer)
 fi

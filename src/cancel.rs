@@ -31,6 +31,7 @@ use bytes::BytesMut;
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::peers::{self, PeerSettings, Peering};
 use crate::wire::frontend;
 
 const SHARDS: usize = 16;
@@ -307,14 +308,31 @@ impl SessionControl {
 
 type CancelSlot = Arc<SessionControl>;
 
+/// A whole cancel key, process id and secret: with peering on, process
+/// ids alone repeat (only 15 of their bits are random).
+type Key = u64;
+
+fn key(process_id: i32, secret_key: i32) -> Key {
+    (u64::from(process_id as u32) << 32) | u64::from(secret_key as u32)
+}
+
 pub struct CancelRegistry {
-    shards: Vec<Mutex<HashMap<i32, (i32, CancelSlot)>>>,
+    shards: Vec<Mutex<HashMap<Key, CancelSlot>>>,
+    /// `peer_id` and `[peers]` ([`crate::peers`]), replaced on reload.
+    peering: arc_swap::ArcSwap<Peering>,
+    /// Cancels for a peer id not in `[peers]`, dropped.
+    pub unknown_peer: AtomicU64,
+    /// Cancels whose time-to-live ran out (a loop of peers), dropped.
+    pub ttl_exhausted: AtomicU64,
 }
 
 impl Default for CancelRegistry {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            peering: Default::default(),
+            unknown_peer: AtomicU64::new(0),
+            ttl_exhausted: AtomicU64::new(0),
         }
     }
 }
@@ -329,8 +347,9 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut shard = self.registry.shard(self.process_id);
-        shard.remove(&self.process_id);
+        let key = key(self.process_id, self.secret_key);
+        let mut shard = self.registry.shard(key);
+        shard.remove(&key);
         // A table sized for a crowd that has left would hold its memory
         // for good; halving it at a quarter full keeps the rehashes rare.
         if shard.capacity() > SHRINK_ABOVE && shard.len() < shard.capacity() / 4 {
@@ -344,24 +363,39 @@ impl Drop for Registration {
 const SHRINK_ABOVE: usize = 64;
 
 impl CancelRegistry {
-    fn shard(&self, pid: i32) -> std::sync::MutexGuard<'_, HashMap<i32, (i32, CancelSlot)>> {
-        self.shards[pid.unsigned_abs() as usize % SHARDS]
+    fn shard(&self, key: Key) -> std::sync::MutexGuard<'_, HashMap<Key, CancelSlot>> {
+        // Both halves hold random bits whatever the peering.
+        let mixed = (key ^ (key >> 32)) as usize;
+        self.shards[mixed % SHARDS]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Issues a fresh, unique key for a new client.
+    /// Applies `peer_id` and `[peers]` (at start; `[peers]` on reload too).
+    pub fn set_peering(&self, settings: &PeerSettings) {
+        let next = Peering::from_settings(settings, &self.peering.load());
+        self.peering.store(Arc::new(next));
+    }
+
+    /// The peering in force (`SHOW PEERS`, `SHOW PEER_POOLS`).
+    pub fn peering(&self) -> Arc<Peering> {
+        self.peering.load_full()
+    }
+
+    /// Issues a fresh, unique key for a new client, carrying this
+    /// instance's peer id when peering is on.
     pub fn register(self: &Arc<Self>) -> Registration {
+        let me = self.peering.load().me;
         let mut rng = rand::thread_rng();
         loop {
-            let pid: i32 = rng.gen_range(1..i32::MAX);
-            let mut shard = self.shard(pid);
-            if shard.contains_key(&pid) {
+            let (pid, secret_key) = peers::stamp(rng.gen_range(1..i32::MAX), rng.gen(), me);
+            let key = key(pid, secret_key);
+            let mut shard = self.shard(key);
+            if shard.contains_key(&key) {
                 continue;
             }
-            let secret_key: i32 = rng.gen();
             let control: CancelSlot = Arc::default();
-            shard.insert(pid, (secret_key, control.clone()));
+            shard.insert(key, control.clone());
             return Registration {
                 process_id: pid,
                 secret_key,
@@ -371,15 +405,25 @@ impl CancelRegistry {
         }
     }
 
-    /// Carries out a client's cancel request: see [`forward_cancel`].
-    /// An unknown key is ignored, as PostgreSQL does.
-    pub async fn cancel(&self, process_id: i32, secret_key: i32) {
-        let control = {
-            let shard = self.shard(process_id);
-            match shard.get(&process_id) {
-                Some((key, control)) if *key == secret_key => Some(control.clone()),
-                _ => None,
+    /// Carries out a client's cancel request: see [`forward_cancel`]. A
+    /// key another peer issued is forwarded to that peer. An unknown key
+    /// is ignored, as PostgreSQL does.
+    pub async fn cancel(&self, process_id: i32, mut secret_key: i32) {
+        let peering = self.peering.load_full();
+        if peering.me != 0 {
+            let owner = peers::owner(process_id);
+            if owner != peering.me {
+                return self
+                    .forward_to_peer(&peering, owner, process_id, secret_key)
+                    .await;
             }
+            // Stored keys carry a full time-to-live; this one may have
+            // come through peers that spent some.
+            secret_key |= peers::TTL_MASK;
+        }
+        let control = {
+            let key = key(process_id, secret_key);
+            self.shard(key).get(&key).cloned()
         };
         match control {
             Some(control) => forward_cancel(&control).await,
@@ -387,12 +431,46 @@ impl CancelRegistry {
         }
     }
 
-    /// Every logged-in session, with its key (for the console).
+    /// Sends a cancel on to the peer that issued its key, with one
+    /// forward fewer left; dropped (and counted) for an unknown peer or a
+    /// spent time-to-live.
+    async fn forward_to_peer(&self, peering: &Peering, owner: u16, pid: i32, secret: i32) {
+        if peers::ttl(secret) == 0 {
+            self.ttl_exhausted.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                peer_id = owner,
+                "cancel request dropped: forwarded too many times"
+            );
+            return;
+        }
+        let Some(peer) = peering.peers.get(&owner) else {
+            self.unknown_peer.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                peer_id = owner,
+                "cancel request for an unknown peer dropped"
+            );
+            return;
+        };
+        tracing::debug!(peer_id = owner, "forwarding a cancel request to its peer");
+        peer.in_flight.fetch_add(1, Ordering::Relaxed);
+        let sent = send_cancel_to(peer.addr.as_str(), pid, secret - 1).await;
+        peer.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match sent {
+            true => peer.forwarded.fetch_add(1, Ordering::Relaxed),
+            false => peer.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// Every logged-in session, with its process id (for the console).
     pub fn sessions(&self) -> Vec<(i32, CancelSlot)> {
         let mut all = Vec::new();
         for shard in &self.shards {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            all.extend(shard.iter().map(|(pid, (_, c))| (*pid, c.clone())));
+            all.extend(
+                shard
+                    .iter()
+                    .map(|(key, c)| ((*key >> 32) as u32 as i32, c.clone())),
+            );
         }
         all.sort_by_key(|(pid, _)| *pid);
         all
@@ -402,7 +480,7 @@ impl CancelRegistry {
     pub fn stop_all(&self) {
         for shard in &self.shards {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            for (_, control) in shard.values() {
+            for control in shard.values() {
                 // A busy session sees the flag at its next idle point.
                 control.request_stop();
             }
@@ -445,13 +523,23 @@ pub async fn forward_cancel(control: &SessionControl) {
     control.in_flight.fetch_sub(1, Ordering::AcqRel);
 }
 
-/// Sends a CancelRequest and waits (bounded) for PostgreSQL to close the
-/// connection, which it does once it has signalled the backend.
+/// Sends a CancelRequest to the server `target` names.
 async fn send_cancel(target: &CancelTarget) {
+    send_cancel_to(target.addr, target.process_id, target.secret_key).await;
+}
+
+/// Sends a CancelRequest and waits (bounded) for the other side to close
+/// the connection, which PostgreSQL does once it has signalled the
+/// backend (and a peer once it has done the same); true if it did.
+async fn send_cancel_to(
+    addr: impl tokio::net::ToSocketAddrs + std::fmt::Debug,
+    process_id: i32,
+    secret_key: i32,
+) -> bool {
     let mut buf = BytesMut::new();
-    frontend::cancel_request(&mut buf, target.process_id, target.secret_key);
+    frontend::cancel_request(&mut buf, process_id, secret_key);
     let exchange = async {
-        let mut sock = tokio::net::TcpStream::connect(target.addr).await?;
+        let mut sock = tokio::net::TcpStream::connect(&addr).await?;
         sock.write_all(&buf).await?;
         let mut sink = [0u8; 64];
         while sock.read(&mut sink).await? > 0 {}
@@ -462,9 +550,15 @@ async fn send_cancel(target: &CancelTarget) {
         ms => Duration::from_millis(ms),
     };
     match tokio::time::timeout(limit, exchange).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not send cancel request to server"),
-        Err(_) => tracing::warn!("cancel request not done within cancel_wait_timeout"),
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(?addr, error = %e, "could not send a cancel request");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(?addr, "cancel request not done within cancel_wait_timeout");
+            false
+        }
     }
 }
 

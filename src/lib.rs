@@ -21,6 +21,7 @@ pub mod logline;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod peers;
 pub mod pidfile;
 pub mod pool;
 pub mod prepared;

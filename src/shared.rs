@@ -155,12 +155,14 @@ impl Shared {
                 (name.clone(), Topology::new(name, nodes))
             })
             .collect();
+        let cancels = Arc::new(CancelRegistry::default());
+        cancels.set_peering(&loaded.config.peer_settings());
         Arc::new(Self {
             topologies,
             config: ArcSwap::from_pointee(loaded),
             pools: Pools::default(),
             statements: Default::default(),
-            cancels: Arc::new(CancelRegistry::default()),
+            cancels,
             audit: Default::default(),
             stats: Default::default(),
             gates: Default::default(),
@@ -255,6 +257,10 @@ impl Shared {
         crate::logging::configure(&p.log_settings());
         crate::net::dns::configure(p.dns_max_ttl.0, p.dns_nxdomain_ttl.0);
         crate::cancel::configure(p.cancel_wait_timeout.0);
+        // `peer_id` is restart-only: keys already issued carry it.
+        let mut peering = new.config.peer_settings();
+        peering.me = self.cancels.peering().me;
+        self.cancels.set_peering(&peering);
         self.config.store(Arc::new(new));
         Ok(())
     }

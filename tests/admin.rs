@@ -1901,8 +1901,11 @@ async fn set_takes_every_pgbouncer_runtime_key() {
             "SET {key} = {value} did not change SHOW CONFIG"
         );
     }
+    // Issued cancel keys carry the peer id: a restart changes it.
+    let err = admin.simple_query("SET peer_id = 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("55P02"));
     for key in [
-        "peer_id",
+        "disable_pqexec",
         "scram_iterations",
         "client_tls_ciphers",
         "sbuf_loopcnt",

@@ -11,6 +11,7 @@
 pub mod command;
 pub mod control;
 pub mod handler;
+pub mod peers;
 pub mod reconfigure;
 pub mod show;
 pub mod show_pgwarden;

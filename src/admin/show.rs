@@ -17,7 +17,7 @@ use Kind::{Int4, Text};
 pub const HELP: &str = "\
 \tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE|LISTS|MEM
 \tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS
-\tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|DNS_HOSTS|DNS_ZONES
+\tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|DNS_HOSTS|DNS_ZONES|PEERS|PEER_POOLS
 \tSHOW NODES|ROUTING|TENANTS|LATENCY|QUERIES
 \tDRAIN NODE <addr>
 \tUNDRAIN NODE <addr>
@@ -66,6 +66,8 @@ pub fn show(shared: &Shared, what: &str) -> Result<Table, ProxyError> {
         "fds" => Ok(super::sockets::fds(shared)),
         "dns_hosts" => Ok(super::sockets::dns_hosts()),
         "dns_zones" => Ok(super::sockets::dns_zones()),
+        "peers" => Ok(super::peers::peers(shared)),
+        "peer_pools" => Ok(super::peers::peer_pools(shared)),
         other => Err(ProxyError::AdminSyntax(format!(
             "invalid command 'SHOW {}', use SHOW HELP;",
             other.to_ascii_uppercase()

@@ -59,7 +59,6 @@ const PGBOUNCER: &[(&str, &str)] = &[
         "each worker serves its clients fairly by tokio's budget",
     ),
     ("so_reuseport", "rolling restarts are planned (issue 22)"),
-    ("peer_id", "peers are planned (issue 22)"),
     (
         "suspend_timeout",
         "SUSPEND only waits for servers to be idle; there is no -R restart",

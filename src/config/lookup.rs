@@ -42,37 +42,69 @@ impl Loaded {
             .unwrap_or(self.config.proxy.pool_mode)
     }
 
-    /// For the pool of `user` (the user servers see) on `db`.
+    /// How many instances share the server-connection budgets:
+    /// `fleet_size`, where 0 means one per `[peers]` entry (at least 1).
+    pub fn fleet_size(&self) -> usize {
+        match self.config.proxy.fleet_size {
+            0 => self.config.peers.len().max(1),
+            n => n,
+        }
+    }
+
+    /// This instance's share of a fleet-wide count of server connections:
+    /// rounded down, so that the fleet never exceeds the budget, but at
+    /// least 1 where the budget is not 0 (a pool needs a server).
+    fn share(&self, budget: usize, at_least_one: bool) -> usize {
+        let fleet = self.fleet_size();
+        match budget / fleet {
+            0 if at_least_one && budget > 0 => 1,
+            n => n,
+        }
+    }
+
+    /// For the pool of `user` (the user servers see) on `db`: this
+    /// instance's share of it (`fleet_size`).
     pub fn pool_size(&self, db: &str, user: &str) -> usize {
-        self.user(user)
+        let size = self
+            .user(user)
             .and_then(|u| u.pool_size)
             .or_else(|| self.database(db).and_then(|d| d.pool_size))
-            .unwrap_or(self.config.proxy.default_pool_size)
+            .unwrap_or(self.config.proxy.default_pool_size);
+        self.share(size, true)
     }
 
     pub fn reserve_pool_size(&self, db: &str, user: &str) -> usize {
-        self.user(user)
+        let size = self
+            .user(user)
             .and_then(|u| u.reserve_pool_size)
             .or_else(|| self.database(db).and_then(|d| d.reserve_pool_size))
-            .unwrap_or(self.config.proxy.reserve_pool_size)
+            .unwrap_or(self.config.proxy.reserve_pool_size);
+        self.share(size, false)
     }
 
     pub fn min_pool_size(&self, db: &str) -> usize {
-        self.database(db)
+        let size = self
+            .database(db)
             .and_then(|d| d.min_pool_size)
-            .unwrap_or(self.config.proxy.min_pool_size)
+            .unwrap_or(self.config.proxy.min_pool_size);
+        self.share(size, false)
     }
 
+    /// 0: no limit (and so in every instance).
     pub fn max_db_connections(&self, db: &str) -> usize {
-        self.database(db)
+        let max = self
+            .database(db)
             .and_then(|d| d.max_db_connections)
-            .unwrap_or(self.config.proxy.max_db_connections)
+            .unwrap_or(self.config.proxy.max_db_connections);
+        self.share(max, true)
     }
 
     pub fn max_user_connections(&self, user: &str) -> usize {
-        self.user(user)
+        let max = self
+            .user(user)
             .and_then(|u| u.max_user_connections)
-            .unwrap_or(self.config.proxy.max_user_connections)
+            .unwrap_or(self.config.proxy.max_user_connections);
+        self.share(max, true)
     }
 
     /// Clients at once on database `db` as clients name it (0: no limit).
@@ -253,6 +285,28 @@ mod tests {
             l.session_timeouts("web").query,
             Some(Duration::from_secs(9))
         );
+    }
+
+    #[test]
+    fn each_instance_takes_its_share_of_the_fleets_budget() {
+        let l = loaded(
+            "[proxy]\nfleet_size = 3\ndefault_pool_size = 20\nmax_db_connections = 30\n\
+             reserve_pool_size = 2\nmax_user_connections = 2\n\
+             [databases.a]\nprimary = \"h:1\"\n",
+        );
+        assert_eq!(l.fleet_size(), 3);
+        assert_eq!(l.pool_size("a", "u"), 6, "20 / 3, rounded down");
+        assert_eq!(l.max_db_connections("a"), 10);
+        assert_eq!(l.reserve_pool_size("a", "u"), 0);
+        assert_eq!(l.max_user_connections("u"), 1, "at least one");
+        let auto = loaded(
+            "[proxy]\nfleet_size = 0\npeer_id = \"1\"\nmax_db_connections = 30\n\
+             [peers]\n1 = \"a:1\"\n2 = \"b:1\"\n[databases.a]\nprimary = \"h:1\"\n",
+        );
+        assert_eq!(auto.max_db_connections("a"), 15, "one share per peer");
+        let alone = loaded("[proxy]\nfleet_size = 0\n[databases.a]\nprimary = \"h:1\"\n");
+        assert_eq!(alone.fleet_size(), 1);
+        assert_eq!(alone.max_db_connections("a"), 0, "no limit stays none");
     }
 
     #[test]

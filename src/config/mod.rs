@@ -378,6 +378,21 @@ pub fn from_config(mut config: Config, base: &Path) -> Result<Loaded, Vec<Proble
     }
     // No database is allowed, as in PgBouncer: the console still answers
     // and a reload may add them (`pgwarden check` says so).
+    for (id, addr) in &config.peers {
+        let key = format!("peers.{id}");
+        if !matches!(id.parse::<u16>(), Ok(1..)) {
+            problem(&key, "a peer id is a number from 1 to 65535".into());
+        }
+        if let Err(e) = check_addr(addr) {
+            problem(&key, e);
+        }
+    }
+    if config.proxy.peer_id == 0 && !config.peers.is_empty() {
+        problem(
+            "proxy.peer_id",
+            "[peers] needs this instance's own peer_id (1-65535)".into(),
+        );
+    }
     for (name, db) in &config.databases {
         if db.clusters.is_empty() {
             if let Err(e) = check_addr(&db.primary) {

@@ -110,6 +110,7 @@ impl ProxySettings {
         "unix_socket_group",
         "tcp_defer_accept",
         "pidfile",
+        "peer_id",
         "workers",
         "worker_model",
         "admin_listen",
@@ -189,6 +190,7 @@ impl ProxySettings {
                 self.tcp_defer_accept != next.tcp_defer_accept,
             ),
             ("pidfile", self.pidfile != next.pidfile),
+            ("peer_id", self.peer_id != next.peer_id),
             ("workers", self.workers != next.workers),
             ("worker_model", self.worker_model != next.worker_model),
             ("admin_listen", self.admin_listen != next.admin_listen),
@@ -235,6 +237,17 @@ pub struct ProxySettings {
     pub dns_nxdomain_ttl: Secs,
     /// A file to write the process id to (empty: none), removed at exit.
     pub pidfile: String,
+    /// How many instances share `default_pool_size`, `pool_size`,
+    /// `min_pool_size`, `reserve_pool_size`, `max_db_connections` and
+    /// `max_user_connections`: each instance uses its share, rounded down
+    /// (at least one server). 0: one per `[peers]` entry.
+    pub fleet_size: usize,
+    /// This instance's id among its `[peers]` (1-65535; 0: peering off).
+    /// Cancel keys carry it, so a cancel that reaches another instance is
+    /// forwarded here. Restart to change (issued keys carry the old one).
+    /// A string of digits is taken too, so that `"${PEER_ID}"` works.
+    #[serde(deserialize_with = "number_or_digits")]
+    pub peer_id: u16,
     /// Append the client's address to its `application_name` at login.
     pub application_name_add_host: bool,
     /// The period of `SHOW STATS`' averages (0: PgBouncer's 60 s).
@@ -402,6 +415,8 @@ impl Default for ProxySettings {
             dns_max_ttl: Secs::from_secs(15),
             dns_nxdomain_ttl: Secs::from_secs(15),
             pidfile: String::new(),
+            peer_id: 0,
+            fleet_size: 1,
             application_name_add_host: false,
             stats_period: Secs::from_secs(60),
             log_stats: true,
@@ -753,6 +768,25 @@ impl Default for RoutingSettings {
     }
 }
 
+/// A number, or a string of its digits (what `${VAR}` expands to).
+fn number_or_digits<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64> + std::str::FromStr,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Digits(String),
+    }
+    let wrong = || serde::de::Error::custom("expected a number (or a string of digits)");
+    match Raw::deserialize(d)? {
+        Raw::Number(n) => T::try_from(n).map_err(|_| wrong()),
+        Raw::Digits(s) => s.trim().parse().map_err(|_| wrong()),
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -799,6 +833,24 @@ pub struct Config {
     /// Regions each tenant may be served from.
     #[serde(default)]
     pub tenants: TenantMap,
+    /// The other instances behind the same load balancer: peer id
+    /// (`"1"`..`"65535"`) → `"host:port"` (PgBouncer's `[peers]`).
+    #[serde(default)]
+    pub peers: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// `peer_id` and `[peers]` for the cancel registry (validated ids).
+    pub fn peer_settings(&self) -> crate::peers::PeerSettings {
+        crate::peers::PeerSettings {
+            me: self.proxy.peer_id,
+            peers: self
+                .peers
+                .iter()
+                .filter_map(|(id, addr)| Some((id.parse().ok()?, addr.clone())))
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]

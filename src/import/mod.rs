@@ -48,6 +48,7 @@ pub fn pgbouncer_ini(ini_path: &Path, userlist: Option<&Path>) -> Result<Importe
     let mut proxy = Table::default();
     let mut databases: BTreeMap<String, Table> = BTreeMap::new();
     let mut users: BTreeMap<String, Table> = BTreeMap::new();
+    let mut peers = Table::default();
     let mut other = Table::default();
     for e in &entries {
         match e.section.as_str() {
@@ -60,15 +61,13 @@ pub fn pgbouncer_ini(ini_path: &Path, userlist: Option<&Path>) -> Result<Importe
                 let t = users.entry(e.key.clone()).or_default();
                 pairs_into::<UserSettings>(&e.key, &e.value, t, &mut out);
             }
+            "peers" => peer(&e.key, &e.value, &mut peers, &mut out),
             section => unsupported(
                 &mut other,
                 &mut out,
                 &format!("[{section}] {}", e.key),
                 &e.value,
-                match section {
-                    "peers" => "peers and cancel forwarding are planned (issue 22)",
-                    _ => "pgwarden has no such section",
-                },
+                "pgwarden has no such section",
             ),
         }
     }
@@ -92,6 +91,9 @@ pub fn pgbouncer_ini(ini_path: &Path, userlist: Option<&Path>) -> Result<Importe
     }
     for (name, t) in &users {
         write_table(&mut text, &format!("[users.{}]", toml_key(name)), t);
+    }
+    if !peers.lines.is_empty() {
+        write_table(&mut text, "[peers]", &peers);
     }
     if !other.lines.is_empty() {
         write_table(&mut text, "", &other);
@@ -244,6 +246,51 @@ fn database(name: &str, value: &str, t: &mut Table, out: &mut Imported) {
     }
 }
 
+/// A `[peers]` line, `1 = host=h port=6432 pool_size=10`, as `"1" =
+/// "h:6432"`.
+fn peer(id: &str, value: &str, t: &mut Table, out: &mut Imported) {
+    let key = format!("[peers] {id}");
+    let pairs = match ini::pairs(value) {
+        Ok(p) => p,
+        Err(e) => return unsupported(t, out, &key, value, &e),
+    };
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let host = get("host").unwrap_or_default();
+    if host.is_empty() || host.starts_with('/') {
+        return unsupported(
+            t,
+            out,
+            &key,
+            value,
+            "a peer is reached over TCP: give its host",
+        );
+    }
+    let port = get("port").unwrap_or("6432");
+    let addr = match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    };
+    t.lines.push(format!(
+        "{} = {}",
+        toml::Value::String(id.to_owned()),
+        toml::Value::String(addr)
+    ));
+    if let Some(size) = get("pool_size") {
+        unsupported(
+            t,
+            out,
+            &format!("[peers] {id} pool_size"),
+            size,
+            "each forwarded cancel has its own short connection; none is capped",
+        );
+    }
+}
+
 /// `"user" "password"` lines of a userlist (`""` inside quotes is a quote).
 fn userlist_pairs(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -307,6 +354,28 @@ mod tests {
             Some(toml::Value::String("1".into()))
         );
         assert_eq!(typed::<ProxySettings>("no_such_key", "1"), None);
+    }
+
+    #[test]
+    fn peers_as_pgbouncer_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("pgbouncer.ini");
+        std::fs::write(
+            &ini,
+            "[pgbouncer]\npeer_id = 2\n[peers]\n1 = host=10.0.0.1 port=6433\n\
+             2 = host=pgb2.internal pool_size=5\n3 = host=/tmp\n",
+        )
+        .unwrap();
+        let out = pgbouncer_ini(&ini, None).unwrap();
+        let config: crate::config::Config = toml::from_str(&out.toml).unwrap();
+        assert_eq!(config.proxy.peer_id, 2);
+        assert_eq!(config.peers["1"], "10.0.0.1:6433");
+        assert_eq!(
+            config.peers["2"], "pgb2.internal:6432",
+            "PgBouncer's default port"
+        );
+        assert!(!config.peers.contains_key("3"));
+        assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
     }
 
     #[test]

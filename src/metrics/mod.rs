@@ -40,6 +40,7 @@ pub fn render(shared: &Shared) -> String {
     latency(&mut e, shared);
     nodes(&mut e, shared);
     tenants(&mut e, shared);
+    peer_cancels(&mut e, shared);
     let mut f = e.family(
         "pgwarden_tls_handshakes_total",
         Kind::Counter,
@@ -463,5 +464,36 @@ fn tenants(e: &mut Exposition, shared: &Shared) {
                 n as f64,
             );
         }
+    }
+}
+
+/// Cancels forwarded to peers, and those dropped (an unknown peer id, a
+/// spent time-to-live): a load balancer with a peer missing from
+/// `[peers]` shows here.
+fn peer_cancels(e: &mut Exposition, shared: &Shared) {
+    let mut f = e.family(
+        "pgwarden_peer_cancels_total",
+        Kind::Counter,
+        "Cancel requests for another instance's clients, by peer and result (forwarded, failed).",
+    );
+    for peer in shared.cancels.peering().peers.values() {
+        let id = peer.id.to_string();
+        for (result, n) in [("forwarded", &peer.forwarded), ("failed", &peer.failed)] {
+            f.sample(
+                &[("peer_id", &id), ("result", result)],
+                n.load(Ordering::Relaxed) as f64,
+            );
+        }
+    }
+    let mut f = e.family(
+        "pgwarden_cancels_dropped_total",
+        Kind::Counter,
+        "Cancel requests dropped by peering: reason unknown_peer (an id not in [peers]) or ttl_exhausted (forwarded three times).",
+    );
+    for (reason, n) in [
+        ("unknown_peer", &shared.cancels.unknown_peer),
+        ("ttl_exhausted", &shared.cancels.ttl_exhausted),
+    ] {
+        f.sample(&[("reason", reason)], n.load(Ordering::Relaxed) as f64);
     }
 }
