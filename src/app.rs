@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
@@ -38,7 +39,10 @@ impl Proxy {
     /// # Errors
     /// The listen address cannot be bound.
     pub async fn start(loaded: Loaded) -> std::io::Result<Proxy> {
-        let listener = bind(&loaded.config.proxy.listen, "listen").await?;
+        let listener = match loaded.config.proxy.so_reuseport {
+            true => bind_reuseport(&loaded.config.proxy.listen).await?,
+            false => bind(&loaded.config.proxy.listen, "listen").await?,
+        };
         let addr = listener.local_addr()?;
         if loaded.config.proxy.tcp_defer_accept > 0 {
             crate::net::tcp::defer_accept(&listener, loaded.config.proxy.tcp_defer_accept);
@@ -133,37 +137,48 @@ async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             r = accept(&listener) => r,
-            _ = shared.shutdown.cancelled() => return,
-            _ = shared.draining.cancelled() => return,
+            _ = shared.shutdown.cancelled() => break,
+            _ = shared.draining.cancelled() => break,
         };
-        let socket = match accepted {
-            Ok(s) => s,
+        match accepted {
+            Ok(socket) => admit(socket, &shared, &tracker, &workers),
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        let (budget, tcp) = {
-            let loaded = shared.config.load();
-            let p = &loaded.config.proxy;
-            (p.login_budget(), p.tcp_options())
-        };
-        let ticket = shared.admission.enter(budget);
-        let (shared, sessions) = (shared.clone(), tracker.clone());
-        match socket {
-            Accepted::Tcp(s) => {
-                let _ = s.set_nodelay(true);
-                tcp.apply(&s);
-                workers.spawn_client(&tracker, s, move |s| {
-                    serve_client(Stream::Tcp(s), shared, ticket, sessions)
-                });
-            }
-            Accepted::Unix(s) => workers.spawn_client(&tracker, s, move |s| {
-                serve_client(Stream::Unix(s), shared, ticket, sessions)
-            }),
         }
+    }
+    // Connections the kernel has completed but nobody accepted yet would be
+    // reset when the listener closes: take them in first. Under
+    // `so_reuseport`, only those queued here are; with the sysctl
+    // net.ipv4.tcp_migrate_req = 1 the kernel hands any that arrive
+    // between this and the close to the new process.
+    while let Some(Ok(socket)) = accept(&listener).now_or_never() {
+        admit(socket, &shared, &tracker, &workers);
+    }
+}
+
+/// Starts the login and session of one accepted client on a worker.
+fn admit(socket: Accepted, shared: &Arc<Shared>, tracker: &TaskTracker, workers: &Workers) {
+    let (budget, tcp) = {
+        let loaded = shared.config.load();
+        let p = &loaded.config.proxy;
+        (p.login_budget(), p.tcp_options())
+    };
+    let ticket = shared.admission.enter(budget);
+    let (shared, sessions) = (shared.clone(), tracker.clone());
+    match socket {
+        Accepted::Tcp(s) => {
+            let _ = s.set_nodelay(true);
+            tcp.apply(&s);
+            workers.spawn_client(tracker, s, move |s| {
+                serve_client(Stream::Tcp(s), shared, ticket, sessions)
+            });
+        }
+        Accepted::Unix(s) => workers.spawn_client(tracker, s, move |s| {
+            serve_client(Stream::Unix(s), shared, ticket, sessions)
+        }),
     }
 }
 
@@ -274,6 +289,33 @@ async fn bind(addr: &str, key: &str) -> std::io::Result<TcpListener> {
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("{key} = \"{addr}\": {e}")))
 }
+
+/// Binds the client listener with `SO_REUSEPORT` (`so_reuseport`): the
+/// kernel then spreads new connections over every pgwarden listening on
+/// the port, which is how a new process takes over from a draining one.
+async fn bind_reuseport(addr: &str) -> std::io::Result<TcpListener> {
+    let named = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("listen = \"{addr}\" (so_reuseport): {e}"))
+    };
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await.map_err(named)? {
+        let socket = match a {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .map_err(named)?;
+        socket.set_reuseaddr(true).map_err(named)?;
+        socket.set_reuseport(true).map_err(named)?;
+        match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(named(e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| named(std::io::ErrorKind::NotFound.into())))
+}
+
+/// What `TcpListener::bind` uses too.
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// One topology monitor per database with a topology, until shutdown.
 fn start_monitors(shared: &Arc<Shared>) {

@@ -77,6 +77,11 @@ pub struct Session {
     /// A server is attached but the client's request is not written to it
     /// yet: cancels are not forwarded to it until it is.
     unassigned: bool,
+    /// No transaction has ended yet. A shutdown gives such a session a
+    /// moment after its login to send its first request and serves it: a
+    /// client that logged in as the listener closed (a rolling restart,
+    /// pgbench `-C`) is served, not refused (`events::FRESH_GRACE`).
+    fresh: bool,
     /// Requests, bytes and times for `SHOW STATS`.
     traffic: Traffic,
     /// Read/write routing, for databases with replicas (boxed: made at
@@ -117,6 +122,7 @@ impl Session {
             pin_counted: false,
             held: false,
             unassigned: false,
+            fresh: true,
             route: login.route.take(),
             traffic: Traffic::default(),
             login,
@@ -138,9 +144,7 @@ impl Session {
     }
 
     async fn serve(&mut self) -> End {
-        if self.shared.is_stopping() {
-            return End::Error(ProxyError::Shutdown);
-        }
+        // Even during a shutdown: see `fresh`.
         self.shed_idle_buffer();
         if !self.cbuf.is_empty() {
             if let Err(end) = Box::pin(self.on_client_data()).await {
@@ -380,6 +384,7 @@ impl Session {
             Next::Release(rest) => {
                 self.release(rest).await;
                 self.shed_idle_buffer();
+                self.fresh = false;
                 if self.shared.is_stopping() {
                     return Err(End::Error(ProxyError::Shutdown));
                 }

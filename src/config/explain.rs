@@ -58,7 +58,6 @@ const PGBOUNCER: &[(&str, &str)] = &[
         "sbuf_loopcnt",
         "each worker serves its clients fairly by tokio's budget",
     ),
-    ("so_reuseport", "rolling restarts are planned (issue 22)"),
     (
         "suspend_timeout",
         "SUSPEND only waits for servers to be idle; there is no -R restart",

@@ -109,6 +109,7 @@ impl ProxySettings {
         "unix_socket_mode",
         "unix_socket_group",
         "tcp_defer_accept",
+        "so_reuseport",
         "pidfile",
         "peer_id",
         "workers",
@@ -189,6 +190,7 @@ impl ProxySettings {
                 "tcp_defer_accept",
                 self.tcp_defer_accept != next.tcp_defer_accept,
             ),
+            ("so_reuseport", self.so_reuseport != next.so_reuseport),
             ("pidfile", self.pidfile != next.pidfile),
             ("peer_id", self.peer_id != next.peer_id),
             ("workers", self.workers != next.workers),
@@ -292,6 +294,10 @@ pub struct ProxySettings {
     /// and says nothing is seen (and timed out by `client_login_timeout`)
     /// rather than held back by the kernel.
     pub tcp_defer_accept: u32,
+    /// Bind the listener with `SO_REUSEPORT`, so that a new pgwarden can
+    /// listen on the same port while this one drains (a rolling restart:
+    /// start the new one, then SIGTERM the old). Restart to change.
+    pub so_reuseport: bool,
     /// Worker threads; 0 means automatic ([`ProxySettings::worker_count`]).
     pub workers: usize,
     pub worker_model: WorkerModel,
@@ -438,6 +444,7 @@ impl Default for ProxySettings {
             tcp_user_timeout: 0,
             tcp_socket_buffer: 0,
             tcp_defer_accept: 0,
+            so_reuseport: false,
             workers: 0,
             worker_model: WorkerModel::PerCore,
             pool_mode: PoolMode::Transaction,

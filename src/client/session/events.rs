@@ -14,6 +14,10 @@ use super::timeouts::arm;
 use super::Session;
 use crate::cancel::StopReason;
 
+/// How long a shutdown waits for a session that has just logged in to
+/// send its first request.
+const FRESH_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(super) enum Event {
     Client(std::io::Result<usize>),
     /// The client's socket is readable while no server is attached; nothing
@@ -36,6 +40,17 @@ impl Session {
             let retry = Instant::now() + BUFFER_RETRY;
             deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
         }
+        // A shutdown spares a fresh session (see `Session::fresh`) for a
+        // moment after its login, long enough for a client that logs in to
+        // send its first request; one that stays silent is then told 57P01
+        // like any idle client. KILL spares nobody.
+        let spare_until = (self.fresh && self.shared.is_stopping())
+            .then(|| self.last_activity + FRESH_GRACE)
+            .filter(|&t| t > Instant::now());
+        if let Some(t) = spare_until {
+            deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        }
+        let spare = spare_until.is_some();
         let mut timer = arm(&mut self.timer, deadline);
         if let Some(guard) = self.server.as_mut() {
             reserve(&mut self.cbuf);
@@ -83,7 +98,9 @@ impl Session {
                             Err(e) => Event::Client(Err(e)),
                         });
                     }
-                    if control.poll_stop(cx).is_ready() {
+                    if control.poll_stop(cx).is_ready()
+                        && !(spare && control.stop_reason() == StopReason::Shutdown)
+                    {
                         return Poll::Ready(Event::Shutdown);
                     }
                 }

@@ -1,0 +1,139 @@
+//! A rolling restart under load, on the real binary: with `so_reuseport`
+//! a new pgwarden listens on the port of a running one, the old one gets
+//! SIGTERM and drains (accepting no more, serving what it has), and
+//! pgbench in `-C` mode (a new connection per transaction) sees no failed
+//! transaction; the old process exits by itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pgwarden");
+
+/// Starts pgwarden on `config`; returns once it has said READY=1.
+fn start(config: &std::path::Path, dir: &std::path::Path, name: &str) -> (Child, UnixDatagram) {
+    let sock = dir.join(format!("{name}.notify"));
+    let notify = UnixDatagram::bind(&sock).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("NOTIFY_SOCKET", &sock)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("READY=1 within 20 s");
+    assert!(buf[..n].starts_with(b"READY=1"), "{:?}", &buf[..n]);
+    (child, notify)
+}
+
+/// Kills a child the test did not see exit (a failed assertion).
+struct Reaper(Vec<u32>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: signalling our own children; gone ones are ignored.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+#[test]
+fn rolling_restart_under_pgbench_connect_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = pgwarden::localpg::free_port_range(1).unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:{port}\"\nso_reuseport = true\n\
+             shutdown_timeout = 15\nauth_type = \"md5\"\ndefault_pool_size = 8\n\
+             [databases.{DB}]\nprimary = \"{}\"\n\
+             [users.{MD5_USER}]\npassword = \"{PASSWORD}\"\n",
+            cluster().primary.addr()
+        ),
+    )
+    .unwrap();
+    let script = dir.path().join("select.sql");
+    std::fs::write(&script, "SELECT 1;\n").unwrap();
+
+    let (mut old, old_notify) = start(&config, dir.path(), "old");
+    let mut reaper = Reaper(vec![old.id()]);
+    let bench = Command::new(pg_tool("pgbench"))
+        .args(["-n", "-C", "-T", "20", "-c", "4", "-j", "2", "-f"])
+        .arg(&script)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            MD5_USER,
+            DB,
+        ])
+        .env("PGPASSWORD", PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    reaper.0.push(bench.id());
+
+    // The new process joins the port, then the old one drains.
+    std::thread::sleep(Duration::from_secs(5));
+    let (mut new, _new_notify) = start(&config, dir.path(), "new");
+    reaper.0.push(new.id());
+    std::thread::sleep(Duration::from_secs(1));
+    signal(&old, libc::SIGTERM);
+    let mut buf = [0u8; 512];
+    let n = old_notify.recv(&mut buf).expect("STOPPING=1");
+    assert!(buf[..n].starts_with(b"STOPPING=1"));
+    let exited = wait_exit(&mut old, Duration::from_secs(20));
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "the old process exits by itself: {exited:?}"
+    );
+
+    let out = bench.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && !text.contains("aborted"), "{text}");
+    assert!(text.contains("number of failed transactions: 0 "), "{text}");
+    let done: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|n| n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(done > 200, "{text}");
+    eprintln!("rolling restart: {done} transactions, 0 failed");
+
+    signal(&new, libc::SIGTERM);
+    assert!(wait_exit(&mut new, Duration::from_secs(20)).is_some());
+}
