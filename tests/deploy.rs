@@ -9,7 +9,7 @@ mod harness;
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::*;
 
@@ -25,14 +25,16 @@ fn next_message(socket: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, sig) };
-}
-
 /// Waits for a clean exit and returns what the child wrote to stderr.
 fn exit_and_stderr(child: &mut Child) -> String {
-    assert!(wait_exit(child).success());
+    let status = wait_exit(child, Duration::from_secs(30));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "pgwarden did not exit cleanly within 30 s: {status:?}"
+    );
     let mut stderr = String::new();
     child
         .stderr
@@ -41,20 +43,6 @@ fn exit_and_stderr(child: &mut Child) -> String {
         .read_to_string(&mut stderr)
         .unwrap();
     stderr
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("pgwarden did not exit within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

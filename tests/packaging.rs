@@ -8,8 +8,12 @@
 //! is not built.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod harness;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use harness::missing_dependency;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgwarden");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -23,22 +27,6 @@ fn tool(name: &str) -> Option<PathBuf> {
             .output()
             .is_ok_and(|o| o.status.success())
     })
-}
-
-fn missing(what: &str) {
-    let ci = std::env::var("CI").is_ok_and(|v| matches!(v.as_str(), "true" | "1" | "yes"));
-    assert!(
-        !ci,
-        "{what} is missing and CI=true (scripts/deps.sh installs it)"
-    );
-    eprintln!("SKIPPED: {what} is missing (scripts/deps.sh installs it)");
-    let skips = Path::new(ROOT).join("target/test-skips.txt");
-    let line = format!("packaging: {what} missing\n");
-    let _ = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(skips)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
 }
 
 /// Runs a command: (success, stdout + stderr).
@@ -116,7 +104,7 @@ fn dockerfile_lints_and_copies_files_that_exist() {
     );
 
     let Some(hadolint) = tool("hadolint") else {
-        return missing("hadolint");
+        return missing_dependency("hadolint");
     };
     let (ok, text) = run(Command::new(hadolint).arg(&dockerfile));
     assert!(ok, "hadolint:\n{text}");
@@ -137,7 +125,7 @@ fn systemd_unit_verifies() {
         assert!(text.contains(needed), "the unit has {needed}");
     }
     let Some(analyze) = tool("systemd-analyze") else {
-        return missing("systemd-analyze");
+        return missing_dependency("systemd-analyze");
     };
     // verify checks that ExecStart's binary exists: point it at this build.
     let dir = tempfile::tempdir().unwrap();
@@ -170,7 +158,7 @@ fn kubernetes_manifests_validate() {
         .map(|f| dir.join(f))
         .collect();
     let (Some(yamllint), Some(validate)) = (tool("yamllint"), tool("kubernetes-validate")) else {
-        return missing("yamllint or kubernetes-validate");
+        return missing_dependency("yamllint or kubernetes-validate");
     };
     let (ok, out) = run(Command::new(yamllint)
         .arg("-s")
@@ -219,14 +207,14 @@ for d in docs:
 fn debian_package_installs_and_removes() {
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 {
-        return missing("root (dpkg -i)");
+        return missing_dependency("root (dpkg -i)");
     }
     let has_cargo_deb = Command::new("cargo")
         .args(["deb", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_cargo_deb || tool("systemd-analyze").is_none() {
-        return missing("cargo-deb or systemd-analyze");
+        return missing_dependency("cargo-deb or systemd-analyze");
     }
     let installed = Command::new("dpkg")
         .args(["-s", "pgwarden"])

@@ -9,7 +9,7 @@ mod harness;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::*;
 
@@ -45,22 +45,6 @@ impl Drop for Reaper {
             unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
         }
     }
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, sig) };
 }
 
 #[test]

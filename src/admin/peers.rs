@@ -18,12 +18,12 @@ pub fn peers(shared: &Shared) -> Table {
         ("pool_size", Int4),
     ]);
     for peer in shared.cancels.peering().peers.values() {
-        let (host, port) = peer.addr.rsplit_once(':').unwrap_or((&peer.addr, "0"));
+        let (host, port) = super::show::host_port(&peer.addr);
         let host = host.trim_start_matches('[').trim_end_matches(']');
         t.push(vec![
             i64::from(peer.id).into(),
             host.into(),
-            port.parse::<i64>().unwrap_or(0).into(),
+            port.into(),
             0i64.into(),
         ]);
     }

@@ -104,7 +104,7 @@ fn role(shared: &Shared, db: &str, id: usize) -> &'static str {
 }
 
 /// `host:port` split for PgBouncer's columns.
-fn host_port(addr: &str) -> (String, i32) {
+pub(super) fn host_port(addr: &str) -> (String, i32) {
     addr.rsplit_once(':')
         .map_or((addr.to_owned(), 0), |(h, p)| {
             (h.to_owned(), p.parse().unwrap_or(0))

@@ -478,3 +478,24 @@ pub fn skipped(why: &str) {
         let _ = std::io::Write::write_all(&mut f, format!("{why}\n").as_bytes());
     }
 }
+
+/// Sends `sig` to a child process the test started.
+pub fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// Waits up to `limit` for a child to exit; `None` if it is still running.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
