@@ -93,8 +93,8 @@ pub enum ProxyError {
     /// The server did not authenticate as `server_require_auth` wants.
     #[error("{0}")]
     ServerAuthNotAllowed(String),
-    /// A `SET pgwarden.route|consistency|max_staleness_ms` to a value it
-    /// cannot take.
+    /// A `SET pgwarden.route|consistency|max_staleness_ms|min_lsn` (or its
+    /// startup parameter, for `min_lsn`) to a value it cannot take.
     #[error("invalid value for a pgwarden routing setting: {0}")]
     BadRoutingValue(String),
     #[error("pgwarden is shutting down")]

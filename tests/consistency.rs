@@ -192,6 +192,31 @@ async fn psql_pairs(c: &Cluster, dsn: String, table: String) -> Run {
     run
 }
 
+/// Runs a Python driver script that prints `word N word N ...`; gives the
+/// number at each word index (`usize::MAX` where there is none).
+async fn run_counting(script: &str, args: &[&str]) -> impl Fn(usize) -> usize {
+    let python = python_with_drivers().expect("checked before");
+    let out = tokio::process::Command::new(python)
+        .arg(driver_script(script))
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} {}: {text}{}",
+        args[1..].join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    move |k| {
+        text.split_whitespace()
+            .nth(k)
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(usize::MAX)
+    }
+}
+
 /// Pairs through a Python driver (`tests/drivers/consistency.py`).
 async fn python_pairs(
     dsn: String,
@@ -201,27 +226,9 @@ async fn python_pairs(
     n: usize,
     sync: bool,
 ) -> Run {
-    let python = python_with_drivers().expect("checked before");
     let on = if sync { "on" } else { "off" };
-    let out = tokio::process::Command::new(python)
-        .arg(driver_script("consistency.py"))
-        .args([&dsn, driver, mode, &table, &n.to_string(), on])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{driver} {mode}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let num = |k: usize| {
-        words
-            .get(k)
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(usize::MAX)
-    };
+    let args = [dsn.as_str(), driver, mode, &table, &n.to_string(), on];
+    let num = run_counting("consistency.py", &args).await;
     Run {
         label: format!("{driver} {mode} sync={on}"),
         missed: num(1),
@@ -463,4 +470,77 @@ async fn bounded_staleness_holds_for_every_read() {
         used > 0,
         "replicas within the bound were never used: {report:?}"
     );
+}
+
+/// Runs `tests/drivers/cross_instance.py`: `n` pairs written through
+/// `a`, read through `b`. Gives (missed, on replica, reads, positions
+/// reported).
+async fn cross_instance_pairs(
+    c: &Cluster,
+    a: &Proxy,
+    b: &Proxy,
+    table: &str,
+    n: usize,
+    carry: bool,
+) -> [usize; 4] {
+    let mode = if carry { "carry" } else { "none" };
+    let (dsn_a, dsn_b, n) = (dsn(a, c), dsn(b, c), n.to_string());
+    let args = [dsn_a.as_str(), &dsn_b, table, &n, mode];
+    let num = run_counting("cross_instance.py", &args).await;
+    [num(1), num(3), num(5), num(7)]
+}
+
+/// Write through one instance, read through another: the position the
+/// first reports (`pgwarden.commit_lsn`) carried to the second
+/// (`pgwarden.min_lsn`, as a startup parameter on a new connection or a
+/// `SET`) makes every read see its write while the replica trails by
+/// 50 ms; without it, reads miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_across_instances() {
+    if python_with_drivers().is_none() {
+        return missing_dependency("Python with asyncpg and psycopg");
+    }
+    let c = fresh_cluster_with(1, "");
+    let start = || Proxy::start(config_for(&c, |_| {}));
+    let (a, b) = (start().await.unwrap(), start().await.unwrap());
+    assert!(replica_in_rotation(&a).await && replica_in_rotation(&b).await);
+    set_node_setting(&c, c.replicas[0].port, "recovery_min_apply_delay", "50ms").await;
+    let admin = direct_to(&c, c.primary.port, "postgres").await;
+    for table in ["xi_carry", "xi_none"] {
+        admin
+            .simple_query(&format!("CREATE TABLE {table} (id int)"))
+            .await
+            .unwrap();
+        replica_has(&c, table).await;
+    }
+
+    let [missed, replica, reads, reported] =
+        cross_instance_pairs(&c, &a, &b, "xi_carry", 500, true).await;
+    println!("carried: missed {missed}, on the replica {replica} of {reads}, {reported} positions");
+    assert_eq!(reads, 500);
+    assert_eq!(missed, 0, "reads through B missed writes made through A");
+    assert_eq!(reported, 500, "every write reports a new position");
+    assert!(
+        replica > 0,
+        "no read used the replica: the test proves nothing"
+    );
+
+    let [missed, _, reads, _] = cross_instance_pairs(&c, &a, &b, "xi_none", 100, false).await;
+    println!("not carried: missed {missed} of {reads}");
+    assert!(missed > 0, "without the position, some reads should miss");
+
+    // A malformed position is refused at login, as PostgreSQL refuses a
+    // bad value, and by SET.
+    let url = format!("{}?options=-c%20pgwarden.min_lsn%3Dnowhere", dsn(&b, &c));
+    let e = connect_err(&url).await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("22023"), "{e}");
+    let client = connect_url(&dsn(&b, &c)).await.unwrap();
+    let e = client
+        .simple_query("SET pgwarden.min_lsn = 'nowhere'")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("22023"), "{e}");
+    client.simple_query("SELECT 1").await.unwrap();
+    a.shutdown(Duration::from_secs(5)).await;
+    b.shutdown(Duration::from_secs(5)).await;
 }

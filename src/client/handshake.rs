@@ -24,6 +24,7 @@ use crate::pool::Pool;
 use crate::server::control::{self, ControlLogin};
 use crate::shared::Shared;
 use crate::state::StartupSet;
+use crate::topology::lag::parse_lsn;
 use crate::wire::backend as be;
 use crate::wire::startup::{decode_startup, StartupError, StartupPacket};
 
@@ -46,6 +47,7 @@ const TRACKED_PARAMS: &[&str] = &[
     "pgwarden.consistency",
     "pgwarden.max_staleness_ms",
     "pgwarden.tenant",
+    "pgwarden.min_lsn",
 ];
 
 /// Parameters the client's ParameterStatus reports take from its own startup packet.
@@ -386,6 +388,12 @@ fn requested(
         }
     }
     let tracked = expand_options(tracked, loaded)?;
+    if let Some((_, v)) = tracked
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("pgwarden.min_lsn") && parse_lsn(v).is_none())
+    {
+        return Err(ProxyError::BadRoutingValue(v.clone()));
+    }
     let user = user.filter(|u| !u.is_empty()).ok_or(ProxyError::NoUser)?;
     let database = database
         .filter(|d| !d.is_empty())

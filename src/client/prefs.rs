@@ -1,6 +1,6 @@
 //! A session's routing preferences: its startup parameters
 //! (`pgwarden.route`, `pgwarden.consistency`, `pgwarden.max_staleness_ms`,
-//! `default_transaction_read_only`) under its own `SET pgwarden.*`, over the
+//! `pgwarden.min_lsn`, `default_transaction_read_only`) under its own `SET pgwarden.*`, over the
 //! database's `[routing]` defaults.
 //!
 //! Owns: those preferences, refreshed only when the session's parameters
@@ -12,6 +12,7 @@ use crate::config::{Consistency, RoutingSettings};
 use crate::prepared::SessionTracker;
 use crate::routing::control::{Command, Control};
 use crate::routing::Hint;
+use crate::topology::lag::parse_lsn;
 
 /// The session's own `SET pgwarden.route`, over its startup parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub struct Prefs {
     pub route: Option<Hint>,
     pub consistency: Consistency,
     pub max_staleness_ms: u64,
+    /// Reads must see this WAL position (`pgwarden.min_lsn`: a write made
+    /// through another instance); 0 when none was carried.
+    pub min_lsn: u64,
     /// `default_transaction_read_only` is on: PostgreSQL refuses writes anyway.
     pub read_only: bool,
     /// The parameters' version these were made from (`None`: make again).
@@ -37,6 +41,7 @@ pub struct Prefs {
     set_route: RouteSet,
     set_consistency: Option<Consistency>,
     set_staleness: Option<u64>,
+    set_min_lsn: Option<u64>,
 }
 
 impl Prefs {
@@ -45,11 +50,13 @@ impl Prefs {
             route: None,
             consistency: settings.consistency,
             max_staleness_ms: settings.max_staleness_ms,
+            min_lsn: 0,
             read_only: false,
             version: None,
             set_route: RouteSet::NotSet,
             set_consistency: None,
             set_staleness: None,
+            set_min_lsn: None,
         }
     }
 
@@ -80,28 +87,14 @@ impl Prefs {
                 }
                 Some(_) => false,
             },
-            Control::Consistency => match value.map(Consistency::parse) {
-                None => {
-                    self.set_consistency = None;
-                    true
-                }
-                Some(Some(c)) => {
-                    self.set_consistency = Some(c);
-                    true
-                }
-                Some(None) => false,
-            },
-            Control::MaxStalenessMs => match value.map(str::parse::<u64>) {
-                None => {
-                    self.set_staleness = None;
-                    true
-                }
-                Some(Ok(ms)) => {
-                    self.set_staleness = Some(ms);
-                    true
-                }
-                Some(Err(_)) => false,
-            },
+            Control::Consistency => {
+                override_with(&mut self.set_consistency, value.map(Consistency::parse))
+            }
+            Control::MaxStalenessMs => override_with(
+                &mut self.set_staleness,
+                value.map(|v| v.parse::<u64>().ok()),
+            ),
+            Control::MinLsn => override_with(&mut self.set_min_lsn, value.map(parse_lsn)),
         };
         if !ok {
             return Err(ProxyError::BadRoutingValue(
@@ -133,6 +126,13 @@ impl Prefs {
             .get("pgwarden.max_staleness_ms")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(settings.max_staleness_ms);
+        // Checked at login (a malformed value is refused there); one set
+        // through PostgreSQL (extended protocol, in a block) is not, and
+        // is then no position at all.
+        self.min_lsn = params
+            .get("pgwarden.min_lsn")
+            .and_then(parse_lsn)
+            .unwrap_or(0);
         self.read_only = matches!(
             lower("default_transaction_read_only").as_deref(),
             Some("on" | "true" | "1" | "yes")
@@ -148,5 +148,19 @@ impl Prefs {
         if let Some(ms) = self.set_staleness {
             self.max_staleness_ms = ms;
         }
+        if let Some(lsn) = self.set_min_lsn {
+            self.min_lsn = self.min_lsn.max(lsn);
+        }
     }
+}
+
+/// A `SET` (`Some(parsed)`) or `RESET` (`None`) of a preference the session
+/// sets over its parameters: false when the value did not parse.
+fn override_with<T>(slot: &mut Option<T>, value: Option<Option<T>>) -> bool {
+    match value {
+        None => *slot = None,
+        Some(Some(v)) => *slot = Some(v),
+        Some(None) => return false,
+    }
+    true
 }

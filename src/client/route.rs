@@ -160,7 +160,7 @@ impl RouteState {
             split: self.split,
             needs: ReadNeeds {
                 consistency: self.prefs.consistency,
-                min_lsn: self.last_write_lsn,
+                min_lsn: self.min_lsn(),
                 max_staleness_ms: self.prefs.max_staleness_ms,
                 allowed: self.plan.mask,
                 local: self.plan.local,
@@ -256,6 +256,27 @@ impl RouteState {
         }
     }
 
+    /// The WAL position the session's reads must see: its own last write,
+    /// or one carried from another instance (`pgwarden.min_lsn`).
+    fn min_lsn(&self) -> u64 {
+        self.last_write_lsn.max(self.prefs.min_lsn)
+    }
+
+    /// Whether the write ending now is to be answered with its position
+    /// (`pgwarden.commit_lsn`), so that the client can carry the guarantee
+    /// to another instance: asked for read-your-writes sessions when the
+    /// position is asked on the server (`ryw_commit_lsn = "query"`).
+    pub fn reports_commit_lsn(&self) -> bool {
+        self.fetch_lsn
+            && self.ctx.settings.ryw_commit_lsn == CommitLsn::Query
+            && self.prefs.consistency == Consistency::ReadYourWrites
+    }
+
+    /// The session's write position, as `pgwarden.commit_lsn` gives it.
+    pub fn commit_lsn(&self) -> u64 {
+        self.last_write_lsn
+    }
+
     /// After a write: the primary's WAL position now covers the client's
     /// commit, so its reads wait for replicas that have replayed that far.
     ///
@@ -268,9 +289,10 @@ impl RouteState {
     /// known, so it is not to be lent again.
     pub async fn record_write(&mut self, guard: &mut ServerGuard) -> bool {
         self.fetch_lsn = false;
+        // `route = primary` reads nothing from replicas, but its position
+        // may be carried to another instance: asked all the same.
         let ask = self.ctx.settings.ryw_commit_lsn == CommitLsn::Query
-            && self.prefs.consistency == Consistency::ReadYourWrites
-            && self.prefs.route != Some(Hint::Primary);
+            && self.prefs.consistency == Consistency::ReadYourWrites;
         if !ask {
             self.wrote_since = Some(Instant::now());
             return true;
@@ -389,7 +411,7 @@ impl RouteState {
         // or draws a random number: writes stay free of both.
         let spread = is_read(ask) && {
             ask.position_known = self.write_position_known();
-            ask.needs.min_lsn = self.last_write_lsn;
+            ask.needs.min_lsn = self.min_lsn();
             ask.position_known
         };
         let deadline = Instant::now() + Duration::from_millis(ctx.settings.failover_wait_ms);

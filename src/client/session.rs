@@ -31,6 +31,8 @@ use crate::pool::ServerGuard;
 use crate::prepared::SessionTracker;
 use crate::server::ServerConn;
 use crate::shared::Shared;
+use crate::topology::lag::format_lsn;
+use crate::wire::backend as be;
 use crate::wire::codec::FrameError;
 use crate::wire::frontend as fe;
 
@@ -339,18 +341,31 @@ impl Session {
         };
         *broken |= step.fatal;
         grow_for(rbuf, step.grow_to);
+        // A write ends: its position goes to the client before the
+        // ReadyForQuery that ends it (sent after the position is asked).
+        let report = step.answered == Some(true)
+            && step.forward == rbuf.len()
+            && self.route.as_ref().is_some_and(|r| r.reports_commit_lsn());
         let pos = step.forward;
+        let mut held_ready = false;
         if pos > 0 {
-            let bytes = match self.tracker.as_mut() {
+            let mut bytes = match self.tracker.as_mut() {
                 Some(t) => t.to_client.finish(rbuf, pos),
                 None => &rbuf[..pos],
             };
             self.traffic.sent(bytes.len());
+            if report && bytes.ends_with(&READY_IDLE) {
+                bytes = &bytes[..bytes.len() - READY_IDLE.len()];
+                held_ready = true;
+            }
             if self.client.send(bytes).await.is_err() {
                 rbuf.advance(pos);
                 return Err(End::Close);
             }
             rbuf.advance(pos);
+        }
+        if held_ready {
+            Box::pin(self.report_commit_lsn()).await?;
         }
         if let Some(idle) = step.answered {
             self.request_since = None;
@@ -361,6 +376,25 @@ impl Session {
                 .answered(idle, &self.login.pool.stats, latency, queries);
         }
         self.after_server_data().await
+    }
+
+    /// Asks the position of the write that just ended and sends it as
+    /// `pgwarden.commit_lsn`, then the ReadyForQuery held back for it.
+    async fn report_commit_lsn(&mut self) -> Result<(), End> {
+        let mut out = BytesMut::new();
+        if let (Some(r), Some(guard)) = (self.route.as_mut(), self.server.as_mut()) {
+            if r.record_write(guard).await {
+                be::parameter_status(&mut out, COMMIT_LSN, &format_lsn(r.commit_lsn()));
+            } else {
+                // Not answered: the server's state is unknown.
+                guard.conn().broken = true;
+            }
+        }
+        out.extend_from_slice(&READY_IDLE);
+        if self.client.send(&out).await.is_err() {
+            return Err(End::Close);
+        }
+        Ok(())
     }
 
     /// Once the server owes nothing: keep it, or give it back.
@@ -402,6 +436,13 @@ impl Drop for Session {
         clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// The ParameterStatus giving a read-your-writes session the position of
+/// its last write, to carry to another instance as `pgwarden.min_lsn`.
+const COMMIT_LSN: &str = "pgwarden.commit_lsn";
+
+/// ReadyForQuery, transaction idle.
+const READY_IDLE: [u8; 6] = [b'Z', 0, 0, 0, 5, be::TX_IDLE];
 
 fn protocol_error(e: FrameError) -> End {
     match e {

@@ -697,9 +697,10 @@ impl Consistency {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommitLsn {
-    /// `SELECT pg_current_wal_lsn()` on the primary right after each write
-    /// transaction (after the client has its answer): one round trip per
-    /// write, and a read right after it may use a replica that has caught up.
+    /// `SELECT pg_current_wal_insert_lsn()` on the primary as each write
+    /// transaction ends, reported to the client as `pgwarden.commit_lsn`
+    /// before its ReadyForQuery: one round trip per write, and a read right
+    /// after it may use a replica that has caught up.
     #[default]
     Query,
     /// No extra round trip: the monitor's next check of the primary gives

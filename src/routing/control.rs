@@ -1,6 +1,6 @@
 //! `SET pgwarden.route = primary`, `SET pgwarden.consistency = ...`,
-//! `SET pgwarden.max_staleness_ms = ...`, `SET pgwarden.tenant = '...'`
-//! and their `RESET`s: a session's routing controls, answered by pgwarden
+//! `SET pgwarden.max_staleness_ms = ...`, `SET pgwarden.tenant = '...'`,
+//! `SET pgwarden.min_lsn = '...'` and their `RESET`s: a session's routing controls, answered by pgwarden
 //! itself. PostgreSQL would reject
 //! `primary` unquoted (a reserved word) and has no use for them.
 
@@ -16,6 +16,9 @@ pub enum Control {
     MaxStalenessMs,
     /// The session's tenant (data residency); its value keeps its case.
     Tenant,
+    /// A WAL position the session's reads must see (read-your-writes
+    /// carried from another instance, as its `pgwarden.commit_lsn`).
+    MinLsn,
 }
 
 /// A recognised statement: the setting, and its new value (`None`: reset).
@@ -113,6 +116,7 @@ pub fn parse(sql: &[u8]) -> Option<Command> {
         "consistency" => Control::Consistency,
         "max_staleness_ms" => Control::MaxStalenessMs,
         "tenant" => Control::Tenant,
+        "min_lsn" => Control::MinLsn,
         _ => return None,
     };
     if !verb {
@@ -212,6 +216,13 @@ mod tests {
             Some(Command {
                 control: Control::Tenant,
                 value: Some("Acme".into())
+            })
+        );
+        assert_eq!(
+            c("SET pgwarden.min_lsn = '0/3000A8'"),
+            Some(Command {
+                control: Control::MinLsn,
+                value: Some("0/3000a8".into())
             })
         );
         assert_eq!(c("SET search_path = x"), None);
