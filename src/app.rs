@@ -5,6 +5,7 @@
 //! logic. It is the top of the module graph: nothing imports it.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,68 @@ pub struct Proxy {
     tracker: TaskTracker,
     /// Held so the workers run as long as the proxy.
     _workers: Arc<Workers>,
+    /// Copies of the listeners, with `--takeover`.
+    handable: Option<Handable>,
+}
+
+/// The listening sockets of a process taken over (`--takeover`).
+pub struct Inherited {
+    pub listen: std::net::TcpListener,
+    pub admin: Option<std::net::TcpListener>,
+}
+
+/// The listening sockets as descriptors, to hand to a new process.
+pub struct Handable {
+    pub listen: OwnedFd,
+    pub admin: Option<OwnedFd>,
+}
+
+/// Runs the sessions of clients handed over by the process this one took
+/// over from.
+#[derive(Clone)]
+pub struct Adopter {
+    pub shared: Arc<Shared>,
+    tracker: TaskTracker,
+}
+
+impl Adopter {
+    /// Starts the session of a handed-over client on its socket.
+    pub fn adopt(&self, fd: OwnedFd, handed: Box<crate::handoff::HandedClient>) {
+        let stream = match adopt_stream(fd) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "a handed-over client's socket is unusable");
+                return;
+            }
+        };
+        let shared = self.shared.clone();
+        self.tracker.spawn(async move {
+            match client::resume::resume(stream, shared.clone(), handed).await {
+                Ok(session) => session.run().await,
+                Err((mut stream, e)) => {
+                    shared.pooler_error(&e, "handed-over client refused");
+                    client::reject(&mut stream, &e).await;
+                }
+            }
+        });
+    }
+}
+
+/// A descriptor from the hand-over socket as a client stream (TCP or
+/// Unix-domain, whichever it is).
+fn adopt_stream(fd: OwnedFd) -> std::io::Result<Stream> {
+    let socket = socket2::Socket::from(fd);
+    socket.set_nonblocking(true)?;
+    let unix = socket.local_addr()?.family() == libc::AF_UNIX as libc::sa_family_t;
+    let fd = OwnedFd::from(socket);
+    Ok(match unix {
+        true => Stream::Unix(tokio::net::UnixStream::from_std(fd.into())?),
+        false => {
+            let tcp = TcpStream::from_std(fd.into())?;
+            let _ = tcp.set_nodelay(true);
+            Stream::Tcp(tcp)
+        }
+    })
 }
 
 impl Proxy {
@@ -39,9 +102,35 @@ impl Proxy {
     /// # Errors
     /// The listen address cannot be bound.
     pub async fn start(loaded: Loaded) -> std::io::Result<Proxy> {
-        let listener = match loaded.config.proxy.so_reuseport {
-            true => bind_reuseport(&loaded.config.proxy.listen).await?,
-            false => bind(&loaded.config.proxy.listen, "listen").await?,
+        Self::start_with(loaded, None, false).await
+    }
+
+    /// As [`Proxy::start`], on the listening sockets of the process this
+    /// one takes over from (`--takeover`) when there are some; keeping
+    /// copies of its own to hand to the next one when `handable`.
+    ///
+    /// # Errors
+    /// The listen address cannot be bound, or an inherited socket used.
+    pub async fn start_with(
+        loaded: Loaded,
+        inherited: Option<Inherited>,
+        handable: bool,
+    ) -> std::io::Result<Proxy> {
+        let (listener, http) = match inherited {
+            Some(i) => (
+                TcpListener::from_std(i.listen)?,
+                i.admin.map(TcpListener::from_std).transpose()?,
+            ),
+            None => (
+                match loaded.config.proxy.so_reuseport {
+                    true => bind_reuseport(&loaded.config.proxy.listen).await?,
+                    false => bind(&loaded.config.proxy.listen, "listen").await?,
+                },
+                match &loaded.config.proxy.admin_listen {
+                    Some(a) => Some(bind(a, "admin_listen").await?),
+                    None => None,
+                },
+            ),
         };
         let addr = listener.local_addr()?;
         if loaded.config.proxy.tcp_defer_accept > 0 {
@@ -49,9 +138,19 @@ impl Proxy {
         }
         let unix = bind_unix(&loaded.config.proxy, addr.port())?;
         let unix_path = unix.as_ref().map(|u| u.path().to_owned());
-        let http = match &loaded.config.proxy.admin_listen {
-            Some(a) => Some(bind(a, "admin_listen").await?),
-            None => None,
+        // Only kept for a takeover: a copy keeps the socket listening
+        // after the accept loop has closed its own, which under
+        // `so_reuseport` would strand the connections the kernel still
+        // queues on it.
+        let handable = match handable {
+            true => Some(Handable {
+                listen: listener.as_fd().try_clone_to_owned()?,
+                admin: http
+                    .as_ref()
+                    .map(|h| h.as_fd().try_clone_to_owned())
+                    .transpose()?,
+            }),
+            false => None,
         };
         let admin_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
         let workers = Arc::new(start_workers(&loaded.config.proxy)?);
@@ -85,7 +184,31 @@ impl Proxy {
             shared,
             tracker,
             _workers: workers,
+            handable,
         })
+    }
+
+    /// Copies of the listening sockets, for the process that takes over
+    /// from this one.
+    ///
+    /// # Errors
+    /// The proxy was started without them, or they cannot be copied.
+    pub fn handable(&self) -> std::io::Result<Handable> {
+        let h = self.handable.as_ref().ok_or_else(|| {
+            std::io::Error::other("started without keeping its listeners for a takeover")
+        })?;
+        Ok(Handable {
+            listen: h.listen.try_clone()?,
+            admin: h.admin.as_ref().map(OwnedFd::try_clone).transpose()?,
+        })
+    }
+
+    /// What runs the sessions of clients handed over to this process.
+    pub fn adopter(&self) -> Adopter {
+        Adopter {
+            shared: self.shared.clone(),
+            tracker: self.tracker.clone(),
+        }
     }
 
     /// Stops accepting, asks idle clients to leave (57P01), lets open

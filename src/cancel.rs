@@ -405,6 +405,29 @@ impl CancelRegistry {
         }
     }
 
+    /// Registers a client handed over by the process this one took over
+    /// from, under the key that process gave it; `None` if the key is
+    /// taken already.
+    pub fn register_key(
+        self: &Arc<Self>,
+        process_id: i32,
+        secret_key: i32,
+    ) -> Option<Registration> {
+        let key = key(process_id, secret_key);
+        let mut shard = self.shard(key);
+        if shard.contains_key(&key) {
+            return None;
+        }
+        let control: CancelSlot = Arc::default();
+        shard.insert(key, control.clone());
+        Some(Registration {
+            process_id,
+            secret_key,
+            control,
+            registry: self.clone(),
+        })
+    }
+
     /// Carries out a client's cancel request: see [`forward_cancel`]. A
     /// key another peer issued is forwarded to that peer. An unknown key
     /// is ignored, as PostgreSQL does.

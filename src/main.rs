@@ -62,6 +62,12 @@ enum Cmd {
         /// /metrics); none by default.
         #[arg(long, requires = "database_url")]
         admin_listen: Option<String>,
+        /// Online restart: take over the listening sockets and clients of
+        /// the pgwarden listening on this Unix socket path, if one does,
+        /// then listen on it for the next. Start every generation with
+        /// the same path.
+        #[arg(long)]
+        takeover: Option<PathBuf>,
     },
     /// Validate a config file and exit (non-zero on any problem): reads
     /// every file it names (TLS certificates, auth_file, auth_hba_file).
@@ -139,6 +145,7 @@ fn main() -> Result<()> {
             replica_url,
             listen,
             admin_listen,
+            takeover,
         } => {
             let loaded = match database_url {
                 Some(url) => {
@@ -160,7 +167,7 @@ fn main() -> Result<()> {
                 }
             };
             pgwarden::logging::configure(&loaded.config.proxy.log_settings());
-            runtime(&loaded)?.block_on(serve(loaded, None))
+            runtime(&loaded)?.block_on(serve(loaded, None, takeover))
         }
         Cmd::Quickstart {
             state_dir,
@@ -234,16 +241,43 @@ type OnReady = Box<dyn FnOnce(&Proxy) + Send>;
 
 /// Runs the proxy until SIGTERM (drain up to `shutdown_timeout`) or SIGINT
 /// (no wait); SIGHUP reloads the config file.
-async fn serve(loaded: Loaded, on_ready: Option<OnReady>) -> Result<()> {
+async fn serve(loaded: Loaded, on_ready: Option<OnReady>, takeover: Option<PathBuf>) -> Result<()> {
     let shutdown_timeout = loaded.config.proxy.shutdown_timeout.0;
-    // Before binding: a second pgwarden of the same config stops here.
+    if takeover.is_some() && !loaded.config.proxy.unix_socket_dir.is_empty() {
+        anyhow::bail!("--takeover does not carry the unix_socket_dir socket yet: set unix_socket_dir = \"\" or restart without --takeover");
+    }
+    let taken = match &takeover {
+        Some(path) => pgwarden::takeover::take(path)
+            .with_context(|| format!("taking over from {}", path.display()))?,
+        None => None,
+    };
+    // Before binding: a second pgwarden of the same config stops here. A
+    // takeover's old process holds the file until it exits.
     let _pidfile = match loaded.config.proxy.pidfile.as_str() {
         "" => None,
+        _ if taken.is_some() => None,
         path => Some(pgwarden::pidfile::PidFile::create(Path::new(path))?),
     };
-    let proxy = Proxy::start(loaded)
+    let (inherited, taken_sock) = match taken {
+        Some(t) => (Some(t.inherited), Some(t.sock)),
+        None => (None, None),
+    };
+    let proxy = Proxy::start_with(loaded, inherited, takeover.is_some())
         .await
         .context("binding the listen address")?;
+    let offer = match (takeover, taken_sock) {
+        (Some(path), Some(sock)) => Some(pgwarden::takeover::receive(
+            sock,
+            proxy.adopter(),
+            path,
+            proxy.handable()?,
+        )),
+        (Some(path), None) => Some(
+            pgwarden::takeover::offer(&path, proxy.handable()?, proxy.shared.clone())
+                .with_context(|| format!("listening for a takeover on {}", path.display()))?,
+        ),
+        _ => None,
+    };
     if let Some(f) = on_ready {
         f(&proxy);
     }
@@ -281,6 +315,10 @@ async fn serve(loaded: Loaded, on_ready: Option<OnReady>) -> Result<()> {
     );
     if !proxy.shutdown(wait).await {
         tracing::info!(clients = proxy.client_count(), "closing remaining clients");
+    }
+    if let Some(offer) = offer {
+        let shared = proxy.shared.clone();
+        tokio::task::spawn_blocking(move || offer.finish(&shared, Duration::from_secs(10))).await?;
     }
     Ok(())
 }
@@ -358,7 +396,7 @@ fn quickstart(state_dir: &Path, pg_port: u16, replicas: usize, listen: &str) -> 
         let _ = std::io::Write::write_all(&mut out, banner.as_bytes());
         let _ = std::io::Write::flush(&mut out);
     });
-    let result = rt.block_on(serve(loaded, Some(announce)));
+    let result = rt.block_on(serve(loaded, Some(announce), None));
     drop(rt);
     eprintln!("Stopping PostgreSQL ...");
     cluster.stop();

@@ -65,6 +65,8 @@ pub struct Shared {
     /// Cancelled when the proxy stops accepting but serves its clients
     /// until they leave (`SHUTDOWN WAIT_FOR_CLIENTS`).
     pub draining: CancellationToken,
+    /// Where sessions go during an online restart (`--takeover`).
+    pub outbox: crate::handoff::Outbox,
     /// The same fact as a plain flag for the per-transaction check
     /// (`CancellationToken::is_cancelled` takes a proxy-wide lock).
     stopping: AtomicBool,
@@ -176,6 +178,7 @@ impl Shared {
             buffer_holders: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             draining: CancellationToken::new(),
+            outbox: Default::default(),
             stopping: AtomicBool::new(false),
         })
     }

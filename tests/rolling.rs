@@ -8,45 +8,9 @@
 
 mod harness;
 
-use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_pgwarden");
-
-/// Starts pgwarden on `config`; returns once it has said READY=1.
-fn start(config: &std::path::Path, dir: &std::path::Path, name: &str) -> (Child, UnixDatagram) {
-    let sock = dir.join(format!("{name}.notify"));
-    let notify = UnixDatagram::bind(&sock).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("NOTIFY_SOCKET", &sock)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut buf = [0u8; 512];
-    let n = notify.recv(&mut buf).expect("READY=1 within 20 s");
-    assert!(buf[..n].starts_with(b"READY=1"), "{:?}", &buf[..n]);
-    (child, notify)
-}
-
-/// Kills a child the test did not see exit (a failed assertion).
-struct Reaper(Vec<u32>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            // SAFETY: signalling our own children; gone ones are ignored.
-            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
-        }
-    }
-}
 
 /// `net.ipv4.tcp_migrate_req = 1` for the test, as the README advises for
 /// rolling restarts: without it, a connection that completes between the
@@ -96,30 +60,18 @@ fn rolling_restart_under_pgbench_connect_loses_nothing() {
     let script = dir.path().join("select.sql");
     std::fs::write(&script, "SELECT 1;\n").unwrap();
 
-    let (mut old, old_notify) = start(&config, dir.path(), "old");
+    let (mut old, old_notify) = start_binary(&config, dir.path(), "old", &[]);
     let mut reaper = Reaper(vec![old.id()]);
-    let bench = Command::new(pg_tool("pgbench"))
-        .args(["-n", "-C", "-T", "20", "-c", "4", "-j", "2", "-f"])
-        .arg(&script)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            MD5_USER,
-            DB,
-        ])
-        .env("PGPASSWORD", PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let bench = spawn_pgbench(
+        port,
+        &script,
+        &["-n", "-C", "-T", "20", "-c", "4", "-j", "2"],
+    );
     reaper.0.push(bench.id());
 
     // The new process joins the port, then the old one drains.
     std::thread::sleep(Duration::from_secs(5));
-    let (mut new, _new_notify) = start(&config, dir.path(), "new");
+    let (mut new, _new_notify) = start_binary(&config, dir.path(), "new", &[]);
     reaper.0.push(new.id());
     std::thread::sleep(Duration::from_secs(1));
     signal(&old, libc::SIGTERM);
@@ -132,13 +84,8 @@ fn rolling_restart_under_pgbench_connect_loses_nothing() {
         "the old process exits by itself: {exited:?}"
     );
 
-    let out = bench.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success() && !text.contains("aborted"), "{text}");
+    let (ok, text) = bench_output(bench);
+    assert!(ok, "{text}");
     assert!(text.contains("number of failed transactions: 0 "), "{text}");
     let done: u64 = text
         .lines()

@@ -259,23 +259,35 @@ fn register(
     console: bool,
 ) -> Registration {
     let registration = shared.cancels.register();
-    let _ = registration.control.info.set(crate::cancel::ClientInfo {
+    let info = client_info(shared, &stream.io, (user, database), tracked, console);
+    let _ = registration.control.info.set(info);
+    registration
+}
+
+/// What `SHOW CLIENTS` tells of a client, as of now.
+pub(super) fn client_info(
+    shared: &Shared,
+    io: &Stream,
+    (user, database): (&str, &str),
+    tracked: &[(String, String)],
+    console: bool,
+) -> crate::cancel::ClientInfo {
+    crate::cancel::ClientInfo {
         id: crate::server::next_connection_id(),
         console,
-        fd: stream.io.fd(),
+        fd: io.fd(),
         user: shared.names.get(user),
         database: shared.names.get(database),
-        addr: stream.io.peer_addr().ok(),
-        local: stream.io.local_addr().ok(),
-        tls: stream.io.tls_label(),
+        addr: io.peer_addr().ok(),
+        local: io.local_addr().ok(),
+        tls: io.tls_label(),
         connected: std::time::SystemTime::now(),
         application_name: tracked
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("application_name"))
             .map(|(_, v)| Box::from(v.as_str()))
             .unwrap_or_default(),
-    });
-    registration
+    }
 }
 
 /// `application_name_add_host`: the client's address after its application
@@ -298,7 +310,7 @@ fn add_host(tracked: &mut Vec<(String, String)>, io: &Stream) {
 
 /// The shared copy of the client's startup parameters, `application_name`
 /// left out (it is in the client's `ClientInfo`).
-fn startup_set(shared: &Shared, tracked: Vec<(String, String)>) -> Arc<StartupSet> {
+pub(super) fn startup_set(shared: &Shared, tracked: Vec<(String, String)>) -> Arc<StartupSet> {
     let set: Vec<(Box<str>, Box<str>)> = tracked
         .into_iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("application_name"))
@@ -554,7 +566,7 @@ fn auth_type_for(
 /// The user's secret: `auth_file`/`[users]` first, then `auth_query`.
 /// The client's secret: from `auth_file`/`[users]`, else looked up with
 /// `auth_query` as the database's (or `[proxy]`'s) `auth_user`.
-async fn find_secret(loaded: &Loaded, user: &str, database: &str) -> Option<Secret> {
+pub(super) async fn find_secret(loaded: &Loaded, user: &str, database: &str) -> Option<Secret> {
     if let Some(s) = loaded.users.get(user) {
         return Some(s.clone());
     }

@@ -8,6 +8,7 @@ pub mod flow;
 pub mod handshake;
 pub mod members;
 pub mod prefs;
+pub mod resume;
 pub mod route;
 pub mod secure;
 pub mod session;

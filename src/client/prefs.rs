@@ -7,6 +7,7 @@
 //! changed. The `SET`s are answered by pgwarden ([`crate::routing::control`]).
 
 use crate::error::ProxyError;
+use crate::handoff::HandedRoute;
 
 use crate::config::{Consistency, RoutingSettings};
 use crate::prepared::SessionTracker;
@@ -104,6 +105,40 @@ impl Prefs {
         // Applied on top of the parameters at the next refresh.
         self.version = None;
         Ok(())
+    }
+
+    /// The session's own `SET`s, for an online restart.
+    pub fn export(&self, into: &mut HandedRoute) {
+        into.route = match self.set_route {
+            RouteSet::NotSet => None,
+            RouteSet::Auto => Some("auto".into()),
+            RouteSet::To(Hint::Primary) => Some("primary".into()),
+            RouteSet::To(Hint::Replica) => Some("replica".into()),
+        };
+        into.consistency = self.set_consistency.map(|c| {
+            match c {
+                Consistency::Eventual => "eventual",
+                Consistency::ReadYourWrites => "read_your_writes",
+                Consistency::Bounded => "bounded",
+            }
+            .into()
+        });
+        into.max_staleness_ms = self.set_staleness;
+        into.min_lsn = self.set_min_lsn;
+    }
+
+    /// The `SET`s a session had on the process it was handed over from.
+    pub fn import(&mut self, handed: &HandedRoute) {
+        self.set_route = match handed.route.as_deref() {
+            Some("auto") => RouteSet::Auto,
+            Some("primary") => RouteSet::To(Hint::Primary),
+            Some("replica") => RouteSet::To(Hint::Replica),
+            _ => RouteSet::NotSet,
+        };
+        self.set_consistency = handed.consistency.as_deref().and_then(Consistency::parse);
+        self.set_staleness = handed.max_staleness_ms;
+        self.set_min_lsn = handed.min_lsn;
+        self.version = None;
     }
 
     /// Makes the preferences again if the session's parameters changed.

@@ -19,6 +19,7 @@ use crate::audit::Audit;
 use crate::cancel::SessionControl;
 use crate::config::{CommitLsn, Consistency, Loaded};
 use crate::error::ProxyError;
+use crate::handoff::HandedRoute;
 use crate::pool::{Clusters, NodePools, Pool, PoolError, ServerGuard};
 use crate::prepared::SessionTracker;
 use crate::routing::control::{self, Control};
@@ -201,6 +202,30 @@ impl RouteState {
                 };
                 refuse(buf, e, len)
             }
+        }
+    }
+
+    /// The session's routing state, for an online restart.
+    pub fn export(&self) -> HandedRoute {
+        let mut handed = HandedRoute::default();
+        self.prefs.export(&mut handed);
+        (handed.tenant, handed.tenant_used) = self.tenancy.export();
+        handed.last_write_lsn = self.last_write_lsn;
+        handed.write_unplaced = self.wrote_since.is_some();
+        handed
+    }
+
+    /// The routing state a session had on the process it was handed over
+    /// from. A write whose position was not asked yet (`ryw_commit_lsn =
+    /// "monitor"`) counts as just made: its reads go to the primary until
+    /// this process's monitor has seen the primary.
+    pub fn import(&mut self, handed: &HandedRoute) {
+        self.prefs.import(handed);
+        self.tenancy
+            .import(handed.tenant.clone(), handed.tenant_used);
+        self.last_write_lsn = handed.last_write_lsn;
+        if handed.write_unplaced {
+            self.wrote_since = Some(Instant::now());
         }
     }
 

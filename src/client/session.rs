@@ -40,6 +40,7 @@ mod attach;
 mod budget;
 mod ending;
 mod events;
+mod handover;
 mod timeouts;
 
 /// How the session ends.
@@ -51,6 +52,9 @@ enum End {
     Close,
     /// Tell the client why, then close.
     Error(ProxyError),
+    /// The client went to the new process of an online restart: nothing
+    /// more is said, and its socket is not this process's any more.
+    HandedOver,
 }
 
 pub struct Session {
@@ -170,6 +174,7 @@ impl Session {
                 Event::Server(Ok(0)) | Event::Server(Err(_)) => self.on_server_lost(),
                 Event::Server(Ok(_)) => Box::pin(self.on_server_event()).await,
                 Event::Timer => self.on_timer().await,
+                Event::Shutdown if self.hand_over() => Err(End::HandedOver),
                 Event::Shutdown => Err(End::Error(
                     match self.login.registration.control.stop_reason() {
                         StopReason::Killed => ProxyError::AdminKilled,
@@ -420,6 +425,9 @@ impl Session {
                 self.shed_idle_buffer();
                 self.fresh = false;
                 if self.shared.is_stopping() {
+                    if self.hand_over() {
+                        return Err(End::HandedOver);
+                    }
                     return Err(End::Error(ProxyError::Shutdown));
                 }
                 Ok(())

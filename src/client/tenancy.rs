@@ -69,6 +69,20 @@ impl Tenancy {
         })
     }
 
+    /// The tenant, and whether a query has run since it was set (for an
+    /// online restart).
+    pub fn export(&self) -> (Option<String>, bool) {
+        (self.tenant.clone(), self.used)
+    }
+
+    /// The tenant a session had on the process it was handed over from;
+    /// checked against the rules at its next transaction, as any tenant.
+    pub fn import(&mut self, tenant: Option<String>, used: bool) {
+        self.tenant = tenant;
+        self.used = used;
+        self.decision = None;
+    }
+
     /// `SET`/`RESET pgwarden.tenant`.
     ///
     /// # Errors

@@ -72,6 +72,38 @@ impl ClientStatements {
         }
     }
 
+    /// Every statement, for an online restart; `None` when one cannot be
+    /// carried: a statement that runs SQL `EXECUTE` names another by its
+    /// server-side name, which is this process's own.
+    pub fn export(&self) -> Option<Vec<crate::handoff::HandedStatement>> {
+        if !self.targets.is_empty() {
+            return None;
+        }
+        self.by_name
+            .iter()
+            .map(|(name, stmt)| {
+                stmt.depends
+                    .is_none()
+                    .then(|| crate::handoff::HandedStatement {
+                        name: name.to_vec(),
+                        key: stmt.key.to_vec(),
+                        sql: stmt.sql,
+                    })
+            })
+            .collect()
+    }
+
+    /// The statements a session had on the process it was handed over from.
+    pub fn import(&mut self, registry: &Registry, handed: &[crate::handoff::HandedStatement]) {
+        for h in handed {
+            let stmt = match h.sql {
+                true => registry.intern_sql(&h.key, crate::sql::statements::prepared_body(&h.key)),
+                false => registry.intern(&h.key),
+            };
+            self.insert(&h.name, stmt);
+        }
+    }
+
     pub fn clear(&mut self) {
         self.by_name.clear();
         self.targets.clear();

@@ -124,6 +124,33 @@ impl SessionTracker {
         self.pooled && self.pins != 0
     }
 
+    /// The session's settings and statements, for an online restart;
+    /// `None` when they cannot be carried (see [`ClientStatements::export`]),
+    /// or a transaction's changes are still open.
+    pub fn export(
+        &self,
+    ) -> Option<(
+        Vec<crate::handoff::Setting>,
+        Vec<crate::handoff::HandedStatement>,
+    )> {
+        if !self.is_idle() || self.pins != 0 {
+            return None;
+        }
+        Some((self.params.export(), self.statements.export()?))
+    }
+
+    /// Takes over the settings and statements a session had on the
+    /// process it was handed over from.
+    pub fn import(
+        &mut self,
+        registry: &Registry,
+        settings: &[crate::handoff::Setting],
+        statements: &[crate::handoff::HandedStatement],
+    ) {
+        self.params.import(settings);
+        self.statements.import(registry, statements);
+    }
+
     /// True when the server owes nothing this tracker knows of.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty()

@@ -69,7 +69,7 @@ pub fn read(sql: &[u8]) -> Option<Command<'_>> {
         Command::Prepare {
             name,
             tail,
-            body: &tail[after_as(tail)..],
+            body: prepared_body(tail),
         }
     } else {
         Command::Execute { name, rest: tail }
@@ -122,6 +122,11 @@ fn end_of_statement(lx: &mut Lexer<'_>) -> Option<usize> {
         }
     }
     Some(end)
+}
+
+/// The statement proper of a `PREPARE`'s tail (after its `AS`).
+pub fn prepared_body(tail: &[u8]) -> &[u8] {
+    &tail[after_as(tail)..]
 }
 
 /// Where the statement after the first top-level `AS` of a `PREPARE`'s

@@ -153,6 +153,8 @@ pub use txn::{Effect, Event, Txn};
 
 use std::collections::BTreeMap;
 
+use crate::handoff::Setting;
+
 /// Parameter names are case-insensitive; keep them lower-case.
 type Params = BTreeMap<String, Value>;
 
@@ -205,6 +207,39 @@ impl ClientParams {
 
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// Every setting, for an online restart (see [`crate::handoff`]).
+    pub fn export(&self) -> Vec<Setting> {
+        self.values
+            .iter()
+            .map(|(name, value)| {
+                let (value, raw) = match value {
+                    Value::Sql(v) => (v.clone(), false),
+                    Value::Raw(v) => (v.clone(), true),
+                };
+                Setting {
+                    name: name.clone(),
+                    value,
+                    raw,
+                }
+            })
+            .collect()
+    }
+
+    /// The settings a session had on the process it was handed over from.
+    pub fn import(&mut self, settings: &[Setting]) {
+        self.values = settings
+            .iter()
+            .map(|s| {
+                let value = match s.raw {
+                    true => Value::Raw(s.value.clone()),
+                    false => Value::Sql(s.value.clone()),
+                };
+                (s.name.to_ascii_lowercase(), value)
+            })
+            .collect();
+        self.version = self.version.wrapping_add(1);
     }
 
     /// A setting's value as the client gave it, quotes removed.

@@ -499,3 +499,80 @@ pub fn wait_exit(
     }
     None
 }
+
+/// Starts the pgwarden binary with `run --config CONFIG` and `extra`
+/// arguments, its stderr in `DIR/NAME.log`; returns once it has said
+/// READY=1 on its own notify socket (kept for what it says next).
+pub fn start_binary(
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    name: &str,
+    extra: &[&std::ffi::OsStr],
+) -> (std::process::Child, std::os::unix::net::UnixDatagram) {
+    let sock = dir.join(format!("{name}.notify"));
+    let notify = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+        .args(["run", "--config"])
+        .arg(config)
+        .args(extra)
+        .env("NOTIFY_SOCKET", &sock)
+        .env("RUST_LOG", "pgwarden=info")
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("READY=1 within 20 s");
+    assert!(buf[..n].starts_with(b"READY=1"), "{:?}", &buf[..n]);
+    (child, notify)
+}
+
+/// Kills the processes (by id) the test did not see exit, as when an
+/// assertion fails.
+pub struct Reaper(pub Vec<u32>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: signalling our own children; gone ones are ignored.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Starts pgbench in the background through pgwarden on `port` as the md5
+/// user running `script` with `args`; [`bench_output`] collects it.
+pub fn spawn_pgbench(port: u16, script: &std::path::Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(pg_tool("pgbench"))
+        .args(args)
+        .arg("-f")
+        .arg(script)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            MD5_USER,
+            DB,
+        ])
+        .env("PGPASSWORD", PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a [`spawn_pgbench`] run: whether it succeeded with no
+/// aborted client, and what it printed.
+pub fn bench_output(bench: std::process::Child) -> (bool, String) {
+    let out = bench.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && !text.contains("aborted"), text)
+}

@@ -137,7 +137,7 @@ impl Session {
 
     /// The tracker follows settings in every mode, and statements when
     /// pooled, with the `max_prepared_statements` in force now.
-    fn ensure_tracker(&mut self) {
+    pub(super) fn ensure_tracker(&mut self) {
         let max = self
             .shared
             .config

@@ -20,6 +20,10 @@ impl Session {
                 e.to_string()
             }
             End::Close => "client close request".to_owned(),
+            End::HandedOver => {
+                self.cleanup().await;
+                return;
+            }
         };
         if let End::Error(e) = end {
             let mut out = BytesMut::new();

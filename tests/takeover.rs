@@ -1,0 +1,187 @@
+//! Online restart on the real binary: a pgwarden started with
+//! `--takeover PATH` takes the listening socket and the clients of the one
+//! listening on PATH. Idle clients carry on with their own settings,
+//! prepared statements and cancel keys; clients mid-pgbench see no failure;
+//! the old process exits by itself and leaves no server connection behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+
+const IDLE: usize = 200;
+const POOL: usize = 8;
+
+/// Server connections of the test's user to the test database.
+async fn servers() -> i64 {
+    let admin = direct().await;
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND datname = $2",
+            &[&MD5_USER, &DB],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_keeps_idle_and_busy_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = pgwarden::localpg::free_port_range(1).unwrap();
+    let config = dir.path().join("proxy.toml");
+    let sock = dir.path().join("takeover.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout = 20\nmax_client_conn = 1000\n\
+             auth_type = \"md5\"\ndefault_pool_size = {POOL}\n\
+             [databases.{DB}]\nprimary = \"{}\"\n\
+             [databases.session_db]\nprimary = \"{0}\"\ndbname = \"{DB}\"\npool_mode = \"session\"\n\
+             [users.{MD5_USER}]\npassword = \"{PASSWORD}\"\n",
+            cluster().primary.addr()
+        ),
+    )
+    .unwrap();
+    let takeover = [std::ffi::OsStr::new("--takeover"), sock.as_os_str()];
+    let (mut old, old_notify) = start_binary(&config, dir.path(), "old", &takeover);
+    let mut reaper = Reaper(vec![old.id()]);
+    let url = format!("postgres://{MD5_USER}:{PASSWORD}@127.0.0.1:{port}/{DB}");
+
+    // Idle clients, each with its own settings and a prepared statement.
+    let mut idle = Vec::new();
+    for i in 0..IDLE {
+        let client = connect_url(&url).await.unwrap();
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = '{}ms'; SET search_path = s{i}, public",
+                10_001 + i
+            ))
+            .await
+            .unwrap();
+        let stmt = client
+            .prepare(&format!("SELECT $1::int + {i}"))
+            .await
+            .unwrap();
+        idle.push((client, stmt));
+    }
+    // One inside a transaction block: the old process waits for it.
+    let in_block = connect_url(&url).await.unwrap();
+    in_block
+        .batch_execute("BEGIN; SET LOCAL work_mem = '5MB'")
+        .await
+        .unwrap();
+    // Session mode keeps a server per client, which is not carried: 57P01.
+    let session_url = format!("postgres://{MD5_USER}:{PASSWORD}@127.0.0.1:{port}/session_db");
+    let session_client = connect_url(&session_url).await.unwrap();
+    session_client.simple_query("SELECT 1").await.unwrap();
+    // A busy load: 20 pgbench clients in a loop across the takeover.
+    let script = dir.path().join("select.sql");
+    std::fs::write(&script, "SELECT 1;\n").unwrap();
+    let bench = spawn_pgbench(port, &script, &["-n", "-T", "12", "-c", "20", "-j", "2"]);
+    reaper.0.push(bench.id());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let (mut new, _new_notify) = start_binary(&config, dir.path(), "new", &takeover);
+    reaper.0.push(new.id());
+    let mut buf = [0u8; 512];
+    let n = old_notify.recv(&mut buf).expect("STOPPING=1");
+    assert!(buf[..n].starts_with(b"STOPPING=1"));
+    // The transaction ends on the old process, and the client moves.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still: String = in_block
+        .query_one("SELECT current_setting('work_mem')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(still, "5MB");
+    in_block.batch_execute("COMMIT").await.unwrap();
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = wait_exit(&mut old, Duration::from_secs(20));
+        (old, status)
+    })
+    .await
+    .unwrap()
+    .1;
+    let log = |name: &str| std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap();
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "the old process exits by itself: {exited:?}\n{}",
+        log("old")
+    );
+
+    // Every idle client carries on, with its own settings and statement.
+    for (i, (client, stmt)) in idle.iter().enumerate() {
+        let row = client
+            .query_one(
+                "SELECT current_setting('statement_timeout'), current_setting('search_path')",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("idle client {i}: {e}\n{}", log("new")));
+        let (timeout, path): (String, String) = (row.get(0), row.get(1));
+        assert_eq!(timeout, format!("{}ms", 10_001 + i));
+        assert_eq!(path, format!("s{i}, public"));
+        let sum: i32 = client.query_one(stmt, &[&1i32]).await.unwrap().get(0);
+        assert_eq!(sum, 1 + i as i32);
+    }
+    in_block.simple_query("SELECT 2").await.unwrap();
+    let e = session_client.simple_query("SELECT 1").await.unwrap_err();
+    assert!(
+        e.is_closed() || sqlstate(&e).as_deref() == Some("57P01"),
+        "a session-mode client is told 57P01: {e}"
+    );
+    connect_url(&session_url)
+        .await
+        .unwrap()
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+    // A cancel key issued by the old process cancels on the new one.
+    let (client, _) = &idle[0];
+    let token = client.cancel_token();
+    let sleeper = client.simple_query("SELECT pg_sleep(30)");
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    };
+    let (slept, ()) = tokio::join!(sleeper, cancel);
+    let e = slept.expect_err("cancelled");
+    assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e}");
+
+    let (ok, text) = tokio::task::spawn_blocking(move || bench_output(bench))
+        .await
+        .unwrap();
+    assert!(ok, "{text}\n{}", log("old"));
+    assert!(text.contains("number of failed transactions: 0 "), "{text}");
+    let new_log = log("new");
+    assert!(new_log.contains("takeover complete"), "{new_log}");
+    eprintln!(
+        "{}",
+        new_log
+            .lines()
+            .filter(|l| l.contains("takeover"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // The old process's servers are gone: only the new one's pools remain
+    // (the session-mode database's holds the one server its reconnect used).
+    drop(idle);
+    let open = servers().await;
+    assert!(
+        open <= POOL as i64 + 1,
+        "{open} server connections, pool {POOL} + 1"
+    );
+    drop(in_block);
+    eprintln!("takeover: {IDLE} idle clients carried, pgbench 0 failed, {open} servers after");
+
+    // The new process offers itself for the next takeover.
+    assert!(dir.path().join("takeover.sock").exists());
+    signal(&new, libc::SIGTERM);
+    let new_exit =
+        tokio::task::spawn_blocking(move || wait_exit(&mut new, Duration::from_secs(20)));
+    assert!(new_exit.await.unwrap().is_some());
+}
