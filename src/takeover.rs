@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::app::{Adopter, Handable, Inherited};
 use crate::handoff::channel::{self, ChannelError};
-use crate::handoff::Message;
+use crate::handoff::{Message, VERSION};
 use crate::shared::Shared;
 
 /// A process taken over: its hand-over socket, and its listeners.
@@ -52,12 +52,17 @@ pub fn take(path: &Path) -> Result<Option<Taken>, ChannelError> {
         }
         Err(e) => return Err(e.into()),
     };
+    let hello = Message::Hello {
+        version: VERSION,
+        pid: std::process::id(),
+    };
+    channel::send(&sock, &hello, &[])?;
     let (msg, mut fds) = channel::recv::<Message>(&mut sock)?;
     let Message::Listeners { admin } = msg else {
-        return Err(ChannelError::Closed);
+        return Err(ChannelError::Unexpected(brief(&msg)));
     };
-    if fds.is_empty() || fds.len() != 1 + usize::from(admin) {
-        return Err(ChannelError::Closed);
+    if fds.len() != 1 + usize::from(admin) {
+        return Err(ChannelError::Unexpected(format!("{} listeners", fds.len())));
     }
     let listen = std::net::TcpListener::from(fds.remove(0));
     let admin = admin.then(|| std::net::TcpListener::from(fds.remove(0)));
@@ -189,13 +194,40 @@ fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Reads the new process's Hello (within a few seconds): its process id.
+fn greeted(sock: &mut UnixStream) -> Result<u32, ChannelError> {
+    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let (hello, fds) = channel::recv::<Message>(sock)?;
+    sock.set_read_timeout(None)?;
+    match hello {
+        Message::Hello { version, pid } if version == VERSION && fds.is_empty() => Ok(pid),
+        other => Err(ChannelError::Unexpected(brief(&other))),
+    }
+}
+
+/// A message's kind, for an error (a client's state is not logged).
+fn brief(msg: &Message) -> String {
+    match msg {
+        Message::Hello { version, .. } => format!("Hello of version {version}"),
+        Message::Listeners { .. } => "Listeners".into(),
+        Message::Client(_) => "Client".into(),
+        Message::Done { .. } => "Done".into(),
+    }
+}
+
 /// The old process's side: waits for the new process, hands it the
 /// listeners, begins the shutdown, and sends each session that hands
 /// itself over.
 fn serve(listener: UnixListener, path: &Path, handable: Handable, shared: &Shared, offer: &Offer) {
     let sock = loop {
         match listener.accept() {
-            Ok((s, _)) => break s,
+            Ok((mut s, _)) => match greeted(&mut s) {
+                Ok(pid) => {
+                    tracing::info!(pid, "a new process asks to take over");
+                    break s;
+                }
+                Err(e) => tracing::warn!(error = %e, "takeover request refused"),
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "takeover socket accept failed");
                 std::thread::sleep(Duration::from_millis(100));

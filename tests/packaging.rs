@@ -153,7 +153,7 @@ fn systemd_unit_verifies() {
 #[test]
 fn kubernetes_manifests_validate() {
     let dir = Path::new(ROOT).join("packaging/kubernetes");
-    let manifests: Vec<PathBuf> = ["sidecar.yaml", "deployment.yaml"]
+    let manifests: Vec<PathBuf> = ["sidecar.yaml", "deployment.yaml", "statefulset.yaml"]
         .iter()
         .map(|f| dir.join(f))
         .collect();
@@ -198,7 +198,10 @@ for d in docs:
         assert!(ok, "reading {}: {out}", manifest.display());
         check_config(
             &tmp.path().join("proxy.toml"),
-            &[("PGWARDEN_MONITOR_PASSWORD", "from-the-secret")],
+            &[
+                ("PGWARDEN_MONITOR_PASSWORD", "from-the-secret"),
+                ("PEER_ID", "2"),
+            ],
         );
     }
 }

@@ -84,6 +84,18 @@ async fn takeover_keeps_idle_and_busy_clients() {
     reaper.0.push(bench.id());
     tokio::time::sleep(Duration::from_secs(3)).await;
 
+    // A connection that is not a pgwarden asking is refused: nothing is
+    // handed to it, and the old process goes on serving.
+    for junk in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        &[0xff; 4],
+        b"\0\0\0\x05{}}}}",
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        std::io::Write::write_all(&mut s, junk).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    idle[1].0.simple_query("SELECT 1").await.unwrap();
     let (mut new, _new_notify) = start_binary(&config, dir.path(), "new", &takeover);
     reaper.0.push(new.id());
     let mut buf = [0u8; 512];

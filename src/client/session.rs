@@ -174,6 +174,7 @@ impl Session {
                 Event::Server(Ok(0)) | Event::Server(Err(_)) => self.on_server_lost(),
                 Event::Server(Ok(_)) => Box::pin(self.on_server_event()).await,
                 Event::Timer => self.on_timer().await,
+                Event::Recheck => Ok(()),
                 Event::Shutdown if self.hand_over() => Err(End::HandedOver),
                 Event::Shutdown => Err(End::Error(
                     match self.login.registration.control.stop_reason() {

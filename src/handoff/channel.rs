@@ -30,6 +30,8 @@ pub enum ChannelError {
     Decode(#[from] serde_json::Error),
     #[error("the other process closed the hand-over socket")]
     Closed,
+    #[error("unexpected hand-over message: {0}")]
+    Unexpected(String),
 }
 
 /// Sends one message with `fds` attached.

@@ -16,9 +16,15 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+/// The version of these messages: a process speaking another is refused.
+pub const VERSION: u32 = 1;
+
 /// One message on the hand-over socket.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Message {
+    /// The new process's first word: nothing is handed to a connection
+    /// that is not a pgwarden of this version asking for it.
+    Hello { version: u32, pid: u32 },
     /// The listening sockets, attached in this order: `listen`, then
     /// `admin_listen` when `admin` is true.
     Listeners { admin: bool },

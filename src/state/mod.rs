@@ -413,4 +413,17 @@ mod tests {
             "{sql}"
         );
     }
+
+    #[test]
+    fn settings_survive_a_hand_over_as_they_were_given() {
+        let mut c = startup(&[("DateStyle", "ISO, MDY")]);
+        c.apply(&Change::Set("search_path".into(), "a, 'b c'".into()));
+        let mut carried = ClientParams::default();
+        carried.import(&c.export());
+        assert_ne!(carried.version(), 0, "preferences are made again");
+        // The new process's servers get exactly what the old ones did.
+        let (mut old, mut new) = (ServerParams::default(), ServerParams::default());
+        assert_eq!(old.sync_to(&c).0, new.sync_to(&carried).0);
+        assert_eq!(carried.get("datestyle"), Some("ISO, MDY"));
+    }
 }

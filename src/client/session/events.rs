@@ -26,6 +26,8 @@ pub(super) enum Event {
     Server(std::io::Result<usize>),
     Timer,
     Shutdown,
+    /// The stop came while a fresh session waited: wait again, spared.
+    Recheck,
 }
 
 impl Session {
@@ -51,6 +53,9 @@ impl Session {
             deadline = Some(deadline.map_or(t, |d| d.min(t)));
         }
         let spare = spare_until.is_some();
+        // A stop that comes while this waits: a fresh session is still
+        // spared, after one more turn to arm the grace's timer.
+        let grace_ends = self.fresh.then(|| self.last_activity + FRESH_GRACE);
         let mut timer = arm(&mut self.timer, deadline);
         if let Some(guard) = self.server.as_mut() {
             reserve(&mut self.cbuf);
@@ -98,10 +103,14 @@ impl Session {
                             Err(e) => Event::Client(Err(e)),
                         });
                     }
-                    if control.poll_stop(cx).is_ready()
-                        && !(spare && control.stop_reason() == StopReason::Shutdown)
-                    {
-                        return Poll::Ready(Event::Shutdown);
+                    if control.poll_stop(cx).is_ready() {
+                        let shutdown = control.stop_reason() == StopReason::Shutdown;
+                        let in_grace = grace_ends.is_some_and(|t| Instant::now() < t);
+                        match (shutdown && in_grace, spare) {
+                            (false, _) => return Poll::Ready(Event::Shutdown),
+                            (true, false) => return Poll::Ready(Event::Recheck),
+                            (true, true) => {}
+                        }
                     }
                 }
             }
