@@ -77,6 +77,21 @@ async fn takeover_keeps_idle_and_busy_clients() {
     let session_url = format!("postgres://{MD5_USER}:{PASSWORD}@127.0.0.1:{port}/session_db");
     let session_client = connect_url(&session_url).await.unwrap();
     session_client.simple_query("SELECT 1").await.unwrap();
+    // psql kept open across the takeover.
+    let mut psql = std::process::Command::new(pg_tool("psql"))
+        .args(["-X", "-q", "-A", "-t", &url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    reaper.0.push(psql.id());
+    let mut psql_in = psql.stdin.take().unwrap();
+    std::io::Write::write_all(
+        &mut psql_in,
+        b"SET search_path = psql_path, public;\nSELECT 'before';\n",
+    )
+    .unwrap();
     // A busy load: 20 pgbench clients in a loop across the takeover.
     let script = dir.path().join("select.sql");
     std::fs::write(&script, "SELECT 1;\n").unwrap();
@@ -140,6 +155,18 @@ async fn takeover_keeps_idle_and_busy_clients() {
         assert_eq!(sum, 1 + i as i32);
     }
     in_block.simple_query("SELECT 2").await.unwrap();
+    std::io::Write::write_all(&mut psql_in, b"SHOW search_path;\n\\q\n").unwrap();
+    drop(psql_in);
+    let out = tokio::task::spawn_blocking(move || psql.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        said.split_whitespace().collect::<Vec<_>>(),
+        ["before", "psql_path,", "public"],
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let e = session_client.simple_query("SELECT 1").await.unwrap_err();
     assert!(
         e.is_closed() || sqlstate(&e).as_deref() == Some("57P01"),
