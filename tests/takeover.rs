@@ -217,10 +217,26 @@ async fn takeover_keeps_idle_and_busy_clients() {
     drop(in_block);
     eprintln!("takeover: {IDLE} idle clients carried, pgbench 0 failed, {open} servers after");
 
-    // The new process offers itself for the next takeover.
-    assert!(dir.path().join("takeover.sock").exists());
-    signal(&new, libc::SIGTERM);
+    // The new process offers itself for the next takeover, which works
+    // the same way: a third generation takes its clients.
+    let client = connect_url(&url).await.unwrap();
+    client
+        .batch_execute("SET search_path = third, public")
+        .await
+        .unwrap();
+    let (mut third, _third_notify) = start_binary(&config, dir.path(), "third", &takeover);
+    reaper.0.push(third.id());
     let new_exit =
         tokio::task::spawn_blocking(move || wait_exit(&mut new, Duration::from_secs(20)));
-    assert!(new_exit.await.unwrap().is_some());
+    assert!(new_exit.await.unwrap().is_some_and(|s| s.success()));
+    let path: String = client
+        .query_one("SELECT current_setting('search_path')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(path, "third, public");
+    signal(&third, libc::SIGTERM);
+    let third_exit =
+        tokio::task::spawn_blocking(move || wait_exit(&mut third, Duration::from_secs(20)));
+    assert!(third_exit.await.unwrap().is_some());
 }
