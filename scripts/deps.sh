@@ -95,6 +95,6 @@ if [ "${1:-}" != "--bench" ] && ! command -v systemd-analyze >/dev/null 2>&1 && 
 fi
 if [ "${1:-}" != "--bench" ] && ! cargo deb --version >/dev/null 2>&1; then
   echo "Installing: cargo-deb" >&2
-  cargo install -q --locked cargo-deb@3 >/dev/null 2>&1 \
+  cargo install -q --locked cargo-deb --version '^3' >/dev/null 2>&1 \
     || echo "note: could not install cargo-deb; the Debian package test will be skipped" >&2
 fi
