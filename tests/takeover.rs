@@ -33,14 +33,26 @@ async fn takeover_keeps_idle_and_busy_clients() {
     let port = pgwarden::localpg::free_port_range(1).unwrap();
     let config = dir.path().join("proxy.toml");
     let sock = dir.path().join("takeover.sock");
+    // A user known only by its SCRAM secret: servers are logged in to with
+    // the keys its client's proof gave, which must cross the takeover.
+    let verifier: String = direct()
+        .await
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&SCRAM_USER],
+        )
+        .await
+        .unwrap()
+        .get(0);
     std::fs::write(
         &config,
         format!(
             "[proxy]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout = 20\nmax_client_conn = 1000\n\
-             auth_type = \"md5\"\ndefault_pool_size = {POOL}\n\
+             auth_type = \"scram-sha-256\"\ndefault_pool_size = {POOL}\n\
              [databases.{DB}]\nprimary = \"{}\"\n\
              [databases.session_db]\nprimary = \"{0}\"\ndbname = \"{DB}\"\npool_mode = \"session\"\n\
-             [users.{MD5_USER}]\npassword = \"{PASSWORD}\"\n",
+             [users.{MD5_USER}]\npassword = \"{PASSWORD}\"\n\
+             [users.{SCRAM_USER}]\npassword = \"{verifier}\"\n",
             cluster().primary.addr()
         ),
     )
@@ -49,6 +61,15 @@ async fn takeover_keeps_idle_and_busy_clients() {
     let (mut old, old_notify) = start_binary(&config, dir.path(), "old", &takeover);
     let mut reaper = Reaper(vec![old.id()]);
     let url = format!("postgres://{MD5_USER}:{PASSWORD}@127.0.0.1:{port}/{DB}");
+    let scram_client = connect_url(&format!(
+        "postgres://{SCRAM_USER}:{PASSWORD}@127.0.0.1:{port}/{DB}"
+    ))
+    .await
+    .unwrap();
+    scram_client
+        .batch_execute("SET search_path = scram_path")
+        .await
+        .unwrap();
 
     // Idle clients, each with its own settings and a prepared statement.
     let mut idle = Vec::new();
@@ -155,6 +176,18 @@ async fn takeover_keeps_idle_and_busy_clients() {
         assert_eq!(sum, 1 + i as i32);
     }
     in_block.simple_query("SELECT 2").await.unwrap();
+    // Its first server on the new process logs in with the carried keys.
+    let row = scram_client
+        .query_one(
+            "SELECT current_user::text, current_setting('search_path')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        (SCRAM_USER.into(), "scram_path".into())
+    );
     std::io::Write::write_all(&mut psql_in, b"SHOW search_path;\n\\q\n").unwrap();
     drop(psql_in);
     let out = tokio::task::spawn_blocking(move || psql.wait_with_output().unwrap())

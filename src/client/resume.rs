@@ -15,6 +15,7 @@ use super::route::RouteState;
 use super::session::Session;
 use crate::admission::ClientLimits;
 use crate::auth::backend::BackendSecret;
+use crate::auth::scram::Keys;
 use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::handoff::HandedClient;
@@ -54,10 +55,20 @@ async fn login(io: &Stream, shared: &Arc<Shared>, h: &HandedClient) -> Result<Lo
         database: (database, loaded.max_db_client_connections(database)),
         user: (user, loaded.max_user_client_connections(user)),
     })?;
-    // As at login: the stored secret, if it can log in to a server.
-    let own = find_secret(&loaded, user, database)
-        .await
-        .and_then(|s| BackendSecret::from_stored(&s));
+    // As at login: the keys its SCRAM proof gave, or the stored secret.
+    let own = match &h.scram {
+        Some(k) => Some(BackendSecret::ScramKeys {
+            keys: Keys {
+                client_key: k.client_key,
+                server_key: k.server_key,
+            },
+            salt: k.salt.clone(),
+            iterations: k.iterations,
+        }),
+        None => find_secret(&loaded, user, database)
+            .await
+            .and_then(|s| BackendSecret::from_stored(&s)),
+    };
     let server = ServerLogin::of(&db_settings, &loaded, user, own);
     let chosen = choose(
         shared,

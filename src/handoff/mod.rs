@@ -56,6 +56,27 @@ pub struct HandedClient {
     pub statements: Vec<HandedStatement>,
     /// Its routing state, for a database with replicas.
     pub route: Option<HandedRoute>,
+    /// The SCRAM keys recovered from its login, when servers are logged in
+    /// to with them (an `auth_file` of SCRAM secrets and no server
+    /// password): without them the new process could not open a server
+    /// for it. The hand-over socket is the owner's alone (mode 0600).
+    pub scram: Option<HandedScram>,
+}
+
+/// SCRAM keys as a server login uses them (see `auth::backend`).
+#[derive(Serialize, Deserialize)]
+pub struct HandedScram {
+    pub client_key: [u8; 32],
+    pub server_key: [u8; 32],
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+}
+
+impl std::fmt::Debug for HandedScram {
+    // Never the keys: they log in as the user.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandedScram(..)")
+    }
 }
 
 /// One session setting: its value as SQL text (`SET name = value`) or as

@@ -7,8 +7,9 @@
 use std::os::fd::OwnedFd;
 
 use super::Session;
+use crate::auth::backend::BackendSecret;
 use crate::config::PoolMode;
-use crate::handoff::HandedClient;
+use crate::handoff::{HandedClient, HandedScram};
 use crate::net::Stream;
 
 impl Session {
@@ -69,6 +70,19 @@ impl Session {
             settings,
             statements,
             route: self.route.as_ref().map(|r| r.export()),
+            scram: match self.login.pool.target().secret {
+                Some(BackendSecret::ScramKeys {
+                    keys,
+                    salt,
+                    iterations,
+                }) => Some(HandedScram {
+                    client_key: keys.client_key,
+                    server_key: keys.server_key,
+                    salt,
+                    iterations,
+                }),
+                _ => None,
+            },
         })
     }
 
