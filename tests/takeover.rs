@@ -58,7 +58,7 @@ async fn takeover_keeps_idle_and_busy_clients() {
     )
     .unwrap();
     let takeover = [std::ffi::OsStr::new("--takeover"), sock.as_os_str()];
-    let (mut old, old_notify) = start_binary(&config, dir.path(), "old", &takeover);
+    let (old, old_notify) = start_binary(&config, dir.path(), "old", &takeover);
     let mut reaper = Reaper(vec![old.id()]);
     let url = format!("postgres://{MD5_USER}:{PASSWORD}@127.0.0.1:{port}/{DB}");
     let scram_client = connect_url(&format!(
@@ -132,7 +132,7 @@ async fn takeover_keeps_idle_and_busy_clients() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     idle[1].0.simple_query("SELECT 1").await.unwrap();
-    let (mut new, _new_notify) = start_binary(&config, dir.path(), "new", &takeover);
+    let (new, _new_notify) = start_binary(&config, dir.path(), "new", &takeover);
     reaper.0.push(new.id());
     let mut buf = [0u8; 512];
     let n = old_notify.recv(&mut buf).expect("STOPPING=1");
@@ -146,13 +146,7 @@ async fn takeover_keeps_idle_and_busy_clients() {
         .get(0);
     assert_eq!(still, "5MB");
     in_block.batch_execute("COMMIT").await.unwrap();
-    let exited = tokio::task::spawn_blocking(move || {
-        let status = wait_exit(&mut old, Duration::from_secs(20));
-        (old, status)
-    })
-    .await
-    .unwrap()
-    .1;
+    let exited = exit_of(old).await;
     let log = |name: &str| std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap();
     assert!(
         exited.is_some_and(|s| s.success()),
@@ -257,11 +251,9 @@ async fn takeover_keeps_idle_and_busy_clients() {
         .batch_execute("SET search_path = third, public")
         .await
         .unwrap();
-    let (mut third, _third_notify) = start_binary(&config, dir.path(), "third", &takeover);
+    let (third, _third_notify) = start_binary(&config, dir.path(), "third", &takeover);
     reaper.0.push(third.id());
-    let new_exit =
-        tokio::task::spawn_blocking(move || wait_exit(&mut new, Duration::from_secs(20)));
-    assert!(new_exit.await.unwrap().is_some_and(|s| s.success()));
+    assert!(exit_of(new).await.is_some_and(|s| s.success()));
     let path: String = client
         .query_one("SELECT current_setting('search_path')", &[])
         .await
@@ -269,7 +261,12 @@ async fn takeover_keeps_idle_and_busy_clients() {
         .get(0);
     assert_eq!(path, "third, public");
     signal(&third, libc::SIGTERM);
-    let third_exit =
-        tokio::task::spawn_blocking(move || wait_exit(&mut third, Duration::from_secs(20)));
-    assert!(third_exit.await.unwrap().is_some());
+    assert!(exit_of(third).await.is_some());
+}
+
+/// Waits (off the runtime) up to 20 s for a pgwarden process to exit.
+async fn exit_of(mut child: std::process::Child) -> Option<std::process::ExitStatus> {
+    tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(20)))
+        .await
+        .unwrap()
 }

@@ -171,11 +171,7 @@ pub async fn handshake(
     if shared.gates.is_disabled(&database) {
         return Err(ProxyError::DatabaseDisabled(database));
     }
-    let slot = shared.admission.admit_pooled(&ClientLimits {
-        max_client_conn: loaded.config.proxy.max_client_conn,
-        database: (&database, loaded.max_db_client_connections(&database)),
-        user: (&user, loaded.max_user_client_connections(&user)),
-    })?;
+    let slot = admit(shared, &loaded, &user, &database)?;
     let mode = loaded.pool_mode(&database, &user);
     let server = ServerLogin::of(&db_settings, &loaded, &user, auth.backend_secret);
     let chosen = choose(
@@ -205,9 +201,7 @@ pub async fn handshake(
             "client logged in"
         );
     }
-    let route = chosen.routed.and_then(|(clusters, tenancy)| {
-        RouteState::new(clusters, tenancy, mode != PoolMode::Session)
-    });
+    let route = route_state(chosen.routed, mode);
     Ok(Asked::Login(Login {
         database: shared.names.get(&database),
         mode,
@@ -217,6 +211,31 @@ pub async fn handshake(
         params,
         slot,
     }))
+}
+
+/// The client's place under `max_client_conn` and its database's and
+/// user's client limits (a login, or a client handed over).
+pub(super) fn admit(
+    shared: &Shared,
+    loaded: &Loaded,
+    user: &str,
+    database: &str,
+) -> Result<ClientSlot, ProxyError> {
+    shared.admission.admit_pooled(&ClientLimits {
+        max_client_conn: loaded.config.proxy.max_client_conn,
+        database: (database, loaded.max_db_client_connections(database)),
+        user: (user, loaded.max_user_client_connections(user)),
+    })
+}
+
+/// The session's routing state, for a routed database.
+pub(super) fn route_state(
+    routed: Option<(crate::pool::Clusters, Box<super::tenancy::Tenancy>)>,
+    mode: PoolMode,
+) -> Option<Box<RouteState>> {
+    routed.and_then(|(clusters, tenancy)| {
+        RouteState::new(clusters, tenancy, mode != PoolMode::Session)
+    })
 }
 
 /// The servers' parameters, learnt from a first server as PgBouncer does,

@@ -115,14 +115,7 @@ impl Prefs {
             RouteSet::To(Hint::Primary) => Some("primary".into()),
             RouteSet::To(Hint::Replica) => Some("replica".into()),
         };
-        into.consistency = self.set_consistency.map(|c| {
-            match c {
-                Consistency::Eventual => "eventual",
-                Consistency::ReadYourWrites => "read_your_writes",
-                Consistency::Bounded => "bounded",
-            }
-            .into()
-        });
+        into.consistency = self.set_consistency;
         into.max_staleness_ms = self.set_staleness;
         into.min_lsn = self.set_min_lsn;
     }
@@ -135,7 +128,7 @@ impl Prefs {
             Some("replica") => RouteSet::To(Hint::Replica),
             _ => RouteSet::NotSet,
         };
-        self.set_consistency = handed.consistency.as_deref().and_then(Consistency::parse);
+        self.set_consistency = handed.consistency;
         self.set_staleness = handed.max_staleness_ms;
         self.set_min_lsn = handed.min_lsn;
         self.version = None;

@@ -9,14 +9,11 @@
 
 use std::sync::Arc;
 
-use super::handshake::{client_info, find_secret, startup_set, Login};
+use super::handshake::{admit, client_info, find_secret, route_state, startup_set, Login};
 use super::members::{choose, ServerLogin};
-use super::route::RouteState;
 use super::session::Session;
-use crate::admission::ClientLimits;
 use crate::auth::backend::BackendSecret;
 use crate::auth::scram::Keys;
-use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::handoff::HandedClient;
 use crate::net::Stream;
@@ -50,11 +47,7 @@ async fn login(io: &Stream, shared: &Arc<Shared>, h: &HandedClient) -> Result<Lo
         .database(database)
         .cloned()
         .ok_or_else(|| ProxyError::UnknownDatabase(database.to_owned()))?;
-    let slot = shared.admission.admit_pooled(&ClientLimits {
-        max_client_conn: loaded.config.proxy.max_client_conn,
-        database: (database, loaded.max_db_client_connections(database)),
-        user: (user, loaded.max_user_client_connections(user)),
-    })?;
+    let slot = admit(shared, &loaded, user, database)?;
     // As at login: the keys its SCRAM proof gave, or the stored secret.
     let own = match &h.scram {
         Some(k) => Some(BackendSecret::ScramKeys {
@@ -86,9 +79,7 @@ async fn login(io: &Stream, shared: &Arc<Shared>, h: &HandedClient) -> Result<Lo
     info.connected = std::time::UNIX_EPOCH + std::time::Duration::from_millis(h.connected_ms);
     let _ = registration.control.info.set(info);
     let mode = loaded.pool_mode(database, user);
-    let route = chosen.routed.and_then(|(clusters, tenancy)| {
-        RouteState::new(clusters, tenancy, mode != PoolMode::Session)
-    });
+    let route = route_state(chosen.routed, mode);
     Ok(Login {
         database: shared.names.get(database),
         mode,

@@ -102,7 +102,7 @@ pub struct HandedStatement {
 pub struct HandedRoute {
     /// `SET pgwarden.route`: `auto`, `primary` or `replica`.
     pub route: Option<String>,
-    pub consistency: Option<String>,
+    pub consistency: Option<crate::config::Consistency>,
     pub max_staleness_ms: Option<u64>,
     pub min_lsn: Option<u64>,
     /// Its tenant, and whether a query has run since it was set.
