@@ -999,7 +999,13 @@ async fn kill_ends_a_databases_clients_until_resume() {
     let sleeping = tokio::spawn(async move { busy.simple_query("SELECT pg_sleep(5)").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    admin.simple_query(&format!("KILL {DB}")).await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        admin.simple_query(&format!("KILL {DB}")),
+    )
+    .await
+    .expect("KILL answers")
+    .unwrap();
     let cancelled = tokio::time::timeout(Duration::from_secs(3), sleeping)
         .await
         .expect("the running query ends at once")
@@ -1020,7 +1026,10 @@ async fn kill_ends_a_databases_clients_until_resume() {
     assert!(gone, "the idle client was not ended");
 
     // New clients log in but wait for RESUME.
-    let late = connect(&proxy, SCRAM_USER).await.unwrap();
+    let late = tokio::time::timeout(Duration::from_secs(5), connect(&proxy, SCRAM_USER))
+        .await
+        .expect("a login to a killed database is answered")
+        .unwrap();
     let waiting = tokio::spawn(async move { late.simple_query("SELECT 1").await.map(|_| ()) });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(

@@ -157,7 +157,14 @@ pub async fn current_user(client: &tokio_postgres::Client) -> String {
 }
 
 pub async fn connect_url(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    // Bounded so that a login the proxy never answers fails its test
+    // instead of hanging the whole suite.
+    let (client, conn) = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio_postgres::connect(url, tokio_postgres::NoTls),
+    )
+    .await
+    .expect("the login is answered within 30 s")?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -256,8 +263,10 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await {
+    while let Some(left) = limit.checked_sub(start.elapsed()) {
+        // Each try is bounded too: a check that never answers (a query
+        // stuck behind a pause) is a "no", not a test that hangs.
+        if tokio::time::timeout(left, f()).await == Ok(true) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
