@@ -209,7 +209,9 @@ idle_row() {
   "$HOLDER" "127.0.0.1:$port" app app "$count" 900 >"$WORK/holder.out" 2>&1 &
   local hp=$!
   for _ in $(seq 1800); do grep -q ready "$WORK/holder.out" && break; sleep 0.5; done
-  sleep 2
+  # Past park_idle_clients_after (2 s), so that the last clients are parked
+  # too, as every idle client of a proxy in service is.
+  sleep 4
   after=$(rss_kib "$pid")
   ready=$(cat "$WORK/holder.out")
   local t0 t1
@@ -258,7 +260,7 @@ mem() {
   "$HOLDER" "127.0.0.1:$port" app app "$IDLE" 600 >"$WORK/holder.out" &
   local hp=$!
   for _ in $(seq 600); do grep -q ready "$WORK/holder.out" && break; sleep 0.5; done
-  sleep 2
+  sleep 4
   after=$(rss_kib "$pid")
   ready=$(cat "$WORK/holder.out")
   kill "$hp" 2>/dev/null || true; wait "$hp" 2>/dev/null || true

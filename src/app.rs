@@ -155,7 +155,7 @@ impl Proxy {
         let admin_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
         let workers = Arc::new(start_workers(&loaded.config.proxy)?);
         let shared = Shared::new(loaded);
-        let tracker = TaskTracker::new();
+        let tracker = shared.tasks.clone();
         tracker.spawn(accept_loop(
             Listener::Tcp(listener),
             shared.clone(),

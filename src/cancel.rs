@@ -263,6 +263,27 @@ impl SessionControl {
         Poll::Pending
     }
 
+    /// True once the session has been asked to stop.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// A parked session (no task of its own): `waker` is woken when it is
+    /// asked to stop. True if it already was.
+    pub fn watch_stop(&self, waker: &Waker) -> bool {
+        if self.stop_requested() {
+            return true;
+        }
+        {
+            let mut inner = self.lock();
+            match &inner.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => inner.waker = Some(waker.clone()),
+            }
+        }
+        self.stop_requested()
+    }
+
     /// Asks the session to end at once, even mid-transaction, telling its
     /// client "admin forced disconnect" (`KILL`, `KILL_CLIENT`).
     pub fn request_kill(&self) {

@@ -67,6 +67,11 @@ pub struct Shared {
     pub draining: CancellationToken,
     /// Where sessions go during an online restart (`--takeover`).
     pub outbox: crate::handoff::Outbox,
+    /// Every session's task, and every parked session's watcher: a
+    /// shutdown waits for all of them.
+    pub tasks: tokio_util::task::TaskTracker,
+    /// Idle clients parked without a task (`park_idle_clients_after`).
+    pub parked: AtomicUsize,
     /// The same fact as a plain flag for the per-transaction check
     /// (`CancellationToken::is_cancelled` takes a proxy-wide lock).
     stopping: AtomicBool,
@@ -179,6 +184,8 @@ impl Shared {
             shutdown: CancellationToken::new(),
             draining: CancellationToken::new(),
             outbox: Default::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
+            parked: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
         })
     }

@@ -714,6 +714,7 @@ async fn http_metrics_health_ready_pools() {
     }
     for expected in [
         "pgwarden_clients",
+        "pgwarden_clients_parked",
         "pgwarden_pool_clients",
         "pgwarden_pool_waiting_clients",
         "pgwarden_pool_active_servers",

@@ -41,6 +41,7 @@ mod budget;
 mod ending;
 mod events;
 mod handover;
+mod parking;
 mod timeouts;
 
 /// How the session ends.
@@ -55,6 +56,8 @@ enum End {
     /// The client went to the new process of an online restart: nothing
     /// more is said, and its socket is not this process's any more.
     HandedOver,
+    /// The client has been idle long enough to be parked (`parking`).
+    Park,
 }
 
 pub struct Session {
@@ -106,7 +109,10 @@ impl Session {
         // The login user's own timeouts (not the forced user servers see).
         let info = login.registration.control.info.get();
         let user = info.map_or(&*login.pool.key.user, |i| &*i.user);
-        let timeouts = Timeouts::new(cfg.session_timeouts(user), p.server_reset_query_always);
+        let mut timeouts = Timeouts::new(cfg.session_timeouts(user), p.server_reset_query_always);
+        if client.can_park() {
+            timeouts.park_ms = timeouts::to_ms(p.park_idle_clients_after.enabled());
+        }
         let flow = Flow::new(p.max_packet_size, p.max_client_buffer);
         let budget = Budget::new(p.max_client_buffer, p.max_total_client_buffer);
         drop(cfg);
@@ -143,7 +149,17 @@ impl Session {
     /// Boxed so that the task's future holds one pointer to the session
     /// rather than (as an owned `self` would be) two copies of it.
     pub async fn run(mut self: Box<Self>) {
-        let end = self.serve().await;
+        let end = loop {
+            match self.serve().await {
+                End::Park => match parking::park(self) {
+                    // Its task ends here; the lot starts another on its next
+                    // request.
+                    None => return,
+                    Some(back) => self = back,
+                },
+                end => break end,
+            }
+        };
         // Boxed: the ending is rare, and its futures would otherwise
         // enlarge every session's task for its whole life.
         Box::pin(self.finish(end)).await;

@@ -326,6 +326,10 @@ pub struct ProxySettings {
     /// Tell a client queued this long for a server that it is (a NOTICE).
     pub query_wait_notify: Secs,
     pub client_idle_timeout: Secs,
+    /// A client idle (no server, nothing buffered) this long is parked:
+    /// its socket is watched by one task per worker instead of a task of
+    /// its own, so that it costs only its session's state (0: never).
+    pub park_idle_clients_after: Secs,
     pub client_login_timeout: Secs,
     pub idle_transaction_timeout: Secs,
     /// A transaction open longer than this ends its client (PgBouncer 1.25).
@@ -466,6 +470,7 @@ impl Default for ProxySettings {
             query_wait_notify: Secs::from_secs(5),
             cancel_wait_timeout: Secs::from_secs(10),
             client_idle_timeout: Secs::ZERO,
+            park_idle_clients_after: Secs::from_secs(2),
             client_login_timeout: Secs::from_secs(60),
             idle_transaction_timeout: Secs::ZERO,
             transaction_timeout: Secs::ZERO,

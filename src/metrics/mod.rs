@@ -35,6 +35,12 @@ pub fn render(shared: &Shared) -> String {
         "Client connections open, logged in or not.",
         shared.admission.clients() as f64,
     );
+    e.single(
+        "pgwarden_clients_parked",
+        Kind::Gauge,
+        "Idle clients parked without a task of their own (park_idle_clients_after).",
+        shared.parked.load(Ordering::Relaxed) as f64,
+    );
     pools(&mut e, shared);
     traffic(&mut e, shared);
     latency(&mut e, shared);

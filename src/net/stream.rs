@@ -61,6 +61,12 @@ impl Stream {
         }
     }
 
+    /// A socket that can be parked (see `client::session::parking`): TLS
+    /// state lives in the stream and is not parked.
+    pub fn can_park(&self) -> bool {
+        matches!(self, Stream::Tcp(_) | Stream::Unix(_))
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
     }

@@ -19,7 +19,8 @@ impl Session {
                 self.shared.pooler_error(e, "pooler error");
                 e.to_string()
             }
-            End::Close => "client close request".to_owned(),
+            // `Park` never ends a session (`Session::run` parks it).
+            End::Close | End::Park => "client close request".to_owned(),
             End::HandedOver => {
                 self.cleanup().await;
                 return;

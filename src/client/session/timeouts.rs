@@ -23,6 +23,8 @@ pub(super) struct Timeouts {
     idle_transaction_ms: u32,
     transaction_ms: u32,
     client_idle_ms: u32,
+    /// `park_idle_clients_after` (see `parking`).
+    pub(super) park_ms: u32,
     /// `server_reset_query_always`, kept here for the same reason.
     pub(super) reset_always: bool,
 }
@@ -34,6 +36,7 @@ impl Timeouts {
             idle_transaction_ms: to_ms(t.idle_transaction),
             transaction_ms: to_ms(t.transaction),
             client_idle_ms: to_ms(t.client_idle),
+            park_ms: 0,
             reset_always,
         }
     }
@@ -45,11 +48,16 @@ impl Timeouts {
 
     /// Whether the time of the last activity is needed.
     pub(super) fn tracks_activity(&self) -> bool {
-        self.query_ms | self.idle_transaction_ms | self.client_idle_ms | self.transaction_ms != 0
+        self.query_ms
+            | self.idle_transaction_ms
+            | self.client_idle_ms
+            | self.transaction_ms
+            | self.park_ms
+            != 0
     }
 }
 
-fn to_ms(d: Option<Duration>) -> u32 {
+pub(super) fn to_ms(d: Option<Duration>) -> u32 {
     d.map_or(0, |d| {
         u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
     })
@@ -68,11 +76,22 @@ fn from_ms(ms: u32) -> Option<Duration> {
 
 impl Session {
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        let t = &self.timeouts;
         if self.server.is_none() {
-            return from_ms(t.client_idle_ms).map(|d| self.last_activity + d);
+            return earliest(self.idle_deadline(), self.park_deadline());
         }
         earliest(self.own_deadline(), self.transaction_deadline())
+    }
+
+    /// `client_idle_timeout`, while the client has no server.
+    pub(super) fn idle_deadline(&self) -> Option<Instant> {
+        from_ms(self.timeouts.client_idle_ms).map(|d| self.last_activity + d)
+    }
+
+    /// When an idle client is parked, if it may be.
+    fn park_deadline(&self) -> Option<Instant> {
+        from_ms(self.timeouts.park_ms)
+            .filter(|_| self.parkable())
+            .map(|d| self.last_activity + d)
     }
 
     /// `query_timeout` while a request is unanswered, else
@@ -108,7 +127,13 @@ impl Session {
             return Ok(());
         }
         if self.server.is_none() {
-            return Err(End::Error(ProxyError::ClientIdleTimeout));
+            if self.idle_deadline().is_some_and(|d| now >= d) {
+                return Err(End::Error(ProxyError::ClientIdleTimeout));
+            }
+            return match self.parkable() {
+                true => Err(End::Park),
+                false => Ok(()),
+            };
         }
         if self.transaction_deadline().is_some_and(|d| now >= d) {
             // Busy or idle, the transaction has lasted too long: closing the
