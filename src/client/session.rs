@@ -475,3 +475,21 @@ fn protocol_error(e: FrameError) -> End {
         e => End::Error(ProxyError::Protocol(e.to_string())),
     }
 }
+#[cfg(test)]
+mod size_tests {
+    /// What an idle (parked) client keeps is mostly its `Session` and its
+    /// `SessionControl` (in an `Arc`, 16 bytes more); each is held to the
+    /// size class of jemalloc it fits now (448 and 320 bytes): one byte
+    /// more costs 64 bytes per client (docs/benchmarks.md, issue 19).
+    #[test]
+    fn a_parked_client_fits_its_size_classes() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<super::Session>() <= 448,
+            "{}",
+            size_of::<super::Session>()
+        );
+        let control = size_of::<crate::cancel::SessionControl>() + 16;
+        assert!(control <= 320, "{control}");
+    }
+}

@@ -173,7 +173,7 @@ impl Stream {
             .negotiated_cipher_suite()
             .and_then(|s| s.suite().as_str())
             .unwrap_or("");
-        TlsLabel { version, suite }
+        TlsLabel::of(version, suite)
     }
 
     /// The protocol ALPN settled on, if any.
@@ -256,22 +256,42 @@ impl AsyncWrite for Stream {
 }
 
 /// `TLSv1.3/TLS_AES_256_GCM_SHA384` as PgBouncer's `tls` column shows it
-/// (empty in cleartext); static parts, so keeping one costs no allocation.
+/// (empty in cleartext). One pointer to a (version, suite) pair made once
+/// per pair, rather than the pair itself: every client keeps one, and 24
+/// bytes less puts its `SessionControl` in a smaller size class of the
+/// allocator (docs/benchmarks.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TlsLabel {
-    version: &'static str,
-    suite: &'static str,
+pub struct TlsLabel(Option<&'static (&'static str, &'static str)>);
+
+impl TlsLabel {
+    fn of(version: &'static str, suite: &'static str) -> Self {
+        // A handful of pairs exist (the protocol versions times the
+        // cipher suites rustls offers): each is leaked once.
+        static PAIRS: std::sync::Mutex<Vec<&'static (&'static str, &'static str)>> =
+            std::sync::Mutex::new(Vec::new());
+        let mut pairs = PAIRS.lock().unwrap_or_else(|p| p.into_inner());
+        let pair = match pairs.iter().find(|p| ***p == (version, suite)) {
+            Some(p) => *p,
+            None => {
+                let p: &'static (&'static str, &'static str) =
+                    Box::leak(Box::new((version, suite)));
+                pairs.push(p);
+                p
+            }
+        };
+        TlsLabel(Some(pair))
+    }
 }
 
 impl std::fmt::Display for TlsLabel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.version.is_empty() {
+        let Some((version, suite)) = self.0 else {
             return Ok(());
-        }
+        };
         // rustls says TLS13_AES_..., OpenSSL (and so PgBouncer) TLS_AES_...
-        match self.suite.strip_prefix("TLS13_") {
-            Some(rest) => write!(f, "{}/TLS_{rest}", self.version),
-            None => write!(f, "{}/{}", self.version, self.suite),
+        match suite.strip_prefix("TLS13_") {
+            Some(rest) => write!(f, "{version}/TLS_{rest}"),
+            None => write!(f, "{version}/{suite}"),
         }
     }
 }
