@@ -336,6 +336,10 @@ impl Lot {
             return false;
         }
         inner.watched = false;
+        // The slots a crowd needed go with it (they cannot shrink while
+        // one is taken: a slot's place is its socket's epoll token).
+        inner.slots = Vec::new();
+        inner.free = Vec::new();
         true
     }
 }
