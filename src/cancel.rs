@@ -269,19 +269,13 @@ impl SessionControl {
     }
 
     /// A parked session (no task of its own): `waker` is woken when it is
-    /// asked to stop. True if it already was.
-    pub fn watch_stop(&self, waker: &Waker) -> bool {
-        if self.stop_requested() {
-            return true;
+    /// asked to stop (the caller checks [`Self::stop_requested`] after).
+    pub fn watch_stop(&self, waker: &Waker) {
+        let mut inner = self.lock();
+        match &inner.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => inner.waker = Some(waker.clone()),
         }
-        {
-            let mut inner = self.lock();
-            match &inner.waker {
-                Some(w) if w.will_wake(waker) => {}
-                _ => inner.waker = Some(waker.clone()),
-            }
-        }
-        self.stop_requested()
     }
 
     /// Asks the session to end at once, even mid-transaction, telling its

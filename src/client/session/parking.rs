@@ -264,7 +264,6 @@ impl Lot {
             // it left in the past, would park it again at once.
             session.last_activity = Instant::now();
         }
-        let _ = self.epoll.delete(socket.fd());
         session.client = socket.rejoin().unwrap_or_else(|e| {
             // Seen as the client gone: the session ends.
             tracing::warn!(error = %e, "could not wake a parked client");
@@ -274,20 +273,31 @@ impl Lot {
     }
 
     /// Takes the clients `pick` chooses out of the lot (then resumed, with
-    /// the lock released).
-    fn take(&self, mut pick: impl FnMut(usize, &Parked) -> bool) -> Vec<Parked> {
+    /// the lock released): a walk of every slot, for the rare wakes (stops,
+    /// idle timeouts).
+    fn take(&self, mut pick: impl FnMut(&Parked) -> bool) -> Vec<Parked> {
         let mut inner = self.lock();
-        let mut taken = Vec::new();
-        for slot in 0..inner.slots.len() {
-            if inner.slots[slot].as_ref().is_some_and(|p| pick(slot, p)) {
-                if let Some(p) = inner.slots[slot].take() {
-                    taken.push(p);
-                    inner.free.push(slot);
-                }
+        let chosen: Vec<usize> = (0..inner.slots.len())
+            .filter(|&slot| inner.slots[slot].as_ref().is_some_and(&mut pick))
+            .collect();
+        let taken = self.take_slots(&mut inner, &chosen);
+        inner.next_wake = inner.slots.iter().flatten().filter_map(|p| p.wake_at).min();
+        taken
+    }
+
+    /// Takes these slots' clients out of the lot and of its epoll set. The
+    /// next wake may then be later than `next_wake` says: the watcher finds
+    /// nothing due then, and looks again.
+    fn take_slots(&self, inner: &mut Inner, slots: &[usize]) -> Vec<Parked> {
+        let mut taken = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            if let Some(p) = inner.slots.get_mut(slot).and_then(Option::take) {
+                let _ = self.epoll.delete(p.socket.fd());
+                inner.free.push(slot);
+                taken.push(p);
             }
         }
         inner.count -= taken.len();
-        inner.next_wake = inner.slots.iter().flatten().filter_map(|p| p.wake_at).min();
         taken
     }
 
@@ -300,9 +310,10 @@ impl Lot {
         }
     }
 
-    /// The clients whose sockets are ready (data, or the client left).
+    /// The clients whose sockets are ready (data, or the client left):
+    /// taken by their slots, without a walk of the lot.
     fn ready(&self) -> Vec<Parked> {
-        let mut slots = Vec::new();
+        let mut taken = Vec::new();
         let mut events = [EpollEvent::empty(); 64];
         loop {
             let n = match self.epoll.wait(&mut events, EpollTimeout::ZERO) {
@@ -313,20 +324,15 @@ impl Lot {
                     break;
                 }
             };
-            slots.extend(events[..n].iter().map(|e| e.data() as usize));
-            // Taken out of the set below, so the next wait does not see
-            // these again.
-            for &slot in &slots[slots.len() - n..] {
-                if let Some(Some(p)) = self.lock().slots.get(slot) {
-                    let _ = self.epoll.delete(p.socket.fd());
-                }
-            }
+            let slots: Vec<usize> = events[..n].iter().map(|e| e.data() as usize).collect();
+            // Out of the set as they are taken: the next wait does not
+            // see them again.
+            taken.extend(self.take_slots(&mut self.lock(), &slots));
             if n < events.len() {
                 break;
             }
         }
-        slots.sort_unstable();
-        self.take(|slot, _| slots.binary_search(&slot).is_ok())
+        taken
     }
 
     /// Stops watching once empty; false if clients are still parked.
@@ -364,7 +370,7 @@ async fn watch(lot: Arc<Lot>) {
         Err(e) => {
             let (_, e) = e.into_parts();
             tracing::warn!(error = %e, "cannot watch parked clients; waking them");
-            let all = lot.take(|_, _| true);
+            let all = lot.take(|_| true);
             lot.resume_all(all, false);
             lot.retire_if_empty();
             return;
@@ -387,12 +393,12 @@ async fn watch(lot: Arc<Lot>) {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "parked clients: reactor failed; waking them");
-                    (lot.take(|_, _| true), false)
+                    (lot.take(|_| true), false)
                 }
             },
             () = lot.signal.notify.notified() => {
                 let stopped = match lot.signal.stops.swap(false, Ordering::AcqRel) {
-                    true => lot.take(|_, p| p.session.login.registration.control.stop_requested()),
+                    true => lot.take(|p| p.session.login.registration.control.stop_requested()),
                     // Only an earlier idle timeout: look again.
                     false => Vec::new(),
                 };
@@ -400,7 +406,7 @@ async fn watch(lot: Arc<Lot>) {
             }
             () = due => {
                 let now = Instant::now();
-                (lot.take(|_, p| p.wake_at.is_some_and(|t| t <= now)), false)
+                (lot.take(|p| p.wake_at.is_some_and(|t| t <= now)), false)
             }
         };
         lot.resume_all(woken, spoke);
