@@ -37,7 +37,7 @@ pub struct Prefs {
     /// `default_transaction_read_only` is on: PostgreSQL refuses writes anyway.
     pub read_only: bool,
     /// The parameters' version these were made from (`None`: make again).
-    version: Option<u32>,
+    version: Option<u64>,
     /// `SET pgwarden.*` by the session, over its startup parameters.
     set_route: RouteSet,
     set_consistency: Option<Consistency>,

@@ -5,7 +5,7 @@
 
 use super::inject::Unnamed;
 use super::{ClientStatements, Followed, Outstanding, Registry, ServerStatements};
-use crate::state::ServerParams;
+use crate::state::{InertMemo, ServerParams};
 
 /// What pgwarden knows while rewriting one client's messages.
 pub struct Ctx<'a> {
@@ -32,6 +32,8 @@ pub struct Ctx<'a> {
     pub pooled: bool,
     /// Command tags owed to the unnamed statement and portal.
     pub unnamed: &'a mut Unnamed,
+    /// The last Parse text found to do nothing pgwarden follows.
+    pub inert: &'a mut InertMemo,
 }
 
 /// The outcome for one message.

@@ -289,6 +289,15 @@ impl Outstanding {
         }
     }
 
+    /// True when the head of the queue is pgwarden's to answer (checked
+    /// before every server message, so kept to one comparison).
+    #[inline]
+    pub fn answer_due(&self) -> bool {
+        self.queue
+            .front()
+            .is_some_and(|e| e.action == Action::Answer)
+    }
+
     /// Appends pgwarden's own answers that are now due (the head of the queue).
     pub fn take_answers(&mut self, out: &mut BytesMut) {
         while let Some(e) = self.queue.front() {

@@ -168,7 +168,7 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Outcome {
     if name.is_empty() {
         ctx.unnamed.statement = None;
     }
-    let matters = crate::state::may_matter(key);
+    let matters = ctx.inert.may_matter(key);
     if matters && ctx.pooled {
         let (query, types) = take_cstr(key).unwrap_or((key, &[]));
         if let Some(cmd) = statements::read(query) {
@@ -423,6 +423,7 @@ mod tests {
         followed: Followed,
         pins: u8,
         unnamed: Unnamed,
+        inert: crate::state::InertMemo,
     }
 
     impl World {
@@ -443,6 +444,7 @@ mod tests {
                 refuse_pins: false,
                 pooled: true,
                 unnamed: &mut self.unnamed,
+                inert: &mut self.inert,
             };
             let o = message(&mut ctx, tag, body, &mut out);
             (o, out)
@@ -459,6 +461,7 @@ mod tests {
             followed: Followed::default(),
             pins: 0,
             unnamed: Unnamed::default(),
+            inert: Default::default(),
         }
     }
 

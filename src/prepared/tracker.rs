@@ -9,7 +9,7 @@ use super::rewrite::{self, Ctx, Outcome};
 use super::{Action, ClientStatements, Followed, Outstanding, Registry, ServerStatements, Unnamed};
 use crate::server::ServerConn;
 use crate::sql::statements::{self, Command};
-use crate::state::{ClientParams, Effect, ServerParams, Txn};
+use crate::state::{ClientParams, Effect, InertMemo, ServerParams, Txn};
 use crate::wire::backend as be;
 use crate::wire::frontend as fe;
 use crate::wire::splice::Splice;
@@ -36,6 +36,7 @@ pub struct SessionTracker {
     pooled: bool,
     queue: Outstanding,
     unnamed: Unnamed,
+    inert: InertMemo,
     max: usize,
     since: u64,
     /// Replacement for the message being rewritten.
@@ -67,6 +68,7 @@ impl SessionTracker {
             pooled,
             queue: Outstanding::default(),
             unnamed: Unnamed::default(),
+            inert: InertMemo::default(),
             max,
             since: 0,
             repl: BytesMut::new(),
@@ -263,6 +265,7 @@ impl SessionTracker {
             refuse_pins: self.refuse_pins,
             pooled: self.pooled,
             unnamed: &mut self.unnamed,
+            inert: &mut self.inert,
         };
         if f(&mut ctx, &mut self.repl) == Outcome::Replaced {
             self.to_server.replace(src, start, end, &self.repl);
@@ -277,8 +280,12 @@ impl SessionTracker {
     }
 
     /// Moves the answers now due from the queue into `answers`.
+    #[inline]
     fn collect_answers(&mut self) -> bool {
         self.answers.clear();
+        if !self.queue.answer_due() {
+            return false;
+        }
         self.queue.take_answers(&mut self.answers);
         !self.answers.is_empty()
     }
@@ -375,6 +382,7 @@ impl SessionTracker {
     }
 
     /// Inserts at `src[at]` the answers that are due there.
+    #[inline]
     pub fn answers_due(&mut self, src: &[u8], at: usize) {
         if self.collect_answers() {
             self.to_client.replace(src, at, at, &self.answers);
