@@ -143,6 +143,13 @@ pub struct Pool {
     pub stats: PoolStats,
 }
 
+/// What a client in line is told after a while: `send` runs then (see
+/// [`Pool::checkout_noting`]).
+pub struct Notice<F> {
+    pub after: Duration,
+    pub send: F,
+}
+
 pub(super) enum Attempt {
     Idle(Box<ServerConn>),
     Open(SlotGuard),
@@ -291,6 +298,24 @@ impl Pool {
     /// Cancel safe: a server or slot handed over while the future is dropped
     /// is returned to the pool by its guard.
     pub async fn checkout(self: &Arc<Self>) -> Result<ServerGuard, PoolError> {
+        self.checkout_noting(None::<Notice<std::future::Ready<()>>>)
+            .await
+    }
+
+    /// [`Pool::checkout`], telling a client that has waited in line
+    /// `notice.after` so by running `notice.send` (`query_wait_notify`), on
+    /// the line's one timer (a second timer per wait cost ~800
+    /// instructions a transaction with clients in line: docs/benchmarks.md).
+    ///
+    /// # Errors
+    /// As [`Pool::checkout`].
+    pub async fn checkout_noting<F>(
+        self: &Arc<Self>,
+        mut notice: Option<Notice<F>>,
+    ) -> Result<ServerGuard, PoolError>
+    where
+        F: std::future::Future<Output = ()>,
+    {
         let settings = self.settings();
         let started = Instant::now();
         let clock = tokio::time::Instant::now();
@@ -305,7 +330,8 @@ impl Pool {
                     // Counted by a guard: a waiter's request may be
                     // cancelled, dropping this future mid-wait.
                     let _waiting = WaitCount::new(&self.stats, started);
-                    self.wait(rx, &settings, clock, deadline).await?
+                    self.wait(rx, &settings, (clock, deadline), &mut notice)
+                        .await?
                 }
             };
             match handoff {

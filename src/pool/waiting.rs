@@ -11,7 +11,7 @@ use tokio::time::Instant as Clock;
 
 use tokio::sync::oneshot;
 
-use super::{Handoff, Pool, PoolError, PoolSettings, PoolStats, SlotGuard};
+use super::{Handoff, Notice, Pool, PoolError, PoolSettings, PoolStats, SlotGuard};
 
 /// How often a waiter looks again when a shared limit (which another pool
 /// may free) is what holds it back.
@@ -20,27 +20,35 @@ const LIMIT_POLL: Duration = Duration::from_millis(50);
 impl Pool {
     /// Waits in line for a handoff, opening a reserve server after
     /// `reserve_pool_timeout` and re-checking shared limits while waiting.
-    pub(super) async fn wait(
+    /// `notice` is sent once, when the client has waited its `after`.
+    pub(super) async fn wait<F>(
         self: &Arc<Self>,
         mut rx: oneshot::Receiver<Handoff>,
         settings: &PoolSettings,
-        started: Clock,
-        deadline: Option<Clock>,
-    ) -> Result<Handoff, PoolError> {
+        (started, deadline): (Clock, Option<Clock>),
+        notice: &mut Option<Notice<F>>,
+    ) -> Result<Handoff, PoolError>
+    where
+        F: std::future::Future<Output = ()>,
+    {
         let limited = settings.max_db_connections > 0 || settings.max_user_connections > 0;
         let reserve_at = (settings.reserve_size > 0)
             .then_some(settings.reserve_timeout)
             .flatten()
             .map(|t| started + t);
+        let notify_at = notice.as_ref().map(|n| started + n.after);
         loop {
             let now = Clock::now();
             let mut wake = deadline;
+            let later = |at: Clock, w: Option<Clock>| Some(w.map_or(at, |w| w.min(at)));
             if let Some(r) = reserve_at.filter(|r| *r > now) {
-                wake = Some(wake.map_or(r, |w| w.min(r)));
+                wake = later(r, wake);
+            }
+            if let Some(n) = notify_at.filter(|_| notice.is_some()) {
+                wake = later(n, wake);
             }
             if limited {
-                let poll = now + LIMIT_POLL;
-                wake = Some(wake.map_or(poll, |w| w.min(poll)));
+                wake = later(now + LIMIT_POLL, wake);
             }
             let received = match wake {
                 Some(at) => tokio::time::timeout_at(at, &mut rx).await.ok(),
@@ -53,6 +61,12 @@ impl Pool {
                 None => {}
             }
             let now = Clock::now();
+            if notify_at.is_some_and(|n| now >= n) {
+                if let Some(n) = notice.take() {
+                    // A handoff meanwhile waits in `rx`.
+                    n.send.await;
+                }
+            }
             let use_reserve = reserve_at.is_some_and(|r| now >= r);
             if use_reserve || limited {
                 let mut slot = self.try_open_extra(use_reserve);
@@ -200,8 +214,8 @@ mod tests {
             .wait(
                 std::mem::replace(&mut rx, oneshot::channel().1),
                 &pool.settings(),
-                started,
-                deadline,
+                (started, deadline),
+                &mut None::<Notice<std::future::Ready<()>>>,
             )
             .await
             .unwrap();

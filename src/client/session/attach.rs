@@ -12,7 +12,7 @@ use crate::cancel::SessionControl;
 use crate::client::route::Attached;
 use crate::config::PoolMode;
 use crate::error::ProxyError;
-use crate::pool::ServerGuard;
+use crate::pool::{Notice, ServerGuard};
 use crate::prepared::SessionTracker;
 use crate::routing::unit::{first_unit, Scan};
 use crate::wire::backend as be;
@@ -65,16 +65,16 @@ impl Session {
             };
         }
         let pool = &self.login.pool;
+        let client = &mut self.client;
         let guard = match pool.try_checkout() {
             Some(guard) => guard,
             // Boxed: waiting in line or opening a server is the rare path,
             // and its futures would otherwise enlarge every session's task.
             None => match control
-                .unless_cancelled(Box::pin(notify_waiting(
-                    &mut self.client,
-                    notify,
-                    pool.checkout(),
-                )))
+                .unless_cancelled(Box::pin(pool.checkout_noting(notify.map(|after| Notice {
+                    after,
+                    send: send_queued_notice(client),
+                }))))
                 .await
             {
                 Some(r) => r.map_err(|e| End::Error(ProxyError::from_pool(e, &pool.key.user)))?,
@@ -226,16 +226,19 @@ async fn notify_waiting<F: std::future::Future>(
     if let Some(after) = after {
         tokio::select! {
             out = &mut wait => return out,
-            () = tokio::time::sleep(after) => {
-                let mut out = BytesMut::new();
-                be::notice_response(
-                    &mut out,
-                    "No server connection available in postgres backend, client being queued",
-                    None,
-                );
-                let _ = client.send(&out).await;
-            }
+            () = tokio::time::sleep(after) => send_queued_notice(client).await,
         }
     }
     wait.await
+}
+
+/// PgBouncer's notice to a client queued for a server (`query_wait_notify`).
+async fn send_queued_notice(client: &mut crate::net::Stream) {
+    let mut out = BytesMut::new();
+    be::notice_response(
+        &mut out,
+        "No server connection available in postgres backend, client being queued",
+        None,
+    );
+    let _ = client.send(&out).await;
 }
