@@ -199,6 +199,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_client_in_line_is_told_once_at_its_notice_time() {
+        let pool = pool(0, 0);
+        let started = Clock::now();
+        let told = std::cell::Cell::new(None);
+        let notice = Notice {
+            after: Duration::from_secs(2),
+            send: async { told.set(Some(started.elapsed())) },
+        };
+        let r = pool.checkout_noting(Some(notice)).await;
+        assert!(matches!(r, Err(PoolError::WaitTimeout)));
+        assert_eq!(told.get(), Some(Duration::from_secs(2)), "told at its time");
+        assert_eq!(started.elapsed(), Duration::from_secs(5), "then waited on");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_reserve_opens_after_reserve_pool_timeout() {
         let pool = pool(0, 1);
         let started = Clock::now();
