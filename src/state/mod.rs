@@ -15,13 +15,10 @@
 
 mod effect;
 pub mod options;
+mod pairs;
 pub mod parse;
 pub mod pins;
 pub mod txn;
-
-use std::sync::LazyLock;
-
-use aho_corasick::AhoCorasick;
 
 /// Words without which a statement cannot change settings, pin a client,
 /// prepare, run or drop statements: one case-insensitive pass over the text
@@ -43,61 +40,50 @@ const TRIGGER_WORDS: [&str; 13] = [
     "release",
 ];
 
-static TRIGGERS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
-    AhoCorasick::builder()
-        .ascii_case_insensitive(true)
-        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-        .build(TRIGGER_WORDS)
-        .ok()
-});
+/// The same words found by a multi-pattern automaton: what [`may_matter`]
+/// is tested against.
+#[cfg(test)]
+static TRIGGERS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(TRIGGER_WORDS)
+            .ok()
+    });
 
-/// One letter pair from each of [`TRIGGER_WORDS`] (a test checks it), rare
-/// in ordinary queries: a text without any of them cannot hold a trigger,
-/// and finding that out costs a table lookup per byte, a quarter of the
-/// automaton's pass (which cost ~1,000 instructions on pgbench's `SELECT`,
-/// a tenth of a transaction: docs/benchmarks.md, issue 19).
-const TRIGGER_PAIRS: [&[u8; 2]; 13] = [
-    b"et", b"is", b"dv", b"mp", b"ld", b"sc", b"oc", b"ep", b"xe", b"lb", b"bo", b"av", b"ea",
+/// One letter pair from each of [`TRIGGER_WORDS`], in the same order (a
+/// test checks it), rare in ordinary queries: a text without any of them
+/// cannot hold a trigger (see [`pairs`]), and where one is, only its word
+/// need be compared. An automaton's pass cost ~1,000 instructions on
+/// pgbench's `SELECT`, and ~700 a call where it found `SET` at once:
+/// docs/benchmarks.md, issue 19.
+const TRIGGER_PAIRS: [[u8; 2]; 13] = [
+    *b"et", *b"is", *b"dv", *b"mp", *b"ld", *b"sc", *b"oc", *b"ep", *b"xe", *b"lb", *b"bo", *b"av",
+    *b"ea",
 ];
 
-/// [`TRIGGER_PAIRS`] as a bitmap over every (byte, byte) pair, indexed by
-/// the pair read as a little-endian `u16` (first byte low).
-static PAIR_BITS: [u64; 1024] = {
-    let mut bits = [0u64; 1024];
-    let mut i = 0;
-    while i < TRIGGER_PAIRS.len() {
-        let key = (TRIGGER_PAIRS[i][1] as usize) << 8 | TRIGGER_PAIRS[i][0] as usize;
-        bits[key >> 6] |= 1 << (key & 63);
-        i += 1;
-    }
-    bits
-};
+static TRIGGER_PAIR_SET: pairs::Pairs = pairs::Pairs::new(&TRIGGER_PAIRS);
 
-/// Bit 0 set if the pair at `w[0..2]` is one of [`TRIGGER_PAIRS`], in any
-/// case (`| 0x20` lowercases a letter; other bytes may only add false
-/// alarms).
-#[inline(always)]
-fn pair_hit(w: [u8; 2]) -> u64 {
-    let key = usize::from(u16::from_le_bytes(w) | 0x2020);
-    PAIR_BITS[key >> 6] >> (key & 63)
+/// True if `sql` has one of [`TRIGGER_PAIRS`], in any case.
+#[cfg(test)]
+fn has_trigger_pair(sql: &[u8]) -> bool {
+    TRIGGER_PAIR_SET.any_in(sql)
 }
 
-/// True if `sql` has one of [`TRIGGER_PAIRS`]. Eight pairs are tested
-/// before each branch, independently of each other (no carried state), so
-/// that a text costs about five instructions a byte.
-fn has_trigger_pair(sql: &[u8]) -> bool {
-    let mut rest = sql;
-    while let Some((block, _)) = rest.split_first_chunk::<9>() {
-        let mut hits = 0;
-        for j in 0..8 {
-            hits |= pair_hit([block[j], block[j + 1]]);
-        }
-        if hits & 1 != 0 {
-            return true;
-        }
-        rest = &rest[8..];
-    }
-    rest.windows(2).any(|w| pair_hit([w[0], w[1]]) & 1 != 0)
+/// The trigger word whose pair starts at `sql[at]` (the pair set found
+/// one there), if the word is all there.
+fn word_at(sql: &[u8], at: usize) -> bool {
+    let pair = [sql[at] | 0x20, sql.get(at + 1).map_or(0, |b| b | 0x20)];
+    let Some(k) = TRIGGER_PAIRS.iter().position(|p| *p == pair) else {
+        return false;
+    };
+    let word = TRIGGER_WORDS[k].as_bytes();
+    let Some(offset) = word.windows(2).position(|w| w == pair) else {
+        return false;
+    };
+    at.checked_sub(offset)
+        .and_then(|start| sql.get(start..start + word.len()))
+        .is_some_and(|w| w.eq_ignore_ascii_case(word))
 }
 
 /// The last text [`may_matter`] ruled out: a driver that sends the same
@@ -129,13 +115,15 @@ impl InertMemo {
 
 /// False when `sql` certainly does nothing pgwarden follows.
 pub fn may_matter(sql: &[u8]) -> bool {
-    if !has_trigger_pair(sql) {
-        return false;
+    // Every trigger word holds its pair: it is found where its pair is.
+    let mut from = 0;
+    while let Some(at) = TRIGGER_PAIR_SET.first_in(&sql[from..]) {
+        if word_at(sql, from + at) {
+            return true;
+        }
+        from += at + 1;
     }
-    match TRIGGERS.as_ref() {
-        Some(ac) => ac.is_match(sql),
-        None => true,
-    }
+    false
 }
 
 #[cfg(test)]
@@ -143,31 +131,36 @@ mod trigger_tests {
     use super::*;
 
     #[test]
-    fn every_trigger_word_holds_a_pair() {
+    fn a_trigger_word_is_found_wherever_its_pair_is() {
         for word in TRIGGER_WORDS {
-            assert!(
-                TRIGGER_PAIRS
-                    .iter()
-                    .any(|p| word.as_bytes().windows(2).any(|w| w == *p)),
-                "{word} has none of the pairs"
-            );
-            let upper = word.to_ascii_uppercase();
-            assert!(has_trigger_pair(upper.as_bytes()) && may_matter(upper.as_bytes()));
+            for pad in 0..12 {
+                let sql = format!("{}{word} x", "z".repeat(pad));
+                assert!(may_matter(sql.as_bytes()), "{sql}");
+                assert!(may_matter(sql.to_ascii_uppercase().as_bytes()), "{sql}");
+                assert!(
+                    !may_matter(&sql.as_bytes()[..pad + word.len() - 1]),
+                    "{sql}"
+                );
+            }
         }
+        // A pair before the word, and one inside it.
+        assert!(may_matter(b"zzet zzzzzzzzzzzzzzzzzz deallocate"));
+        assert!(!may_matter(b"UPDATE t SE T x = 1"));
+        assert!(
+            !may_matter(b"et"),
+            "a pair at the start of a word not all there"
+        );
     }
 
     #[test]
-    fn a_pair_is_found_at_every_offset_and_in_any_case() {
-        for len in 2..40 {
-            for at in 0..len - 1 {
-                for pair in TRIGGER_PAIRS {
-                    let mut text = vec![b'z'; len];
-                    text[at] = pair[0];
-                    text[at + 1] = pair[1].to_ascii_uppercase();
-                    assert!(has_trigger_pair(&text), "{len} {at} {pair:?}");
-                }
-                assert!(!has_trigger_pair(&vec![b'z'; len]));
-            }
+    fn every_trigger_word_holds_a_pair() {
+        for (word, pair) in TRIGGER_WORDS.iter().zip(TRIGGER_PAIRS) {
+            assert!(
+                word.as_bytes().windows(2).any(|w| w == pair),
+                "{word} has not its pair {pair:?}"
+            );
+            let upper = word.to_ascii_uppercase();
+            assert!(has_trigger_pair(upper.as_bytes()) && may_matter(upper.as_bytes()));
         }
     }
 
@@ -213,6 +206,15 @@ mod trigger_tests {
             if ac {
                 proptest::prop_assert!(has_trigger_pair(text.as_bytes()));
             }
+        }
+
+        /// Starting the automaton at the first pair finds what a whole pass does.
+        #[test]
+        fn may_matter_is_the_automaton_on_the_whole_text(
+            text in "([a-z ;]{0,6}(set|et|se|hold|ld|ep|prepare|temp|mp|execute|xe|abort|bo|release|ea|DEALLOCATE|AV|SaVePoInT)?){0,6}"
+        ) {
+            let ac = TRIGGERS.as_ref().is_none_or(|ac| ac.is_match(text.as_bytes()));
+            proptest::prop_assert_eq!(may_matter(text.as_bytes()), ac, "{}", text);
         }
     }
 }

@@ -74,9 +74,19 @@ static FINDER: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
             .ok()
     });
 
+/// One letter pair from each of [`PHRASES`] (a test checks it): most
+/// texts that reach here (an `UPDATE ... SET`) have none, and skip the
+/// finder (~1,500 instructions per TPC-B `UPDATE`).
+static PHRASE_PAIRS: super::pairs::Pairs = super::pairs::Pairs::new(&[
+    *b"is", *b"dv", *b"mp", *b"mm", *b"ld", *b"ol", *b"ss", *b"sc",
+]);
+
 /// Which of [`PHRASES`] occur in `sql`, as bits (all of them if the finder
 /// could not be built: pinned is the safe side).
 fn phrases_in(sql: &[u8]) -> u32 {
+    if !PHRASE_PAIRS.any_in(sql) {
+        return 0;
+    }
     let Some(finder) = FINDER.as_ref() else {
         return u32::MAX;
     };
@@ -158,6 +168,27 @@ mod tests {
             }
         }
         assert_eq!(phrases_in(b"UPDATE pgbench_accounts SET abalance = 1"), 0);
+    }
+
+    #[test]
+    fn every_phrase_holds_a_pair_in_any_case() {
+        for p in PHRASES {
+            assert!(PHRASE_PAIRS.any_in(p.as_bytes()), "{p}");
+            assert!(
+                PHRASE_PAIRS.any_in(p.to_ascii_uppercase().as_bytes()),
+                "{p}"
+            );
+        }
+        for sql in [
+            &b"UPDATE pgbench_accounts SET abalance = abalance + -4 WHERE aid = 7;"[..],
+            b"UPDATE pgbench_tellers SET tbalance = tbalance + -4 WHERE tid = 7;",
+            b"UPDATE pgbench_branches SET bbalance = bbalance + -4 WHERE bid = 7;",
+        ] {
+            assert!(
+                !PHRASE_PAIRS.any_in(sql),
+                "TPC-B's statements skip the finder"
+            );
+        }
     }
 
     #[test]
