@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let mut followed = Followed::default();
     let mut pins = 0;
     let mut unnamed = Unnamed::default();
+    let mut inert = pgwarden::state::InertMemo::default();
     let mut flow = Flow::new(1 << 20, 1 << 16);
     let outbound = Outbound {
         tracker: None,
@@ -58,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
             refuse_pins: false,
             pooled: true,
             unnamed: &mut unnamed,
+            inert: &mut inert,
         };
         let mut out = BytesMut::new();
         let _ = rewrite::message(&mut ctx, tag, body, &mut out);
