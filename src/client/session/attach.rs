@@ -225,6 +225,10 @@ async fn notify_waiting<F: std::future::Future>(
     let mut wait = std::pin::pin!(wait);
     if let Some(after) = after {
         tokio::select! {
+            // The wait first: a unit that gets its server at once (the
+            // usual case) never registers the notice's timer, which an
+            // unbiased select polled first half the time.
+            biased;
             out = &mut wait => return out,
             () = tokio::time::sleep(after) => send_queued_notice(client).await,
         }
