@@ -23,6 +23,7 @@
 # read-your-writes against eventual consistency.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/routing_toml.sh
 scripts/deps.sh --bench
 
 SECS=${BENCH_SECONDS:-10}
@@ -84,13 +85,7 @@ W_PID=$!; pids+=($W_PID)
 # replicas; the monitor logs in as the quickstart's superuser.
 MONPW=$(awk -F'"' '/^monitor_password/ {print $2}' "$WORK/pg/proxy.toml")
 sed -e "s/^listen = .*/listen = \"127.0.0.1:$SPORT\"/" "$WORK/pgwarden.toml" >"$WORK/split.toml"
-cat >>"$WORK/split.toml" <<TOML
-replicas = ["127.0.0.1:$((PGPORT + 1))", "127.0.0.1:$((PGPORT + 2))"]
-[databases.app.routing]
-primary_reads = "always"
-monitor_user = "postgres"
-monitor_password = "$MONPW"
-TOML
+routing_toml "$PGPORT" "$MONPW" >>"$WORK/split.toml"
 RUST_LOG=warn "$BIN" run --config "$WORK/split.toml" >"$WORK/split.log" 2>&1 &
 S_PID=$!; pids+=($S_PID)
 # And once more, learning write positions from the monitor (no round trip).

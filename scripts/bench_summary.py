@@ -99,7 +99,7 @@ def main(path):
         base = (row[0][: -len(", routed")], row[1])
         ru, pu = med(row, "pgwarden", 3), med(base, "pgwarden", 3)
         if ru and pu:
-            print(f"| routing costs ≤ 1 µs/tx over primary-only | {row[0]} c{row[1]} | +{ru - pu:.1f} µs ({ru:.1f} vs {pu:.1f}) | {verdict(ru - pu <= 1.0)} |")
+            print(f"| routing costs ≤ 1 µs/tx over primary-only | {row[0]} c{row[1]} | {ru - pu:+.1f} µs ({ru:.1f} vs {pu:.1f}) | {verdict(ru - pu <= 1.0)} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 //! The client half of the proxy: one task per application connection.
 //!
-//! Owns: the client's socket, its login ([`handshake`]), its cancel key
-//! ([`cancel`]) and the forwarding loop ([`session`]). Must not: share a
+//! Owns: the client's socket, its login ([`handshake`](mod@handshake)), its cancel key
+//! ([`crate::cancel`]) and the forwarding loop ([`session`]). Must not: share a
 //! server with another client, or hold a pool lock.
 
 pub mod flow;

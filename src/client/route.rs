@@ -9,22 +9,21 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 
 use super::prefs::Prefs;
 use super::tenancy::{Plan, Tenancy};
 use crate::audit::Audit;
-use crate::cancel::SessionControl;
 use crate::config::{CommitLsn, Consistency, Loaded};
 use crate::error::ProxyError;
 use crate::handoff::HandedRoute;
-use crate::pool::{Clusters, NodePools, Pool, PoolError, ServerGuard};
+use crate::pool::{Clusters, NodePools, ServerGuard};
 use crate::prepared::SessionTracker;
 use crate::routing::control::{self, Control};
 use crate::routing::nodeset::NodeSet;
-use crate::routing::route::{is_read, route, write_target, Ask, Refusal, Target, View};
+use crate::routing::route::{is_read, route, write_target, Ask, Target, View};
 use crate::routing::select::ReadNeeds;
 use crate::routing::unit::{first_unit, Scan};
 use crate::routing::{classify, Classified, Hint, Intent};
@@ -34,8 +33,6 @@ use crate::wire::backend as be;
 
 /// A unit longer than this is routed before it has all arrived (as a write).
 const MAX_UNIT_WAIT: usize = 1 << 20;
-/// Pause between read-your-writes checks of a replica.
-const CATCH_UP_POLL: Duration = Duration::from_millis(1);
 
 /// Why no server was borrowed.
 enum Miss {
@@ -78,7 +75,7 @@ pub struct RouteState {
     requests: u32,
 }
 
-/// What [`RouteState::attach`] did.
+/// What [`RouteState::begin`] or [`RouteState::finish`] did for a unit.
 pub enum Attached {
     Server(ServerGuard),
     /// The unit has not all arrived; read more first.
@@ -88,6 +85,23 @@ pub enum Attached {
     /// The unit cannot run; answer it with this error. `len` is the unit's
     /// length when it can be skipped (else the session ends).
     Refused(ProxyError, Option<usize>),
+}
+
+/// What [`RouteState::begin`] came to.
+pub enum Begun {
+    /// Decided without waiting (a server lent at once, most often).
+    Done(Attached),
+    /// A wait is needed: [`RouteState::finish`] carries it out.
+    Waits(Pending),
+}
+
+/// A routed unit that waits: what [`RouteState::begin`] decided so far.
+pub struct Pending {
+    ask: Ask,
+    read: bool,
+    len: Option<usize>,
+    /// The target already chosen, and whether the read spreads.
+    first: Option<(bool, Target)>,
 }
 
 impl RouteState {
@@ -115,31 +129,31 @@ impl RouteState {
         }))
     }
 
-    /// Borrows a server for the unit at the start of `buf`.
-    pub async fn attach(
+    /// Routes the unit at the start of `buf` as far as it goes without
+    /// waiting: most units get their server here, and the session then
+    /// skips the boxed future that [`finish`](Self::finish) needs.
+    pub fn begin(
         &mut self,
         buf: &[u8],
         tracker: &SessionTracker,
         loaded: &Loaded,
         audit: &Audit,
-        cancel: &SessionControl,
-    ) -> Attached {
+    ) -> Begun {
         if let Some(answered) = self.control(buf, loaded) {
-            return answered;
+            return Begun::Done(answered);
         }
         match self.tenancy.plan(loaded, &self.members, audit) {
             Ok(plan) => {
                 self.tenancy.mark_used();
                 self.follow(plan);
             }
-            Err(e) => return refuse(buf, e, None),
+            Err(e) => return Begun::Done(refuse(buf, e, None)),
         }
         self.prefs.refresh(tracker, &self.ctx.settings);
-        let ctx = self.ctx.clone();
         let (class, len) = match (self.split, self.prefs.route) {
             (false, _) | (_, Some(Hint::Primary)) => (Classified::WRITE, None),
             _ => {
-                let functions = &ctx.settings.read_only_functions.0;
+                let functions = &self.ctx.settings.read_only_functions.0;
                 let named = |name: &[u8]| {
                     tracker.statement(name).map(|s| match s.class.intent {
                         Intent::Uncertain if !functions.is_empty() => {
@@ -149,7 +163,7 @@ impl RouteState {
                     })
                 };
                 match first_unit(buf, MAX_UNIT_WAIT, functions, named) {
-                    Scan::NeedMore => return Attached::Wait,
+                    Scan::NeedMore => return Begun::Done(Attached::Wait),
                     Scan::Unit { len, class } => (class, len),
                 }
             }
@@ -172,16 +186,40 @@ impl RouteState {
         let read = is_read(&ask);
         self.fetch_lsn = !read && self.split;
         self.requests = 0;
-        let mut routed = self.borrow(&mut ask, cancel).await;
-        if matches!(routed, Err(Miss::Region)) && self.plan.spill {
-            // `preferred`: none of the tenant's nodes can serve; any may.
-            ask.needs.allowed = NodeSet::ALL;
-            routed = self.borrow(&mut ask, cancel).await;
+        let spread = self.spread(&mut ask);
+        let first = self.target(&ask, spread, true);
+        let at_once = match first {
+            Target::Writer(id) => Some((id, false)),
+            Target::Replica(id) => Some((id, true)),
+            _ => None,
+        };
+        if let Some((id, on_replica)) = at_once {
+            if let Some(guard) = self.ctx.pools[id].try_checkout() {
+                return Begun::Done(self.lent(Ok((guard, id, on_replica)), read, buf, len, audit));
+            }
         }
+        Begun::Waits(Pending {
+            ask,
+            read,
+            len,
+            first: Some((spread, first)),
+        })
+    }
+
+    /// The outcome of borrowing for a unit of `len` bytes (a `read`).
+    fn lent(
+        &mut self,
+        routed: Result<(ServerGuard, NodeId, bool), Miss>,
+        read: bool,
+        buf: &[u8],
+        len: Option<usize>,
+        audit: &Audit,
+    ) -> Attached {
         match routed {
             Ok((guard, node, on_replica)) => {
-                self.tenancy.routed(self.plan.member, node, &ctx.topology);
-                let stats = &ctx.topology.nodes[node].stats;
+                let topology = &self.ctx.topology;
+                self.tenancy.routed(self.plan.member, node, topology);
+                let stats = &topology.nodes[node].stats;
                 stats.outstanding.fetch_add(1, Ordering::Relaxed);
                 match read {
                     true => stats.reads.fetch_add(1, Ordering::Relaxed),
@@ -391,163 +429,47 @@ impl RouteState {
         false
     }
 
-    /// Read-your-writes: waits up to `ryw_wait_ms` for this replica to
-    /// replay the client's last write. False if it did not in time.
-    async fn catch_up(&mut self, id: NodeId, lsn: u64, guard: &mut ServerGuard) -> bool {
-        let topo = &self.ctx.topology;
-        topo.nodes[id]
-            .stats
-            .ryw_waits
-            .fetch_add(1, Ordering::Relaxed);
-        let deadline = Instant::now() + Duration::from_millis(self.ctx.settings.ryw_wait_ms);
-        loop {
-            let replayed = guard
-                .conn()
-                .query_value("SELECT pg_last_wal_replay_lsn()")
-                .await;
-            let Ok(Some(replayed)) = replayed.map(|v| v.as_deref().and_then(parse_lsn)) else {
-                guard.mark_used();
-                return false;
-            };
-            topo.nodes[id].saw_lsn(replayed);
-            if replayed >= lsn {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(CATCH_UP_POLL).await;
-        }
-    }
-
-    /// Borrows a server where [`routing::route`](crate::routing::route)
-    /// sends the unit: asks again when the chosen node turns out
-    /// unreachable (a replica: at most once per node, then the writer),
-    /// waits up to `failover_wait_ms` for a writer, and for a replica to
-    /// catch up with the session's writes.
-    async fn borrow(
-        &mut self,
-        ask: &mut Ask,
-        cancel: &SessionControl,
-    ) -> Result<(ServerGuard, NodeId, bool), Miss> {
-        let ctx = self.ctx.clone();
-        let topo = &ctx.topology;
-        // Only a read that may go to a replica rotates the shared cursor
-        // or draws a random number: writes stay free of both.
-        let spread = is_read(ask) && {
+    /// Whether the unit is a read that may go to a replica: only those
+    /// rotate the shared cursor or draw a random number, writes stay free
+    /// of both. Fills in the write position the read must see.
+    fn spread(&mut self, ask: &mut Ask) -> bool {
+        is_read(ask) && {
             ask.position_known = self.write_position_known();
             ask.needs.min_lsn = self.min_lsn();
             ask.position_known
-        };
-        let deadline = Instant::now() + Duration::from_millis(ctx.settings.failover_wait_ms);
-        let mut replica_tries = topo.nodes.len();
-        loop {
-            let target = {
-                let snap = topo.snapshot();
-                let holding = topo.holding_writes.load(Ordering::Acquire);
-                if replica_tries == 0 {
-                    write_target(&snap, ask.needs.allowed, holding)
-                } else {
-                    let view = View {
-                        snap: &snap,
-                        live: &**topo,
-                        settings: &ctx.settings,
-                        holding_writes: holding,
-                        cursor: match spread {
-                            true => topo.cursor.fetch_add(1, Ordering::Relaxed),
-                            false => 0,
-                        },
-                        random: if spread { rand::random() } else { 0 },
-                    };
-                    let decision = route(ask, &view);
-                    if decision.fell_back {
-                        if let Writer::Node(w) = snap.writer {
-                            topo.nodes[w]
-                                .stats
-                                .fallbacks
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    decision.target
-                }
-            };
-            let (id, catch_up) = match target {
-                Target::Writer(id) => (id, None),
-                Target::Replica(id) => (id, Some(None)),
-                Target::CatchUp { node, lsn } => (node, Some(Some(lsn))),
-                Target::Refuse(Refusal::OutsideRegions) => return Err(Miss::Region),
-                Target::Refuse(Refusal::NoReplica) => {
-                    return Err(ProxyError::NoReplica(topo.db.clone()).into())
-                }
-                Target::Refuse(Refusal::SplitBrain(a, b)) => {
-                    static SPLIT: crate::logline::Throttle = crate::logline::Throttle::new(5);
-                    if let Some(suppressed) = SPLIT.admit() {
-                        tracing::error!(db = %topo.db, a = %topo.nodes[a].addr, b = %topo.nodes[b].addr,
-                            suppressed, "writes refused: both nodes claim to be the primary");
-                    }
-                    return Err(ProxyError::SplitBrain {
-                        db: topo.db.clone(),
-                    }
-                    .into());
-                }
-                // Boxed, as every rare path here: the futures of a failover
-                // wait or a catch-up would otherwise enlarge the future of
-                // every routed transaction, copied whole into its box.
-                Target::Wait => {
-                    Box::pin(self.wait_for_writer(deadline, cancel)).await?;
-                    continue;
-                }
-            };
-            let mut guard = match checkout(&ctx.pools[id], cancel).await? {
-                Ok(g) => g,
-                Err(e) if crate::error::node_unavailable(&e) => {
-                    topo.report_failure(id);
-                    match catch_up {
-                        Some(_) => replica_tries -= 1,
-                        None => Box::pin(self.wait_for_writer(deadline, cancel)).await?,
-                    }
-                    continue;
-                }
-                Err(e) => return Err(ProxyError::from_pool(e, &ctx.pools[id].key.user).into()),
-            };
-            match catch_up {
-                None => return Ok((guard, id, false)),
-                Some(Some(lsn)) if !Box::pin(self.catch_up(id, lsn, &mut guard)).await => {
-                    topo.nodes[id]
-                        .stats
-                        .fallbacks
-                        .fetch_add(1, Ordering::Relaxed);
-                    replica_tries = 0;
-                }
-                Some(_) => return Ok((guard, id, true)),
-            }
         }
     }
 
-    /// Waits for a new topology snapshot (a writer may appear), or fails
-    /// with 08006 once `deadline` has passed.
-    async fn wait_for_writer(
-        &self,
-        deadline: Instant,
-        cancel: &SessionControl,
-    ) -> Result<(), Miss> {
+    /// Where the unit goes now; with `replicas` false (each has failed
+    /// once), the writer.
+    fn target(&self, ask: &Ask, spread: bool, replicas: bool) -> Target {
         let topo = &self.ctx.topology;
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(ProxyError::NoPrimary {
-                db: topo.db.clone(),
-                waited_ms: self.ctx.settings.failover_wait_ms,
+        let snap = topo.snapshot();
+        let holding = topo.holding_writes.load(Ordering::Acquire);
+        if !replicas {
+            return write_target(&snap, ask.needs.allowed, holding);
+        }
+        let view = View {
+            snap: &snap,
+            live: &**topo,
+            settings: &self.ctx.settings,
+            holding_writes: holding,
+            cursor: match spread {
+                true => topo.cursor.fetch_add(1, Ordering::Relaxed),
+                false => 0,
+            },
+            random: if spread { rand::random() } else { 0 },
+        };
+        let decision = route(ask, &view);
+        if decision.fell_back {
+            if let Writer::Node(w) = snap.writer {
+                topo.nodes[w]
+                    .stats
+                    .fallbacks
+                    .fetch_add(1, Ordering::Relaxed);
             }
-            .into());
         }
-        // A new snapshot may name a writer; the timeout covers a snapshot
-        // published between the check and this wait.
-        let step = (deadline - now).min(Duration::from_millis(100));
-        let changed = tokio::time::timeout(step, topo.changed());
-        match cancel.unless_cancelled(changed).await {
-            Some(_) => Ok(()),
-            None => Err(ProxyError::Cancelled.into()),
-        }
+        decision.target
     }
 }
 
@@ -564,20 +486,6 @@ fn refuse(buf: &[u8], e: ProxyError, len: Option<usize>) -> Attached {
     }
 }
 
-/// A server from `pool`; a cancel request while waiting for one ends the
-/// wait with [`ProxyError::Cancelled`].
-async fn checkout(
-    pool: &Arc<Pool>,
-    cancel: &SessionControl,
-) -> Result<Result<ServerGuard, PoolError>, Miss> {
-    if let Some(g) = pool.try_checkout() {
-        return Ok(Ok(g));
-    }
-    match cancel.unless_cancelled(Box::pin(pool.checkout())).await {
-        Some(r) => Ok(r),
-        None => Err(ProxyError::Cancelled.into()),
-    }
-}
-
 #[cfg(test)]
 mod tests;
+mod wait;

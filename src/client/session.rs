@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::time::Sleep;
 
 use self::budget::{grow_for, Budget};
@@ -26,7 +26,7 @@ use super::traffic::Traffic;
 use crate::cancel::StopReason;
 use crate::cancel::{forward_cancel, CancelTarget};
 use crate::error::ProxyError;
-use crate::net::{give_buffer, Stream};
+use crate::net::{consume, give_buffer, Stream};
 use crate::pool::ServerGuard;
 use crate::prepared::SessionTracker;
 use crate::server::ServerConn;
@@ -214,7 +214,9 @@ impl Session {
         self.on_server_data().await?;
         if self.held && self.flow.pending() == 0 {
             self.held = false;
-            return self.on_client_data().await;
+            // Boxed: inline, it would make every server event's future (boxed
+            // and copied per event) as large as a client event's.
+            return Box::pin(self.on_client_data()).await;
         }
         Ok(())
     }
@@ -281,7 +283,7 @@ impl Session {
                 };
                 self.traffic.received(bytes.len());
                 if guard.conn().stream.io.send(bytes).await.is_err() {
-                    self.cbuf.advance(forward);
+                    consume(&mut self.cbuf, forward);
                     return self.on_server_lost();
                 }
                 if std::mem::take(&mut self.unassigned) {
@@ -294,7 +296,7 @@ impl Session {
                     }
                 }
             }
-            self.cbuf.advance(forward);
+            consume(&mut self.cbuf, forward);
         }
         if let Some(t) = self.tracker.as_mut() {
             let answers = t.answers_now();
@@ -381,10 +383,10 @@ impl Session {
                 held_ready = true;
             }
             if self.client.send(bytes).await.is_err() {
-                rbuf.advance(pos);
+                consume(rbuf, pos);
                 return Err(End::Close);
             }
-            rbuf.advance(pos);
+            consume(rbuf, pos);
         }
         if held_ready {
             Box::pin(self.report_commit_lsn()).await?;

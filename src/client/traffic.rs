@@ -12,6 +12,7 @@ use crate::pool::PoolStats;
 use crate::prepared::SessionTracker;
 use crate::stats::queries::QueryStats;
 use crate::wire::frontend as fe;
+use crate::wire::take_cstr;
 
 #[derive(Debug, Default)]
 pub struct Traffic {
@@ -47,22 +48,17 @@ impl<'a> QueryText<'a> {
     /// What the client message `tag` with `body` runs or prepares; a Bind
     /// of a named statement is looked up in `tracker`.
     pub fn of(tag: u8, body: &'a [u8], tracker: Option<&'a SessionTracker>) -> Option<Self> {
-        let cstr = |b: &'a [u8]| {
-            b.iter()
-                .position(|&c| c == 0)
-                .map(|end| (&b[..end], &b[end + 1..]))
-        };
         match tag {
-            fe::QUERY => cstr(body).map(|(sql, _)| QueryText::Runs(sql)),
+            fe::QUERY => take_cstr(body).map(|(sql, _)| QueryText::Runs(sql)),
             fe::PARSE => {
-                let (name, rest) = cstr(body)?;
-                let (sql, _) = cstr(rest)?;
+                let (name, rest) = take_cstr(body)?;
+                let (sql, _) = take_cstr(rest)?;
                 // A named statement counts when a Bind runs it.
                 name.is_empty().then_some(QueryText::Parses(sql))
             }
             fe::BIND => {
-                let (_, rest) = cstr(body)?;
-                let (name, _) = cstr(rest)?;
+                let (_, rest) = take_cstr(body)?;
+                let (name, _) = take_cstr(rest)?;
                 if name.is_empty() {
                     return Some(QueryText::RunsParsed);
                 }

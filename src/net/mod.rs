@@ -64,6 +64,18 @@ pub fn give_buffer(mut buf: BytesMut) {
     });
 }
 
+/// Drops the first `n` bytes of `buf`. All of them (the common case: a
+/// message forwarded whole) empties the buffer in place, so that its space
+/// is read into again from the start without `reserve` moving anything.
+#[inline]
+pub fn consume(buf: &mut BytesMut, n: usize) {
+    if n >= buf.len() {
+        buf.clear();
+    } else {
+        buf.advance(n);
+    }
+}
+
 /// A stream plus the bytes read from it but not yet consumed.
 pub struct MessageStream<S> {
     pub io: S,

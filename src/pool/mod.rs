@@ -35,7 +35,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
 use crate::server::{ServerConn, ServerError, ServerTarget};
-use opening::{expired, needs_check_query, still_usable};
+use opening::{expired, needs_check_query, still_usable, Reuse};
 use state::{Homed, State, Take};
 use waiting::WaitCount;
 
@@ -164,12 +164,14 @@ impl Pool {
         db_limit: Arc<Limit>,
         user_limit: Arc<Limit>,
     ) -> Arc<Self> {
+        let mut state = State::new();
+        state.reuse = Reuse::of(&settings);
         Arc::new(Self {
             key,
             settings: ArcSwap::from_pointee(settings),
             close_needed: AtomicUsize::new(0),
             target: Mutex::new(target),
-            state: Mutex::new(State::new()),
+            state: Mutex::new(state),
             db_limit,
             user_limit,
             welcome: Mutex::new(None),
@@ -191,6 +193,14 @@ impl Pool {
     /// New settings; a pending `RECONNECT` carries over.
     pub fn set_settings(&self, mut s: PoolSettings) {
         s.retire_before = s.retire_before.or(self.settings.load().retire_before);
+        self.store_settings(s);
+    }
+
+    /// Settings and their copy in the books, changed together under the
+    /// lock so that two changes cannot cross.
+    fn store_settings(&self, s: PoolSettings) {
+        let mut st = self.lock();
+        st.reuse = Reuse::of(&s);
         self.settings.store(Arc::new(s));
     }
 
@@ -201,7 +211,7 @@ impl Pool {
         s.retire_before = Some(Instant::now());
         let total = self.lock().total;
         self.close_needed.store(total, Ordering::Relaxed);
-        self.settings.store(Arc::new(s));
+        self.store_settings(s);
         self.close_idle();
     }
 
@@ -382,19 +392,19 @@ impl Pool {
     /// check: the common case, with no await, no allocation and one short
     /// lock. `None` sends the caller to [`Pool::checkout`].
     pub fn try_checkout(self: &Arc<Self>) -> Option<ServerGuard> {
-        let s = self.settings.load();
         let now = Instant::now();
         loop {
-            let conn = {
+            let (conn, reuse) = {
                 let mut st = self.lock();
-                let i = st.next_idle(crate::worker::current(), s.round_robin)?;
-                if needs_check_query(&s, &st.idle[i], now) {
+                let reuse = st.reuse;
+                let i = st.next_idle(crate::worker::current(), reuse.round_robin)?;
+                if needs_check_query(&reuse, &st.idle[i], now) {
                     return None;
                 }
-                st.idle.remove(i)
+                (st.idle.remove(i), reuse)
             };
             let mut guard = ServerGuard::new(conn, self.clone());
-            if still_usable(guard.conn(), &s, now) {
+            if still_usable(guard.conn(), &reuse, now) {
                 self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
                 return Some(guard);
             }
@@ -454,8 +464,7 @@ impl Pool {
     pub(crate) fn checkin(self: &Arc<Self>, mut conn: Box<ServerConn>) {
         let now = Instant::now();
         conn.last_used = now;
-        let settings = self.settings.load();
-        if conn.broken || expired(&conn, &settings, now) {
+        if conn.broken || expired(&conn, &self.lock().reuse, now) {
             self.close_server(*conn);
             return;
         }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::opening::Reuse;
 use super::Handoff;
 use crate::server::ServerError;
 
@@ -23,6 +24,8 @@ pub(super) struct State<C> {
     waiters: VecDeque<Waiter>,
     /// The last failed login, which fails new logins fast for `login_retry`.
     pub login_failure: Option<(Instant, Arc<ServerError>)>,
+    /// The settings a check-out and a check-in read (see [`Reuse`]).
+    pub reuse: Reuse,
 }
 
 /// A client in line.
@@ -62,6 +65,7 @@ impl<C: Homed> State<C> {
             total: 0,
             waiters: VecDeque::new(),
             login_failure: None,
+            reuse: Reuse::default(),
         }
     }
 

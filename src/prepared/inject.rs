@@ -125,9 +125,7 @@ pub fn ensure(ctx: &mut Ctx<'_>, stmt: &Statement, out: &mut BytesMut) {
     if let Some(dep) = &stmt.depends {
         ensure(ctx, dep, out);
     }
-    if ctx.server.contains(stmt.id) {
-        ctx.server.touch(stmt.id);
-    } else {
+    if !ctx.server.touch_if_present(stmt.id) {
         prepare(ctx, stmt, Action::Swallow, out);
     }
 }

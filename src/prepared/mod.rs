@@ -36,13 +36,18 @@ pub use tracker::SessionTracker;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Maps by a client's statement names, looked up on every Bind. foldhash
+/// is seeded at random per map, so a client cannot pick colliding names
+/// without knowing the seed, at a fraction of SipHash's cost.
+type ByName<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
+
 /// A client's named statements, by the client's name.
 #[derive(Default)]
 pub struct ClientStatements {
-    by_name: HashMap<Box<[u8]>, Arc<Statement>>,
+    by_name: ByName<Arc<Statement>>,
     /// Statements whose text is SQL `EXECUTE <target>`, with their target:
     /// PostgreSQL looks the target up each time one runs.
-    targets: HashMap<Box<[u8]>, Box<[u8]>>,
+    targets: ByName<Box<[u8]>>,
 }
 
 impl ClientStatements {

@@ -78,6 +78,18 @@ struct Entry {
     named: bool,
 }
 
+impl Entry {
+    /// Forwarded, and nothing hangs on its answer: no statement made or
+    /// closed, no effect on settings, no retag, no client name.
+    fn is_plain(&self) -> bool {
+        self.action == Action::Forward
+            && self.stmt.is_none()
+            && !self.changes_settings
+            && self.retag.is_none()
+            && !self.named
+    }
+}
+
 /// A Query or Execute with an effect on settings that left the queue.
 #[derive(Debug)]
 pub struct Done {
@@ -202,6 +214,27 @@ impl Outstanding {
     /// Client statement names (and ids) whose creating message failed.
     pub fn take_forgotten(&mut self) -> Option<std::vec::Drain<'_, (Box<[u8]>, u64)>> {
         (!self.forgotten.is_empty()).then(|| self.forgotten.drain(..))
+    }
+
+    /// The common server message, kept cheap: neither an error nor a
+    /// ReadyForQuery (the caller checks), answering a plain entry or none.
+    /// Returns false, having done nothing, when [`on_message`](Self::on_message)
+    /// must see it.
+    #[inline]
+    pub fn pass_plain(&mut self, tag: u8) -> bool {
+        let Some(head) = self.queue.front() else {
+            return true;
+        };
+        if !head.is_plain() {
+            return false;
+        }
+        // A plain Query's progress (`head_completed`) matters only for the
+        // statement it makes, which a plain entry has none of; it ends at a
+        // ReadyForQuery, which does not come here.
+        if completes(head.expect, tag) {
+            self.queue.pop_front();
+        }
+        true
     }
 
     /// A server message arrived.
@@ -387,6 +420,96 @@ mod tests {
         );
         assert!(q.on_message(b'Z', &mut s).keep);
         assert!(q.is_empty());
+    }
+
+    /// One step of a client and server exchange, for the property below.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Push an entry: which answer, which action, a statement or not,
+        /// then 0 (plain), 1 (effect), 2 (retag) or 3 (named).
+        Push(u8, u8, bool, u8),
+        /// The server sends a message with this tag.
+        Server(u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let tags = prop::sample::select(b"123tTnDCIsZENS".to_vec());
+        prop_oneof![
+            (0u8..8, 0u8..3, any::<bool>(), 0u8..8).prop_map(|(e, a, s, f)| Op::Push(e, a, s, f)),
+            tags.prop_map(Op::Server),
+        ]
+    }
+
+    fn push(q: &mut Outstanding, e: u8, a: u8, stmt: bool, flag: u8) {
+        let expects = [
+            Expect::ParseComplete,
+            Expect::BindComplete,
+            Expect::CloseComplete,
+            Expect::DescribeStatement,
+            Expect::DescribePortal,
+            Expect::Execute,
+            Expect::Sync,
+            Expect::Query,
+        ];
+        let action = [Action::Forward, Action::Swallow, Action::Answer][a as usize];
+        q.push(expects[e as usize], action, stmt.then_some(u64::from(e)));
+        match flag {
+            1 => q.effect_last(Arc::new(Effect::default())),
+            2 => q.retag_last(Retag::Drop),
+            3 => q.name_last(b"s", u64::from(e)),
+            _ => {}
+        }
+    }
+
+    proptest::proptest! {
+        /// The tracker's cheap path ([`Outstanding::pass_plain`] before
+        /// `on_message`) keeps, answers, drops and reports exactly what
+        /// `on_message` alone does.
+        #[test]
+        fn the_plain_path_changes_nothing(ops in proptest::collection::vec(op(), 0..60)) {
+            let (mut full, mut fast) = (Outstanding::default(), Outstanding::default());
+            let (mut s_full, mut s_fast) = (ServerStatements::default(), ServerStatements::default());
+            for id in 0..8 {
+                s_full.touch(id);
+                s_fast.touch(id);
+            }
+            for op in ops {
+                match op {
+                    Op::Push(e, a, stmt, flag) => {
+                        push(&mut full, e, a, stmt, flag);
+                        push(&mut fast, e, a, stmt, flag);
+                    }
+                    Op::Server(tag) => {
+                        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+                        full.take_answers(&mut a);
+                        let seen_full = full.on_message(tag, &mut s_full);
+                        let seen_fast = if tag != b'Z' && tag != b'E' && fast.pass_plain(tag) {
+                            Seen::KEEP
+                        } else {
+                            fast.take_answers(&mut b);
+                            fast.on_message(tag, &mut s_fast)
+                        };
+                        proptest::prop_assert_eq!(a, b);
+                        proptest::prop_assert_eq!(seen_full, seen_fast);
+                    }
+                }
+                proptest::prop_assert_eq!(full.queue.len(), fast.queue.len());
+                proptest::prop_assert_eq!(full.answer_due(), fast.answer_due());
+                proptest::prop_assert_eq!(full.reads_whole(), fast.reads_whole());
+                proptest::prop_assert_eq!(full.has_effects(), fast.has_effects());
+                proptest::prop_assert_eq!(full.creating_any(), fast.creating_any());
+                let done = |q: &mut Outstanding| {
+                    q.take_done().map(|d| d.map(|d| (d.failed, d.own)).collect::<Vec<_>>())
+                };
+                proptest::prop_assert_eq!(done(&mut full), done(&mut fast));
+                let forgotten = |q: &mut Outstanding| q.take_forgotten().map(|f| f.count());
+                proptest::prop_assert_eq!(forgotten(&mut full), forgotten(&mut fast));
+                for id in 0..8 {
+                    proptest::prop_assert_eq!(s_full.contains(id), s_fast.contains(id));
+                }
+            }
+        }
     }
 
     #[test]

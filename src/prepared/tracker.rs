@@ -6,7 +6,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::rewrite::{self, Ctx, Outcome};
-use super::{Action, ClientStatements, Followed, Outstanding, Registry, ServerStatements, Unnamed};
+use super::{
+    Action, ClientStatements, Expect, Followed, Outstanding, Registry, ServerStatements, Unnamed,
+};
 use crate::server::ServerConn;
 use crate::sql::statements::{self, Command};
 use crate::state::{ClientParams, Effect, InertMemo, ServerParams, Txn};
@@ -104,7 +106,7 @@ impl SessionTracker {
     pub fn attached(&mut self, conn: &mut ServerConn) -> Option<BytesMut> {
         self.since = conn.prepared.now();
         self.txn.reset();
-        let (queries, discarded) = conn.settings.sync_to(&self.params);
+        let (queries, discarded) = conn.settings.sync_to(&mut self.params);
         if queries.is_empty() {
             return None;
         }
@@ -198,6 +200,11 @@ impl SessionTracker {
         start: usize,
         end: usize,
     ) {
+        if tag == fe::SYNC {
+            // What rewrite::message does with it, without making a context.
+            self.queue.push(Expect::Sync, Action::Forward, None);
+            return;
+        }
         self.rewrite(registry, conn, (src, start, end), |ctx, out| {
             rewrite::message(ctx, tag, body, out)
         });
@@ -305,6 +312,11 @@ impl SessionTracker {
         len: usize,
         complete: bool,
     ) -> bool {
+        if tag != be::READY_FOR_QUERY && tag != be::ERROR_RESPONSE && self.queue.pass_plain(tag) {
+            // Nothing is due before it (the head is not pgwarden's to
+            // answer), nothing to drop or retag, no settings change ends.
+            return true;
+        }
         self.answers_due(src, at);
         let (prepared, settings) = server;
         let seen = self.queue.on_message(tag, prepared);

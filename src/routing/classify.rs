@@ -76,6 +76,16 @@ pub fn classify(sql: &[u8], read_only_functions: &[String]) -> Classified {
                 out.intent = out.intent.max(stmt.finish());
                 stmt = Statement::Start;
             }
+            // Inside a reading statement only a write word changes
+            // anything: most words are dismissed by the prefilter, without
+            // being lower-cased or compared.
+            Token::Word(w) if stmt.scans() => {
+                let writes =
+                    may_be_write_word(w) && is_write_word(keyword(w, &mut [0u8; KEYWORD_MAX]));
+                if writes {
+                    out.intent = Intent::Write;
+                }
+            }
             Token::Word(w) => {
                 let mut buf = [0u8; KEYWORD_MAX];
                 let word = keyword(w, &mut buf);
@@ -162,28 +172,56 @@ impl Statement {
 
 /// Words that make a reading statement a write wherever they appear:
 /// data-modifying CTEs, `SELECT ... INTO`, `FOR UPDATE`/`FOR SHARE`.
+const WRITE_WORDS: [&[u8]; 18] = [
+    b"insert",
+    b"update",
+    b"delete",
+    b"merge",
+    b"into",
+    b"share",
+    b"truncate",
+    b"create",
+    b"drop",
+    b"alter",
+    b"grant",
+    b"revoke",
+    b"call",
+    b"copy",
+    b"lock",
+    b"do",
+    b"nextval",
+    b"setval",
+];
+
 fn is_write_word(w: &[u8]) -> bool {
-    matches!(
-        w,
-        b"insert"
-            | b"update"
-            | b"delete"
-            | b"merge"
-            | b"into"
-            | b"share"
-            | b"truncate"
-            | b"create"
-            | b"drop"
-            | b"alter"
-            | b"grant"
-            | b"revoke"
-            | b"call"
-            | b"copy"
-            | b"lock"
-            | b"do"
-            | b"nextval"
-            | b"setval"
-    )
+    WRITE_WORDS.contains(&w)
+}
+
+/// One bit per (length, first letter, last letter) of the write words, in
+/// any case: a word whose bit is clear is not one of them. (Write words
+/// are all letters, and `| 0x20` lower-cases an ASCII letter.) The
+/// multipliers give the 18 words 18 bits and leave clear the bits of 65
+/// common SQL keywords and column names: `where`, `from`, `limit`...
+static WRITE_WORD_BITS: u128 = write_word_bits();
+
+const fn write_word_bits() -> u128 {
+    let mut bits = 0u128;
+    let mut i = 0;
+    while i < WRITE_WORDS.len() {
+        bits |= 1 << word_bit(WRITE_WORDS[i]);
+        i += 1;
+    }
+    bits
+}
+
+const fn word_bit(w: &[u8]) -> u32 {
+    let (first, last) = ((w[0] | 0x20) as u32, (w[w.len() - 1] | 0x20) as u32);
+    (first * 8 + last * 15 + w.len() as u32 * 6) % 128
+}
+
+/// False when `w` (as written) cannot be a write word in any case.
+fn may_be_write_word(w: &[u8]) -> bool {
+    (2..=8).contains(&w.len()) && WRITE_WORD_BITS & (1 << word_bit(w)) != 0
 }
 
 /// What a `(` after `last` (newest first) is: a call, or syntax.

@@ -10,6 +10,7 @@ use super::classify::{classify, Classified, Intent};
 use crate::sql::statements::{self, Command};
 use crate::wire::codec::whole_at;
 use crate::wire::frontend as fe;
+use crate::wire::take_cstr;
 
 /// What the buffered bytes allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,12 +124,9 @@ fn text_class(
     classify(sql, read_only_functions)
 }
 
-/// Bytes up to the first NUL.
+/// Bytes up to the first NUL, all of them if there is none.
 fn cstr(b: &[u8]) -> &[u8] {
-    match b.iter().position(|&c| c == 0) {
-        Some(n) => &b[..n],
-        None => b,
-    }
+    take_cstr(b).map_or(b, |(s, _)| s)
 }
 
 #[cfg(test)]

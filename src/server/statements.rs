@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 #[derive(Debug, Default)]
 pub struct ServerStatements {
-    /// Statement id -> tick of last use.
-    last_use: HashMap<u64, u64>,
+    /// Statement id -> tick of last use. The ids are pgwarden's own, so a
+    /// fast hasher is safe here; it is looked up on every Bind.
+    last_use: HashMap<u64, u64, foldhash::fast::RandomState>,
     tick: u64,
 }
 
@@ -19,6 +20,19 @@ impl ServerStatements {
     pub fn touch(&mut self, id: u64) {
         self.tick += 1;
         self.last_use.insert(id, self.tick);
+    }
+
+    /// Marks a statement used now if the server has it: one lookup where
+    /// `contains` then `touch` would take two.
+    pub fn touch_if_present(&mut self, id: u64) -> bool {
+        match self.last_use.get_mut(&id) {
+            Some(last) => {
+                self.tick += 1;
+                *last = self.tick;
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn remove(&mut self, id: u64) {

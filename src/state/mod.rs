@@ -375,11 +375,23 @@ impl ServerParams {
     /// multi-statement Query is a transaction block). Empty when they
     /// already are. Also returns whether `DISCARD ALL` is among them (it
     /// drops prepared statements too).
-    pub fn sync_to(&mut self, client: &ClientParams) -> (Vec<String>, bool) {
-        if !self.dirty && (self.synced == Some(client.version) || self.values == client.values) {
-            // One ordered walk of both (clients of a pool mostly share their
-            // settings), cheaper than the lookups below.
-            self.synced = Some(client.version);
+    ///
+    /// Two stamps found to name equal values are made one (the lower, on
+    /// both sides): the clients of a pool, which mostly share their
+    /// settings, soon carry one stamp, and a server set for one of them is
+    /// known set for all without comparing the values again.
+    pub fn sync_to(&mut self, client: &mut ClientParams) -> (Vec<String>, bool) {
+        if !self.dirty && self.synced == Some(client.version) {
+            return (Vec::new(), false);
+        }
+        if !self.dirty && self.values == client.values {
+            // `synced`, when set, names these very values: so does the
+            // client's stamp, and either may stand for both.
+            let stamp = self
+                .synced
+                .map_or(client.version, |s| s.min(client.version));
+            client.version = stamp;
+            self.synced = Some(stamp);
             return (Vec::new(), false);
         }
         self.synced = Some(client.version);
@@ -472,57 +484,81 @@ mod tests {
 
     #[test]
     fn nothing_sent_when_nothing_differs() {
-        let c = startup(&[("application_name", "app")]);
+        let mut c = startup(&[("application_name", "app")]);
         let mut s = ServerParams::default();
-        let (sql, discard) = s.sync_to(&c);
+        let (sql, discard) = s.sync_to(&mut c);
         assert_eq!(
             sql,
             ["SELECT pg_catalog.set_config('application_name', 'app', false);"]
         );
         assert!(!discard);
-        assert!(s.sync_to(&c).0.is_empty());
+        assert!(s.sync_to(&mut c).0.is_empty());
     }
 
     #[test]
     fn other_clients_settings_are_reset_and_dirty_servers_discarded() {
         let mut a = startup(&[]);
         a.apply(&Change::Set("search_path".into(), "a".into()));
-        let b = startup(&[]);
+        let mut b = startup(&[]);
         let mut s = ServerParams::default();
-        s.sync_to(&a);
-        assert_eq!(s.sync_to(&b).0, ["RESET \"search_path\";"]);
+        s.sync_to(&mut a);
+        assert_eq!(s.sync_to(&mut b).0, ["RESET \"search_path\";"]);
         s.apply(&Change::Untrackable);
-        let (sql, discard) = s.sync_to(&a);
+        let (sql, discard) = s.sync_to(&mut a);
         assert!(discard);
         assert_eq!(sql, ["DISCARD ALL", "SET \"search_path\" = a;"]);
     }
 
     #[test]
     fn a_server_changed_since_its_sync_is_compared_again() {
-        let a = startup(&[("application_name", "a")]);
+        let mut a = startup(&[("application_name", "a")]);
         let mut b = startup(&[("application_name", "a")]);
         let mut s = ServerParams::default();
-        assert_eq!(s.sync_to(&a).0.len(), 1);
-        assert!(s.sync_to(&a).0.is_empty(), "synced to a's version");
-        assert!(s.sync_to(&b).0.is_empty(), "b's values are a's");
+        assert_eq!(s.sync_to(&mut a).0.len(), 1);
+        assert!(s.sync_to(&mut a).0.is_empty(), "synced to a's version");
+        assert!(s.sync_to(&mut b).0.is_empty(), "b's values are a's");
         // b's change commits on this server: a's settings are no longer its.
         let change = Change::Set("search_path".into(), "x".into());
         b.apply(&change);
         s.apply(&change);
-        assert!(s.sync_to(&b).0.is_empty());
-        assert_eq!(s.sync_to(&a).0, ["RESET \"search_path\";"]);
+        assert!(s.sync_to(&mut b).0.is_empty());
+        assert_eq!(s.sync_to(&mut a).0, ["RESET \"search_path\";"]);
         s.mark_dirty();
-        assert_eq!(s.sync_to(&a).0[0], "DISCARD ALL");
+        assert_eq!(s.sync_to(&mut a).0[0], "DISCARD ALL");
         // A clone carries the version and the values together.
-        let c = a.clone();
-        assert!(s.sync_to(&c).0.is_empty());
+        let mut c = a.clone();
+        assert!(s.sync_to(&mut c).0.is_empty());
+    }
+
+    #[test]
+    fn clients_with_equal_settings_come_to_share_one_stamp() {
+        let mut a = startup(&[("application_name", "x")]);
+        let mut b = startup(&[("application_name", "x")]);
+        assert_ne!(a.version(), b.version());
+        let (mut s1, mut s2) = (ServerParams::default(), ServerParams::default());
+        assert_eq!(s1.sync_to(&mut a).0.len(), 1);
+        assert_eq!(s2.sync_to(&mut b).0.len(), 1);
+        // Each on the other's server: equal values, the lower stamp for all.
+        assert!(s1.sync_to(&mut b).0.is_empty());
+        assert!(s2.sync_to(&mut a).0.is_empty());
+        assert_eq!(a.version(), b.version());
+        assert_eq!(s1.synced, Some(a.version()));
+        assert_eq!(s2.synced, Some(a.version()));
+        // A change gives its client a stamp of its own again.
+        let change = Change::Set("search_path".into(), "x".into());
+        b.apply(&change);
+        assert_ne!(a.version(), b.version());
+        assert_eq!(s1.sync_to(&mut b).0, ["SET \"search_path\" = x;"]);
+        assert_eq!(s1.sync_to(&mut a).0, ["RESET \"search_path\";"]);
+        assert!(s2.sync_to(&mut a).0.is_empty());
+        assert_eq!(s2.sync_to(&mut b).0, ["SET \"search_path\" = x;"]);
     }
 
     #[test]
     fn options_become_settings() {
-        let c = startup(&[("options", "-c statement_timeout=5s -csearch_path=x")]);
+        let mut c = startup(&[("options", "-c statement_timeout=5s -csearch_path=x")]);
         let mut s = ServerParams::default();
-        let sql = s.sync_to(&c).0.concat();
+        let sql = s.sync_to(&mut c).0.concat();
         assert!(
             sql.contains("set_config('statement_timeout', '5s', false);"),
             "{sql}"
@@ -542,7 +578,7 @@ mod tests {
         assert_ne!(carried.version(), 0, "preferences are made again");
         // The new process's servers get exactly what the old ones did.
         let (mut old, mut new) = (ServerParams::default(), ServerParams::default());
-        assert_eq!(old.sync_to(&c).0, new.sync_to(&carried).0);
+        assert_eq!(old.sync_to(&mut c).0, new.sync_to(&mut carried).0);
         assert_eq!(carried.get("datestyle"), Some("ISO, MDY"));
     }
 }

@@ -100,6 +100,16 @@ impl Scanner {
         self.remaining = remaining;
     }
 
+    /// Passes over up to `available` bytes of the streaming message's body
+    /// at once (what [`Item::Body`] would cover, without a step of its
+    /// own); returns how many.
+    #[inline]
+    pub fn skip_body(&mut self, available: usize) -> usize {
+        let n = self.remaining.min(available);
+        self.remaining -= n;
+        n
+    }
+
     /// Reads the next item from `buf`.
     ///
     /// `whole` names the tags to return as complete messages; `max` caps the
@@ -256,6 +266,24 @@ mod tests {
             Ok(Step::Item(Item::Body(6), 6))
         );
         assert!(s.at_boundary());
+    }
+
+    #[test]
+    fn a_body_is_skipped_as_far_as_it_is_here() {
+        let d = msg(b'D', &[7u8; 10]);
+        let mut s = Scanner::new();
+        assert!(matches!(
+            s.next(&d, &TagSet::EMPTY, 100),
+            Ok(Step::Item(Item::Header { .. }, 5))
+        ));
+        assert_eq!(s.skip_body(3), 3);
+        assert_eq!(
+            s.next(&d[8..10], &TagSet::EMPTY, 100),
+            Ok(Step::Item(Item::Body(2), 2))
+        );
+        assert_eq!(s.skip_body(100), 5, "no further than the body");
+        assert!(s.at_boundary());
+        assert_eq!(s.skip_body(100), 0, "nothing at a boundary");
     }
 
     #[test]

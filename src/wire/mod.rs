@@ -32,8 +32,14 @@ pub(crate) fn put_cstr(buf: &mut BytesMut, s: &[u8]) {
 }
 
 /// Reads a NUL-terminated string from the front of `body`, returning it and the rest.
+/// An empty string (the unnamed statement or portal, the most common
+/// name) is seen at once; `memchr` reads longer ones many bytes at a time
+/// (query texts are scanned this way), but costs more on an empty one.
 pub(crate) fn take_cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
-    let nul = body.iter().position(|&b| b == 0)?;
+    if let Some((0, rest)) = body.split_first() {
+        return Some((&[], rest));
+    }
+    let nul = memchr::memchr(0, body)?;
     Some((&body[..nul], &body[nul + 1..]))
 }
 

@@ -101,6 +101,10 @@ impl Flow {
                 }
             }
             pos += used;
+            // The body of a message that streams through, as far as it is
+            // here: nothing above reads it (a DataRow is passed over in
+            // one step, not two).
+            pos += self.server.skip_body(buf.len() - pos);
         }
     }
 }

@@ -47,13 +47,16 @@ impl Fixture {
     /// What the session's attach would do with `buf` at its front.
     fn attach(&mut self, buf: &[u8]) -> Attached {
         let registration = self.cancels.register();
-        let attached = self.state.attach(
-            buf,
-            &self.tracker,
-            &self.loaded,
-            &self.audit,
-            &registration.control,
-        );
+        let pending = match self
+            .state
+            .begin(buf, &self.tracker, &self.loaded, &self.audit)
+        {
+            Begun::Done(attached) => return attached,
+            Begun::Waits(pending) => pending,
+        };
+        let attached = self
+            .state
+            .finish(buf, pending, &self.audit, &registration.control);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build();

@@ -9,7 +9,7 @@ use bytes::{Buf, BytesMut};
 
 use super::{End, Session};
 use crate::cancel::SessionControl;
-use crate::client::route::Attached;
+use crate::client::route::{Attached, Begun};
 use crate::config::PoolMode;
 use crate::error::ProxyError;
 use crate::pool::{Notice, ServerGuard};
@@ -31,73 +31,95 @@ impl Session {
         attached
     }
 
+    /// pgwarden's own answers (a cancelled wait, a refused unit) are boxed
+    /// where they are awaited: rare, and held inline they would make this
+    /// future, and with it the one boxed for every client event, twice the
+    /// size, copied into its box each time (issue 19).
     async fn attach_or_wait(&mut self, control: &Arc<SessionControl>) -> Result<bool, End> {
-        let notify = self.wait_notice_after();
+        // One look at the configuration for both (each costs a load).
+        let (notify, max_prepared) = {
+            let loaded = self.shared.config.load();
+            let proxy = &loaded.config.proxy;
+            (
+                proxy.query_wait_notify.enabled(),
+                proxy.max_prepared_statements,
+            )
+        };
         if self.shared.gates.is_paused(&self.login.database) {
             // PAUSE: the transaction starts once the database is resumed.
             let open = self.shared.gates.wait_open(&self.login.database);
             let open = notify_waiting(&mut self.client, notify, open);
             if control.unless_cancelled(Box::pin(open)).await.is_none() {
-                return self.answer_cancelled().await;
+                return Box::pin(self.answer_cancelled()).await;
             }
         }
-        self.ensure_tracker();
-        if let Some(state) = self.route.as_mut() {
-            let Some(tracker) = self.tracker.as_deref() else {
-                return Err(End::Error(ProxyError::Internal));
-            };
-            let loaded = self.shared.config.load_full();
-            let attached = state.attach(&self.cbuf, tracker, &loaded, &self.shared.audit, control);
-            let attached = notify_waiting(&mut self.client, notify, attached);
-            return match Box::pin(attached).await {
-                Attached::Server(guard) if control.take_cancelled() => {
-                    drop(guard);
-                    self.answer_cancelled().await
-                }
-                Attached::Server(guard) => self.adopt(guard).await.map(|()| true),
-                Attached::Wait => {
-                    self.held = true;
-                    Ok(false)
-                }
-                Attached::Answered(out, len) => self.answer_unit(&out, len).await,
-                Attached::Refused(e, Some(len)) => self.answer_error(e, len).await,
-                Attached::Refused(e, None) => Err(End::Error(e)),
-            };
-        }
-        let pool = &self.login.pool;
-        let client = &mut self.client;
-        let guard = match pool.try_checkout() {
-            Some(guard) => guard,
-            // Boxed: waiting in line or opening a server is the rare path,
-            // and its futures would otherwise enlarge every session's task.
-            None => match control
-                .unless_cancelled(Box::pin(pool.checkout_noting(notify.map(|after| Notice {
-                    after,
-                    send: send_queued_notice(client),
-                }))))
-                .await
-            {
-                Some(r) => r.map_err(|e| End::Error(ProxyError::from_pool(e, &pool.key.user)))?,
-                None => return self.answer_cancelled().await,
-            },
+        self.ensure_tracker(max_prepared);
+        let guard = if self.route.is_some() {
+            match self.borrow_routed(control, notify).await? {
+                Ok(guard) => guard,
+                Err(attached) => return Ok(attached),
+            }
+        } else {
+            let pool = &self.login.pool;
+            let client = &mut self.client;
+            match pool.try_checkout() {
+                Some(guard) => guard,
+                // Boxed: waiting in line or opening a server is the rare path,
+                // and its futures would otherwise enlarge every session's task.
+                None => match control
+                    .unless_cancelled(Box::pin(pool.checkout_noting(notify.map(|after| Notice {
+                        after,
+                        send: send_queued_notice(client),
+                    }))))
+                    .await
+                {
+                    Some(r) => {
+                        r.map_err(|e| End::Error(ProxyError::from_pool(e, &pool.key.user)))?
+                    }
+                    None => return Box::pin(self.answer_cancelled()).await,
+                },
+            }
         };
+        // Cancelled between the server's lending and now: the request was
+        // never sent, so it is answered here.
         if control.take_cancelled() {
             drop(guard);
-            return self.answer_cancelled().await;
+            return Box::pin(self.answer_cancelled()).await;
         }
         self.adopt(guard).await.map(|()| true)
     }
 
-    /// `query_wait_notify`: how long a client waits for a server before it
-    /// is told it is queued.
-    fn wait_notice_after(&self) -> Option<std::time::Duration> {
-        self.shared
-            .config
-            .load()
-            .config
-            .proxy
-            .query_wait_notify
-            .enabled()
+    /// Read/write routing: a server where the unit goes, or (`Err`) what
+    /// [`attach`](Self::attach) returns instead. Its own future, so that
+    /// the routing state it holds is not kept beside `adopt`'s.
+    async fn borrow_routed(
+        &mut self,
+        control: &Arc<SessionControl>,
+        notify: Option<std::time::Duration>,
+    ) -> Result<Result<ServerGuard, bool>, End> {
+        let (Some(state), Some(tracker)) = (self.route.as_mut(), self.tracker.as_deref()) else {
+            return Err(End::Error(ProxyError::Internal));
+        };
+        let audit = &self.shared.audit;
+        let begun = state.begin(&self.cbuf, tracker, &self.shared.config.load(), audit);
+        let attached = match begun {
+            Begun::Done(attached) => attached,
+            // Boxed, as the primary-only wait: rare, and large.
+            Begun::Waits(pending) => {
+                let wait = state.finish(&self.cbuf, pending, audit, control);
+                Box::pin(notify_waiting(&mut self.client, notify, wait)).await
+            }
+        };
+        match attached {
+            Attached::Server(guard) => Ok(Ok(guard)),
+            Attached::Wait => {
+                self.held = true;
+                Ok(Err(false))
+            }
+            Attached::Answered(out, len) => Box::pin(self.answer_unit(&out, len)).await.map(Err),
+            Attached::Refused(e, Some(len)) => Box::pin(self.answer_error(e, len)).await.map(Err),
+            Attached::Refused(e, None) => Err(End::Error(e)),
+        }
     }
 
     /// A cancel request ended the wait for a server: the request at the
@@ -137,14 +159,7 @@ impl Session {
 
     /// The tracker follows settings in every mode, and statements when
     /// pooled, with the `max_prepared_statements` in force now.
-    pub(super) fn ensure_tracker(&mut self) {
-        let max = self
-            .shared
-            .config
-            .load()
-            .config
-            .proxy
-            .max_prepared_statements;
+    pub(super) fn ensure_tracker(&mut self, max: usize) {
         let login = &self.login;
         self.tracker
             .get_or_insert_with(|| {

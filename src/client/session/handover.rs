@@ -90,7 +90,14 @@ impl Session {
     pub(crate) fn resume(&mut self, handed: &HandedClient) {
         self.fresh = false;
         if let Some(settings) = &handed.settings {
-            self.ensure_tracker();
+            let max = self
+                .shared
+                .config
+                .load()
+                .config
+                .proxy
+                .max_prepared_statements;
+            self.ensure_tracker(max);
             if let Some(t) = self.tracker.as_mut() {
                 t.import(&self.shared.statements, settings, &handed.statements);
             }

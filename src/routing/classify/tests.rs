@@ -98,12 +98,85 @@ mod props {
             prop_assert_ne!(classify(sql.as_bytes(), &[]).intent, Intent::Read, "{}", sql);
         }
 
+        /// The prefilter never dismisses a word the full comparison
+        /// would find: any case, any neighbouring bytes.
+        #[test]
+        fn the_write_word_prefilter_misses_none(
+            word in "[a-zA-Z_$0-9\u{80}-\u{ff}]{1,20}",
+            pick in 0..WRITE_WORDS.len(),
+            flips in any::<u16>(),
+        ) {
+            let w = word.as_bytes();
+            if is_write_word(keyword(w, &mut [0u8; KEYWORD_MAX])) {
+                prop_assert!(may_be_write_word(w));
+            }
+            let cased: Vec<u8> = WRITE_WORDS[pick]
+                .iter()
+                .enumerate()
+                .map(|(i, c)| if flips & (1 << i) != 0 { c.to_ascii_uppercase() } else { *c })
+                .collect();
+            prop_assert!(may_be_write_word(&cased));
+            let sql = format!("SELECT a FROM t {} b", String::from_utf8_lossy(&cased));
+            prop_assert_eq!(classify(sql.as_bytes(), &[]).intent, Intent::Write);
+        }
+
         #[test]
         fn a_write_anywhere_wins(prefix in "(SELECT 1; |VALUES (2); |SHOW x; )*", quote in "[a-z ]{0,10}") {
             let sql = format!("{prefix}SELECT '{quote}'; INSERT INTO t VALUES (1)");
             prop_assert_eq!(classify(sql.as_bytes(), &[]).intent, Intent::Write);
         }
     }
+}
+
+/// Every write word passes the prefilter, and the words of a common read
+/// mostly do not (else the prefilter saves nothing).
+#[test]
+fn the_write_word_prefilter() {
+    for w in WRITE_WORDS {
+        assert!(may_be_write_word(w));
+        assert!(may_be_write_word(&w.to_ascii_uppercase()));
+    }
+    let common = [
+        "abalance",
+        "from",
+        "pgbench_accounts",
+        "where",
+        "aid",
+        "id",
+        "name",
+        "order",
+        "by",
+        "limit",
+        "join",
+        "on",
+        "and",
+        "or",
+        "not",
+        "null",
+        "users",
+        "created_at",
+        "count",
+        "group",
+        "as",
+        "in",
+        "is",
+        "true",
+        "false",
+        "desc",
+        "asc",
+        "left",
+        "email",
+        "status",
+    ];
+    let passed = common
+        .iter()
+        .filter(|w| may_be_write_word(w.as_bytes()))
+        .count();
+    assert!(
+        passed <= 3,
+        "{passed} of {} common words pass",
+        common.len()
+    );
 }
 
 #[test]

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Instructions per transaction: pgwarden under callgrind, the whole
+# user-space count divided by the transactions. Repeatable to about 1% for
+# one binary, where a 10 s pgbench row on this machine moves by 20% or
+# more: the way to compare two builds of the hot path.
+#
+#   scripts/callgrind.sh [BIN ...]          # default: target/release/pgwarden
+#   CG_ROWS="simple:10 extended:100 prepared:10 tpcb:10 routed:10" scripts/callgrind.sh old new
+#
+# Each row is MODE:CLIENTS. MODE is a pgbench -S protocol (simple,
+# extended, prepared), `tpcb` (TPC-B, -M simple) or `routed` (-S simple
+# through a splitter over the primary and two streaming replicas). The
+# cluster (the quickstart's, scale 10) stays in CG_DIR between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/routing_toml.sh
+
+DIR=${CG_DIR:-/tmp/pgwarden-callgrind}
+ROWS=${CG_ROWS:-simple:10 extended:10 prepared:10}
+PGPORT=${CG_PG_PORT:-26500}
+PORT=$((PGPORT + 10))
+PGBIN=$(pg_config --bindir)
+export PGPASSWORD=app
+BINS=("$@")
+if [ ${#BINS[@]} -eq 0 ]; then
+  cargo build --release --locked --bin pgwarden >&2
+  BINS=("$PWD/target/release/pgwarden")
+fi
+mkdir -p "$DIR"
+chmod 755 "$DIR"
+
+# The cluster: the quickstart's, kept in $DIR between runs and running
+# while this script does (its own idle proxy listens on another port).
+"${BINS[0]}" quickstart --state-dir "$DIR/pg" --pg-port "$PGPORT" --replicas 2 \
+  --listen "127.0.0.1:$((PGPORT + 20))" >"$DIR/qs.log" 2>&1 &
+QS=$!
+trap 'kill -INT $QS 2>/dev/null; wait $QS 2>/dev/null' EXIT
+for _ in $(seq 180); do grep -q DATABASE_URL "$DIR/qs.log" && break; sleep 1; done
+grep -q DATABASE_URL "$DIR/qs.log" || { cat "$DIR/qs.log" >&2; exit 1; }
+if [ ! -f "$DIR/scale10" ]; then
+  "$PGBIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PGPORT" -U app app >/dev/null 2>&1
+  touch "$DIR/scale10"
+fi
+MONPW=$(awk -F'"' '/^monitor_password/ {print $2}' "$DIR/pg/proxy.toml")
+
+config() { # $1: routed or not
+  cat <<TOML
+[proxy]
+listen = "127.0.0.1:$PORT"
+pool_mode = "transaction"
+default_pool_size = 20
+auth_type = "trust"
+server_tls_sslmode = "disable"
+workers = 1
+[users.app]
+password = "app"
+[databases.app]
+primary = "127.0.0.1:$PGPORT"
+TOML
+  if [ "$1" = routed ]; then
+    routing_toml "$PGPORT" "$MONPW"
+  fi
+}
+
+# One row for one binary: prints instructions per transaction.
+row() { # $1 binary, $2 mode, $3 clients
+  local bin=$1 mode=$2 c=$3 proto=$2 script=(-S) per=1000
+  case $mode in
+    tpcb) proto=simple; script=(); per=200 ;;
+    routed) proto=simple ;;
+  esac
+  config "$mode" >"$DIR/w.toml"
+  rm -f "$DIR"/cg.out*
+  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" \
+    "$bin" run --config "$DIR/w.toml" >"$DIR/proxy.log" 2>&1 &
+  local vg=$!
+  for _ in $(seq 100); do
+    "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U app -d app -Atc 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.3
+  done
+  local bench=("$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U app -n -j 2 -c "$c" -M "$proto" "${script[@]}")
+  "${bench[@]}" -t 100 app >/dev/null 2>&1
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  "${bench[@]}" -t "$per" app >/dev/null 2>&1
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  kill -INT "$vg"; wait "$vg" 2>/dev/null || true
+  local total
+  total=$(callgrind_annotate "$DIR"/cg.out.1 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(/,/, "", $1); print $1}')
+  echo $((total / (c * per)))
+  cp "$DIR"/cg.out.1 "$DIR/last-$(basename "$bin")-$mode-$c.out"
+}
+
+printf '| row |'; for b in "${BINS[@]}"; do printf ' %s |' "$b"; done; echo
+printf '|---|'; for _ in "${BINS[@]}"; do printf -- '---:|'; done; echo
+for r in $ROWS; do
+  mode=${r%%:*}; c=${r##*:}
+  printf '| %s c%s |' "$mode" "$c"
+  for b in "${BINS[@]}"; do printf ' %s |' "$(row "$b" "$mode" "$c")"; done
+  echo
+done
+
