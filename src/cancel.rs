@@ -173,17 +173,26 @@ impl SessionControl {
         inner.cancelled = false;
     }
 
-    /// Ready once a cancel request arrived while the client waited.
+    /// Ready once a cancel request arrived while the client waited, or a
+    /// `KILL` reached it: a wait for a server (`PAUSE`, the pool's line,
+    /// a failover) must not outlive a kill, which also pauses the
+    /// database. The caller tells the two apart with [`Self::killed`].
     pub fn poll_cancelled(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut inner = self.lock();
-        if inner.cancelled {
+        if inner.cancelled || self.killed() {
             return Poll::Ready(());
         }
         inner.park(cx);
         Poll::Pending
     }
 
-    /// Runs `fut` unless a cancel request for this client arrives first.
+    /// True once `KILL`/`KILL_CLIENT` asked this session to end.
+    pub fn killed(&self) -> bool {
+        self.stop.load(Ordering::Acquire) && self.stop_reason() == StopReason::Killed
+    }
+
+    /// Runs `fut` unless a cancel request for this client (or a kill)
+    /// arrives first.
     pub async fn unless_cancelled<F: Future>(&self, fut: F) -> Option<F::Output> {
         let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
@@ -654,5 +663,35 @@ mod tests {
         assert!(left <= SHARDS * SHRINK_ABOVE * 2, "{grown} -> {left}");
         assert_eq!(registry.sessions().len(), 1, "the one left is still found");
         assert_eq!(registry.sessions()[0].0, stays.process_id);
+    }
+    /// A wait for a server ends on a kill that came before it or during
+    /// it, as on a cancel; a shutdown does not end it (the session ends
+    /// at its next idle point instead).
+    #[tokio::test]
+    async fn a_kill_ends_a_wait_for_a_server() {
+        let never = std::future::pending::<()>;
+        let control = SessionControl::default();
+        control.request_stop();
+        let shutdown =
+            tokio::time::timeout(Duration::from_millis(50), control.unless_cancelled(never()));
+        assert!(shutdown.await.is_err(), "a shutdown ended a wait");
+        assert!(!control.killed());
+
+        let before = SessionControl::default();
+        before.request_kill();
+        assert!(before.killed());
+        assert_eq!(before.unless_cancelled(never()).await, None);
+
+        let during = Arc::new(SessionControl::default());
+        let killer = Arc::clone(&during);
+        let kill = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            killer.request_kill();
+        });
+        let waited =
+            tokio::time::timeout(Duration::from_secs(5), during.unless_cancelled(never())).await;
+        assert_eq!(waited, Ok(None), "a kill during the wait did not end it");
+        assert!(during.killed());
+        let _ = kill.await;
     }
 }

@@ -990,6 +990,57 @@ async fn kill_without_a_database_ends_every_client_but_the_consoles() {
     proxy.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Clients that keep sending `SELECT 1` through a `KILL` all end: none
+/// has its next query read and left behind the pause the kill puts on
+/// the database (the race that once left one client waiting for `RESUME`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_ends_clients_that_keep_sending() {
+    const CLIENTS: usize = 30;
+    let proxy = proxy(admins).await;
+    let admin = console(&proxy, SCRAM_USER, "pgbouncer").await;
+    let mut loops = Vec::new();
+    for _ in 0..CLIENTS {
+        let c = connect(&proxy, SCRAM_USER).await.unwrap();
+        c.simple_query("SELECT 1").await.unwrap();
+        loops.push(tokio::spawn(async move {
+            // Bounded: a client the kill never reaches stops by itself
+            // and is counted below.
+            let until = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < until {
+                let step = tokio::time::timeout(Duration::from_secs(2), c.simple_query("SELECT 1"));
+                match step.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Ok(e.as_db_error().map(|d| d.code().code().to_owned())),
+                    Err(_) => return Err("a query hung after the kill"),
+                }
+            }
+            Err("outlived the kill")
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(5), admin.simple_query("KILL"))
+        .await
+        .expect("KILL answers")
+        .unwrap();
+    let mut survivors = Vec::new();
+    for l in loops {
+        match l.await.unwrap() {
+            // 08P01 "admin forced disconnect", or the socket found closed.
+            Ok(None) => {}
+            Ok(Some(code)) if code == "08P01" => {}
+            Ok(Some(code)) => survivors.push(format!("ended with {code}")),
+            Err(why) => survivors.push(why.to_owned()),
+        }
+    }
+    assert!(
+        survivors.is_empty(),
+        "{} of {CLIENTS}: {survivors:?}",
+        survivors.len()
+    );
+    admin.simple_query("RESUME").await.unwrap();
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_ends_a_databases_clients_until_resume() {
     let proxy = proxy(admins).await;

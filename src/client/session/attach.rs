@@ -126,6 +126,7 @@ impl Session {
     /// start of `cbuf` is dropped and answered as PostgreSQL answers a
     /// cancelled statement. A request not all received yet keeps waiting.
     async fn answer_cancelled(&mut self) -> Result<bool, End> {
+        self.unless_killed()?;
         let max = self.flow.max_packet().saturating_add(1);
         match first_unit(&self.cbuf, max, &[], |_| None) {
             Scan::Unit { len: Some(len), .. } => {
@@ -141,11 +142,22 @@ impl Session {
     /// Skips the unit of `len` bytes and answers it with `e` as PostgreSQL
     /// answers a failed one; the session goes on.
     async fn answer_error(&mut self, e: ProxyError, len: usize) -> Result<bool, End> {
+        // Routing's waits end as `Cancelled` and come straight here.
+        self.unless_killed()?;
         self.shared.pooler_error(&e, "pooler error");
         let mut out = BytesMut::new();
         e.encode(&mut out);
         be::ready_for_query(&mut out, be::TX_IDLE);
         self.answer_unit(&out, len).await
+    }
+
+    /// A wait for a server that a `KILL` ended ends the session the way
+    /// the kill ends everyone else's, not with a cancel's 57014.
+    fn unless_killed(&self) -> Result<(), End> {
+        if self.login.registration.control.killed() {
+            return Err(End::Error(ProxyError::AdminKilled));
+        }
+        Ok(())
     }
 
     /// Drops the unit of `len` bytes pgwarden answered itself, sending `out`.

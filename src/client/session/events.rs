@@ -96,6 +96,12 @@ impl Session {
                     }
                 }
                 None => {
+                    // A kill first: a client that keeps sending would
+                    // otherwise have its next request read and put behind
+                    // the pause the kill left on its database.
+                    if control.killed() {
+                        return Poll::Ready(Event::Shutdown);
+                    }
                     // The socket's own reader slot: no buffer held while idle.
                     if let Poll::Ready(r) = client.poll_read_ready(cx) {
                         return Poll::Ready(match r {
