@@ -85,6 +85,49 @@ async fn parked_clients_keep_their_state_and_wake_on_a_query() {
 /// clients; one that sends garbage gets 08P01; a cancel for a parked
 /// client changes nothing; `KILL_CLIENT` ends one (08P01, "admin forced
 /// disconnect"); the others are served throughout.
+/// A parked client whose settings are still its startup parameters gives
+/// up its settings tracker and has it made again from its login: four such
+/// clients, each with its own `application_name` and `lock_timeout` at
+/// startup, share one server with a client that `SET`s both, park between
+/// rounds, and each finds its own values every round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_parked_with_startup_settings_only_keep_them() {
+    let proxy = parking_proxy(|c| c.proxy.default_pool_size = 1).await;
+    let base = url(&proxy, SCRAM_USER, PASSWORD, DB);
+    let setter = connect_url(&base).await.unwrap();
+    setter
+        .batch_execute("SET application_name = 'setter'; SET lock_timeout = '7s'")
+        .await
+        .unwrap();
+    let mut clients = vec![(setter, "setter".to_owned(), "7s".to_owned())];
+    for i in 0..4 {
+        let name = format!("startup{i}");
+        let timeout = format!("{}ms", 1001 + i);
+        let c = connect_url(&format!(
+            "{base} application_name={name} options='-c lock_timeout={timeout}'"
+        ))
+        .await
+        .unwrap();
+        clients.push((c, name, timeout));
+    }
+    for round in 0..3 {
+        assert!(
+            parked_reaches(&proxy, clients.len()).await,
+            "round {round}: parked {}",
+            parked(&proxy)
+        );
+        // The setter first, so that each of the others finds the server
+        // set for someone else.
+        let (setter, ..) = &clients[0];
+        assert_eq!(read(setter).await, ("setter".into(), "7s".into()));
+        let seen = futures::future::join_all(clients.iter().map(|(c, ..)| read(c))).await;
+        for ((_, name, timeout), got) in clients.iter().zip(seen) {
+            assert_eq!(got, (name.clone(), timeout.clone()), "round {round}");
+        }
+    }
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_clients_leave_misbehave_are_cancelled_and_killed() {
     let proxy = parking_proxy(|_| {}).await;
@@ -202,6 +245,13 @@ async fn parked_clients_are_told_of_a_shutdown() {
 }
 
 /// The SQLSTATE of the next ErrorResponse on a raw socket.
+/// A client's `application_name` and `lock_timeout` as its server has them.
+async fn read(c: &tokio_postgres::Client) -> (String, String) {
+    let sql = "SELECT current_setting('application_name'), current_setting('lock_timeout')";
+    let row = c.query_one(sql, &[]).await.unwrap();
+    (row.get(0), row.get(1))
+}
+
 async fn error_code(sock: &mut tokio::net::TcpStream) -> String {
     let messages = tokio::time::timeout(
         Duration::from_secs(5),

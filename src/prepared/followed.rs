@@ -63,6 +63,11 @@ impl Followed {
         }
     }
 
+    /// No statement or portal is followed for its effects.
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty() && self.portals.is_empty()
+    }
+
     /// `DISCARD ALL` / `DEALLOCATE ALL`: no statement is left.
     pub fn clear_statements(&mut self) {
         self.statements.clear();

@@ -113,4 +113,8 @@ impl ClientStatements {
         self.by_name.clear();
         self.targets.clear();
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty() && self.targets.is_empty()
+    }
 }

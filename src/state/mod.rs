@@ -253,6 +253,9 @@ pub struct ClientParams {
     /// only when something changed, and a server already set to them is
     /// known without comparing them (see [`ServerParams::sync_to`]).
     version: u64,
+    /// Changed since the startup parameters (by a `SET` the server carried
+    /// out, even one back to the same value, or a hand-over's import).
+    changed: bool,
 }
 
 /// Stamps for [`ClientParams`]: process-wide, so that two clients' values
@@ -280,13 +283,21 @@ impl ClientParams {
         Self {
             values,
             version: next_stamp(),
+            changed: false,
         }
     }
 
     /// Records a change the server carried out for this client.
     pub fn apply(&mut self, change: &Change) {
         self.version = next_stamp();
+        self.changed = true;
         apply(&mut self.values, change);
+    }
+
+    /// True while these are the values the startup parameters give: made
+    /// again from them, they would be equal.
+    pub fn as_at_startup(&self) -> bool {
+        !self.changed
     }
 
     pub fn version(&self) -> u64 {
@@ -324,6 +335,7 @@ impl ClientParams {
             })
             .collect();
         self.version = next_stamp();
+        self.changed = true;
     }
 
     /// A setting's value as the client gave it, quotes removed.
@@ -580,5 +592,21 @@ mod tests {
         let (mut old, mut new) = (ServerParams::default(), ServerParams::default());
         assert_eq!(old.sync_to(&mut c).0, new.sync_to(&mut carried).0);
         assert_eq!(carried.get("datestyle"), Some("ISO, MDY"));
+    }
+    #[test]
+    fn values_are_as_at_startup_until_a_change_or_an_import() {
+        let mut a = startup(&[("application_name", "x"), ("TimeZone", "UTC")]);
+        let mut b = startup(&[("application_name", "x"), ("TimeZone", "UTC")]);
+        let mut s = ServerParams::default();
+        s.sync_to(&mut a);
+        // Sharing a stamp changes no value.
+        assert!(s.sync_to(&mut b).0.is_empty());
+        assert!(a.as_at_startup() && b.as_at_startup());
+        // A SET counts even when it sets the value the client started with.
+        b.apply(&Change::Set("timezone".into(), "'UTC'".into()));
+        assert!(!b.as_at_startup());
+        let mut carried = startup(&[("application_name", "x")]);
+        carried.import(&a.export());
+        assert!(!carried.as_at_startup(), "an import is not the startup");
     }
 }

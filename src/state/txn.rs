@@ -112,6 +112,12 @@ impl Txn {
         self.frames.iter().all(|f| f.changes.is_empty())
     }
 
+    /// Nothing open, failed, committed and unapplied, or lost: as a new
+    /// session's.
+    pub fn is_settled(&self) -> bool {
+        self.frames.is_empty() && !self.failed && self.committed.is_empty() && !self.lost
+    }
+
     /// A Query or Execute finished, successfully or not.
     pub fn done(&mut self, effect: &Effect, failed: bool) {
         if failed {

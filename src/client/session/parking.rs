@@ -59,6 +59,11 @@ pub(super) fn park(mut session: Box<Session>) -> Option<Box<Session>> {
         Ok(socket) => {
             // The timer's entry is tokio's too; a parked client has none.
             session.timer = None;
+            // Most of what an idle client costs after its first query;
+            // made again from its login at its next transaction.
+            if session.tracker.as_ref().is_some_and(|t| t.rebuildable()) {
+                session.tracker = None;
+            }
             lot.admit(session, socket);
             None
         }
