@@ -5,6 +5,9 @@
 //! Each client sends what psycopg and PgJDBC send: a distinct
 //! `application_name`, `client_encoding`, `DateStyle`, `TimeZone` and
 //! `extra_float_digits` (`IDLE_PLAIN=1`: `user` and `database` only).
+//! `IDLE_QUERY=1`: each runs one `SELECT 1` before it idles, as a client
+//! of an application does (what a session keeps after its first
+//! transaction is then measured too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -39,6 +42,18 @@ async fn login(addr: &str, user: &str, db: &str, id: usize) -> std::io::Result<T
     }
     pgwarden::wire::frontend::startup_message(&mut out, &params);
     sock.write_all(&out).await?;
+    until_ready(&mut sock).await?;
+    if std::env::var_os("IDLE_QUERY").is_some() {
+        out.clear();
+        pgwarden::wire::frontend::query(&mut out, "SELECT 1");
+        sock.write_all(&out).await?;
+        until_ready(&mut sock).await?;
+    }
+    Ok(sock)
+}
+
+/// Reads up to the next ReadyForQuery; an ErrorResponse is a failure.
+async fn until_ready(sock: &mut TcpStream) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     loop {
@@ -52,8 +67,8 @@ async fn login(addr: &str, user: &str, db: &str, id: usize) -> std::io::Result<T
             pgwarden::wire::codec::decode_whole(&buf[pos..], 1 << 20)
         {
             match tag {
-                b'Z' => return Ok(sock),
-                b'E' => return Err(std::io::Error::other("login refused")),
+                b'Z' => return Ok(()),
+                b'E' => return Err(std::io::Error::other("refused")),
                 _ => pos += used,
             }
         }

@@ -13,6 +13,10 @@
 #   BENCH_SECTIONS=idle IDLE_COUNTS="1000 10000 100000" scripts/bench.sh
 #                                           # memory per idle client, a
 #                                           # fresh proxy per count
+#   IDLE_QUERY=1 BENCH_SECTIONS=idle ...    # each idle client runs one
+#                                           # SELECT 1 before it idles
+#                                           # (IDLE_PLAIN=1: it logs in with
+#                                           # user and database only)
 #   BENCH_SECTIONS=ab BENCH_AB_BIN=/path/to/old/pgwarden scripts/bench.sh
 #                                           # this build against another,
 #                                           # alternating, BENCH_AB_ROUNDS each
