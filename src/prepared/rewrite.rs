@@ -71,7 +71,7 @@ pub fn message(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) -> O
             // A simple Query drops the unnamed statement.
             ctx.unnamed.statement = None;
             ctx.followed.closed_statement(b"");
-            if !ctx.inert.may_matter(body) {
+            if !crate::state::may_matter(body) {
                 return forward(ctx, Expect::Query);
             }
             if ctx.pooled {
