@@ -17,6 +17,7 @@
 #                                           # SELECT 1 before it idles
 #                                           # (IDLE_PLAIN=1: it logs in with
 #                                           # user and database only)
+#   BENCH_BIN=/path/to/pgwarden scripts/bench.sh   # another build
 #   BENCH_SECTIONS=ab BENCH_AB_BIN=/path/to/old/pgwarden scripts/bench.sh
 #                                           # this build against another,
 #                                           # alternating, BENCH_AB_ROUNDS each
@@ -40,7 +41,7 @@ WPORT=$((PGPORT + 10)); BPORT=$((PGPORT + 20)); QSPORT=$((PGPORT + 30)); SPORT=$
 TPORT=$((PGPORT + 70)); BTPORT=$((PGPORT + 80)); STPORT=$((PGPORT + 90)); SPPORT=$((PGPORT + 100))
 
 cargo build --release --locked --bin pgwarden --example idle_clients >&2
-BIN=$PWD/target/release/pgwarden
+BIN=${BENCH_BIN:-$PWD/target/release/pgwarden}
 HOLDER=$PWD/target/release/examples/idle_clients
 PGBIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -1)
 [ -x "$PGBIN/pgbench" ] || PGBIN=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
