@@ -122,8 +122,8 @@ impl RouteState {
                     .into());
                 }
                 // Boxed, as every rare path here: the futures of a failover
-                // wait or a catch-up would otherwise enlarge the future of
-                // every routed transaction, copied whole into its box.
+                // wait or a catch-up would otherwise enlarge this one, which
+                // every routed unit that waits in line carries.
                 Target::Wait => {
                     Box::pin(self.wait_for_writer(deadline, cancel)).await?;
                     continue;

@@ -33,8 +33,8 @@ impl Session {
 
     /// pgwarden's own answers (a cancelled wait, a refused unit) are boxed
     /// where they are awaited: rare, and held inline they would make this
-    /// future, and with it the one boxed for every client event, twice the
-    /// size, copied into its box each time (issue 19).
+    /// future, and with it every active client's task, twice the size
+    /// (issue 19).
     async fn attach_or_wait(&mut self, control: &Arc<SessionControl>) -> Result<bool, End> {
         // One look at the configuration for both (each costs a load).
         let (notify, max_prepared) = {
