@@ -74,12 +74,32 @@ fn names_pgwarden(sql: &[u8]) -> bool {
         .any(|i| sql[i..i + 8].eq_ignore_ascii_case(b"pgwarden"))
 }
 
+/// False when the text's first token cannot be `SET` or `RESET`, read
+/// as the lexer reads it: space and NUL skipped, and a comment or `;` first
+/// left to the lexer. `SELECT ... pgbench_accounts` stops here instead of
+/// at every `p` of its text.
+fn may_start_with_set(sql: &[u8]) -> bool {
+    let start = sql
+        .iter()
+        .position(|&b| !(b.is_ascii_whitespace() || b == 0))
+        .unwrap_or(sql.len());
+    let rest = &sql[start..];
+    if matches!(rest.first(), Some(b'/' | b'-' | b';')) {
+        return true;
+    }
+    let word = &rest[..rest
+        .iter()
+        .position(|b| !b.is_ascii_alphabetic())
+        .unwrap_or(rest.len())];
+    word.eq_ignore_ascii_case(b"set") || word.eq_ignore_ascii_case(b"reset")
+}
+
 /// Recognises one `SET`/`RESET` of a `pgwarden.` setting (the whole text).
 pub fn parse(sql: &[u8]) -> Option<Command> {
     // Routed sessions ask this of every transaction's first Query: a text
-    // that never names `pgwarden` is refused before any word is lexed and
-    // copied.
-    if !names_pgwarden(sql) {
+    // that cannot start with `SET` or never names `pgwarden` is refused
+    // before any word is lexed and copied.
+    if !may_start_with_set(sql) || !names_pgwarden(sql) {
         return None;
     }
     let mut words = Vec::with_capacity(6);
@@ -229,5 +249,59 @@ mod tests {
         assert_eq!(c("SET pgwarden.other = x"), None);
         assert_eq!(c("SET pgwarden.route = primary; SELECT 1"), None);
         assert_eq!(c("SET LOCAL pgwarden.route = primary"), None);
+        // What the first-word prefilter must let through.
+        for text in [
+            " \n\0SET pgwarden.route = primary",
+            "/* why */ SET pgwarden.route = primary",
+            "-- why\nSET pgwarden.route = primary",
+            "; SET pgwarden.route = primary",
+            "reSET pgwarden.route",
+        ] {
+            assert!(c(text).is_some(), "{text}");
+        }
+        for text in [
+            "SELECT pgwarden.route = primary",
+            "SETTLE pgwarden.route = primary",
+            "SET_x pgwarden.route = primary",
+            "\x0bSET pgwarden.route = primary",
+            "(SET pgwarden.route = primary)",
+        ] {
+            assert!(c(text).is_none(), "{text}");
+        }
+    }
+
+    /// The prefilter never refuses a text the full reading accepts.
+    #[test]
+    fn the_first_word_prefilter_refuses_only_what_parse_would() {
+        let alphabet: &[u8] = b"sSetTrR_ ;/*-\n\x0b\0(";
+        let tail = b"pgwarden.route = primary";
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..100_000 {
+            let mut text = Vec::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            for k in 0..(seed % 9) {
+                text.push(alphabet[((seed >> (8 + 4 * k)) % alphabet.len() as u64) as usize]);
+            }
+            text.push(b' ');
+            text.extend_from_slice(tail);
+            if !may_start_with_set(&text) {
+                let mut words = Vec::new();
+                for t in Lexer::new(&text) {
+                    match t {
+                        Token::Comment(_) | Token::Semicolon => {}
+                        Token::Word(w) => words.push(w.to_ascii_lowercase()),
+                        _ => break,
+                    }
+                }
+                let first = words.first().map(Vec::as_slice);
+                assert!(
+                    !matches!(first, Some(b"set" | b"reset")),
+                    "{}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
     }
 }

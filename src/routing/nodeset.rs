@@ -28,6 +28,12 @@ impl NodeSet {
         }
     }
 
+    /// The nodes in both sets.
+    #[must_use]
+    pub fn and(self, other: NodeSet) -> NodeSet {
+        NodeSet(self.0 & other.0)
+    }
+
     /// True for [`NodeSet::ALL`], the set that restricts nothing.
     pub fn is_all(self) -> bool {
         self == Self::ALL
@@ -62,5 +68,7 @@ mod tests {
         assert!(NodeSet::ALL.contains(31) && NodeSet::ALL.is_all());
         assert_eq!(s.ids_below(4).collect::<Vec<_>>(), [0, 3]);
         assert!(NodeSet::EMPTY.is_empty() && !s.is_empty());
+        let t: NodeSet = [3, 4].into_iter().collect();
+        assert_eq!(s.and(t).ids_below(8).collect::<Vec<_>>(), [3]);
     }
 }

@@ -86,11 +86,10 @@ pub fn choose_read<L: Live>(
         Writer::Node(w) => Some(w),
         _ => None,
     };
-    let mut ok = [0usize; 32];
-    let mut n_ok = 0;
-    let mut behind = [0usize; 32];
-    let mut n_behind = 0;
-    for (id, view) in snap.nodes.iter().enumerate().take(32) {
+    // Sets, not lists: nothing to clear or copy per read.
+    let mut ok = NodeSet::EMPTY;
+    let mut behind = NodeSet::EMPTY;
+    for (id, view) in snap.nodes.iter().enumerate().take(NodeSet::MAX) {
         let primary_ok = settings.primary_reads == PrimaryReads::Always && Some(id) == writer;
         if !(view.readable || primary_ok) || !needs.allowed.contains(id) || live.drained(id) {
             continue;
@@ -106,36 +105,27 @@ pub fn choose_read<L: Live>(
             }
             Consistency::ReadYourWrites => primary_ok || live.lsn(id, view) >= needs.min_lsn,
         };
-        if fresh {
-            ok[n_ok] = id;
-            n_ok += 1;
-        } else {
-            behind[n_behind] = id;
-            n_behind += 1;
+        match fresh {
+            true => ok = ok.with(id),
+            false => behind = behind.with(id),
         }
     }
-    if n_ok > 0 {
+    if !ok.is_empty() {
         // Locality: the qualifying nodes in the proxy's region, if any.
-        let mut near = [0usize; 32];
-        let mut n_near = 0;
-        for &id in &ok[..n_ok] {
-            if needs.local.contains(id) {
-                near[n_near] = id;
-                n_near += 1;
-            }
+        let near = ok.and(needs.local);
+        let set = if near.is_empty() { ok } else { near };
+        let mut ids = [0; NodeSet::MAX];
+        let mut n = 0;
+        for id in set.ids_below(snap.nodes.len()) {
+            ids[n] = id;
+            n += 1;
         }
-        let ids = if n_near > 0 {
-            &near[..n_near]
-        } else {
-            &ok[..n_ok]
-        };
-        return ReadChoice::Node(pick(ids, snap, live, settings, cursor, random));
+        return ReadChoice::Node(pick(&ids[..n], snap, live, settings, cursor, random));
     }
-    if n_behind > 0 && needs.consistency == Consistency::ReadYourWrites {
+    if !behind.is_empty() && needs.consistency == Consistency::ReadYourWrites {
         // The most advanced one is the likeliest to catch up first.
-        let best = behind[..n_behind]
-            .iter()
-            .copied()
+        let best = behind
+            .ids_below(snap.nodes.len())
             .max_by_key(|&id| live.lsn(id, &snap.nodes[id]));
         if let Some(id) = best {
             return ReadChoice::CatchUp(id);

@@ -82,6 +82,11 @@ impl<'a> Lexer<'a> {
 const START: u8 = 1;
 const IDENT: u8 = 2;
 const SPACE: u8 = 4;
+/// Bytes that may open a comment, a literal or a quoted name (`e`/`E` only
+/// before a quote, which the lexer checks itself).
+const QUOTING: u8 = 8;
+/// What continues a number: `1.5e10`, `0x1F`, `1_000`.
+const NUMBER: u8 = 16;
 
 static CLASS: [u8; 256] = classes();
 
@@ -100,6 +105,12 @@ const fn classes() -> [u8; 256] {
         // NUL ends a C string inside a message body: skipped as space.
         if b.is_ascii_whitespace() || b == 0 {
             t[c] |= SPACE;
+        }
+        if matches!(b, b'-' | b'/' | b'\'' | b'"' | b'$') {
+            t[c] |= QUOTING;
+        }
+        if b.is_ascii_alphanumeric() || b == b'.' || b == b'_' {
+            t[c] |= NUMBER;
         }
         c += 1;
     }
@@ -125,11 +136,51 @@ fn run_of(s: &[u8], class: u8) -> usize {
 impl<'a> Iterator for Lexer<'a> {
     type Item = Token<'a>;
 
+    /// Words, numbers and one-byte punctuation, which are nearly every
+    /// token of a routed query, are read here, inlined into the caller's
+    /// loop; comments, literals and quoted names go through
+    /// [`Lexer::quoted`], out of line, so that this stays small.
+    #[inline(always)]
     fn next(&mut self) -> Option<Token<'a>> {
         self.i += run_of(self.s.get(self.i..)?, SPACE);
         let c = self.peek(0)?;
         let start = self.i;
+        let class = CLASS[c as usize];
+        if class & START != 0 {
+            if c | 0x20 == b'e' && self.peek(1) == Some(b'\'') {
+                return Some(self.quoted(c));
+            }
+            self.i += run_of(&self.s[start..], IDENT);
+            return Some(Token::Word(&self.s[start..self.i]));
+        }
+        if class & QUOTING != 0 {
+            return Some(self.quoted(c));
+        }
+        self.i += 1;
         Some(match c {
+            b'(' => Token::LParen,
+            b')' => Token::RParen,
+            b';' => Token::Semicolon,
+            b'.' if !self.peek(0).is_some_and(|c| c.is_ascii_digit()) => Token::Dot,
+            c if c.is_ascii_digit() || c == b'.' => {
+                self.i += run_of(&self.s[self.i..], NUMBER);
+                Token::Literal
+            }
+            // Operators and other punctuation, one byte at a time (so `-`
+            // or `/` never swallows a comment start after it).
+            _ => Token::Literal,
+        })
+    }
+}
+
+impl<'a> Lexer<'a> {
+    /// A token starting with a byte that may open a comment, a literal, a
+    /// quoted name or a parameter: `-`, `/`, `'`, `e`/`E` before `'`,
+    /// `"`, `$`.
+    #[inline(never)]
+    fn quoted(&mut self, c: u8) -> Token<'a> {
+        let start = self.i;
+        match c {
             b'-' if self.peek(1) == Some(b'-') => {
                 let end = self.s[start..]
                     .iter()
@@ -169,7 +220,8 @@ impl<'a> Iterator for Lexer<'a> {
                     Token::Literal
                 }
             }
-            b'e' | b'E' if self.peek(1) == Some(b'\'') => {
+            b'e' | b'E' => {
+                // Only reached before a quote: `E'...'`.
                 self.i += 1;
                 match self.skip_quoted(b'\'', true) {
                     true => Token::Literal,
@@ -204,42 +256,12 @@ impl<'a> Iterator for Lexer<'a> {
                     Token::Literal
                 }
             },
-            c if is_ident_start(c) => {
-                self.i += run_of(&self.s[start..], IDENT);
-                Token::Word(&self.s[start..self.i])
-            }
-            b'(' => {
-                self.i += 1;
-                Token::LParen
-            }
-            b')' => {
-                self.i += 1;
-                Token::RParen
-            }
-            b'.' if !self.peek(1).is_some_and(|c| c.is_ascii_digit()) => {
-                self.i += 1;
-                Token::Dot
-            }
-            b';' => {
-                self.i += 1;
-                Token::Semicolon
-            }
-            c if c.is_ascii_digit() || c == b'.' => {
-                while self
-                    .peek(0)
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_')
-                {
-                    self.i += 1;
-                }
-                Token::Literal
-            }
             _ => {
-                // Operators and other punctuation, one byte at a time (so
-                // `-` or `/` never swallows a comment start after it).
+                // `-` or `/` opening no comment: an operator.
                 self.i += 1;
                 Token::Literal
             }
-        })
+        }
     }
 }
 
@@ -275,6 +297,10 @@ mod tests {
             assert_eq!(is_ident(c), start || c.is_ascii_digit() || c == b'$', "{c}");
             let space = c.is_ascii_whitespace() || c == 0;
             assert_eq!(run_of(&[c], SPACE) == 1, space, "{c}");
+            let quoting = b"-/'\"$".contains(&c);
+            assert_eq!(run_of(&[c], QUOTING) == 1, quoting, "{c}");
+            let number = c.is_ascii_alphanumeric() || c == b'.' || c == b'_';
+            assert_eq!(run_of(&[c], NUMBER) == 1, number, "{c}");
         }
         assert_eq!(
             words(" \t\n\0select\0\0a_1$b\x0cfrom"),
