@@ -9,7 +9,9 @@
 //! the buffer positions of `SHOW SOCKETS` are 0 (pgwarden reads into
 //! per-message buffers, not PgBouncer's iobuf).
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::clock::Stamp;
 
 use super::table::{Cell, Kind, Table};
 use crate::shared::Shared;
@@ -182,8 +184,8 @@ fn client_sockets(shared: &Shared) -> Vec<Socket> {
 
 /// Every server: lent out (its session knows it) or idle in a pool.
 fn server_sockets(shared: &Shared) -> Vec<Socket> {
-    let now = (Instant::now(), SystemTime::now());
-    let wall = |at: Instant| format_time(now.1 - now.0.saturating_duration_since(at));
+    let now = (Stamp::now(), SystemTime::now());
+    let wall = |at: Stamp| format_time(now.1 - now.0.since(at));
     let mut all = Vec::new();
     for (key, control) in shared.cancels.sessions() {
         let (Some(info), Some(server)) = (control.info.get(), control.target()) else {

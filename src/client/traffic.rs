@@ -5,8 +5,8 @@
 
 use std::num::NonZeroU64;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
+use crate::clock::Stamp;
 use crate::pool::latency::Latency;
 use crate::pool::PoolStats;
 use crate::prepared::SessionTracker;
@@ -20,9 +20,9 @@ pub struct Traffic {
     recv: u64,
     sent: u64,
     /// The current transaction's first request.
-    xact_start: Option<Instant>,
+    xact_start: Option<Stamp>,
     /// The oldest request the server has not answered yet.
-    query_start: Option<Instant>,
+    query_start: Option<Stamp>,
     query_us: u64,
     /// The current request's query fingerprint (`query_stats`). Non-zero
     /// (a query hashing to 0 is not counted), so that every client's
@@ -75,14 +75,14 @@ impl Traffic {
     pub fn request(&mut self, n: u32, first: bool) {
         self.queries += n;
         if first {
-            let now = Instant::now();
+            let now = Stamp::now();
             self.query_start = Some(now);
             self.xact_start.get_or_insert(now);
         }
     }
 
     /// When the open transaction (or lone request) began.
-    pub fn xact_start(&self) -> Option<Instant> {
+    pub fn xact_start(&self) -> Option<Stamp> {
         self.xact_start
     }
 
@@ -121,9 +121,9 @@ impl Traffic {
         latency: &Latency,
         queries: &QueryStats,
     ) {
-        let now = Instant::now();
+        let now = Stamp::now();
         if let Some(start) = self.query_start.take() {
-            let us = micros(now - start);
+            let us = now.micros_since(start);
             self.query_us += us;
             latency.record(us);
             if let Some(fp) = self.fingerprint.take() {
@@ -137,7 +137,7 @@ impl Traffic {
             stats.xacts.fetch_add(1, Ordering::Relaxed);
             stats
                 .xact_micros
-                .fetch_add(micros(now - start), Ordering::Relaxed);
+                .fetch_add(now.micros_since(start), Ordering::Relaxed);
         }
         self.flush(stats);
     }
@@ -161,8 +161,4 @@ impl Traffic {
             ..Traffic::default()
         };
     }
-}
-
-fn micros(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

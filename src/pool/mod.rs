@@ -31,6 +31,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::clock::Stamp;
+
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
@@ -72,7 +74,7 @@ pub struct PoolSettings {
     /// Refuse session-only features instead of pinning.
     pub refuse_session_features: bool,
     /// `RECONNECT`: servers opened before this close when next idle.
-    pub retire_before: Option<Instant>,
+    pub retire_before: Option<Stamp>,
     /// TLS towards this pool's servers (`server_tls_*`).
     pub tls: crate::net::tls::TlsPolicy,
     /// `tcp_*` options for its server sockets.
@@ -122,8 +124,8 @@ pub struct IdleServer {
     pub process_id: i32,
     pub addr: std::net::SocketAddr,
     pub local: Option<std::net::SocketAddr>,
-    pub opened: Instant,
-    pub used: Instant,
+    pub opened: Stamp,
+    pub used: Stamp,
     pub tls: crate::net::TlsLabel,
 }
 
@@ -208,7 +210,7 @@ impl Pool {
     /// idle now at once), new ones open as needed.
     pub fn reconnect(self: &Arc<Self>) {
         let mut s = (*self.settings()).clone();
-        s.retire_before = Some(Instant::now());
+        s.retire_before = Some(Stamp::now());
         let total = self.lock().total;
         self.close_needed.store(total, Ordering::Relaxed);
         self.store_settings(s);
@@ -392,7 +394,7 @@ impl Pool {
     /// check: the common case, with no await, no allocation and one short
     /// lock. `None` sends the caller to [`Pool::checkout`].
     pub fn try_checkout(self: &Arc<Self>) -> Option<ServerGuard> {
-        let now = Instant::now();
+        let now = Stamp::now();
         loop {
             let (conn, reuse) = {
                 let mut st = self.lock();
@@ -462,7 +464,7 @@ impl Pool {
 
     /// Returns a server: to the first live waiter, or to the idle list.
     pub(crate) fn checkin(self: &Arc<Self>, mut conn: Box<ServerConn>) {
-        let now = Instant::now();
+        let now = Stamp::now();
         conn.last_used = now;
         if conn.broken || expired(&conn, &self.lock().reuse, now) {
             self.close_server(*conn);

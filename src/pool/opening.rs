@@ -8,6 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::Stamp;
+
 use super::{Pool, PoolError, PoolSettings, ServerGuard, SlotGuard};
 use crate::server::{self, ServerConn, ServerError};
 
@@ -23,7 +25,7 @@ impl Pool {
         s: &PoolSettings,
     ) -> Option<ServerGuard> {
         let conn = guard.conn();
-        let now = Instant::now();
+        let now = Stamp::now();
         let reuse = Reuse::of(s);
         if !still_usable(conn, &reuse, now) {
             guard.close();
@@ -39,7 +41,7 @@ impl Pool {
                 guard.close();
                 return None;
             }
-            conn.last_used = Instant::now();
+            conn.last_used = Stamp::now();
         }
         Some(guard)
     }
@@ -99,13 +101,13 @@ impl Pool {
             let mut st = self.lock();
             let mut keep = Vec::with_capacity(st.idle.len());
             let mut total = st.total;
-            let now = Instant::now();
+            let now = Stamp::now();
             // Oldest-used first, so the surplus that ages out is the idle tail.
             for conn in std::mem::take(&mut st.idle) {
                 let too_old = expired(&conn, &reuse, now);
                 let too_idle = s
                     .idle_timeout
-                    .is_some_and(|t| now.saturating_duration_since(conn.last_used) >= t)
+                    .is_some_and(|t| now.at_least(conn.last_used, t))
                     && total > s.min_size;
                 if too_old || too_idle {
                     total -= 1;
@@ -150,7 +152,7 @@ impl Pool {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Reuse {
     pub lifetime: Option<Duration>,
-    pub retire_before: Option<Instant>,
+    pub retire_before: Option<Stamp>,
     /// `server_check_delay`, when a `server_check_query` is set.
     pub check_after: Option<Duration>,
     pub round_robin: bool,
@@ -172,8 +174,8 @@ impl Reuse {
 
 /// Not past `server_lifetime` and, if idle for a while, not closed by the
 /// server meanwhile.
-pub(super) fn still_usable(conn: &mut ServerConn, s: &Reuse, now: Instant) -> bool {
-    if now.saturating_duration_since(conn.last_used) < STALE_PROBE_AFTER {
+pub(super) fn still_usable(conn: &mut ServerConn, s: &Reuse, now: Stamp) -> bool {
+    if !now.at_least(conn.last_used, STALE_PROBE_AFTER) {
         // Reused within moments: its check-in just now tested its lifetime
         // (which may overrun by as much, as PgBouncer's does by its
         // janitor's second), and it cannot have been closed unnoticed for
@@ -184,14 +186,13 @@ pub(super) fn still_usable(conn: &mut ServerConn, s: &Reuse, now: Instant) -> bo
     !(expired(conn, s, now) || conn.is_stale())
 }
 
-pub(super) fn needs_check_query(s: &Reuse, conn: &ServerConn, now: Instant) -> bool {
+pub(super) fn needs_check_query(s: &Reuse, conn: &ServerConn, now: Stamp) -> bool {
     s.check_after
-        .is_some_and(|delay| now.saturating_duration_since(conn.last_used) >= delay)
+        .is_some_and(|delay| now.at_least(conn.last_used, delay))
 }
 
 /// Past `server_lifetime`, or opened before a `RECONNECT`.
-pub(super) fn expired(conn: &ServerConn, s: &Reuse, now: Instant) -> bool {
-    s.lifetime
-        .is_some_and(|l| now.saturating_duration_since(conn.created) >= l)
+pub(super) fn expired(conn: &ServerConn, s: &Reuse, now: Stamp) -> bool {
+    s.lifetime.is_some_and(|l| now.at_least(conn.created, l))
         || s.retire_before.is_some_and(|t| conn.created <= t)
 }

@@ -1,11 +1,12 @@
 //! Opening and logging in to a server connection.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 
 use super::ServerConn;
 use crate::auth::backend::{login, AuthMethods, BackendAuthError, BackendSecret};
+use crate::clock::Stamp;
 use crate::net::tls::{self, ServerTlsError, TlsTarget};
 use crate::net::{MessageStream, NetError};
 use crate::wire::backend::{self as be, ErrorFields};
@@ -151,7 +152,7 @@ async fn connect_inner(
             _ => {}
         }
     }
-    let now = Instant::now();
+    let now = Stamp::now();
     Ok(ServerConn {
         id: crate::server::next_connection_id(),
         stream,

@@ -10,7 +10,7 @@ pub mod statements;
 
 pub use connect::{connect, ConnectOptions, ServerError, ServerTarget};
 
-use std::time::Instant;
+use crate::clock::Stamp;
 
 use bytes::BytesMut;
 
@@ -40,8 +40,8 @@ pub struct ServerConn {
     /// The server's BackendKeyData, for cancel requests.
     pub process_id: i32,
     pub secret_key: i32,
-    pub created: Instant,
-    pub last_used: Instant,
+    pub created: Stamp,
+    pub last_used: Stamp,
     /// Named statements pgwarden has prepared here for its clients.
     pub prepared: statements::ServerStatements,
     /// Session settings pgwarden has made here for its clients.

@@ -118,7 +118,7 @@ impl Session {
         from_ms(self.timeouts.transaction_ms)
             .filter(|_| open)
             .zip(self.traffic.xact_start())
-            .map(|(d, since)| since + d)
+            .map(|(d, since)| since.to_instant() + d)
     }
 
     pub(super) async fn on_timer(&mut self) -> Result<(), End> {
