@@ -9,6 +9,7 @@
 //! the same clock as `Instant` (`CLOCK_MONOTONIC`), so the two agree.
 
 use std::num::NonZeroU64;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nix::time::{clock_gettime, ClockId};
@@ -47,10 +48,17 @@ impl Stamp {
         u128::from(self.nanos_since(earlier)) >= d.as_nanos()
     }
 
-    /// This moment as an `Instant`, for deadlines handed to timers.
+    /// This moment as an `Instant`, for deadlines handed to timers (once
+    /// per event while `transaction_timeout` is set): measured from one
+    /// pair of readings of the shared clock taken once per process, so it
+    /// costs an addition and no clock read.
     pub fn to_instant(self) -> Instant {
-        let (now, stamp) = (Instant::now(), Stamp::now());
-        now.checked_sub(stamp.since(self)).unwrap_or(now)
+        static BASE: OnceLock<(Instant, Stamp)> = OnceLock::new();
+        let &(instant, stamp) = BASE.get_or_init(|| (Instant::now(), Stamp::now()));
+        match self >= stamp {
+            true => instant + self.since(stamp),
+            false => instant.checked_sub(stamp.since(self)).unwrap_or(instant),
+        }
     }
 }
 
@@ -70,8 +78,16 @@ mod tests {
         assert!(s1.at_least(s0, Duration::from_millis(20)));
         assert!(!s1.at_least(s0, Duration::from_secs(60)));
         assert_eq!(s1.micros_since(s0), s1.nanos_since(s0) / 1000);
-        let back = s0.to_instant();
-        assert!(back >= i0 && back <= Instant::now(), "{back:?} {i0:?}");
+        // Before and after the process's base pair is read, to within the
+        // moments between two clock readings.
+        for (i, s) in [(i0, s0), (Instant::now(), Stamp::now())] {
+            let back = s.to_instant();
+            let off = back.max(i) - back.min(i);
+            assert!(off < Duration::from_millis(5), "{off:?}");
+        }
+        let later = Stamp::now();
+        std::thread::sleep(Duration::from_millis(10));
+        assert!(later.to_instant() + Duration::from_millis(10) <= Instant::now());
         assert_eq!(std::mem::size_of::<Option<Stamp>>(), 8);
     }
 }
