@@ -4,9 +4,9 @@
 //! request's start and answer, a server's last use at check-in and
 //! check-out. `std::time::Instant` is 16 bytes and each subtraction
 //! normalises seconds and nanoseconds (about 37 instructions, six per `-S`
-//! transaction by callgrind); a [`Stamp`] is 8 bytes, so is an `Option` of one,
-//! and it subtracts in one instruction. It reads
-//! the same clock as `Instant` (`CLOCK_MONOTONIC`), so the two agree.
+//! transaction by callgrind); a [`Stamp`] is 8 bytes, so is an `Option` of
+//! one, and it subtracts in one instruction. It reads the same clock as
+//! `Instant` (`CLOCK_MONOTONIC`), so the two agree.
 
 use std::num::NonZeroU64;
 use std::sync::OnceLock;
