@@ -95,6 +95,21 @@ fn bench(c: &mut Criterion) {
             b.iter(|| pgwarden::routing::classify(black_box(sql.as_bytes()), &[]))
         });
     }
+    // The memo by shape: each text differs from the last in its number.
+    let texts = [
+        &b"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"[..],
+        &b"SELECT abalance FROM pgbench_accounts WHERE aid = 7;"[..],
+    ];
+    let mut turn = 0;
+    r.bench_function("pgbench_select_remembered", |b| {
+        b.iter(|| {
+            turn ^= 1;
+            pgwarden::routing::classify_remembered(black_box(texts[turn]), &[])
+        })
+    });
+    r.bench_function("same_shape", |b| {
+        b.iter(|| pgwarden::sql::shape::same_shape(black_box(texts[0]), black_box(texts[1])))
+    });
     let mut unit = Vec::new();
     msg(
         &mut unit,

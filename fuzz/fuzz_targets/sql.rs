@@ -1,11 +1,27 @@
-//! The SQL readers that see client text: the read/write classifier, the
-//! settings and pin readers, and the PREPARE/EXECUTE/DEALLOCATE reader.
+//! The SQL readers that see client text: the read/write classifier and its
+//! memo by shape, the settings and pin readers, and the
+//! PREPARE/EXECUTE/DEALLOCATE reader.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = pgwarden::routing::classify(data, &["pg_catalog.now".to_owned()]);
+    let functions = ["pg_catalog.now".to_owned()];
+    let class = pgwarden::routing::classify(data, &functions);
+    // The memo, primed with the first half and with the text's digits
+    // changed (the same shape when all are numbers'), answers for the
+    // text as the classifier does.
+    let _ = pgwarden::routing::classify_remembered(&data[..data.len() / 2], &functions);
+    let renumbered: Vec<u8> = data
+        .iter()
+        .map(|&c| match c {
+            b'0'..=b'8' => c + 1,
+            b'9' => b'0',
+            _ => c,
+        })
+        .collect();
+    let _ = pgwarden::routing::classify_remembered(&renumbered, &functions);
+    assert_eq!(pgwarden::routing::classify_remembered(data, &functions), class);
     let _ = pgwarden::sql::statements::read(data);
     let _ = pgwarden::state::classify(data);
     let _ = pgwarden::state::effect(data);

@@ -179,7 +179,7 @@ impl RouteState {
                 max_staleness_ms: self.prefs.max_staleness_ms,
                 allowed: self.plan.mask,
                 local: self.plan.local,
-                now: Instant::now(),
+                now: None,
             },
             position_known: true,
         };

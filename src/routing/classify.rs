@@ -5,6 +5,10 @@
 
 use crate::sql::lexer::{Lexer, Token};
 
+mod memo;
+
+pub use memo::classify_remembered;
+
 /// What a text may do, from safest to least safe (so `max` combines them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Intent {

@@ -12,4 +12,4 @@ pub mod route;
 pub mod select;
 pub mod unit;
 
-pub use classify::{classify, Classified, Hint, Intent};
+pub use classify::{classify, classify_remembered, Classified, Hint, Intent};

@@ -20,8 +20,10 @@ pub struct ReadNeeds {
     /// Bounded staleness limit: a replica qualifies only if it provably
     /// held, this long ago, every commit the primary had.
     pub max_staleness_ms: u64,
-    /// The moment the read is routed (staleness is measured to it).
-    pub now: Instant,
+    /// The moment the read is routed (staleness is measured to it); `None`:
+    /// read the clock when the staleness bound needs it, so that other
+    /// reads read none.
+    pub now: Option<Instant>,
     /// The nodes the session's tenant may use ([`super::residency::mask`]);
     /// no other is ever chosen.
     pub allowed: NodeSet,
@@ -89,6 +91,7 @@ pub fn choose_read<L: Live>(
     // Sets, not lists: nothing to clear or copy per read.
     let mut ok = NodeSet::EMPTY;
     let mut behind = NodeSet::EMPTY;
+    let mut now = needs.now;
     for (id, view) in snap.nodes.iter().enumerate().take(NodeSet::MAX) {
         let primary_ok = settings.primary_reads == PrimaryReads::Always && Some(id) == writer;
         if !(view.readable || primary_ok) || !needs.allowed.contains(id) || live.drained(id) {
@@ -98,10 +101,11 @@ pub fn choose_read<L: Live>(
             Consistency::Eventual => true,
             Consistency::Bounded => {
                 let bound = Duration::from_millis(needs.max_staleness_ms);
+                let now = *now.get_or_insert_with(Instant::now);
                 primary_ok
                     || view
                         .fresh_at
-                        .is_some_and(|t| needs.now.saturating_duration_since(t) <= bound)
+                        .is_some_and(|t| now.saturating_duration_since(t) <= bound)
             }
             Consistency::ReadYourWrites => primary_ok || live.lsn(id, view) >= needs.min_lsn,
         };
@@ -243,7 +247,7 @@ mod tests {
             max_staleness_ms: 0,
             allowed: NodeSet::ALL,
             local: NodeSet::ALL,
-            now: Instant::now(),
+            now: None,
         }
     }
 
@@ -257,7 +261,7 @@ mod tests {
             max_staleness_ms: 0,
             allowed: NodeSet::ALL,
             local: NodeSet::ALL,
-            now: Instant::now(),
+            now: None,
         };
         assert_eq!(
             choose_read(&snap, &*t, &s, ryw(350), 0, 0),
@@ -278,7 +282,7 @@ mod tests {
             max_staleness_ms: 100,
             allowed: NodeSet::ALL,
             local: NodeSet::ALL,
-            now: Instant::now(),
+            now: None,
         };
         assert_eq!(
             choose_read(&snap, &*t, &s, bounded, 0, 0),
@@ -286,7 +290,7 @@ mod tests {
         );
         // Proven fresh when the snapshot was taken, stale by now.
         let later = ReadNeeds {
-            now: Instant::now() + Duration::from_millis(200),
+            now: Some(Instant::now() + Duration::from_millis(200)),
             ..bounded
         };
         assert_eq!(

@@ -6,7 +6,7 @@
 //! classifier must have seen every statement in it before the first byte
 //! is sent, since nothing can move a half-run unit to the primary.
 
-use super::classify::{classify, Classified, Intent};
+use super::classify::{classify_remembered, Classified, Intent};
 use crate::sql::statements::{self, Command};
 use crate::wire::codec::whole_at;
 use crate::wire::frontend as fe;
@@ -121,7 +121,7 @@ fn text_class(
             return named(&name).unwrap_or(Classified::WRITE);
         }
     }
-    classify(sql, read_only_functions)
+    classify_remembered(sql, read_only_functions)
 }
 
 /// Bytes up to the first NUL, all of them if there is none.

@@ -121,8 +121,9 @@ fn is_ident_start(c: u8) -> bool {
     CLASS[c as usize] & START != 0
 }
 
-#[cfg(test)]
-fn is_ident(c: u8) -> bool {
+/// A byte that continues a name, a `$tag$` or a `$1`: a digit after one
+/// belongs to that token, not to a number.
+pub(crate) fn is_ident(c: u8) -> bool {
     CLASS[c as usize] & IDENT != 0
 }
 

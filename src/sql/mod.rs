@@ -7,4 +7,5 @@
 //! renaming (`prepared`) build on it, so it sits below all three.
 
 pub mod lexer;
+pub mod shape;
 pub mod statements;

@@ -231,7 +231,7 @@ proptest! {
             max_staleness_ms: 300,
             allowed: m,
             local,
-            now: Instant::now(),
+            now: None,
         };
         // The write path and a read's fallback both go to the writer.
         let writer_target = match choose_write(&snap, m) {

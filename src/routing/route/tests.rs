@@ -167,7 +167,7 @@ proptest! {
                 max_staleness_ms: 300,
                 allowed,
                 local: NodeSet::ALL,
-                now: Instant::now(),
+                now: None,
             },
             position_known,
         };
@@ -266,7 +266,7 @@ fn a_read_goes_to_a_fresh_replica_and_a_write_to_the_writer() {
             max_staleness_ms: 0,
             allowed: NodeSet::ALL,
             local: NodeSet::ALL,
-            now: Instant::now(),
+            now: None,
         },
         position_known: true,
     };
