@@ -18,6 +18,9 @@
 #                                           # (IDLE_PLAIN=1: it logs in with
 #                                           # user and database only)
 #   BENCH_BIN=/path/to/pgwarden scripts/bench.sh   # another build
+#   BENCH_SECTIONS=routing scripts/bench.sh # routing's own cost: user CPU
+#                                           # of routed against primary-only,
+#                                           # alternating, BENCH_ROUNDS (5)
 #   BENCH_SECTIONS=ab BENCH_AB_BIN=/path/to/old/pgwarden scripts/bench.sh
 #                                           # this build against another,
 #                                           # alternating, BENCH_AB_ROUNDS each
@@ -151,6 +154,7 @@ export PGPASSWORD=app
 "$PGBIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PGPORT" -U app app >/dev/null 2>&1
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 # Busy ticks of the whole machine (user nice system irq softirq steal).
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -158,27 +162,29 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # run PORT PID ARGS... -> "tps latency_ms proxy_us_per_tx failed machine_us_per_tx"
 run() {
   local port=$1 pid=$2; shift 2
-  local before=0 after=0 mbefore mafter
-  [ "$pid" != "-" ] && before=$(cpu_ticks "$pid")
+  local before=0 after=0 ubefore=0 uafter=0 mbefore mafter
+  [ "$pid" != "-" ] && before=$(cpu_ticks "$pid") && ubefore=$(user_ticks "$pid")
   mbefore=$(machine_ticks)
   local out
   out=$("$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U app -n -T "$SECS" -j 2 "$@" app 2>&1) || true
-  [ "$pid" != "-" ] && after=$(cpu_ticks "$pid")
+  [ "$pid" != "-" ] && after=$(cpu_ticks "$pid") && uafter=$(user_ticks "$pid")
   mafter=$(machine_ticks)
   local tps lat n failed
   tps=$(echo "$out" | awk -F'= ' '/^tps/ {split($2,a," "); print a[1]}')
   lat=$(echo "$out" | awk -F'= ' '/latency average/ {split($2,a," "); print a[1]}')
   n=$(echo "$out" | awk -F': ' '/number of transactions actually processed/ {split($2,a,"/"); print a[1]}')
   failed=$(echo "$out" | awk -F': ' '/number of failed transactions/ {split($2,a," "); print a[1]}')
-  local us="-"
+  local us="-" uus="-"
   if [ "$pid" != "-" ] && [ -n "$n" ] && [ "$n" -gt 0 ]; then
     us=$(awk -v d=$((after - before)) -v t="$TICK" -v n="$n" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')
+    uus=$(awk -v d=$((uafter - ubefore)) -v t="$TICK" -v n="$n" 'BEGIN {printf "%.2f", d * 1e6 / t / n}')
   fi
   local mus="-"
   if [ -n "$n" ] && [ "$n" -gt 0 ]; then
     mus=$(awk -v d=$((mafter - mbefore)) -v t="$TICK" -v n="$n" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')
   fi
-  echo "${tps:-0} ${lat:-0} $us ${failed:-?} $mus"
+  # Fields: tps, latency, CPU µs/tx, failed, machine CPU µs/tx, user CPU µs/tx.
+  echo "${tps:-0} ${lat:-0} $us ${failed:-?} $mus $uus"
 }
 
 if [ "$SECTIONS" = idle ]; then
@@ -342,7 +348,7 @@ split_row() {
   local name=$1 port=$2 pid=$3; shift 3
   # Unmeasured warm-up: the proxy opens its server connections first.
   "$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U app -n -T 2 -j 2 "$@" app >/dev/null 2>&1 || true
-  read -r t l u f m < <(run "$port" "$pid" "$@")
+  read -r t l u f m _ < <(run "$port" "$pid" "$@")
   printf "| %s | %.0f | %s | %s | %s | %s |\n" "$name" "$t" "$l" "$u" "$m" "$f"
 }
 echo
@@ -377,7 +383,7 @@ echo "|---|---|---|---|---|---|---|"
 for w in tpcb write-then-read; do
   args=(-c 50 -M simple)
   [ "$w" = write-then-read ] && args+=(-f "$WORK/write_read.sql")
-  read -r t l u f m < <(run "$WPORT" "$W_PID" "${args[@]}")
+  read -r t l u f m _ < <(run "$WPORT" "$W_PID" "${args[@]}")
   printf "| %s | %s | %.0f | %s | %s | %s | %s |\n" "$w" "(primary-only pgwarden)" "$t" "$l" "$u" "$m" "$f"
   for c in eventual read_your_writes; do
     read -r t l u f m < <(PGOPTIONS="-c pgwarden.consistency=$c" run "$SPORT" "$S_PID" "${args[@]}")
@@ -457,6 +463,49 @@ for args in "-S -M simple" "-C -S -M simple"; do
   read -r dt _ du df _ < <(run "$SPPORT" "$SP_PID" -c 50 $args)
   printf "| %s | 50 | %.0f | %s | %.0f | %s | %s / %s |\n" "$args" "$rt" "$ru" "$dt" "$du" "$rf" "$df"
 done
+fi
+
+if [ "$SECTIONS" = routing ]; then
+# Routing's own cost: the primary-only proxy and the splitting one (both this
+# build, both running since the start), pgbench -S -M simple alternating
+# between them, BENCH_ROUNDS rounds (5). Both make the same system calls
+# per transaction, so the difference in user CPU is what routing costs;
+# the kernel's share, the noisy one on this machine, is reported apart.
+ROUNDS=${BENCH_ROUNDS:-5}
+CLIENTS=${ROUTING_CLIENTS:-50}
+# Reads spread only once the monitor has seen the replicas.
+for _ in $(seq 100); do
+  [ "$(PGOPTIONS='-c pgwarden.route=replica' "$PGBIN/psql" -h 127.0.0.1 -p "$SPORT" -U app -Atc 'SELECT pg_is_in_recovery()' app 2>/dev/null)" = t ] && break
+  sleep 0.2
+done
+for port in "$WPORT" "$SPORT"; do run "$port" - -c "$CLIENTS" -S -M simple -T 2 >/dev/null; done
+echo "Routing: pgbench -S -M simple -c $CLIENTS, $SECS s per run, primary-only and routed alternating"
+echo
+echo "| round | primary-only tps | user µs/tx | CPU µs/tx | routed tps | user µs/tx | CPU µs/tx |"
+echo "|---|---|---|---|---|---|---|"
+: >"$WORK/routing.rounds"
+for r in $(seq "$ROUNDS"); do
+  if [ $((r % 2)) -eq 1 ]; then
+    read -r pt _ pu _ _ puu < <(run "$WPORT" "$W_PID" -c "$CLIENTS" -S -M simple)
+    read -r st _ su _ _ suu < <(run "$SPORT" "$S_PID" -c "$CLIENTS" -S -M simple)
+  else
+    read -r st _ su _ _ suu < <(run "$SPORT" "$S_PID" -c "$CLIENTS" -S -M simple)
+    read -r pt _ pu _ _ puu < <(run "$WPORT" "$W_PID" -c "$CLIENTS" -S -M simple)
+  fi
+  printf "| %s | %.0f | %s | %s | %.0f | %s | %s |\n" "$r" "$pt" "$puu" "$pu" "$st" "$suu" "$su"
+  echo "$pt $puu $pu $st $suu $su" >>"$WORK/routing.rounds"
+done
+python3 - "$WORK/routing.rounds" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+med = [statistics.median(r[i] for r in rows) for i in range(6)]
+print("| median | %.0f | %.2f | %.1f | %.0f | %.2f | %.1f |" % tuple(med))
+diffs = sorted(r[4] - r[1] for r in rows)
+print()
+print("routed minus primary-only, user CPU µs/tx: median %.2f (rounds: %s); "
+      "all CPU: median %.1f" % (statistics.median(diffs), ", ".join("%.2f" % d for d in diffs),
+                               statistics.median(r[5] - r[2] for r in rows)))
+PY
 fi
 
 if [ "$SECTIONS" = ab ]; then

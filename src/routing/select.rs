@@ -92,8 +92,10 @@ pub fn choose_read<L: Live>(
     let mut ok = NodeSet::EMPTY;
     let mut behind = NodeSet::EMPTY;
     let mut now = needs.now;
-    for (id, view) in snap.nodes.iter().enumerate().take(NodeSet::MAX) {
-        let primary_ok = settings.primary_reads == PrimaryReads::Always && Some(id) == writer;
+    let primary_always = settings.primary_reads == PrimaryReads::Always;
+    let nodes = &snap.nodes[..snap.nodes.len().min(NodeSet::MAX)];
+    for (id, view) in nodes.iter().enumerate() {
+        let primary_ok = primary_always && Some(id) == writer;
         if !(view.readable || primary_ok) || !needs.allowed.contains(id) || live.drained(id) {
             continue;
         }
@@ -159,10 +161,12 @@ fn pick<L: Live>(
     match settings.replica_selection {
         ReplicaSelection::RoundRobin => ids[cursor % ids.len()],
         ReplicaSelection::LeastOutstanding => {
-            // Ties are broken from a rotating start, so idle replicas share.
-            let start = cursor;
-            (0..ids.len())
-                .map(|k| ids[(start + k) % ids.len()])
+            // Ties are broken from a rotating start, so idle replicas share
+            // (the first of equals wins).
+            let (head, tail) = ids.split_at(cursor % ids.len());
+            tail.iter()
+                .chain(head)
+                .copied()
                 .min_by_key(|&id| outstanding(id))
                 .unwrap_or(ids[0])
         }
@@ -357,6 +361,17 @@ mod tests {
         }
         assert_eq!(counts[0], 0, "the primary serves no reads");
         assert!(counts[1] > 50 && counts[2] > 50, "{counts:?}");
+        // Equals: the first from the rotating start.
+        let least = RoutingSettings {
+            replica_selection: ReplicaSelection::LeastOutstanding,
+            ..Default::default()
+        };
+        for (cursor, id) in [(0, 1), (1, 2), (2, 1), (5, 2)] {
+            assert_eq!(
+                choose_read(&snap, &*t, &least, eventual(), cursor, 0),
+                ReadChoice::Node(id)
+            );
+        }
         t.nodes[1].stats.outstanding.store(5, Ordering::Relaxed);
         let s = RoutingSettings::default();
         assert_eq!(
