@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use super::prefs::Prefs;
 use super::tenancy::{Plan, Tenancy};
 use crate::audit::Audit;
-use crate::config::{CommitLsn, Consistency, Loaded};
+use crate::config::{CommitLsn, Consistency, Loaded, ReplicaSelection};
 use crate::error::ProxyError;
 use crate::handoff::HandedRoute;
 use crate::pool::{Clusters, NodePools, ServerGuard};
@@ -458,7 +458,13 @@ impl RouteState {
                 true => topo.cursor.fetch_add(1, Ordering::Relaxed),
                 false => 0,
             },
-            random: if spread { rand::random() } else { 0 },
+            // Only two strategies draw: the others spare the generator.
+            random: match self.ctx.settings.replica_selection {
+                ReplicaSelection::P2c | ReplicaSelection::WeightedRandom if spread => {
+                    rand::random()
+                }
+                _ => 0,
+            },
         };
         let decision = route(ask, &view);
         if decision.fell_back {

@@ -43,19 +43,28 @@ impl NodeSet {
         self.0 == 0
     }
 
-    /// The ids in the set below `n` (a topology's node count), ascending:
-    /// one step per member, found by its bit.
-    pub fn ids_below(self, n: usize) -> impl Iterator<Item = NodeId> {
-        let below = match n < Self::MAX {
-            true => (1u32 << n) - 1,
-            false => u32::MAX,
-        };
-        let mut bits = self.0 & below;
+    /// How many nodes the set holds.
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The ids in the set, ascending: one step per member, found by its bit.
+    pub fn ids(self) -> impl Iterator<Item = NodeId> {
+        let mut bits = self.0;
         std::iter::from_fn(move || {
             let id = bits.trailing_zeros() as NodeId;
             bits &= bits.wrapping_sub(1);
             (id < Self::MAX).then_some(id)
         })
+    }
+
+    /// The ids in the set below `n` (a topology's node count), ascending.
+    pub fn ids_below(self, n: usize) -> impl Iterator<Item = NodeId> {
+        let below = match n < Self::MAX {
+            true => (1u32 << n) - 1,
+            false => u32::MAX,
+        };
+        NodeSet(self.0 & below).ids()
     }
 }
 
@@ -81,6 +90,10 @@ mod tests {
         assert_eq!(s.ids_below(0).count(), 0);
         assert_eq!(NodeSet::ALL.ids_below(40).count(), NodeSet::MAX);
         assert_eq!(NodeSet::ALL.ids_below(40).last(), Some(31));
+        assert_eq!(
+            (s.len(), NodeSet::ALL.len(), NodeSet::EMPTY.len()),
+            (2, 32, 0)
+        );
         assert!(NodeSet::EMPTY.is_empty() && !s.is_empty());
         let t: NodeSet = [3, 4].into_iter().collect();
         assert_eq!(s.and(t).ids_below(8).collect::<Vec<_>>(), [3]);

@@ -120,13 +120,7 @@ pub fn choose_read<L: Live>(
         // Locality: the qualifying nodes in the proxy's region, if any.
         let near = ok.and(needs.local);
         let set = if near.is_empty() { ok } else { near };
-        let mut ids = [0; NodeSet::MAX];
-        let mut n = 0;
-        for id in set.ids_below(snap.nodes.len()) {
-            ids[n] = id;
-            n += 1;
-        }
-        return ReadChoice::Node(pick(&ids[..n], snap, live, settings, cursor, random));
+        return ReadChoice::Node(pick(set, snap, live, settings, cursor, random));
     }
     if !behind.is_empty() && needs.consistency == Consistency::ReadYourWrites {
         // The most advanced one is the likeliest to catch up first.
@@ -145,39 +139,47 @@ pub fn choose_read<L: Live>(
     }
 }
 
-/// One of `ids` (never empty) by the configured strategy.
+/// One of `set`'s nodes (it is never empty) by the configured strategy,
+/// counting positions in the set from its lowest id.
 fn pick<L: Live>(
-    ids: &[NodeId],
+    set: NodeSet,
     snap: &Snapshot,
     live: &L,
     settings: &RoutingSettings,
     cursor: usize,
     random: u32,
 ) -> NodeId {
-    if ids.len() == 1 {
-        return ids[0];
+    let count = set.len().max(1);
+    let at = |k: usize| set.ids().nth(k % count).unwrap_or_default();
+    if count == 1 {
+        return at(0);
     }
     let outstanding = |id: NodeId| live.outstanding(id);
     match settings.replica_selection {
-        ReplicaSelection::RoundRobin => ids[cursor % ids.len()],
+        ReplicaSelection::RoundRobin => at(cursor),
         ReplicaSelection::LeastOutstanding => {
-            // Ties are broken from a rotating start, so idle replicas share
-            // (the first of equals wins).
-            let (head, tail) = ids.split_at(cursor % ids.len());
-            tail.iter()
-                .chain(head)
-                .copied()
-                .min_by_key(|&id| outstanding(id))
-                .unwrap_or(ids[0])
+            // Ties are broken from a rotating start, so idle replicas
+            // share: among equals, the first at or after `start`, else the
+            // first before it.
+            let start = cursor % count;
+            let mut best = (u32::MAX, true, usize::MAX);
+            let mut chosen = at(0);
+            for (pos, id) in set.ids().enumerate() {
+                let key = (outstanding(id), pos < start, pos);
+                if key < best {
+                    (best, chosen) = (key, id);
+                }
+            }
+            chosen
         }
         ReplicaSelection::P2c => {
-            let a = ids[random as usize % ids.len()];
-            let b = ids[(random as usize / ids.len() + 1 + random as usize) % ids.len()];
-            let b = if a == b {
-                ids[(ids.iter().position(|&x| x == a).unwrap_or(0) + 1) % ids.len()]
-            } else {
-                b
+            let r = random as usize;
+            let a = r % count;
+            let b = match (r / count + 1 + r) % count {
+                b if b == a => (a + 1) % count,
+                b => b,
             };
+            let (a, b) = (at(a), at(b));
             let cost = |id: NodeId| (outstanding(id), snap.nodes[id].latency_us);
             if cost(b) < cost(a) {
                 b
@@ -186,19 +188,16 @@ fn pick<L: Live>(
             }
         }
         ReplicaSelection::WeightedRandom => {
-            let total: u64 = ids
-                .iter()
-                .map(|&id| u64::from(live.weight(id).max(1)))
-                .sum();
-            let mut at = u64::from(random) % total.max(1);
-            for &id in ids {
+            let total: u64 = set.ids().map(|id| u64::from(live.weight(id).max(1))).sum();
+            let mut left = u64::from(random) % total.max(1);
+            for id in set.ids() {
                 let w = u64::from(live.weight(id).max(1));
-                if at < w {
+                if left < w {
                     return id;
                 }
-                at -= w;
+                left -= w;
             }
-            ids[0]
+            at(0)
         }
     }
 }
@@ -242,6 +241,110 @@ mod tests {
             taken: Instant::now(),
         };
         (t, snap)
+    }
+
+    /// Per-node load and weights, nothing drained.
+    struct Fake {
+        outstanding: Vec<u32>,
+        weight: Vec<u32>,
+    }
+
+    impl Live for Fake {
+        fn drained(&self, _: NodeId) -> bool {
+            false
+        }
+        fn lsn(&self, _: NodeId, view: &NodeView) -> u64 {
+            view.lsn
+        }
+        fn outstanding(&self, id: NodeId) -> u32 {
+            self.outstanding[id]
+        }
+        fn weight(&self, id: NodeId) -> u32 {
+            self.weight[id]
+        }
+    }
+
+    /// The strategies as first written, over a list of ids.
+    fn pick_from_list(
+        ids: &[NodeId],
+        live: &Fake,
+        s: &RoutingSettings,
+        cursor: usize,
+        random: u32,
+    ) -> NodeId {
+        let n = ids.len();
+        match s.replica_selection {
+            ReplicaSelection::RoundRobin => ids[cursor % n],
+            ReplicaSelection::LeastOutstanding => (0..n)
+                .map(|k| ids[(cursor + k) % n])
+                .min_by_key(|&id| live.outstanding(id))
+                .unwrap_or(ids[0]),
+            ReplicaSelection::P2c => {
+                let a = ids[random as usize % n];
+                let b = ids[(random as usize / n + 1 + random as usize) % n];
+                let b = if a == b && n > 1 {
+                    ids[(ids.iter().position(|&x| x == a).unwrap_or(0) + 1) % n]
+                } else {
+                    b
+                };
+                // Every node's latency is the same here.
+                if live.outstanding(b) < live.outstanding(a) {
+                    b
+                } else {
+                    a
+                }
+            }
+            ReplicaSelection::WeightedRandom => {
+                let total: u64 = ids
+                    .iter()
+                    .map(|&id| u64::from(live.weight(id).max(1)))
+                    .sum();
+                let mut at = u64::from(random) % total;
+                for &id in ids {
+                    let w = u64::from(live.weight(id).max(1));
+                    if at < w {
+                        return id;
+                    }
+                    at -= w;
+                }
+                unreachable!()
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_set_picks_as_its_list_does(
+            bits in 1u32..64,
+            outstanding in proptest::collection::vec(0u32..3, 6),
+            weight in proptest::collection::vec(0u32..4, 6),
+            cursor in proptest::prelude::any::<usize>(),
+            random in proptest::prelude::any::<u32>(),
+            strategy in 0usize..4,
+        ) {
+            let ids: Vec<NodeId> = (0..6).filter(|&i| bits & (1 << i) != 0).collect();
+            let set: NodeSet = ids.iter().copied().collect();
+            let snap = Snapshot {
+                writer: Writer::Node(0),
+                nodes: (0..6).map(|_| view(Role::Replica, true, 1, 0)).collect(),
+                round: 1,
+                taken: Instant::now(),
+            };
+            let s = RoutingSettings {
+                replica_selection: [
+                    ReplicaSelection::RoundRobin,
+                    ReplicaSelection::LeastOutstanding,
+                    ReplicaSelection::P2c,
+                    ReplicaSelection::WeightedRandom,
+                ][strategy],
+                ..Default::default()
+            };
+            let live = Fake { outstanding, weight };
+            proptest::prop_assert_eq!(
+                pick(set, &snap, &live, &s, cursor, random),
+                pick_from_list(&ids, &live, &s, cursor, random)
+            );
+        }
     }
 
     fn eventual() -> ReadNeeds {
