@@ -8,8 +8,8 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let functions = ["pg_catalog.now".to_owned()];
     let class = pgwarden::routing::classify(data, &functions);
-    // The memo, primed with the first half and with the text's digits
-    // changed (the same shape when all are numbers'), answers for the
+    // The memo, primed with the first half and with every digit changed
+    // (the same shape when all of them are in numbers), answers for the
     // text as the classifier does.
     let _ = pgwarden::routing::classify_remembered(&data[..data.len() / 2], &functions);
     let renumbered: Vec<u8> = data

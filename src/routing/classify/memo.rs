@@ -2,8 +2,8 @@
 //! by [shape](crate::sql::shape): an application sends the same few
 //! statements with different numbers inlined, and lexing each of them
 //! again cost about 21 instructions a byte, most of what routing a
-//! transaction costs. Comparing a text with one remembered costs about
-//! two.
+//! transaction cost. Comparing a text with one remembered, eight bytes at
+//! a time, costs about a fifth of that.
 //!
 //! Why a remembered class holds for any text of its shape: such texts
 //! lex to the same tokens apart from quoted names (see `sql::shape`), and
