@@ -19,8 +19,10 @@
 #                                           # user and database only)
 #   BENCH_BIN=/path/to/pgwarden scripts/bench.sh   # another build
 #   BENCH_SECTIONS=routing scripts/bench.sh # routing's own cost: user CPU
-#                                           # of routed against primary-only,
-#                                           # alternating, BENCH_ROUNDS (5)
+#                                           # of routed (and of routed with
+#                                           # its replicas drained) against
+#                                           # primary-only, in rotation,
+#                                           # BENCH_ROUNDS (5)
 #   BENCH_SECTIONS=ab BENCH_AB_BIN=/path/to/old/pgwarden scripts/bench.sh
 #                                           # this build against another,
 #                                           # alternating, BENCH_AB_ROUNDS each
@@ -475,40 +477,62 @@ if [ "$SECTIONS" = routing ]; then
 # clients wait in line for a server while the routed proxy has 20 on each
 # of three nodes, and the line's cost (~3,000 instructions a transaction)
 # would be counted against primary-only.
+# A third proxy is the same splitter with both replicas drained (`DRAIN
+# NODE`): every decision is made as in the routed one, but every read runs
+# on the primary, as primary-only's do. It tells routing's own code from
+# what spreading reads over three PostgreSQL instances costs the proxy
+# (more servers in use, colder caches, a slower cluster).
 ROUNDS=${BENCH_ROUNDS:-5}
 CLIENTS=${ROUTING_CLIENTS:-10}
+DPORT=$((PGPORT + 130))
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$DPORT\"/" -e "s/^\[users.app\]/admin_users = \"app\"\n&/" \
+  "$WORK/split.toml" >"$WORK/drained.toml"
+RUST_LOG=warn "$BIN" run --config "$WORK/drained.toml" >"$WORK/drained.log" 2>&1 &
+D_PID=$!; pids+=($D_PID)
+for _ in $(seq 50); do "$PGBIN/psql" -h 127.0.0.1 -p "$DPORT" -U app -Atc 'SHOW VERSION' pgwarden >/dev/null 2>&1 && break; sleep 0.2; done
+for n in 1 2; do
+  "$PGBIN/psql" -h 127.0.0.1 -p "$DPORT" -U app -Atc "DRAIN NODE 127.0.0.1:$((PGPORT + n))" pgwarden >/dev/null
+done
 # Reads spread only once the monitor has seen the replicas.
 for _ in $(seq 100); do
   [ "$(PGOPTIONS='-c pgwarden.route=replica' "$PGBIN/psql" -h 127.0.0.1 -p "$SPORT" -U app -Atc 'SELECT pg_is_in_recovery()' app 2>/dev/null)" = t ] && break
   sleep 0.2
 done
-for port in "$WPORT" "$SPORT"; do run "$port" - -c "$CLIENTS" -S -M simple -T 2 >/dev/null; done
-echo "Routing: pgbench -S -M simple -c $CLIENTS, $SECS s per run, primary-only and routed alternating"
+for port in "$WPORT" "$SPORT" "$DPORT"; do run "$port" - -c "$CLIENTS" -S -M simple -T 2 >/dev/null; done
+echo "Routing: pgbench -S -M simple -c $CLIENTS, $SECS s per run, primary-only, routed and routed with its replicas drained, in rotation"
 echo
-echo "| round | primary-only tps | user µs/tx | CPU µs/tx | routed tps | user µs/tx | CPU µs/tx |"
-echo "|---|---|---|---|---|---|---|"
+echo "| round | primary-only tps | user µs/tx | CPU µs/tx | routed tps | user µs/tx | CPU µs/tx | drained tps | user µs/tx | CPU µs/tx |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 : >"$WORK/routing.rounds"
 for r in $(seq "$ROUNDS"); do
-  if [ $((r % 2)) -eq 1 ]; then
-    read -r pt _ pu _ _ puu < <(run "$WPORT" "$W_PID" -c "$CLIENTS" -S -M simple)
-    read -r st _ su _ _ suu < <(run "$SPORT" "$S_PID" -c "$CLIENTS" -S -M simple)
-  else
-    read -r st _ su _ _ suu < <(run "$SPORT" "$S_PID" -c "$CLIENTS" -S -M simple)
-    read -r pt _ pu _ _ puu < <(run "$WPORT" "$W_PID" -c "$CLIENTS" -S -M simple)
-  fi
-  printf "| %s | %.0f | %s | %s | %.0f | %s | %s |\n" "$r" "$pt" "$puu" "$pu" "$st" "$suu" "$su"
-  echo "$pt $puu $pu $st $suu $su" >>"$WORK/routing.rounds"
+  # The order rotates, so that drift in the machine hits all three alike.
+  declare -A res=()
+  order=(w s d)
+  for _ in $(seq $(((r - 1) % 3))); do order=("${order[@]:1}" "${order[0]}"); done
+  for k in "${order[@]}"; do
+    case $k in
+      w) res[w]=$(run "$WPORT" "$W_PID" -c "$CLIENTS" -S -M simple) ;;
+      s) res[s]=$(run "$SPORT" "$S_PID" -c "$CLIENTS" -S -M simple) ;;
+      d) res[d]=$(run "$DPORT" "$D_PID" -c "$CLIENTS" -S -M simple) ;;
+    esac
+  done
+  read -r pt _ pu _ _ puu <<<"${res[w]}"
+  read -r st _ su _ _ suu <<<"${res[s]}"
+  read -r dt _ du _ _ duu <<<"${res[d]}"
+  printf "| %s | %.0f | %s | %s | %.0f | %s | %s | %.0f | %s | %s |\n" "$r" "$pt" "$puu" "$pu" "$st" "$suu" "$su" "$dt" "$duu" "$du"
+  echo "$pt $puu $pu $st $suu $su $dt $duu $du" >>"$WORK/routing.rounds"
 done
 python3 - "$WORK/routing.rounds" <<'PY'
 import statistics, sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
-med = [statistics.median(r[i] for r in rows) for i in range(6)]
-print("| median | %.0f | %.2f | %.1f | %.0f | %.2f | %.1f |" % tuple(med))
-diffs = sorted(r[4] - r[1] for r in rows)
+med = [statistics.median(r[i] for r in rows) for i in range(9)]
+print("| median | %.0f | %.2f | %.1f | %.0f | %.2f | %.1f | %.0f | %.2f | %.1f |" % tuple(med))
 print()
-print("routed minus primary-only, user CPU µs/tx: median %.2f (rounds: %s); "
-      "all CPU: median %.1f" % (statistics.median(diffs), ", ".join("%.2f" % d for d in diffs),
-                               statistics.median(r[5] - r[2] for r in rows)))
+for name, u, c in (("routed", 4, 5), ("routed with its replicas drained", 7, 8)):
+    diffs = sorted(r[u] - r[1] for r in rows)
+    print("%s minus primary-only, user CPU µs/tx: median %.2f (rounds: %s); all CPU: median %.1f"
+          % (name, statistics.median(diffs), ", ".join("%.2f" % d for d in diffs),
+             statistics.median(r[c] - r[2] for r in rows)))
 PY
 fi
 
