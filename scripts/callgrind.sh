@@ -7,6 +7,9 @@
 #   scripts/callgrind.sh [BIN ...]          # default: target/release/pgwarden
 #   CG_ROWS="simple:10 extended:100 prepared:10 tpcb:10 routed:10" scripts/callgrind.sh old new
 #
+# Each dump is kept as $CG_DIR/last-<bin>-<mode>-<clients>.out; where the
+# instructions go, by function or by line: scripts/cg_diff.py.
+#
 # Each row is MODE:CLIENTS. MODE is a pgbench -S protocol (simple,
 # extended, prepared), `tpcb` (TPC-B, -M simple) or `routed` (-S simple
 # through a splitter over the primary and two streaming replicas). The
