@@ -189,6 +189,15 @@ run() {
   echo "${tps:-0} ${lat:-0} $us ${failed:-?} $mus $uus"
 }
 
+# Waits (20 s at most) until the splitter sends a replica-routed read to a
+# replica: its monitor has seen the replicas, so reads spread.
+await_spread() {
+  for _ in $(seq 100); do
+    [ "$(PGOPTIONS='-c pgwarden.route=replica' "$PGBIN/psql" -h 127.0.0.1 -p "$SPORT" -U app -Atc 'SELECT pg_is_in_recovery()' app 2>/dev/null)" = t ] && return
+    sleep 0.2
+  done
+}
+
 if [ "$SECTIONS" = idle ]; then
 # Memory per idle client, a fresh pgwarden and PgBouncer per count, each
 # client logging in with what drivers send (a distinct application_name,
@@ -297,17 +306,15 @@ echo
 # transaction mode (1.21 has), and PostgreSQL's max_connections (400 here)
 # is below 1,000 clients. ", routed" is the splitting pgwarden (primary and
 # two replicas), against the primary-only row of that name.
-for _ in $(seq 100); do
-  [ "$(PGOPTIONS='-c pgwarden.route=replica' "$PGBIN/psql" -h 127.0.0.1 -p "$SPORT" -U app -Atc 'SELECT pg_is_in_recovery()' app 2>/dev/null)" = t ] && break
-  sleep 0.2
-done
+await_spread
 ROUNDS=${BENCH_ROUNDS:-3}
 # An unmeasured warm-up each: both open their servers first.
 for port in "$WPORT" "$BPORT" "$SPORT"; do run "$port" - -c 50 -S -M simple -T 2 >/dev/null; done
 # The splitting proxies are stopped (SIGSTOP) while the two poolers are
-# measured: their monitors' checks (three nodes every 250 ms each) shared the
-# two cores with the rows and cost pgwarden up to 1.5x PgBouncer's CPU in
-# `-S extended -c 50` (docs/benchmarks.md, ninth session). The routed row
+# measured: their monitors' checks (three nodes every 250 ms each) share the
+# two cores with the rows, and with them running pgwarden's `-S extended -c
+# 50` row read 1.4-1.6x PgBouncer's CPU in every round, without them 1.0-1.2x
+# (docs/benchmarks.md, ninth session; not the whole of that outlier). The routed row
 # resumes its proxy, lets its monitor see the nodes again, and stops it after.
 splitters() { kill "-$1" "$S_PID" "$M_PID" "$R_PID"; }
 splitters STOP
@@ -350,10 +357,7 @@ for r in $(seq "$ROUNDS"); do
 done
 splitters CONT
 # The monitors resume: reads spread once they have seen the replicas again.
-for _ in $(seq 100); do
-  [ "$(PGOPTIONS='-c pgwarden.route=replica' "$PGBIN/psql" -h 127.0.0.1 -p "$SPORT" -U app -Atc 'SELECT pg_is_in_recovery()' app 2>/dev/null)" = t ] && break
-  sleep 0.2
-done
+await_spread
 echo
 python3 scripts/bench_summary.py "$WORK/core.tsv"
 fi
@@ -361,10 +365,7 @@ fi
 if [ "$SECTIONS" = all ] || [ "$SECTIONS" = split ]; then
 # Read/write splitting. A replica replays the primary's WAL on the same two
 # cores, so the machine's CPU per transaction is reported next to the proxy's.
-for _ in $(seq 100); do
-  [ "$(PGOPTIONS='-c pgwarden.route=replica' "$PGBIN/psql" -h 127.0.0.1 -p "$SPORT" -U app -Atc 'SELECT pg_is_in_recovery()' app 2>/dev/null)" = t ] && break
-  sleep 0.2
-done
+await_spread
 split_row() {
   local name=$1 port=$2 pid=$3; shift 3
   # Unmeasured warm-up: the proxy opens its server connections first.
@@ -513,10 +514,7 @@ for n in 1 2; do
   "$PGBIN/psql" -h 127.0.0.1 -p "$DPORT" -U app -Atc "DRAIN NODE 127.0.0.1:$((PGPORT + n))" pgwarden >/dev/null
 done
 # Reads spread only once the monitor has seen the replicas.
-for _ in $(seq 100); do
-  [ "$(PGOPTIONS='-c pgwarden.route=replica' "$PGBIN/psql" -h 127.0.0.1 -p "$SPORT" -U app -Atc 'SELECT pg_is_in_recovery()' app 2>/dev/null)" = t ] && break
-  sleep 0.2
-done
+await_spread
 for port in "$WPORT" "$SPORT" "$DPORT"; do run "$port" - -c "$CLIENTS" -S -M simple -T 2 >/dev/null; done
 echo "Routing: pgbench -S -M simple -c $CLIENTS, $SECS s per run, primary-only, routed and routed with its replicas drained, in rotation"
 echo
