@@ -34,6 +34,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/routing_toml.sh
+. scripts/bouncer_ini.sh
 scripts/deps.sh --bench
 
 SECS=${BENCH_SECONDS:-10}
@@ -118,22 +119,10 @@ RUST_LOG=warn "$BIN" run --config "$WORK/residency.toml" >"$WORK/residency.log" 
 R_PID=$!; pids+=($R_PID)
 
 echo '"app" "app"' >"$WORK/userlist.txt"
-cat >"$WORK/pgbouncer.ini" <<INI
-[databases]
-app = host=127.0.0.1 port=$PGPORT dbname=app
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BPORT
-unix_socket_dir =
-auth_type = trust
-ignore_startup_parameters = extra_float_digits
-auth_file = $WORK/userlist.txt
-pool_mode = transaction
-default_pool_size = $POOL
-max_client_conn = 20000
-logfile = $WORK/pgbouncer.log
-pidfile = $WORK/pgbouncer.pid
-INI
+{
+  bouncer_ini "$BPORT" "$PGPORT" "$WORK" "$POOL"
+  echo "pidfile = $WORK/pgbouncer.pid"
+} >"$WORK/pgbouncer.ini"
 [ "$(id -u)" -eq 0 ] && chown postgres "$WORK" "$WORK"/userlist.txt "$WORK"/pgbouncer.ini
 # PgBouncer needs one descriptor per client: raise the soft limit (pgwarden
 # raises its own). setpriv, unlike runuser, keeps the limit (no PAM).

@@ -6,6 +6,12 @@
 #
 #   scripts/callgrind.sh [BIN ...]          # default: target/release/pgwarden
 #   CG_ROWS="simple:10 extended:100 prepared:10 tpcb:10 routed:10" scripts/callgrind.sh old new
+#   scripts/callgrind.sh target/release/pgwarden pgbouncer   # PgBouncer beside it
+#
+# `pgbouncer` (Debian's package) runs with the same pool in transaction
+# mode, as the postgres user when this runs as root, and so does
+# callgrind_control (vgdb as root left it stopped); it has no routed or
+# -M prepared rows (1.18 cannot).
 #
 # Each dump is kept as $CG_DIR/last-<bin>-<mode>-<clients>.out; where the
 # instructions go, by function or by line: scripts/cg_diff.py.
@@ -17,6 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/routing_toml.sh
+. scripts/bouncer_ini.sh
 
 DIR=${CG_DIR:-/tmp/pgwarden-callgrind}
 ROWS=${CG_ROWS:-simple:10 extended:10 prepared:10}
@@ -52,6 +59,7 @@ config() { # $1: routed or not
 listen = "127.0.0.1:$PORT"
 pool_mode = "transaction"
 default_pool_size = 20
+max_client_conn = 20000
 auth_type = "trust"
 server_tls_sslmode = "disable"
 workers = 1
@@ -65,17 +73,31 @@ TOML
   fi
 }
 
+# As root, PgBouncer (and the tools that talk to its valgrind) run as postgres.
+OWNER=()
+[ "$(id -u)" -eq 0 ] && OWNER=(setpriv --reuid=postgres --regid=postgres --init-groups)
+
 # One row for one binary: prints instructions per transaction.
-row() { # $1 binary, $2 mode, $3 clients
-  local bin=$1 mode=$2 c=$3 proto=$2 script=(-S) per=1000
+row() { # $1 binary (or pgbouncer), $2 mode, $3 clients
+  local bin=$1 mode=$2 c=$3 proto=$2 script=(-S) per=1000 ctl=()
   case $mode in
     tpcb) proto=simple; script=(); per=200 ;;
     routed) proto=simple ;;
   esac
-  config "$mode" >"$DIR/w.toml"
   rm -f "$DIR"/cg.out*
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" \
-    "$bin" run --config "$DIR/w.toml" >"$DIR/proxy.log" 2>&1 &
+  if [ "$bin" = pgbouncer ]; then
+    case $mode in routed | prepared) echo n/a; return ;; esac
+    echo '"app" "app"' >"$DIR/userlist.txt"
+    bouncer_ini "$PORT" "$PGPORT" "$DIR" 20 >"$DIR/bouncer.ini"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$DIR" "$DIR/userlist.txt" "$DIR/bouncer.ini"
+    ctl=("${OWNER[@]}")
+    "${OWNER[@]}" valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" \
+      "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" "$DIR/bouncer.ini" >"$DIR/proxy.log" 2>&1 &
+  else
+    config "$mode" >"$DIR/w.toml"
+    RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" \
+      "$bin" run --config "$DIR/w.toml" >"$DIR/proxy.log" 2>&1 &
+  fi
   local vg=$!
   for _ in $(seq 100); do
     "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U app -d app -Atc 'SELECT 1' >/dev/null 2>&1 && break
@@ -83,9 +105,9 @@ row() { # $1 binary, $2 mode, $3 clients
   done
   local bench=("$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U app -n -j 2 -c "$c" -M "$proto" "${script[@]}")
   "${bench[@]}" -t 100 app >/dev/null 2>&1
-  callgrind_control -z "$vg" >/dev/null 2>&1
+  "${ctl[@]}" callgrind_control -z "$vg" >/dev/null 2>&1
   "${bench[@]}" -t "$per" app >/dev/null 2>&1
-  callgrind_control -d "$vg" >/dev/null 2>&1
+  "${ctl[@]}" callgrind_control -d "$vg" >/dev/null 2>&1
   kill -INT "$vg"; wait "$vg" 2>/dev/null || true
   local total
   total=$(callgrind_annotate "$DIR"/cg.out.1 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(/,/, "", $1); print $1}')

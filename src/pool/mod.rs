@@ -352,7 +352,10 @@ impl Pool {
                         return Ok(guard);
                     }
                 }
-                Handoff::Slot(slot) => return self.open(slot, &settings).await,
+                // Boxed: opening a server (connect, TLS, login) is a
+                // future of ~2 KiB, and it would make every wait in line
+                // allocate and copy that much (docs/benchmarks.md).
+                Handoff::Slot(slot) => return Box::pin(self.open(slot, &settings)).await,
             }
         }
     }
