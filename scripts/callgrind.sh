@@ -7,6 +7,8 @@
 #   scripts/callgrind.sh [BIN ...]          # default: target/release/pgwarden
 #   CG_ROWS="simple:10 extended:100 prepared:10 tpcb:10 routed:10" scripts/callgrind.sh old new
 #   scripts/callgrind.sh target/release/pgwarden pgbouncer   # PgBouncer beside it
+#                                           # (not first: the first binary
+#                                           # starts the cluster)
 #
 # `pgbouncer` (Debian's package) runs with the same pool in transaction
 # mode, as the postgres user when this runs as root, and so does
