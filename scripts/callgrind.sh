@@ -13,7 +13,9 @@
 # `pgbouncer` (Debian's package) runs with the same pool in transaction
 # mode, as the postgres user when this runs as root, and so does
 # callgrind_control (vgdb as root left it stopped); it has no routed or
-# -M prepared rows (1.18 cannot).
+# -M prepared rows (1.18 cannot). `target/release/examples/relay_floor`
+# (`cargo build --release --example relay_floor`) is the floor of a tokio
+# task per client: bytes copied both ways, a server per client, no pool.
 #
 # Each dump is kept as $CG_DIR/last-<bin>-<mode>-<clients>.out; where the
 # instructions go, by function or by line: scripts/cg_diff.py.
@@ -81,7 +83,7 @@ OWNER=()
 
 # One row for one binary: prints instructions per transaction.
 row() { # $1 binary (or pgbouncer), $2 mode, $3 clients
-  local bin=$1 mode=$2 c=$3 proto=$2 script=(-S) per=1000 ctl=()
+  local bin=$1 mode=$2 c=$3 proto=$2 script=(-S) per=1000 ctl=() stop=INT
   case $mode in
     tpcb) proto=simple; script=(); per=200 ;;
     routed) proto=simple ;;
@@ -95,6 +97,13 @@ row() { # $1 binary (or pgbouncer), $2 mode, $3 clients
     ctl=("${OWNER[@]}")
     "${OWNER[@]}" valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" \
       "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" "$DIR/bouncer.ini" >"$DIR/proxy.log" 2>&1 &
+  elif [ "$(basename "$bin")" = relay_floor ]; then
+    [ "$mode" = routed ] && { echo n/a; return; }
+    # It keeps the default signal dispositions, and a background job
+    # ignores SIGINT.
+    stop=TERM
+    valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" \
+      "$bin" "127.0.0.1:$PORT" "127.0.0.1:$PGPORT" >"$DIR/proxy.log" 2>&1 &
   else
     config "$mode" >"$DIR/w.toml"
     RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" \
@@ -110,7 +119,7 @@ row() { # $1 binary (or pgbouncer), $2 mode, $3 clients
   "${ctl[@]}" callgrind_control -z "$vg" >/dev/null 2>&1
   "${bench[@]}" -t "$per" app >/dev/null 2>&1
   "${ctl[@]}" callgrind_control -d "$vg" >/dev/null 2>&1
-  kill -INT "$vg"; wait "$vg" 2>/dev/null || true
+  kill -"$stop" "$vg"; wait "$vg" 2>/dev/null || true
   local total
   total=$(callgrind_annotate "$DIR"/cg.out.1 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(/,/, "", $1); print $1}')
   echo $((total / (c * per)))
