@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Instructions per transaction: pgwarden under callgrind, the whole
-# user-space count divided by the transactions. Repeatable to about 1% for
-# one binary, where a 10 s pgbench row on this machine moves by 20% or
-# more: the way to compare two builds of the hot path.
+# user-space count divided by the transactions. Repeatable to a few
+# percent for one binary (how often the loop parks moves it: 7,834-8,370
+# for one `-S simple -c 10` build), where a 10 s pgbench row on this
+# machine moves by 20% or more: the way to compare two builds of the hot
+# path, over more than one run when the difference is small.
 #
 #   scripts/callgrind.sh [BIN ...]          # default: target/release/pgwarden
 #   CG_ROWS="simple:10 extended:100 prepared:10 tpcb:10 routed:10" scripts/callgrind.sh old new
