@@ -23,6 +23,10 @@
 #                                           # its replicas drained) against
 #                                           # primary-only, in rotation,
 #                                           # BENCH_ROUNDS (5)
+#   BENCH_SECTIONS=kernel scripts/bench.sh  # user and system CPU and context
+#                                           # switches per transaction,
+#                                           # pgwarden beside PgBouncer,
+#                                           # BENCH_ROUNDS (5)
 #   BENCH_SECTIONS=ab BENCH_AB_BIN=/path/to/old/pgwarden scripts/bench.sh
 #                                           # this build against another,
 #                                           # alternating, BENCH_AB_ROUNDS each
@@ -539,6 +543,59 @@ for name, u, c in (("routed", 4, 5), ("routed with its replicas drained", 7, 8))
     print("%s minus primary-only, user CPU µs/tx: median %.2f (rounds: %s); all CPU: median %.1f"
           % (name, statistics.median(diffs), ", ".join("%.2f" % d for d in diffs),
              statistics.median(r[c] - r[2] for r in rows)))
+PY
+fi
+
+if [ "$SECTIONS" = kernel ]; then
+# Where a transaction's CPU goes, pgwarden beside PgBouncer: user and system
+# time and context switches per transaction (summed over each process's
+# threads), the two alternating, BENCH_ROUNDS rounds (5), medians. The
+# splitting proxies are stopped, as in the core rows. Both make the same
+# system calls per transaction, so this tells the kernel's share, which
+# no proxy code changes, from the user space each spends
+# (docs/benchmarks.md, tenth session).
+ROUNDS=${BENCH_ROUNDS:-5}
+kill -STOP "$S_PID" "$M_PID" "$R_PID"
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/ {v += $2} /^nonvoluntary/ {n += $2} END {print v + 0, n + 0}'; }
+# cpu_split NAME PID PORT ARGS... appends "NAME ROW user system all voluntary involuntary" per transaction.
+cpu_split() {
+  local name=$1 pid=$2 port=$3 row="$4:$5"; shift 3
+  local v0 n0 v1 n1 tps us uus
+  read -r v0 n0 < <(switches "$pid")
+  read -r tps _ us _ _ uus < <(run "$port" "$pid" -c "$2" -S -M "$1")
+  read -r v1 n1 < <(switches "$pid")
+  awk -v n="$name" -v r="$row" -v tps="$tps" -v secs="$SECS" -v us="$us" -v uus="$uus" -v v=$((v1 - v0)) -v nv=$((n1 - n0)) \
+    'BEGIN {tx = tps * secs; if (tx > 0) printf "%s %s %.2f %.2f %.2f %.3f %.3f\n", n, r, uus, us - uus, us, v / tx, nv / tx}' \
+    >>"$WORK/kernel.rounds"
+}
+: >"$WORK/kernel.rounds"
+for port in "$WPORT" "$BPORT"; do run "$port" - -c 50 -S -M simple -T 2 >/dev/null; done
+for r in $(seq "$ROUNDS"); do
+  for row in simple:10 extended:10 simple:50 extended:50 simple:200; do
+    if [ $((r % 2)) -eq 1 ]; then
+      cpu_split pgwarden "$W_PID" "$WPORT" "${row%%:*}" "${row##*:}"; cpu_split PgBouncer "$B_PID" "$BPORT" "${row%%:*}" "${row##*:}"
+    else
+      cpu_split PgBouncer "$B_PID" "$BPORT" "${row%%:*}" "${row##*:}"; cpu_split pgwarden "$W_PID" "$WPORT" "${row%%:*}" "${row##*:}"
+    fi
+  done
+done
+kill -CONT "$S_PID" "$M_PID" "$R_PID"
+echo "Where the CPU goes: pgbench -S, $SECS s per run, $ROUNDS rounds alternating; medians per transaction, pgwarden / PgBouncer"
+echo
+python3 - "$WORK/kernel.rounds" <<'PY'
+import collections, statistics, sys
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    name, row, *vals = line.split()
+    rows[(name, row)].append(list(map(float, vals)))
+print("| row | user µs | system µs | all µs | voluntary switches | involuntary switches |")
+print("|---|---|---|---|---|---|")
+for row in dict.fromkeys(r for _, r in rows):
+    w, b = rows[("pgwarden", row)], rows[("PgBouncer", row)]
+    cells = []
+    for i, fmt in enumerate(("%.2f", "%.2f", "%.2f", "%.3f", "%.3f")):
+        cells.append((fmt + " / " + fmt) % (statistics.median(x[i] for x in w), statistics.median(x[i] for x in b)))
+    print("| -S %s | %s |" % (row.replace(":", " c"), " | ".join(cells)))
 PY
 fi
 
