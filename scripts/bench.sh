@@ -191,6 +191,9 @@ await_spread() {
   done
 }
 
+# Sends a signal (STOP, CONT) to the three splitting proxies.
+splitters() { kill "-$1" "$S_PID" "$M_PID" "$R_PID"; }
+
 if [ "$SECTIONS" = idle ]; then
 # Memory per idle client, a fresh pgwarden and PgBouncer per count, each
 # client logging in with what drivers send (a distinct application_name,
@@ -309,7 +312,6 @@ for port in "$WPORT" "$BPORT" "$SPORT"; do run "$port" - -c 50 -S -M simple -T 2
 # 50` row read 1.4-1.6x PgBouncer's CPU in every round, without them 1.0-1.2x
 # (docs/benchmarks.md, ninth session; not the whole of that outlier). The routed row
 # resumes its proxy, lets its monitor see the nodes again, and stops it after.
-splitters() { kill "-$1" "$S_PID" "$M_PID" "$R_PID"; }
 splitters STOP
 routed_row() {
   kill -CONT "$S_PID"
@@ -555,14 +557,15 @@ if [ "$SECTIONS" = kernel ]; then
 # no proxy code changes, from the user space each spends
 # (docs/benchmarks.md, tenth session).
 ROUNDS=${BENCH_ROUNDS:-5}
-kill -STOP "$S_PID" "$M_PID" "$R_PID"
+splitters STOP
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/ {v += $2} /^nonvoluntary/ {n += $2} END {print v + 0, n + 0}'; }
-# cpu_split NAME PID PORT ARGS... appends "NAME ROW user system all voluntary involuntary" per transaction.
+# cpu_split NAME PID PORT MODE:CLIENTS appends "NAME ROW user system all
+# voluntary involuntary" per transaction.
 cpu_split() {
-  local name=$1 pid=$2 port=$3 row="$4:$5"; shift 3
+  local name=$1 pid=$2 port=$3 row=$4
   local v0 n0 v1 n1 tps us uus
   read -r v0 n0 < <(switches "$pid")
-  read -r tps _ us _ _ uus < <(run "$port" "$pid" -c "$2" -S -M "$1")
+  read -r tps _ us _ _ uus < <(run "$port" "$pid" -c "${row##*:}" -S -M "${row%%:*}")
   read -r v1 n1 < <(switches "$pid")
   awk -v n="$name" -v r="$row" -v tps="$tps" -v secs="$SECS" -v us="$us" -v uus="$uus" -v v=$((v1 - v0)) -v nv=$((n1 - n0)) \
     'BEGIN {tx = tps * secs; if (tx > 0) printf "%s %s %.2f %.2f %.2f %.3f %.3f\n", n, r, uus, us - uus, us, v / tx, nv / tx}' \
@@ -573,13 +576,13 @@ for port in "$WPORT" "$BPORT"; do run "$port" - -c 50 -S -M simple -T 2 >/dev/nu
 for r in $(seq "$ROUNDS"); do
   for row in simple:10 extended:10 simple:50 extended:50 simple:200; do
     if [ $((r % 2)) -eq 1 ]; then
-      cpu_split pgwarden "$W_PID" "$WPORT" "${row%%:*}" "${row##*:}"; cpu_split PgBouncer "$B_PID" "$BPORT" "${row%%:*}" "${row##*:}"
+      cpu_split pgwarden "$W_PID" "$WPORT" "$row"; cpu_split PgBouncer "$B_PID" "$BPORT" "$row"
     else
-      cpu_split PgBouncer "$B_PID" "$BPORT" "${row%%:*}" "${row##*:}"; cpu_split pgwarden "$W_PID" "$WPORT" "${row%%:*}" "${row##*:}"
+      cpu_split PgBouncer "$B_PID" "$BPORT" "$row"; cpu_split pgwarden "$W_PID" "$WPORT" "$row"
     fi
   done
 done
-kill -CONT "$S_PID" "$M_PID" "$R_PID"
+splitters CONT
 echo "Where the CPU goes: pgbench -S, $SECS s per run, $ROUNDS rounds alternating; medians per transaction, pgwarden / PgBouncer"
 echo
 python3 - "$WORK/kernel.rounds" <<'PY'
